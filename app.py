@@ -1,0 +1,40 @@
+"""billion: compare, fine-tune and speed up ~1B-parameter open language models, in the browser.
+
+`python app.py` serves the app on http://127.0.0.1:7860 (set GRADIO_SERVER_NAME=0.0.0.0 to expose
+it). Importing this module builds nothing and launches nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+
+from billion.ui.chat import build_chat_tab
+
+TITLE = "billion · ~1B-parameter language models, compared, fine-tuned and sped up"
+CSS = """
+.provenance-accepted { background: #c8f7c5; } .provenance-correction { background: #ffd6a5; }
+.provenance-bonus { background: #bde0fe; } .provenance-rejected { text-decoration: line-through; color: #c00; }
+"""
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title="billion") as demo:
+        gr.Markdown(f"# {TITLE}\nEverything here runs on this machine's own hardware; "
+                    "figures are measured, published ones are labelled as such.")
+        with gr.Tab("Chat"):
+            build_chat_tab()
+    return demo
+
+
+def main() -> None:
+    demo = build_demo()
+    demo.queue(default_concurrency_limit=int(os.environ.get("BILLION_CONCURRENCY", "2")))
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                theme=gr.themes.Soft(), css=CSS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Loading models: any alias, hub id, local folder or .gguf, on the best device, in one shared cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+import torch
+
+from billion.errors import BillionError
+from billion.registry import ModelSpec, resolve
+from billion import weights
+
+log = logging.getLogger(__name__)
+
+Quantization = Literal["none", "int8", "int4"]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+OFFLINE_HINT = "pick an offline model (smollm2-135m, gemma3-270m) or connect to the internet"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model. Part of the cache key: two option sets are two cached models."""
+
+    #: "auto" (cuda, then mps, then cpu), or a torch device string
+    device: str = "auto"
+    #: "auto", "fp32", "bf16" or "fp16"
+    dtype: str = "auto"
+    #: weight quantization through bitsandbytes
+    quantization: Quantization = "none"
+    #: path of a PEFT LoRA adapter to apply on top
+    adapter: str | None = None
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    quantization: str
+    weight_bytes: int
+    load_seconds: float
+    revision: str = ""
+    adapter: str | None = None
+
+    @property
+    def context_length(self) -> int:
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "max_seq_len"):
+            value = getattr(config, name, None) or getattr(getattr(config, "text_config", None), name, None)
+            if value:
+                return int(value)
+        return self.spec.context_length
+
+    @property
+    def label(self) -> str:
+        quant = "" if self.quantization == "none" else f" {self.quantization}"
+        dtype = str(self.dtype).removeprefix("torch.")
+        return f"{self.spec.alias} ({dtype}{quant}, {self.device.type})"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise BillionError("CUDA was requested but no CUDA GPU is visible: use device 'auto' or 'cpu'.")
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name in DTYPES:
+        dtype = DTYPES[name]
+        if dtype == torch.float16 and device.type == "cpu":
+            raise BillionError("fp16 is slow and lossy on CPU: use fp32 or bf16 there.")
+        return dtype
+    if name != "auto":
+        raise BillionError(f"Unknown dtype '{name}': use auto, fp32, bf16 or fp16.")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    # On CPU, fp32 decodes faster than bf16 at this size (see docs/benchmarks/generation.md).
+    return torch.float32
+
+
+def quantization_config(quantization: str, device: torch.device, dtype: torch.dtype):
+    if quantization == "none":
+        return None
+    if quantization not in ("int8", "int4"):
+        raise BillionError(f"Unknown quantization '{quantization}': use none, int8 or int4.")
+    if device.type == "mps":
+        raise BillionError("bitsandbytes int8/int4 does not run on Apple MPS: use quantization 'none'.")
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except Exception as exc:
+        raise BillionError(f"{quantization} needs bitsandbytes ({exc}): `pip install bitsandbytes`, "
+                           "or use quantization 'none'.") from exc
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def hf_token() -> str | None:
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if token:
+        return token
+    try:
+        from huggingface_hub import get_token
+        return get_token()
+    except Exception:
+        return None
+
+
+def weights_location(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
+    """Folder or hub id that from_pretrained reads, plus hub keyword arguments."""
+    source = spec.source
+    if source.kind == "package_gguf":
+        return str(weights.ensure_converted(weights.package_gguf_path(spec))), {}
+    if source.kind == "local":
+        path = Path(source.location)
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise BillionError(f"{path} does not exist: check the path.")
+            return str(weights.ensure_converted(path)), {}
+        return str(path), {}
+    return source.location, {"revision": source.revision, "token": hf_token()}
+
+
+def _explain_hub_error(spec: ModelSpec, exc: Exception) -> BillionError:
+    name = type(exc).__name__
+    text = str(exc)
+    if "Gated" in name or "gated" in text or "401" in text or "403" in text:
+        return BillionError(f"{spec.hub_id} is gated: accept its license at "
+                            f"https://huggingface.co/{spec.hub_id} and set HF_TOKEN to a token "
+                            "of that account.")
+    if "RepositoryNotFound" in name or "404" in text:
+        return BillionError(f"{spec.hub_id} was not found on the Hugging Face hub: check the id.")
+    return BillionError(f"{spec.hub_id} is not in the local cache and the hub is unreachable "
+                        f"({name}): {OFFLINE_HINT}.")
+
+
+def _load_uncached(spec: ModelSpec, options: LoadOptions) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    device = pick_device(options.device)
+    dtype = pick_dtype(options.dtype, device)
+    quant = quantization_config(options.quantization, device, dtype)
+    location, hub_kwargs = weights_location(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **hub_kwargs)
+        kwargs: dict[str, Any] = {"dtype": dtype, **hub_kwargs}
+        if quant is not None:
+            kwargs.update(quantization_config=quant, device_map={"": str(device)})
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    except BillionError:
+        raise
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        raise BillionError(f"Not enough memory to load {spec.alias} in {dtype}: pick a smaller model, "
+                           "int8/int4, or unload others (lower BILLION_MODEL_BUDGET_GB).") from exc
+    except (OSError, ValueError, EnvironmentError) as exc:
+        if spec.source.kind == "hub":
+            raise _explain_hub_error(spec, exc) from exc
+        raise BillionError(f"Could not load {location}: {exc}") from exc
+    if quant is None:
+        model.to(device)
+    model.eval()
+    revision = getattr(model.config, "_commit_hash", None) or spec.source.revision or ""
+    if options.adapter:
+        model = _apply_adapter(model, options.adapter)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, device=device, dtype=dtype,
+                       quantization=options.quantization, weight_bytes=weight_bytes(model),
+                       load_seconds=time.perf_counter() - started, revision=revision,
+                       adapter=options.adapter)
+
+
+def _apply_adapter(model, adapter: str):
+    from peft import PeftModel
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise BillionError(f"{adapter} is not a PEFT adapter folder (no adapter_config.json).")
+    return PeftModel.from_pretrained(model, adapter).eval()
+
+
+class ModelCache:
+    """Process-wide LRU of loaded models within a memory budget.
+
+    One lock per key makes concurrent requests for the same model wait for a single load, so there
+    are never two copies; the LRU evicts the least recently used models to stay within budget.
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = budget_bytes
+        self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
+        self._key_locks: dict[tuple, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: ModelSpec, options: LoadOptions) -> LoadedModel:
+        key = (spec.alias, spec.source, options)
+        with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._models:
+                    self._models.move_to_end(key)
+                    return self._models[key]
+                self._evict_for(_estimate_bytes(spec, options))
+            loaded = _load_uncached(spec, options)
+            with self._lock:
+                self._models[key] = loaded
+                self._evict_for(0)
+            return loaded
+
+    def _evict_for(self, incoming: int) -> None:
+        """Drop least recently used models until `incoming` more bytes fit (call with _lock held)."""
+        while self._models and self.used_bytes() + incoming > self.budget_bytes:
+            if len(self._models) == 1 and incoming == 0:
+                break  # the model just loaded stays, even when it alone is over budget
+            key, old = self._models.popitem(last=False)
+            log.info("evicting %s to stay within the model budget", old.label)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def used_bytes(self) -> int:
+        return sum(m.weight_bytes for m in self._models.values())
+
+    def loaded(self) -> list[LoadedModel]:
+        with self._lock:
+            return list(self._models.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+def _estimate_bytes(spec: ModelSpec, options: LoadOptions) -> int:
+    per_param = {"int8": 1, "int4": 0.5}.get(options.quantization,
+                                              2 if options.dtype in ("bf16", "fp16") else 4)
+    return int(spec.params_m * 1e6 * per_param)
+
+
+def _default_budget() -> int:
+    env = os.environ.get("BILLION_MODEL_BUDGET_GB")
+    if env:
+        return int(float(env) * 2**30)
+    return int(psutil.virtual_memory().total * 0.5)
+
+
+CACHE = ModelCache(_default_budget())
+
+
+def load_model(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
+    """Load (or reuse) a model by alias, hub id, local folder, .gguf path or spec."""
+    spec = resolve(name) if isinstance(name, str) else name
+    return CACHE.get(spec, options)

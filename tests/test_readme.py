@@ -1,0 +1,40 @@
+"""README front matter is valid for a Gradio Space and mirrors the registry."""
+
+import re
+from pathlib import Path
+
+import gradio
+import yaml
+
+from billion.registry import MODELS
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def front_matter() -> dict:
+    match = re.match(r"^---\n(.*?)\n---\n", README.read_text(), re.S)
+    assert match, "README.md must start with --- front matter ---"
+    return yaml.safe_load(match.group(1))
+
+
+def test_space_front_matter():
+    meta = front_matter()
+    for key in ("title", "emoji", "sdk", "sdk_version", "app_file", "short_description", "models",
+                "license"):
+        assert meta.get(key), key
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
+    assert meta["sdk_version"] == gradio.__version__
+    assert len(meta["short_description"]) <= 60
+
+
+def test_models_mirror_registry_hub_ids():
+    hub_ids = {m.hub_id for m in MODELS if m.hub_id}
+    assert set(front_matter()["models"]) == hub_ids
+
+
+def test_readme_commands_match_ci():
+    text = README.read_text()
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "bash .ci/setup && .venv/bin/python app.py" in text
+    assert "bash .ci/setup --dev && .venv/bin/python -m pytest" in text
+    assert "bash .ci/setup --dev" in ci and ".venv/bin/python -m pytest" in ci

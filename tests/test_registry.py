@@ -1,0 +1,73 @@
+import pytest
+
+from billion.errors import BillionError
+from billion.registry import (FALLBACK_TEMPLATE, MODELS, drafts_for, resolve)
+
+
+def test_aliases_unique_and_resolvable():
+    aliases = [m.alias for m in MODELS]
+    assert len(aliases) == len(set(aliases))
+    for spec in MODELS:
+        assert resolve(spec.alias) is spec
+        assert resolve(spec.alias.upper()) is spec
+
+
+def test_required_entries_present():
+    hub_ids = {m.hub_id for m in MODELS}
+    for hub_id in ["TinyLlama/TinyLlama-1.1B-Chat-v1.0", "meta-llama/Llama-3.2-1B-Instruct",
+                   "stabilityai/stablelm-2-1_6b-chat", "EleutherAI/pythia-1b",
+                   "HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct",
+                   "HuggingFaceTB/SmolLM2-1.7B-Instruct", "google/gemma-3-270m", "google/gemma-3-270m-it",
+                   "meta-llama/Llama-2-7b-chat-hf", "meta-llama/Llama-3.1-8B-Instruct",
+                   "EleutherAI/pythia-1.4b", "EleutherAI/pythia-2.8b"]:
+        assert hub_id in hub_ids, hub_id
+    assert resolve("llama3.2-1b").gated
+    assert resolve("pythia-1b").chat_template == "fallback"
+    assert resolve("smollm2-135m").source.kind == "package_gguf"
+    assert resolve("gemma3-270m").source.kind == "package_gguf"
+
+
+def test_hub_id_resolves_to_hub_entry_not_package_copy():
+    spec = resolve("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert spec.source.kind == "hub" and spec.alias == "smollm2-135m-hub"
+
+
+def test_drafts_share_tokenizer_and_are_smaller():
+    for spec in MODELS:
+        for draft in drafts_for(spec):
+            assert draft.tokenizer_group == spec.tokenizer_group
+            assert draft.params_m < spec.params_m
+    assert resolve("tinyllama") in drafts_for(resolve("llama2-7b-chat"))
+    assert resolve("llama3.2-1b") in drafts_for(resolve("llama3.1-8b"))
+    assert resolve("pythia-160m") in drafts_for(resolve("pythia-1.4b"))
+    assert resolve("pythia-410m") in drafts_for(resolve("pythia-2.8b"))
+    assert resolve("smollm2-135m") in drafts_for(resolve("smollm2-1.7b"))
+
+
+def test_reference_scores_are_labelled():
+    scored = [m for m in MODELS if m.reference_scores]
+    assert len(scored) >= 10
+    for spec in scored:
+        for score in spec.reference_scores:
+            assert score.source and score.url.startswith("http") and score.setting
+            assert score.variant in ("base", "instruct") and 0 <= score.value <= 100
+
+
+def test_resolve_paths_and_errors(tmp_path):
+    with pytest.raises(BillionError, match="Unknown model"):
+        resolve("no-such-model")
+    with pytest.raises(BillionError, match="No model"):
+        resolve("  ")
+    with pytest.raises(BillionError, match="does not exist"):
+        resolve(str(tmp_path / "missing.gguf"))
+    local = resolve(str(tmp_path))
+    assert local.source.kind == "local"
+    assert resolve("someorg/some-model").source.kind == "hub"
+
+
+def test_fallback_template_renders_user_assistant(tokenizer):
+    text = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+         {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"}],
+        chat_template=FALLBACK_TEMPLATE, tokenize=False, add_generation_prompt=True)
+    assert text == "Be brief.\n\nUser: Hi\nAssistant: Hello\nUser: Bye\nAssistant:"

