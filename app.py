@@ -10,12 +10,17 @@ import os
 
 import gradio as gr
 
+from billion.paths import data_dir
+from billion.ui.arena import build_arena_tab
 from billion.ui.chat import build_chat_tab
+from billion.ui.leaderboard import build_leaderboard_tab
+from billion.ui.race import build_race_tab
 
 TITLE = "billion · ~1B-parameter language models, compared, fine-tuned and sped up"
 CSS = """
 .provenance-accepted { background: #c8f7c5; } .provenance-correction { background: #ffd6a5; }
 .provenance-bonus { background: #bde0fe; } .provenance-rejected { text-decoration: line-through; color: #c00; }
+.provenance-accepted, .provenance-correction, .provenance-bonus { color: #111; }
 """
 
 
@@ -25,6 +30,12 @@ def build_demo() -> gr.Blocks:
                     "figures are measured, published ones are labelled as such.")
         with gr.Tab("Chat"):
             build_chat_tab()
+        with gr.Tab("Arena"):
+            build_arena_tab()
+        with gr.Tab("Leaderboard"):
+            build_leaderboard_tab()
+        with gr.Tab("Speculative race"):
+            build_race_tab()
     return demo
 
 
@@ -33,7 +44,9 @@ def main() -> None:
     demo.queue(default_concurrency_limit=int(os.environ.get("BILLION_CONCURRENCY", "2")))
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                theme=gr.themes.Soft(), css=CSS)
+                theme=gr.themes.Soft(), css=CSS,
+                # Only the export folder: the rest of the data folder holds unrevealed battles.
+                allowed_paths=[str(data_dir() / "exports")])
 
 
 if __name__ == "__main__":

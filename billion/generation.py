@@ -193,8 +193,13 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
 
 
 def stream_ids(loaded: LoadedModel, input_ids: torch.Tensor, settings: SamplingSettings,
-               cancel: threading.Event | None = None, stops: Sequence[str] = ()) -> Iterator[GenerationUpdate]:
-    """Generate after input_ids (shape (1, n)); yields text as it grows, the last update holds the result."""
+               cancel: threading.Event | None = None, stops: Sequence[str] = (),
+               strip_leading: bool = False) -> Iterator[GenerationUpdate]:
+    """Generate after input_ids (shape (1, n)); yields text as it grows, the last update holds the result.
+
+    strip_leading drops whitespace before the first visible character (chat answers); code
+    completion keeps it.
+    """
     settings.validate()
     started = time.perf_counter()
     check_length(loaded, input_ids.shape[1], settings)
@@ -216,12 +221,12 @@ def stream_ids(loaded: LoadedModel, input_ids: torch.Tensor, settings: SamplingS
         while True:
             token = next_token(logits.cpu(), settings, generator, seen)
             times.append(time.perf_counter() - started)
-            if token in eos:
+            if token in eos and not settings.ignore_eos:
                 finish = "eos"
                 break
             tokens.append(token)
             piece = detok.add(token)
-            text += piece if text else piece.lstrip()  # answers start at their first visible char
+            text += piece.lstrip() if strip_leading and not text else piece
             cut = min((text.find(s) for s in stops if s in text), default=-1)
             if cut >= 0:
                 text, finish = text[:cut], "stop"
@@ -254,7 +259,7 @@ def stream_chat(loaded: LoadedModel, messages: Sequence[Message], settings: Samp
                 cancel: threading.Event | None = None) -> Iterator[GenerationUpdate]:
     input_ids = chat_input_ids(loaded, messages)
     stops = FALLBACK_STOPS if uses_fallback(loaded) else ()
-    return stream_ids(loaded, input_ids, settings, cancel, stops)
+    return stream_ids(loaded, input_ids, settings, cancel, stops, strip_leading=True)
 
 
 def generate_chat(loaded: LoadedModel, messages: Sequence[Message], settings: SamplingSettings,

@@ -26,6 +26,8 @@ class SamplingSettings:
     seed: int | None = None
     #: generation ends when the text contains one of these (the stop string is cut off)
     stop: tuple[str, ...] = ()
+    #: keep generating past end-of-sequence (benchmarks measure a fixed length this way)
+    ignore_eos: bool = False
 
     @property
     def greedy(self) -> bool:

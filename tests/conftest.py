@@ -11,6 +11,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 # Tests never reach for the hub; offline is a normal state for billion.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Votes, results and runs written by tests go to a throwaway folder, never the repo's data/.
+if "BILLION_DATA_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["BILLION_DATA_DIR"] = tempfile.mkdtemp(prefix="billion-test-data-")
+    os.environ.pop("BILLION_DB", None)
 
 from tiny_models import build_tokenizer, save_tiny, tiny_llama, tiny_neox  # noqa: E402
 

@@ -1,0 +1,1 @@
+"""Benchmarks: multiple-choice scoring, HumanEval in a sandbox, speed and memory."""

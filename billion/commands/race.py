@@ -1,0 +1,88 @@
+"""`race`: plain vs speculative decoding on one prompt: figures, acceptance, speedup, lossless check."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from billion.commands.chat import add_generation_args, messages_from, settings_from
+from billion.loading import LoadOptions, load_model
+from billion.race import RaceResult, SweepPoint, k_sweep, run_race
+from billion.registry import DEFAULT_MODEL
+from billion.speculative import MAX_K, KSchedule
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("race", help="plain vs speculative decoding: speedup and lossless check")
+    parser.add_argument("--target", default=DEFAULT_MODEL, help="alias, hub id, folder or .gguf")
+    parser.add_argument("--draft", default="prompt-lookup",
+                        help="prompt-lookup, self:N (the target's first N layers), "
+                             "or a smaller model's alias")
+    parser.add_argument("--k", type=int, default=4, help=f"tokens drafted per round (1..{MAX_K})")
+    parser.add_argument("--dynamic", action="store_true",
+                        help="grow k after a fully accepted round, shrink it after a rejection")
+    parser.add_argument("--reference", action="store_true",
+                        help="also run Hugging Face's assisted generation with the same draft and k")
+    parser.add_argument("--sweep", action="store_true", help="measured vs predicted speedup for k = 1..8")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up runs")
+    parser.add_argument("prompt")
+    add_generation_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    target = load_model(args.target, LoadOptions(dtype=args.dtype, quantization=args.quantization))
+    messages = messages_from(args)
+    progress = (lambda step: print(f"[{step}]", file=sys.stderr))
+    if args.sweep:
+        points = k_sweep(target, args.draft, settings, messages, warmup=not args.no_warmup, progress=progress)
+        print(sweep_table(points))
+        return 0
+    result = run_race(target, args.draft, KSchedule(args.k, dynamic=args.dynamic), settings, messages,
+                      reference=args.reference, warmup=not args.no_warmup, progress=progress)
+    print(report(result, target.label))
+    return 0
+
+
+def report(result: RaceResult, target_label: str) -> str:
+    plain, spec, stats = result.plain, result.speculative, result.speculative.stats
+    k = f"k={result.schedule.k}" + (" dynamic" if result.schedule.dynamic else "")
+    lines = [f"target {target_label}, draft {result.draft}, {k}, prompt {result.prompt_tokens} tokens",
+             "", "-- plain output:", plain.text]
+    if spec.text != plain.text:
+        lines += ["", "-- speculative output:", spec.text]
+    lines += [
+        "",
+        f"plain       : {len(plain.token_ids)} tokens, {plain.decode_tokens_per_s:.1f} tokens/s, "
+        f"first token {plain.ttft_s:.2f} s, total {plain.total_s:.2f} s, stop: {plain.finish_reason}",
+        f"speculative : {len(spec.token_ids)} tokens, {spec.decode_tokens_per_s:.1f} tokens/s, "
+        f"first token {spec.ttft_s:.2f} s, total {spec.total_s:.2f} s, stop: {spec.finish_reason}",
+        f"acceptance  : {stats.acceptance_rate:.0%} ({stats.accepted}/{stats.drafted} drafted), "
+        f"{stats.tokens_per_target_forward:.2f} tokens per target forward, {stats.rounds} rounds, "
+        f"draft {stats.draft_s:.2f} s, target {stats.target_s:.2f} s",
+        f"speedup     : {result.speedup:.2f}x decode ({result.wall_speedup:.2f}x wall); predicted "
+        f"{stats.predicted_speedup:.2f}x (alpha {stats.alpha:.2f}, c {stats.cost_ratio:.3f})",
+    ]
+    if result.lossless is None:
+        lines.append("lossless    : sampling (temperature > 0): outputs differ by chance, the "
+                     "distribution is the target's")
+    elif result.lossless:
+        lines.append("lossless    : yes, greedy outputs are identical")
+    else:
+        lines.append(f"lossless    : NO, greedy outputs differ from token {result.first_difference}")
+    ref = result.reference
+    if ref is not None:
+        same = "same output as plain" if ref.token_ids == plain.token_ids else "output differs from plain"
+        lines.append(f"HF assisted : {ref.method}: {len(ref.token_ids)} tokens in {ref.total_s:.2f} s, "
+                     f"{same}; ours is {ref.total_s / spec.total_s:.2f}x its speed")
+    return "\n".join(lines)
+
+
+def sweep_table(points: tuple[SweepPoint, ...]) -> str:
+    lines = ["k  measured  predicted  acceptance  tokens/forward  identical"]
+    for p in points:
+        same = "-" if p.identical is None else ("yes" if p.identical else "NO")
+        lines.append(f"{p.k:<2} {p.measured_speedup:>7.2f}x {p.predicted_speedup:>9.2f}x "
+                     f"{p.acceptance_rate:>10.0%} {p.tokens_per_target_forward:>15.2f}  {same}")
+    return "\n".join(lines)

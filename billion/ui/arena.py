@@ -1,0 +1,304 @@
+"""Arena tab: two anonymous models answer the same prompt; the person votes; then names are revealed.
+
+Blind for real: the battle (who is who) lives only in a gr.State, which Gradio keeps on the server
+and never sends to the browser; every payload before the vote carries the two answers, a random
+battle token and status text, nothing else. By default both answers are released together, since
+the pace of a stream can give a model away.
+
+Endpoints for scripts: `arena_battle` (prompt and settings -> two anonymous answers and a battle
+token; a follow-up while the battle is open, a new battle after a vote) and `arena_vote` (choice
+and token -> the reveal). One gradio_client.Client is one session, so battle -> vote just works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+import gradio as gr
+
+from billion.arena import (MAX_PROMPT_CHARS, Battle, Reveal, abandon_pending, ask, cast_vote,
+                           conversation, new_battle, public_label, record_answers, record_ask,
+                           regenerate, reveal, stream_pending, validate_prompt)
+from billion.availability import available_aliases
+from billion.contestants import contestant_pool, pick_pair, registered_contestants
+from billion.errors import BillionError
+from billion.paths import ASSETS
+from billion.sampling import SamplingSettings
+from billion.store import open_store
+from billion.ui.arena_ratings import (battle_count_figure, current_ratings, export_voted_battles,
+                                      ratings_figure, ratings_frame, ratings_summary, ratings_view,
+                                      win_rate_figure)
+from billion.ui.common import friendly_errors, gpu
+
+POOL_CHOICES = [("Every available model", "all"),
+                ("One model at two temperatures (0.2 and 1.0)", "temperature"),
+                ("One model in two precisions (fp32 and bf16)", "dtype")]
+VOTE_CHOICES = [("A is better", "left"), ("B is better", "right"), ("Tie", "tie"),
+                ("Both are bad", "bothbad")]
+PROMPTS_FILE = ASSETS / "arena_prompts.txt"
+
+# What the page shows of a battle: (chat A, chat B, battle token, status, reveal).
+View = tuple[list[dict[str, str]], list[dict[str, str]], str, str, str]
+
+
+def example_prompts() -> list[str]:
+    lines = PROMPTS_FILE.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def random_prompt() -> str:
+    return random.choice(example_prompts())
+
+
+def anonymous_session(request: gr.Request | None) -> str:
+    """A stable id per browser session that cannot be used to join it (hashed session hash)."""
+    raw = getattr(request, "session_hash", None) if request is not None else None
+    return hashlib.sha256(raw.encode()).hexdigest()[:16] if raw else "anonymous"
+
+
+def status_text(battle: Battle) -> str:
+    if battle.status == "answering":
+        if battle.live_streaming:
+            return "Both models are answering…"
+        return "Both models are answering; both answers appear together when both are done."
+    if battle.status == "ready":
+        return "Both answers are in: vote below, ask a follow-up, or regenerate."
+    if battle.status == "voted":
+        return "Vote recorded. Type a prompt or press **New round** for the next battle."
+    return "Ask a prompt to start."
+
+
+def battle_view(battle: Battle) -> View:
+    """The page's part of a battle: answers under public labels, token, status; never a name."""
+    shown_reveal = reveal_markdown(reveal(battle)) if battle.status == "voted" else ""
+    return (conversation(battle, "left"), conversation(battle, "right"), battle.id,
+            status_text(battle), shown_reveal)
+
+
+def reveal_markdown(shown: Reveal) -> str:
+    rows = [("model", shown.left.display_name, shown.right.display_name),
+            ("contestant", f"`{shown.left.name}`", f"`{shown.right.name}`"),
+            ("size", shown.left.size, shown.right.size),
+            ("precision", shown.left.dtype, shown.right.dtype),
+            ("tokens/s", f"{shown.left.tokens_per_s:.1f}", f"{shown.right.tokens_per_s:.1f}")]
+    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    outcome = {"tie": "a tie", "both bad": "both bad"}.get(shown.outcome, f"**{shown.outcome}** wins")
+    text = (f"### Revealed\n| | {shown.left.label} | {shown.right.label} |\n|---|---|---|\n{table}\n\n"
+            f"Your vote: {outcome}.")
+    if shown.flag_reason:
+        text += f"\n\n⚠️ **Not counted in the ratings.** {shown.flag_reason}"
+    return text
+
+
+def reveal_record(battle: Battle) -> dict[str, Any]:
+    return {"battle": battle.id, **asdict(reveal(battle))}
+
+
+def settings_from(temperature: float, top_p: float, max_new_tokens: float,
+                  seed: float | None) -> SamplingSettings:
+    return SamplingSettings(temperature=float(temperature), top_p=float(top_p),
+                            max_new_tokens=int(max_new_tokens),
+                            seed=None if seed in (None, "", -1) else int(seed)).validate()
+
+
+def start_battle(pool: str, settings: SamplingSettings, live: bool, session_id: str) -> Battle:
+    """Pick a pair from the pool (few battles and overlapping intervals first), sides at random."""
+    available = available_aliases()
+    contestants = contestant_pool(pool, available, registered_contestants())  # type: ignore[arg-type]
+    first, second = pick_pair(contestants, current_ratings())
+    return new_battle(first, second, settings, session_id=session_id, live_streaming=bool(live))
+
+
+def _answer_seconds(battle: Battle) -> int:
+    return int(30 + 0.2 * battle.settings.max_new_tokens)
+
+
+@gpu(duration=_answer_seconds)
+def answer_both(battle: Battle) -> Iterator[Battle]:
+    """The GPU part of a round: both answers to the pending prompt (a picklable Battle in and out)."""
+    yield from stream_pending(battle)
+
+
+def _answered(battle: Battle) -> Iterator[tuple[Battle, View]]:
+    """Store the pending prompt, answer it, store the answers; yields (battle, view) to show."""
+    store = open_store()
+    record_ask(store, battle)
+    yield battle, battle_view(battle)
+    for battle in answer_both(battle):
+        if battle.status == "ready":
+            record_answers(store, battle)  # stored before the page can vote on it
+        yield battle, battle_view(battle)
+
+
+@friendly_errors
+def battle_round(prompt: str, pool: str, temperature: float, top_p: float, max_new_tokens: float,
+                 seed: float | None, live: bool, battle: Battle | None,
+                 request: gr.Request = None):  # type: ignore[assignment]
+    """Ask both models: a follow-up in the open battle, or the first prompt of a new one.
+
+    Yields (chat A, chat B, battle token, status, reveal, prompt box, battle state).
+    """
+    text = validate_prompt(prompt)
+    if battle is None or battle.status == "voted":
+        settings = settings_from(temperature, top_p, max_new_tokens, seed)
+        battle = start_battle(pool, settings, live, anonymous_session(request))
+    battle = ask(abandon_pending(battle), text)
+    for battle, view in _answered(battle):
+        yield (*view, "", battle)
+
+
+@friendly_errors
+def regenerate_round(battle: Battle | None):
+    """Ask the last prompt again. Yields (chat A, chat B, battle token, status, reveal, battle state)."""
+    if battle is None or not battle.turns:
+        raise BillionError("Nothing to regenerate yet: ask a prompt first.")
+    if battle.status == "answering":  # the last run died: ask its prompt again
+        battle = ask(abandon_pending(battle), battle.turns[-1].prompt)
+    else:
+        battle = regenerate(battle)
+    for battle, view in _answered(battle):
+        yield (*view, battle)
+
+
+@friendly_errors
+def vote_round(choice: str, token: str, battle: Battle | None):
+    """Store the one vote of the open battle and reveal it. Returns (reveal, reveal record,
+    status, battle state)."""
+    if battle is None:
+        raise BillionError("There is no battle to vote on: ask a prompt first.")
+    if token and token.strip() != battle.id:
+        raise BillionError(f"Battle {token.strip()!r} is not the one open in this session: vote on "
+                           "the battle shown, or start a new round.")
+    voted = cast_vote(open_store(), battle, choice)  # type: ignore[arg-type]
+    return reveal_markdown(reveal(voted)), reveal_record(voted), status_text(voted), voted
+
+
+def new_round():
+    """Clear the page for a new battle (the next prompt draws a new pair)."""
+    return [], [], "", "Ask a prompt to start.", "", None
+
+
+def controls(battle: Battle | None):
+    """Vote and regenerate buttons on only when both answers are in; labels named only after the
+    vote. Returns updates for the four vote buttons, regenerate, new round and both chats."""
+    ready = battle is not None and battle.status == "ready"
+    can_retry = battle is not None and battle.status in ("ready", "answering") and bool(battle.turns)
+    labels = [public_label("left"), public_label("right")]
+    if battle is not None and battle.status == "voted":
+        shown = reveal(battle)
+        labels = [f"{s.label} · {s.display_name} ({s.name})" for s in (shown.left, shown.right)]
+    votes = [gr.update(interactive=ready) for _ in VOTE_CHOICES]
+    return (*votes, gr.update(interactive=can_retry), gr.update(interactive=True),
+            gr.update(label=labels[0]), gr.update(label=labels[1]))
+
+
+def lock_controls():
+    """While both models answer, nobody votes, regenerates or drops the battle."""
+    return tuple(gr.update(interactive=False) for _ in range(len(VOTE_CHOICES) + 2))
+
+
+def _vote_button_handler(choice: str):
+    def handler(token: str, battle: Battle | None):
+        return vote_round(choice, token, battle)
+    handler.__name__ = f"vote_{choice}"
+    return handler
+
+
+def arena_ratings_summary() -> str:
+    return ratings_summary(current_ratings())
+
+
+def arena_ratings_table():
+    return ratings_frame(current_ratings())
+
+
+def arena_ratings_plot():
+    return ratings_figure(current_ratings())
+
+
+def arena_win_rate_plot():
+    return win_rate_figure(current_ratings())
+
+
+def arena_battle_count_plot():
+    return battle_count_figure(current_ratings())
+
+
+def build_arena_tab() -> None:
+    battle = gr.State(None)
+    gr.Markdown("Two anonymous models answer your prompt. Vote for the better answer; the names "
+                "are revealed after your vote. Answers that name their own model are flagged and "
+                "left out of the ratings.")
+    with gr.Row():
+        chat_left = gr.Chatbot(label=public_label("left"), height=360)
+        chat_right = gr.Chatbot(label=public_label("right"), height=360)
+    status = gr.Markdown("Ask a prompt to start.", label="Status")
+    with gr.Row():
+        vote_buttons = [gr.Button(text, interactive=False) for text, _ in VOTE_CHOICES]
+    revealed = gr.Markdown(label="Revealed")
+    with gr.Row():
+        prompt = gr.Textbox(placeholder="Ask both models something…", label="Prompt",
+                            show_label=False, scale=6, max_lines=8, max_length=MAX_PROMPT_CHARS)
+        send = gr.Button("Send", variant="primary", scale=1)
+    with gr.Row():
+        draw = gr.Button("🎲 Random prompt")
+        regen = gr.Button("🔄 Regenerate", interactive=False)
+        next_round = gr.Button("🆕 New round")
+    with gr.Accordion("Battle settings (apply from the next new battle)", open=False):
+        pool = gr.Radio(POOL_CHOICES, value="all", label="Contestants")
+        live = gr.Checkbox(False, label="Stream answers live (off: both appear together, since "
+                                        "the pace of a stream can give a model away)")
+        with gr.Row():
+            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature (both sides)")
+            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
+            max_new_tokens = gr.Slider(1, 1024, value=256, step=1, label="Max new tokens")
+            seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+    # API plumbing: never shown; the token is a random id that says nothing about the models.
+    token = gr.Textbox(visible=False, label="Battle token")
+    vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
+    vote_api = gr.Button(visible=False)
+    reveal_json = gr.JSON(visible=False, label="Reveal")
+
+    with gr.Accordion("Ratings", open=True):
+        # Callables: Gradio recomputes each on page load (from one cached rating table).
+        summary = gr.Markdown(arena_ratings_summary, label="Summary")
+        table = gr.Dataframe(arena_ratings_table, interactive=False, label="Leaderboard")
+        with gr.Row():
+            rating_plot = gr.Plot(arena_ratings_plot, label="Ratings", show_label=False)
+            win_plot = gr.Plot(arena_win_rate_plot, label="Win rates", show_label=False)
+            count_plot = gr.Plot(arena_battle_count_plot, label="Battle counts", show_label=False)
+        with gr.Row():
+            refresh = gr.Button("Refresh ratings")
+            export = gr.Button("Export voted battles (JSONL + CSV)")
+        files = gr.File(label="Export", file_count="multiple", interactive=False)
+
+    ratings_out = [summary, table, rating_plot, win_plot, count_plot]
+    locked = [*vote_buttons, regen, next_round]
+    control_out = [*locked, chat_left, chat_right]
+    round_out = [chat_left, chat_right, token, status, revealed]
+    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, battle]
+    vote_out = [revealed, reveal_json, status, battle]
+
+    for trigger, name in ((send.click, "arena_battle"), (prompt.submit, False)):
+        trigger(lock_controls, None, locked, api_name=False, queue=False) \
+            .then(battle_round, ask_in, [*round_out, prompt, battle], api_name=name) \
+            .then(controls, battle, control_out, api_name=False)
+    regen.click(lock_controls, None, locked, api_name=False, queue=False) \
+        .then(regenerate_round, battle, [*round_out, battle], api_name="arena_regenerate") \
+        .then(controls, battle, control_out, api_name=False)
+    votes = [button.click(_vote_button_handler(choice), [token, battle], vote_out, api_name=False)
+             for button, (_, choice) in zip(vote_buttons, VOTE_CHOICES)]
+    votes.append(vote_api.click(vote_round, [vote_choice, token, battle], vote_out,
+                                api_name="arena_vote"))
+    for voted in votes:
+        voted.then(controls, battle, control_out, api_name=False) \
+            .then(ratings_view, None, ratings_out, api_name=False)
+    next_round.click(new_round, None, [*round_out, battle], api_name="arena_new_round") \
+        .then(controls, battle, control_out, api_name=False)
+    draw.click(random_prompt, None, prompt, api_name=False)
+    refresh.click(ratings_view, None, ratings_out, api_name="arena_ratings")
+    export.click(export_voted_battles, None, files, api_name="arena_export")

@@ -1,0 +1,141 @@
+"""The Arena tab's ratings section: leaderboard table, interval plot, heatmaps, and the export.
+
+Figures are built with matplotlib's object API (no pyplot state); gr.Plot closes them once drawn.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from billion.paths import data_dir
+from billion.ratings import ANCHOR, RatingTable, compute_ratings
+from billion.store import open_store
+
+RATING_ROUNDS = 200
+TABLE_COLUMNS = ["rank", "model", "rating", "95% CI", "votes", "win rate", "Elo"]
+#: exports older than this are removed when a new one is made
+EXPORT_MAX_AGE_S = 3600.0
+
+
+@functools.lru_cache(maxsize=8)
+def _ratings_for(path: str, fingerprint: tuple) -> RatingTable:
+    # fingerprint is part of the key only: a new vote makes a new key, so the table is recomputed.
+    return compute_ratings(open_store(path).battles_frame(voted_only=True),
+                           bootstrap_rounds=RATING_ROUNDS)
+
+
+def current_ratings() -> RatingTable:
+    """Ratings over every counted vote in the store, recomputed only when votes change."""
+    store = open_store()
+    return _ratings_for(str(store.path), store.vote_fingerprint())
+
+
+def ratings_frame(table: RatingTable) -> pd.DataFrame:
+    rows = [[r.rank, r.model, round(r.rating), f"{r.ci_low:.0f} to {r.ci_high:.0f}", r.votes,
+             f"{100 * r.win_rate:.0f}%", round(r.elo)] for r in table.ratings]
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def ratings_summary(table: RatingTable) -> str:
+    if not table.ratings:
+        left_out = f" ({table.n_flagged} flagged battles left out)" if table.n_flagged else ""
+        return f"No counted votes yet{left_out}: run a battle above."
+    left_out = (f"; {table.n_flagged} battles left out because an answer named its model"
+                if table.n_flagged else "")
+    return (f"**{table.n_battles} battles counted**{left_out}. Bradley-Terry ratings on an Elo-like "
+            f"scale (mean {ANCHOR:.0f}), 95% intervals from {table.bootstrap_rounds} bootstrap "
+            "rounds; overlapping intervals share a rank. Elo is the online rating, for reference.")
+
+
+def _empty_figure(title: str) -> Figure:
+    fig = Figure(figsize=(5, 2.2), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, "No counted votes yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    return fig
+
+
+def ratings_figure(table: RatingTable) -> Figure:
+    """Each model's rating with its 95% interval, best at the top."""
+    title = "Ratings with 95% intervals"
+    if not table.ratings:
+        return _empty_figure(title)
+    ratings = list(reversed(table.ratings))
+    fig = Figure(figsize=(6, 1.2 + 0.45 * len(ratings)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(ratings))
+    x = np.array([r.rating for r in ratings])
+    errors = np.array([[r.rating - r.ci_low for r in ratings], [r.ci_high - r.rating for r in ratings]])
+    ax.errorbar(x, y, xerr=np.clip(errors, 0, None), fmt="o", capsize=4)
+    ax.axvline(ANCHOR, linestyle=":", color="grey")
+    ax.set_yticks(y, labels=[r.model for r in ratings])
+    ax.set_xlabel("rating")
+    ax.set_title(title)
+    return fig
+
+
+def heatmap_figure(matrix: pd.DataFrame, title: str, fmt: str, cmap: str,
+                   vmin: float | None = None, vmax: float | None = None) -> Figure:
+    """A labelled heatmap of a model x model matrix; NaN cells (never met) stay blank."""
+    if matrix.empty:
+        return _empty_figure(title)
+    n = len(matrix)
+    fig = Figure(figsize=(2.5 + 0.9 * n, 1.8 + 0.7 * n), layout="constrained")
+    ax = fig.subplots()
+    values = matrix.to_numpy(dtype=float)
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xticks(range(n), labels=matrix.columns, rotation=30, ha="right")
+    ax.set_yticks(range(n), labels=matrix.index)
+    for (i, j), value in np.ndenumerate(values):
+        if not np.isnan(value):
+            ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=9)
+    ax.set_title(title)
+    return fig
+
+
+def win_rate_figure(table: RatingTable) -> Figure:
+    return heatmap_figure(table.win_rates, "Win rate of row vs column", ".2f", "RdYlGn", 0.0, 1.0)
+
+
+def battle_count_figure(table: RatingTable) -> Figure:
+    return heatmap_figure(table.battle_counts, "Battles per pair", ".0f", "Blues", 0)
+
+
+def ratings_view() -> tuple[str, pd.DataFrame, Figure, Figure, Figure]:
+    """Everything the ratings section shows, from one rating computation."""
+    table = current_ratings()
+    return (ratings_summary(table), ratings_frame(table), ratings_figure(table),
+            win_rate_figure(table), battle_count_figure(table))
+
+
+def _prune_exports(root: Path, max_age_s: float) -> None:
+    cutoff = time.time() - max_age_s
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def export_voted_battles() -> list[str]:
+    """Write every voted battle as JSONL and CSV into a fresh folder under the data dir's exports.
+
+    Open battles stay out: their contestants are still secret.
+    """
+    root = data_dir() / "exports"
+    root.mkdir(parents=True, exist_ok=True)
+    _prune_exports(root, EXPORT_MAX_AGE_S)
+    folder = Path(tempfile.mkdtemp(prefix="battles-", dir=root))
+    store = open_store()
+    jsonl, csv = folder / "arena_battles.jsonl", folder / "arena_battles.csv"
+    store.export_jsonl(jsonl, voted_only=True)
+    store.export_csv(csv, voted_only=True)
+    return [str(jsonl), str(csv)]

@@ -1,0 +1,309 @@
+"""Arena battles: blind labels, pair choice, leaks, the whole flow with real tiny models and store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from billion import arena
+from billion.arena import (MAX_PROMPT_CHARS, abandon_pending, answer_pending, answer_turn, ask,
+                           cast_vote, conversation, finish, messages_for, new_battle, public_label,
+                           record_answers, record_ask, regenerate, reveal, settings_for,
+                           validate_prompt, vote, winner_for)
+from billion.commands import arena as arena_command
+from billion.contestants import Contestant
+from billion.errors import BillionError
+from billion.generation import GenerationResult
+from billion.sampling import SamplingSettings
+from billion.store import Store
+
+SETTINGS = SamplingSettings(temperature=0.8, max_new_tokens=6)
+
+
+def result(text: str, tps: float = 10.0) -> GenerationResult:
+    return GenerationResult(model="m", text=text, token_ids=(1, 2, 3), prompt_tokens=4, ttft_s=0.1,
+                            decode_tokens_per_s=tps, total_s=0.4, peak_memory_bytes=0,
+                            finish_reason="eos")
+
+
+def battle_of(a: str = "smollm2-135m", b: str = "gemma3-270m", seed: int = 0, **kw) -> arena.Battle:
+    return new_battle(Contestant(a), Contestant(b), SETTINGS, session_id="s", rng=random.Random(seed), **kw)
+
+
+def answered(battle: arena.Battle, text_a: str = "four", text_b: str = "4") -> arena.Battle:
+    return finish(ask(battle, "2+2?"), result(text_a, 20.0), result(text_b, 5.0))
+
+
+# ---- labels, prompts, contestants ------------------------------------------------------------------
+
+def test_public_labels_and_conversation_hide_names():
+    battle = answered(battle_of())
+    for side in ("left", "right"):
+        shown = json.dumps([public_label(side), conversation(battle, side)]).lower()
+        for secret in ("smollm", "gemma", "135", "270"):
+            assert secret not in shown
+    assert (public_label("left"), public_label("right")) == ("Model A", "Model B")
+
+
+def test_conversation_follows_position():
+    for seed in range(6):
+        battle = answered(battle_of(seed=seed))
+        left_answer = conversation(battle, "left")[-1]["content"]
+        assert left_answer == ("four" if battle.position == "left" else "4")
+        assert battle.seat("left") == ("a" if battle.position == "left" else "b")
+
+
+def test_validate_prompt():
+    for bad in ("", "   \n ", None):
+        with pytest.raises(BillionError, match="empty"):
+            validate_prompt(bad)
+    with pytest.raises(BillionError, match=f"at most {MAX_PROMPT_CHARS}"):
+        validate_prompt("x" * (MAX_PROMPT_CHARS + 1))
+    assert validate_prompt("  " + "x" * MAX_PROMPT_CHARS + " ") == "x" * MAX_PROMPT_CHARS
+
+
+def test_new_battle_randomises_side_and_fixes_seed():
+    battles = [battle_of(seed=s) for s in range(40)]
+    assert {b.position for b in battles} == {"left", "right"}
+    assert all(b.settings.seed is not None and b.status == "new" for b in battles)
+    assert len({b.id for b in battles}) == 40
+    fixed = new_battle(Contestant("x"), Contestant("y"), replace(SETTINGS, seed=5), session_id="s")
+    assert fixed.settings.seed == 5
+
+
+# ---- identity leaks flag the battle -------------------------------------------------------------------
+
+def test_leak_naming_own_alias_flags_battle():
+    battle = battle_of("my-finetune", "gemma3-270m")
+    flagged = finish(ask(battle, "who are you?"), result("I am my-finetune."), result("A helper."))
+    assert flagged.flag_reason and "my-finetune" in flagged.flag_reason
+    assert answered(battle).flag_reason is None
+
+
+# ---- battle steps -----------------------------------------------------------------------------------
+
+def test_vote_before_answers_and_twice_is_refused():
+    battle = battle_of()
+    with pytest.raises(BillionError, match="complete before voting"):
+        vote(battle, "left")
+    pending = ask(battle, "hi")
+    with pytest.raises(BillionError, match="complete before voting"):
+        vote(pending, "left")
+    with pytest.raises(BillionError, match="still answering"):
+        ask(pending, "again")
+    voted = vote(finish(pending, result("a"), result("b")), "tie")
+    with pytest.raises(BillionError, match="already has its vote"):
+        vote(voted, "left")
+    with pytest.raises(BillionError, match="already has its vote"):
+        ask(voted, "more")
+
+
+def test_winner_follows_the_side_clicked():
+    for seed in range(6):
+        battle = battle_of(seed=seed)
+        left_seat = battle.seat("left")
+        assert winner_for(battle, "left") == f"model_{left_seat}"
+        assert winner_for(battle, "right") != winner_for(battle, "left")
+    assert (winner_for(battle, "tie"), winner_for(battle, "bothbad")) == ("tie", "tie (bothbad)")
+    with pytest.raises(BillionError, match="Unknown vote"):
+        winner_for(battle, "a")
+
+
+def test_reveal_only_after_vote():
+    battle = answered(battle_of())
+    with pytest.raises(BillionError, match="after the vote"):
+        reveal(battle)
+    shown = reveal(vote(battle, "left"))
+    by_side = {shown.left.name: shown.left, shown.right.name: shown.right}
+    assert by_side["smollm2-135m"].size == "135M" and by_side["gemma3-270m"].size == "268M"
+    assert by_side["smollm2-135m"].tokens_per_s == 20.0 and by_side["gemma3-270m"].tokens_per_s == 5.0
+    assert shown.outcome == (shown.left.name)
+    assert (shown.left.label, shown.right.label) == ("Model A", "Model B")
+
+
+def test_multi_turn_each_side_sees_its_own_answers_and_regenerate_reseeds():
+    battle = answered(battle_of())
+    battle = ask(battle, "and 3+3?")
+    assert [m["content"] for m in messages_for(battle, "a")] == ["2+2?", "four", "and 3+3?"]
+    assert [m["content"] for m in messages_for(battle, "b")] == ["2+2?", "4", "and 3+3?"]
+    assert settings_for(battle, "a") == settings_for(battle, "b")
+    battle = finish(battle, result("six"), result("6"))
+    again = regenerate(battle)
+    assert again.status == "answering" and again.turns[-1].answer_a == "" and len(again.turns) == 2
+    assert settings_for(again, "a").seed != settings_for(battle, "a").seed
+    per_side = Contestant("x", settings=SamplingSettings(temperature=0.0))
+    own = replace(battle, model_a=per_side)
+    assert settings_for(own, "a").temperature == 0.0 and settings_for(own, "b").temperature == 0.8
+
+
+def test_temperature_variant_overrides_only_temperature():
+    battle = new_battle(Contestant("m", temperature=0.2), Contestant("m", temperature=1.0),
+                        SETTINGS, session_id="s", rng=random.Random(0))
+    battle = ask(battle, "hi")
+    a, b = settings_for(battle, "a"), settings_for(battle, "b")
+    assert (a.temperature, b.temperature) == (0.2, 1.0)
+    assert a.max_new_tokens == b.max_new_tokens == SETTINGS.max_new_tokens and a.seed == b.seed
+
+
+def test_abandon_pending_lets_a_failed_prompt_be_asked_again():
+    first = ask(battle_of(), "2+2?")
+    assert abandon_pending(first).status == "new" and abandon_pending(first).turns == ()
+    ready = answered(battle_of())
+    assert abandon_pending(ready) is ready
+    pending = ask(ready, "and 3+3?")
+    dropped = abandon_pending(pending)
+    assert dropped.status == "ready" and dropped.turns == ready.turns
+    assert ask(dropped, "and 3+3?").turns[-1].prompt == "and 3+3?"
+
+
+# ---- whole flow with real tiny models and a real store -----------------------------------------------
+
+@pytest.fixture
+def tiny_pair(tiny_dir):
+    # The same tiny model at two settings: the "one model at two settings" battle.
+    return (Contestant(str(tiny_dir), settings=SamplingSettings(temperature=0.0, max_new_tokens=5)),
+            Contestant(str(tiny_dir), settings=SamplingSettings(temperature=1.0, max_new_tokens=5)))
+
+
+def test_whole_battle_with_tiny_models_and_store(tiny_pair, tmp_path):
+    store = Store(tmp_path / "arena.sqlite3")
+    battle = new_battle(*tiny_pair, SETTINGS, session_id="sess", rng=random.Random(0))
+    battle = ask(battle, "Hello there")
+    record_ask(store, battle)
+    with pytest.raises(BillionError, match="complete before voting"):
+        cast_vote(store, battle, "left")
+    with pytest.raises(BillionError, match="complete before voting"):
+        store.record_vote(battle.id, "model_a")
+    battle = answer_pending(battle)
+    assert battle.status == "ready" and battle.turns[-1].stats_a.tokens <= 5
+    record_answers(store, battle)
+    battle = ask(battle, "Tell me more")
+    record_ask(store, battle)
+    with pytest.raises(BillionError, match="complete before voting"):
+        store.record_vote(battle.id, "model_a")  # turn 2 still pending in the store
+    battle = answer_pending(battle)
+    record_answers(store, battle)
+    voted = cast_vote(store, battle, "right")
+    with pytest.raises(BillionError, match="already has its vote"):
+        cast_vote(store, battle, "left")
+    stored = store.battle_record(battle.id)
+    assert stored["winner"] == voted.winner == winner_for(battle, "right")
+    assert [t["prompt"] for t in stored["turns"]] == ["Hello there", "Tell me more"]
+    assert stored["turns"][1]["answer_a"] == battle.turns[1].answer_a
+    assert stored["contestant_a"]["name"] == battle.model_a.name != battle.model_b.name
+    assert stored["seed"] == battle.settings.seed and stored["position"] == battle.position
+    winner = battle.model_a if voted.winner == "model_a" else battle.model_b
+    assert reveal(voted).outcome == winner.name
+    store.close()
+
+
+def test_blind_release_yields_once_live_streams_partials(tiny_pair):
+    blind = list(arena.stream_pending(ask(new_battle(*tiny_pair, SETTINGS, session_id="s"), "Hi")))
+    assert len(blind) == 1 and blind[0].status == "ready"
+    live = list(arena.stream_pending(ask(new_battle(*tiny_pair, SETTINGS, session_id="s",
+                                                    live_streaming=True), "Hi")))
+    assert len(live) > 2 and live[-1].status == "ready" and live[-1].turns[-1].complete
+    assert all(b.status == "answering" and not b.turns[-1].complete for b in live[:-1])
+    final = live[-1].turns[-1]
+    assert any(0 < len(b.turns[-1].answer_a) < len(final.answer_a) or
+               0 < len(b.turns[-1].answer_b) < len(final.answer_b) for b in live[:-1])
+
+
+def test_lora_adapter_contestant_battles_its_base(tiny_dir, tmp_path):
+    # A real (random, nonzero) LoRA adapter on the tiny model, registered as a trainer would.
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from billion.contestants import register_adapter_contestant
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "lora-run")
+    store = Store(tmp_path / "arena.sqlite3")
+    tuned = register_adapter_contestant(tmp_path / "lora-run", str(tiny_dir), "tuned", store=store)
+    greedy = SamplingSettings(temperature=0.0, max_new_tokens=8)
+    battle = new_battle(Contestant(str(tiny_dir)), tuned, greedy, session_id="s", rng=random.Random(0))
+    battle = answer_turn(battle, "Hello there")
+    turn = battle.turns[-1]
+    assert turn.complete and turn.answer_a != turn.answer_b
+    assert reveal(vote(battle, "tie")).left.adapter in (None, tuned.adapter)
+    store.close()
+
+
+def test_answer_turn_with_plain_functions(tiny_pair):
+    # load/generate are injectable: any callables with the loading/generation signatures.
+    from billion.generation import generate_chat
+    from billion.loading import load_model
+
+    calls = []
+
+    def load(contestant):
+        calls.append(contestant.name)
+        return load_model(contestant.alias, contestant.load_options())
+
+    battle = answer_turn(new_battle(*tiny_pair, SETTINGS, session_id="s"), "Hi", load, generate_chat)
+    assert battle.status == "ready" and calls == [tiny_pair[0].name, tiny_pair[1].name]
+    with pytest.raises(BillionError, match="empty"):
+        answer_turn(battle, "  ", load, generate_chat)
+
+
+# ---- CLI --------------------------------------------------------------------------------------------
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    arena_command.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_ratings_and_export(tmp_path, capsys):
+    db = tmp_path / "cli.sqlite3"
+    store = Store(db)
+    rng = random.Random(0)
+    for n in range(40):
+        battle = ask(battle_of("strong", "weak", seed=n), "2+2?")
+        record_ask(store, battle)
+        battle = finish(battle, result("four"), result("4"))
+        record_answers(store, battle)
+        strong_side = "left" if battle.seat("left") == "a" else "right"
+        other = "right" if strong_side == "left" else "left"
+        cast_vote(store, battle, strong_side if rng.random() < 0.8 else other)
+    store.close()
+    assert run_cli(["arena", "--ratings", "--rounds", "20", "--db", str(db)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["rank", "model", "rating"]
+    assert lines[2].split()[1] == "strong" and "40 battles counted" in lines[-1]
+    assert run_cli(["arena", "--export", str(tmp_path / "all.jsonl"), "--db", str(db)]) == 0
+    assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 40
+    assert run_cli(["arena", "--export", str(tmp_path / "all.csv"), "--db", str(db)]) == 0
+    assert len(pd.read_csv(tmp_path / "all.csv")) == 40
+    with pytest.raises(BillionError, match=".jsonl or .csv"):
+        run_cli(["arena", "--export", str(tmp_path / "all.txt"), "--db", str(db)])
+
+
+def test_errors_while_answering_do_not_name_the_models():
+    battle = ask(battle_of("smollm2-135m", "gemma3-270m"), "hi")
+
+    def load_fails(contestant):
+        raise BillionError(f"Not enough memory to load {contestant.alias}: pick a smaller model.")
+
+    with pytest.raises(BillionError) as caught:
+        answer_pending(battle, load_fails)
+    message = str(caught.value)
+    assert "smaller model" in message and "smollm" not in message.lower()
+    assert ("Model A" if battle.seat("left") == "a" else "Model B") in message
+
+    def generate_crashes(loaded, messages, settings):
+        raise RuntimeError("gemma3-270m exploded")
+
+    with pytest.raises(BillionError, match="could not answer") as caught:
+        answer_pending(battle, lambda c: c, generate_crashes)
+    assert "gemma" not in str(caught.value)

@@ -1,0 +1,131 @@
+"""Arena contestants: variants, the pool, adapters kept in the store, and pair choice."""
+
+from __future__ import annotations
+
+import collections
+import random
+
+import pandas as pd
+import pytest
+
+from billion import contestants
+from billion.contestants import (VARIANT_DTYPES, VARIANT_TEMPERATURES, Contestant, contestant_pool,
+                                 pair_weights, pick_pair, register_adapter_contestant,
+                                 registered_contestants)
+from billion.errors import BillionError
+from billion.ratings import ModelRating, RatingTable
+from billion.registry import DEFAULT_MODEL
+from billion.sampling import SamplingSettings
+from billion.store import Store
+
+
+def test_contestant_names_tell_variants_apart():
+    names = {Contestant("smollm2-135m").name, Contestant("smollm2-135m", dtype="bf16").name,
+             Contestant("smollm2-135m", settings=SamplingSettings(temperature=0.2)).name,
+             Contestant("smollm2-135m", adapter="/runs/lora-7/").name,
+             Contestant("smollm2-135m", temperature=1.0).name,
+             Contestant("smollm2-135m", adapter="/runs/lora-7/", label="chef").name}
+    assert len(names) == 6 and "smollm2-135m+lora:lora-7" in names
+    assert {"smollm2-135m [T=1]", "smollm2-135m+lora:chef"} <= names
+    record = Contestant("smollm2-135m", dtype="bf16").to_record()
+    assert record["alias"] == "smollm2-135m" and record["dtype"] == "bf16" and record["settings"] is None
+
+
+@pytest.mark.parametrize("contestant", [
+    Contestant("smollm2-135m", dtype="bf16", temperature=0.2),
+    Contestant("x", settings=SamplingSettings(temperature=0.3, stop=("\nUser:",), seed=4)),
+    Contestant("smollm2-135m", adapter="/runs/a", label="chef"),
+])
+def test_record_round_trip(contestant):
+    assert Contestant.from_record(contestant.to_record()) == contestant
+
+
+def test_pools():
+    offline = ["smollm2-135m", "gemma3-270m"]
+    assert [c.name for c in contestant_pool("all", offline)] == offline
+    temps = contestant_pool("temperature", offline)
+    assert [c.temperature for c in temps] == list(VARIANT_TEMPERATURES)
+    assert {c.alias for c in temps} == {DEFAULT_MODEL}
+    assert [c.dtype for c in contestant_pool("dtype", ["gemma3-270m"])] == list(VARIANT_DTYPES)
+    # One model alone still battles: its two temperatures join.
+    alone = contestant_pool("all", ["gemma3-270m"])
+    assert len({c.name for c in alone}) == 3
+    with pytest.raises(BillionError, match="No model can load"):
+        contestant_pool("all", [])
+    with pytest.raises(BillionError, match="Unknown contestant pool"):
+        contestant_pool("everything", offline)
+
+
+def adapter_folder(path):
+    path.mkdir(parents=True)
+    (path / "adapter_config.json").write_text("{}")
+    return path
+
+
+def test_registered_adapters_join_the_pool_and_survive_reopen(tmp_path):
+    store = Store(tmp_path / "s.sqlite3")
+    folder = adapter_folder(tmp_path / "runs" / "lora-1")
+    added = register_adapter_contestant(folder, "smollm2-135m", " chef ", store=store)
+    assert added.label == "chef" and added.adapter == str(folder.resolve())
+    register_adapter_contestant(folder, "smollm2-135m", "chef", store=store)  # same name: replaced
+    gone = register_adapter_contestant(adapter_folder(tmp_path / "runs" / "lora-2"), "smollm2-135m",
+                                       store=store)
+    store.close()
+    reopened = Store(tmp_path / "s.sqlite3")
+    extra = registered_contestants(reopened)
+    assert extra == (added, gone) and gone.name == "smollm2-135m+lora:lora-2"
+    (tmp_path / "runs" / "lora-2" / "adapter_config.json").unlink()
+    (tmp_path / "runs" / "lora-2").rmdir()
+    pool = contestant_pool("all", ["smollm2-135m"], extra)
+    assert added in pool and gone not in pool
+    reopened.close()
+
+
+def test_register_refuses_non_adapters_and_unknown_bases(tmp_path):
+    store = Store(tmp_path / "s.sqlite3")
+    with pytest.raises(BillionError, match="not a PEFT adapter folder"):
+        register_adapter_contestant(tmp_path, "smollm2-135m", store=store)
+    with pytest.raises(BillionError, match="Unknown model"):
+        register_adapter_contestant(adapter_folder(tmp_path / "a"), "no-such-model", store=store)
+    assert store.arena_contestants() == []
+    store.close()
+
+
+# ---- pair choice ------------------------------------------------------------------------------------
+
+POOL = [Contestant("p"), Contestant("q"), Contestant("r")]
+
+
+def draw(n: int, **kw) -> collections.Counter:
+    rng = random.Random(1)
+    return collections.Counter(frozenset(c.name for c in pick_pair(POOL, rng=rng, **kw)) for _ in range(n))
+
+
+def test_pick_pair_prefers_under_sampled_pairs():
+    counts = {("p", "q"): 60, ("q", "r"): 2}
+    drawn = draw(3000, counts=counts)
+    busy, few, none = drawn[frozenset("pq")], drawn[frozenset("qr")], drawn[frozenset("pr")]
+    # weights 1/61, 1/3, 1: expect ~1%, ~25%, ~74%
+    assert busy < 0.04 * 3000 and few < none and 0.18 * 3000 < few < 0.32 * 3000
+
+
+def test_pick_pair_prefers_overlapping_intervals():
+    def rated(model, low, high):
+        return ModelRating(model, (low + high) / 2, low, high, 1, 10, 0.5, 1000.0)
+
+    zeros = pd.DataFrame(0, index=list("pqr"), columns=list("pqr"))
+    table = RatingTable((rated("p", 1100, 1200), rated("q", 1080, 1150), rated("r", 850, 950)),
+                        zeros, zeros, 30, 0, 100)
+    weights = {frozenset((a.name, b.name)): w for (a, b), w in pair_weights(POOL, table).items()}
+    assert weights[frozenset("pq")] == 1.0
+    assert weights[frozenset("pr")] == weights[frozenset("qr")] == contestants.SETTLED_PAIR_WEIGHT
+    drawn = draw(2000, ratings=table)
+    assert drawn[frozenset("pq")] > 0.6 * 2000
+
+
+def test_pick_pair_order_is_random_and_needs_two():
+    rng = random.Random(3)
+    firsts = collections.Counter(pick_pair(POOL[:2], rng=rng)[0].name for _ in range(400))
+    assert 150 < firsts["p"] < 250
+    with pytest.raises(BillionError, match="two different contestants"):
+        pick_pair([Contestant("p"), Contestant("p")])

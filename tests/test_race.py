@@ -1,0 +1,131 @@
+"""The race: plain then speculative decoding on tiny local models, its checks of bad input, and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from billion.commands import race as race_command
+from billion.errors import BillionError
+from billion.loading import load_model
+from billion.race import DraftChoice, first_difference, k_sweep, parse_draft, run_race
+from billion.sampling import SamplingSettings
+from billion.speculative import KSchedule
+from tiny_models import build_tokenizer, tiny_llama
+
+GREEDY = SamplingSettings(temperature=0, max_new_tokens=20)
+MESSAGES = [{"role": "user",
+             "content": "Repeat: the capital of France is Paris. The capital of Italy is Rome."}]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine they lose a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def target(tiny_dir):
+    return load_model(str(tiny_dir))
+
+
+def save_model(directory, tokenizer, layers: int):
+    model = tiny_llama(len(tokenizer), seed=5, layers=layers)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
+def test_parse_draft():
+    assert parse_draft("prompt-lookup") == DraftChoice("prompt_lookup")
+    assert parse_draft(" self:8 ") == DraftChoice("self", layers=8)
+    assert parse_draft("smollm2-135m") == DraftChoice("model", model="smollm2-135m")
+    assert parse_draft("self:8").label == "self:8"
+    for bad in ("", "self:x"):
+        with pytest.raises(BillionError):
+            parse_draft(bad)
+
+
+def test_first_difference():
+    assert first_difference([1, 2, 3], [1, 2, 3]) is None
+    assert first_difference([1, 2, 3], [1, 5, 3]) == 1
+    assert first_difference([1, 2], [1, 2, 3]) == 2
+
+
+def test_prompt_lookup_race_is_lossless_and_matches_hf(target):
+    result = run_race(target, "prompt-lookup", 4, GREEDY, MESSAGES, reference=True)
+    assert result.lossless is True and result.first_difference is None
+    assert result.speculative.token_ids == result.plain.token_ids
+    assert result.reference is not None and result.reference.token_ids == result.plain.token_ids
+    assert result.reference.method == "prompt_lookup_num_tokens=4"
+    assert result.speedup > 0 and result.wall_speedup > 0
+    assert result.draft == "prompt lookup" and result.prompt_tokens > 0
+
+
+def test_model_and_self_drafts_race_losslessly(target, tiny_dir):
+    itself = run_race(target, str(tiny_dir), KSchedule(3), GREEDY, MESSAGES, reference=True, warmup=False)
+    assert itself.lossless and itself.speculative.stats.acceptance_rate == 1.0
+    assert itself.reference is not None and itself.reference.token_ids == itself.plain.token_ids
+    shallow = run_race(target, "self:1", KSchedule(2, dynamic=True), GREEDY, MESSAGES, warmup=False)
+    assert shallow.lossless and shallow.draft == "self:1"
+
+
+def test_sampling_race_has_no_lossless_verdict(target):
+    settings = SamplingSettings(temperature=0.8, top_p=0.9, max_new_tokens=12, seed=3)
+    result = run_race(target, "prompt-lookup", 3, settings, MESSAGES, warmup=False)
+    assert result.lossless is None and result.first_difference is None
+    assert 0 < len(result.speculative.token_ids) <= 12
+
+
+def test_k_sweep_reports_measured_and_predicted(target):
+    points = k_sweep(target, "prompt-lookup", GREEDY, MESSAGES, ks=(1, 3), warmup=False)
+    assert [p.k for p in points] == [1, 3]
+    assert all(p.identical for p in points), points
+    assert all(p.measured_speedup > 0 and p.predicted_speedup > 0 for p in points), points
+
+
+@pytest.mark.parametrize("k", [0, -1, 17])
+def test_bad_k_is_refused(target, k):
+    with pytest.raises(BillionError, match="k must be"):
+        run_race(target, "prompt-lookup", k, GREEDY, MESSAGES)
+
+
+def test_bad_self_layers_are_refused(target):
+    with pytest.raises(BillionError, match="self:N"):
+        run_race(target, "self:2", 4, GREEDY, MESSAGES)  # the tiny target has 2 layers
+
+
+def test_larger_draft_is_refused(target, tokenizer, tmp_path):
+    bigger = save_model(tmp_path / "bigger", tokenizer, layers=4)
+    with pytest.raises(BillionError, match="larger than the target"):
+        run_race(target, bigger, 4, GREEDY, MESSAGES)
+
+
+def test_draft_with_another_tokenizer_is_refused(target, tmp_path):
+    other = save_model(tmp_path / "other-tokenizer", build_tokenizer(vocab_size=300), layers=1)
+    with pytest.raises(BillionError, match="tokenizer"):
+        run_race(target, other, 4, GREEDY, MESSAGES)
+
+
+def test_prompt_longer_than_context_is_refused(target):
+    long = [{"role": "user", "content": "Paris is in France. " * 400}]
+    with pytest.raises(BillionError, match="context"):
+        run_race(target, "prompt-lookup", 4, GREEDY, long)
+
+
+def test_cli_prints_figures_and_the_lossless_verdict(tiny_dir, capsys):
+    parser = argparse.ArgumentParser()
+    race_command.register(parser.add_subparsers())
+    args = parser.parse_args(["race", "--target", str(tiny_dir), "--draft", "prompt-lookup", "--k", "3",
+                              "--max-new-tokens", "12", "--reference", MESSAGES[0]["content"]])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    for expected in ("plain       :", "speculative :", "acceptance  :", "speedup     :",
+                     "lossless    : yes", "HF assisted : prompt_lookup_num_tokens=3"):
+        assert expected in out
