@@ -124,7 +124,9 @@ def forward(model, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 0) 
     prompt saves real time with big vocabularies. Transformers 5 renamed `past_key_values` to
     `cache`; both spellings are handled here so callers need not care.
     """
-    params = _forward_params(type(model))
+    # PEFT wrappers forward **kwargs: ask the wrapped model which spelling it takes.
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = _forward_params(type(inner))
     kwargs = {"cache" if "cache" in params else "past_key_values": cache, "use_cache": True}
     if keep and "logits_to_keep" in params:
         kwargs["logits_to_keep"] = keep

@@ -159,7 +159,9 @@ def _explain_hub_error(spec: ModelSpec, exc: Exception) -> BillionError:
                         f"({name}): {OFFLINE_HINT}.")
 
 
-def _load_uncached(spec: ModelSpec, options: LoadOptions) -> LoadedModel:
+def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
+    """A private copy outside the shared cache (training attaches LoRA in place, so it needs one)."""
+    spec = resolve(name) if isinstance(name, str) else name
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
@@ -227,7 +229,7 @@ class ModelCache:
                     self._models.move_to_end(key)
                     return self._models[key]
                 self._evict_for(_estimate_bytes(spec, options))
-            loaded = _load_uncached(spec, options)
+            loaded = load_fresh(spec, options)
             with self._lock:
                 self._models[key] = loaded
                 self._evict_for(0)
