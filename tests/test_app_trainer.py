@@ -1,0 +1,66 @@
+"""The LoRA trainer tab through gradio_client against a real launched server (offline SmolLM2)."""
+
+import math
+import socket
+import zipfile
+
+import pytest
+from gradio_client import Client, handle_file
+
+import app
+from billion.train_runs import run_manager
+from billion.ui.trainer import SAMPLE_DATA
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    demo = app.build_demo()
+    demo.queue()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.close()
+
+
+def test_sample_upload_trains_and_serves_the_adapter(client, tmp_path):
+    summary, zip_path = client.predict(handle_file(str(SAMPLE_DATA)), "smollm2-135m", 3, 4, 2e-3, 64,
+                                       "What is the capital of Japan?", api_name="/train")
+    assert summary["state"] == "done" and summary["steps"] == 3
+    assert len(summary["train_losses"]) == 3 and all(math.isfinite(x) for x in summary["train_losses"])
+    assert math.isfinite(summary["eval_loss_before"]) and math.isfinite(summary["eval_loss_after"])
+    assert summary["eval_loss_after"] != summary["eval_loss_before"]
+    (pair,) = summary["answers"]
+    assert pair["prompt"] == "What is the capital of Japan?" and pair["before"] and pair["after"]
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= names
+    # The run is listed for the page's run picker (a reload re-attaches through this list).
+    assert summary["run_id"] in [r["id"] for r in run_manager().runs()]
+
+
+def test_sample_button_reports_the_format(client):
+    report, problems, prompts = client.predict(api_name="/trainer_sample")
+    assert "alpaca" in report and "100 of 100" in report
+    assert problems["data"] == [] and len(prompts.splitlines()) == 4
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.jsonl", b"", "empty"),
+    ("binary.jsonl", bytes(range(256)) * 4, "binary"),
+    ("blank_output.jsonl", b'{"instruction": "hi", "output": ""}\n', "row 1: field `output` is empty"),
+])
+def test_bad_upload_is_refused_and_the_app_stays_up(client, tmp_path, name, content, message):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    with pytest.raises(Exception, match=message):
+        client.predict(handle_file(str(bad)), "smollm2-135m", 3, 4, 2e-3, 64, "", api_name="/train")
+    report, *_ = client.predict(handle_file(str(bad)), api_name="/trainer_inspect")
+    assert report.startswith("❌") and message in report
+    report, *_ = client.predict(handle_file(str(SAMPLE_DATA)), api_name="/trainer_inspect")
+    assert "100 of 100" in report
