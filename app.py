@@ -15,6 +15,7 @@ from billion.ui.arena import build_arena_tab
 from billion.ui.chat import build_chat_tab
 from billion.ui.leaderboard import build_leaderboard_tab
 from billion.ui.race import build_race_tab
+from billion.ui.trainer import build_trainer_tab
 
 TITLE = "billion · ~1B-parameter language models, compared, fine-tuned and sped up"
 CSS = """
@@ -36,6 +37,8 @@ def build_demo() -> gr.Blocks:
             build_leaderboard_tab()
         with gr.Tab("Speculative race"):
             build_race_tab()
+        with gr.Tab("LoRA trainer"):
+            build_trainer_tab()
     return demo
 
 

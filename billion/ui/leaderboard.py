@@ -1,0 +1,277 @@
+"""Leaderboard tab: measured scores beside published ones, filters, plots, and "Run benchmark".
+
+Endpoints for scripts: `leaderboard` (filters -> table and plots), `bench` (models, tasks and
+settings -> status, this run's table and a JSON summary; the results are stored) and
+`bench_cancel` (stops this session's run after the current item; one gradio_client.Client is one
+session). Figures use
+matplotlib's object API (no pyplot state); gr.Plot closes them once drawn.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import gradio as gr
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from billion.bench.runner import (HUMANEVAL, SPEED, BenchRequest, RunProgress, TaskOutcome,
+                                  estimate_seconds, iter_run)
+from billion.bench.tasks import DEFAULT_SEED, TASKS
+from billion.errors import BillionError
+from billion.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, MEASURED, SIZE_BANDS,
+                                 build_leaderboard, families, filter_leaderboard,
+                                 run_results_frame, run_summary, score_points, select_columns,
+                                 speed_points)
+from billion.registry import all_models
+from billion.store import open_store
+from billion.ui.arena_ratings import current_ratings
+from billion.ui.common import ON_ZEROGPU, default_model, friendly_errors, gpu, model_choices
+
+TASK_LABELS = [(f"{t.name} · {t.display_name}" + ("" if t.offline else " (needs the hub)"), t.name)
+               for t in TASKS] + [("humaneval · HumanEval pass@1 (greedy)", HUMANEVAL),
+                                  ("speed · time to first token, tokens/s, memory", SPEED)]
+PLOT_MARKERS = {"billion-mc": ("o", "tab:blue"), "billion-mc-cloze": ("D", "tab:green"),
+                "mmlu": ("^", "tab:purple")}
+PUBLISHED_MARKERS = ["s", "v", "X", "P"]
+SIZE_TICKS = [100, 200, 500, 1000, 2000, 5000, 10000]
+QUANT_OFFSET = {"none": 1.0, "int8": 1.07, "int4": 1.14}  # spread variants of one size apart
+
+
+# -- the table and plots -------------------------------------------------------------------------
+
+def current_board() -> pd.DataFrame:
+    ratings = current_ratings()
+    return build_leaderboard(open_store().bench_results_frame(), all_models(),
+                             ratings if ratings.ratings else None)
+
+
+def filtered_board(family: list[str] | None, size: str, kinds: list[str] | None,
+                   search: str) -> pd.DataFrame:
+    if size not in SIZE_BANDS:
+        raise BillionError(f"Unknown size band {size!r}: use one of {', '.join(SIZE_BANDS)}.")
+    return filter_leaderboard(current_board(), family or None, SIZE_BANDS[size],
+                              kinds if kinds is not None else KINDS, search or "")
+
+
+def _empty_figure(title: str, text: str) -> Figure:
+    fig = Figure(figsize=(6, 2.5), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    return fig
+
+
+def score_figure(points: pd.DataFrame) -> Figure:
+    """Accuracy vs parameters: measured with 95% bars (filled), published MMLU-like (hollow)."""
+    title = "Multiple-choice accuracy vs size"
+    if points.empty:
+        return _empty_figure(title, "No measured or published multiple-choice scores in this view")
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.subplots()
+    measured = points[points["kind"] == MEASURED]
+    for task, group in measured.groupby("benchmark"):
+        marker, color = PLOT_MARKERS.get(task, ("o", "tab:gray"))
+        x = group["params"] * group["quantization"].map(QUANT_OFFSET).fillna(1.0)
+        bars = [(group["score"] - group["low"]).clip(lower=0).fillna(0),
+                (group["high"] - group["score"]).clip(lower=0).fillna(0)]
+        ax.errorbar(x, group["score"], yerr=bars, fmt=marker, color=color, capsize=4,
+                    label=f"measured: {task} (95% CI)")
+        for xi, yi, label in zip(x, group["score"], group["label"]):
+            ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    published = points[points["kind"] != MEASURED]
+    for (benchmark, group), marker in zip(published.groupby("benchmark"), PUBLISHED_MARKERS * 3):
+        ax.scatter(group["params"], group["score"], marker=marker, facecolors="none",
+                   edgecolors="tab:orange", label=f"published: {benchmark} (settings vary)")
+        for xi, yi, label in zip(group["params"], group["score"], group["label"]):
+            ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(5, -9), fontsize=7,
+                        color="tab:orange")
+    ax.axhline(25.0, linestyle=":", color="grey", label="chance (4 choices)")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(SIZE_TICKS))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("parameters (millions, log scale)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def speed_figure(points: pd.DataFrame) -> Figure:
+    title = "Decode speed vs peak memory"
+    if points.empty:
+        return _empty_figure(title, "No speed results in this view: run the 'speed' task")
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.scatter(points["memory_mib"], points["tokens_per_s"], color="tab:blue")
+    for _, p in points.iterrows():
+        ax.annotate(f"{p['label']} @{p['prompt_tokens']}", (p["memory_mib"], p["tokens_per_s"]),
+                    textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xlabel("peak memory (MiB; process RSS on CPU, max allocated on GPU)")
+    ax.set_ylabel("decode tokens/s (shortest prompt measured)")
+    ax.set_title(title)
+    return fig
+
+
+@friendly_errors
+def leaderboard_view(family: list[str] | None, size: str, kinds: list[str] | None, search: str,
+                     columns: list[str] | None) -> tuple[pd.DataFrame, Figure, Figure]:
+    """The table with the chosen columns, and both plots of the filtered rows."""
+    board = filtered_board(family, size, kinds, search)
+    return (select_columns(board, columns), score_figure(score_points(board)),
+            speed_figure(speed_points(board)))
+
+
+def initial_table() -> pd.DataFrame:
+    return select_columns(current_board(), DEFAULT_COLUMNS)
+
+
+def initial_score_plot() -> Figure:
+    return score_figure(score_points(current_board()))
+
+
+def initial_speed_plot() -> Figure:
+    return speed_figure(speed_points(current_board()))
+
+
+# -- running benchmarks --------------------------------------------------------------------------
+
+def parse_lengths(text: str) -> tuple[int, ...]:
+    try:
+        lengths = tuple(int(part) for part in str(text).replace(" ", "").split(",") if part)
+    except ValueError:
+        raise BillionError("Prompt lengths must be whole numbers separated by commas "
+                           f"(got {text!r}).") from None
+    if not lengths:
+        raise BillionError("Give at least one prompt length, e.g. 128,512.")
+    return lengths
+
+
+def request_from(models: list[str] | str | None, tasks: list[str] | None, limit: float | None,
+                 dtype: str, quantization: str, seed: float | None, prompt_lengths: str,
+                 new_tokens: float, repeats: float) -> BenchRequest:
+    chosen = [models] if isinstance(models, str) else list(models or [])
+    return BenchRequest(
+        models=tuple(chosen), tasks=tuple(tasks or ()),
+        limit=None if limit in (None, "") or int(limit) <= 0 else int(limit),
+        dtype=dtype or "auto", quantization=quantization or "none",
+        seed=DEFAULT_SEED if seed in (None, "") else int(seed),
+        prompt_lengths=parse_lengths(prompt_lengths), new_tokens=int(new_tokens),
+        repeats=int(repeats)).validated()
+
+
+def _device_seconds(request: BenchRequest, cancel: threading.Event | None = None) -> int:
+    return estimate_seconds(request)
+
+
+@gpu(duration=_device_seconds)
+def bench_on_device(request: BenchRequest, cancel: threading.Event | None = None) -> Iterator[RunProgress]:
+    """The GPU part: load, score and store (a picklable request in, progress records out)."""
+    yield from iter_run(request, cancel)
+
+
+def status_markdown(outcomes: list[TaskOutcome], request: BenchRequest, running: str = "") -> str:
+    stored = sum(len(o.scores) for o in outcomes)
+    failed = [o for o in outcomes if o.error]
+    lines = [f"**{len(outcomes)} of {len(request.models) * len(request.tasks)} tasks done**, "
+             f"{stored} scores stored." + (f" Now: {running}" if running else "")]
+    lines += [f"- ⚠️ {o.error}" for o in failed]
+    lines += [f"- {o.model} · {o.task}: cancelled, nothing stored" for o in outcomes if o.cancelled]
+    if request.limit:
+        lines.append(f"Limited to {request.limit} items per task: not comparable to full runs.")
+    return "\n".join(lines)
+
+
+@friendly_errors
+def run_benchmark(models, tasks, limit, dtype, quantization, seed, prompt_lengths, new_tokens,
+                  repeats, progress=gr.Progress()):
+    """Run and store. Yields (status, this run's table, JSON summary, cancel-event state)."""
+    request = request_from(models, tasks, limit, dtype, quantization, seed, prompt_lengths,
+                           new_tokens, repeats)
+    cancel = threading.Event()
+    outcomes: list[TaskOutcome] = []
+    yield status_markdown(outcomes, request, "starting"), run_results_frame(outcomes), None, cancel
+    # On ZeroGPU the run happens in another process the event cannot reach; `cancels=` stops it.
+    for step in bench_on_device(request, None if ON_ZEROGPU else cancel):
+        if step.total:
+            progress((step.done, step.total), desc=f"{step.model} · {step.task}", unit="items")
+        if step.result is not None:
+            outcomes.append(step.result)
+            yield (status_markdown(outcomes, request, step.message), run_results_frame(outcomes),
+                   run_summary(outcomes), cancel)
+    final = status_markdown(outcomes, request) + ("\n\nCancelled." if cancel.is_set() else "")
+    yield final, run_results_frame(outcomes), run_summary(outcomes), None
+
+
+def cancel_run(cancel: threading.Event | None) -> str:
+    if cancel is None:
+        return "Nothing is running."
+    cancel.set()
+    return "Cancelling after the current item; finished tasks stay stored."
+
+
+# -- the tab -------------------------------------------------------------------------------------
+
+def build_leaderboard_tab() -> None:
+    choices, unavailable = model_choices()
+    default = default_model(choices)
+    gr.Markdown("Scores measured here (latest run per model, task, metric, dtype and quantization; "
+                "every run stays stored) beside **published** figures from model cards and papers, "
+                "labelled with their source, setting and checkpoint. Published figures were measured "
+                "elsewhere with other settings: compare them with care. `billion-mc` is this "
+                "project's own offline suite, not MMLU.")
+    with gr.Row():
+        family = gr.Dropdown(families(all_models()), multiselect=True, label="Family (empty: all)")
+        size = gr.Dropdown(list(SIZE_BANDS), value="any size", label="Size")
+        kinds = gr.CheckboxGroup(list(KINDS), value=list(KINDS), label="Show")
+        search = gr.Textbox(label="Search", placeholder="e.g. smollm2 humaneval")
+    with gr.Accordion("Columns", open=False):
+        columns = gr.CheckboxGroup(COLUMNS, value=DEFAULT_COLUMNS, label="Columns shown")
+    table = gr.Dataframe(initial_table, interactive=False, wrap=True, label="Leaderboard")
+    with gr.Row():
+        score_plot = gr.Plot(initial_score_plot, label="Accuracy vs size", show_label=False)
+        speed_plot = gr.Plot(initial_speed_plot, label="Speed vs memory", show_label=False)
+    refresh = gr.Button("Refresh")
+
+    with gr.Accordion("Run benchmark", open=False):
+        with gr.Row():
+            models = gr.Dropdown(choices, value=[default] if default else [], multiselect=True,
+                                 label="Models (those that can load here)", scale=2)
+            tasks = gr.CheckboxGroup(TASK_LABELS, value=["billion-mc"], label="Tasks", scale=3)
+        with gr.Accordion("Models that cannot load here, and why", open=False):
+            gr.Markdown(unavailable)
+        with gr.Row():
+            limit = gr.Number(value=20, precision=0, label="Limit per task (0: full task)")
+            dtype = gr.Radio(["auto", "fp32", "bf16"], value="auto", label="Precision")
+            quantization = gr.Radio(["none", "int8", "int4"], value="none",
+                                    label="Quantization (bitsandbytes)")
+            seed = gr.Number(value=DEFAULT_SEED, precision=0, label="Seed (item sample, few-shot)")
+        with gr.Row():
+            prompt_lengths = gr.Textbox("128,512", label="Speed: prompt lengths (tokens)")
+            new_tokens = gr.Slider(2, 256, value=64, step=1, label="Speed: new tokens per run")
+            repeats = gr.Slider(1, 10, value=3, step=1, label="Speed: timed runs")
+        with gr.Row():
+            run = gr.Button("Run benchmark", variant="primary")
+            stop = gr.Button("Cancel")
+        status = gr.Markdown(label="Status")
+        run_table = gr.Dataframe(label="This run", interactive=False, wrap=True)
+        summary = gr.JSON(label="Summary", visible=False)
+    cancel = gr.State(None)
+
+    filters = [family, size, kinds, search, columns]
+    view = [table, score_plot, speed_plot]
+    for control in (family, size, kinds, columns):
+        control.change(leaderboard_view, filters, view, api_name=False)
+    search.submit(leaderboard_view, filters, view, api_name=False)
+    refresh.click(leaderboard_view, filters, view, api_name="leaderboard")
+    bench_inputs = [models, tasks, limit, dtype, quantization, seed, prompt_lengths, new_tokens,
+                    repeats]
+    running = run.click(run_benchmark, bench_inputs, [status, run_table, summary, cancel],
+                        api_name="bench")
+    running.then(leaderboard_view, filters, view, api_name=False)
+    stop.click(cancel_run, cancel, status, api_name="bench_cancel",
+               cancels=[running] if ON_ZEROGPU else None)
