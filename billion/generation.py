@@ -117,6 +117,7 @@ def _forward_params(model_class: type) -> frozenset[str]:
     return frozenset(inspect.signature(model_class.forward).parameters)
 
 
+@torch.inference_mode()
 def forward(model, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 0) -> torch.Tensor:
     """Logits (batch, positions, vocab) with the KV cache extended in place.
 
@@ -217,35 +218,36 @@ def stream_ids(loaded: LoadedModel, input_ids: torch.Tensor, settings: SamplingS
     times: list[float] = []
     text, shown, finish = "", 0, "length"
     # No lock: Gradio may resume this generator on another thread, and inference is stateless.
-    with torch.inference_mode():
-        cache = DynamicCache()
-        logits = prefill(model, input_ids, cache)
-        while True:
-            token = next_token(logits.cpu(), settings, generator, seen)
-            times.append(time.perf_counter() - started)
-            if token in eos and not settings.ignore_eos:
-                finish = "eos"
-                break
-            tokens.append(token)
-            piece = detok.add(token)
-            text += piece.lstrip() if strip_leading and not text else piece
-            cut = min((text.find(s) for s in stops if s in text), default=-1)
-            if cut >= 0:
-                text, finish = text[:cut], "stop"
-                break
-            memory.sample()
-            visible = len(text) - _held_back(text, stops)
-            if visible > shown:
-                yield GenerationUpdate(text[:visible], text[shown:visible], len(tokens))
-                shown = visible
-            if len(tokens) >= settings.max_new_tokens:
-                break
-            if cancel is not None and cancel.is_set():
-                finish = "cancelled"
-                break
-            if penalise:
-                seen = torch.cat([seen, torch.tensor([token])]).unique()
-            logits = decode_one_token(model, token, cache, device)
+    # No inference_mode around the loop either: grad mode is per thread, and a suspended generator
+    # would leave it switched off in the caller's thread; forward() enters it per call instead.
+    cache = DynamicCache()
+    logits = prefill(model, input_ids, cache)
+    while True:
+        token = next_token(logits.cpu(), settings, generator, seen)
+        times.append(time.perf_counter() - started)
+        if token in eos and not settings.ignore_eos:
+            finish = "eos"
+            break
+        tokens.append(token)
+        piece = detok.add(token)
+        text += piece.lstrip() if strip_leading and not text else piece
+        cut = min((text.find(s) for s in stops if s in text), default=-1)
+        if cut >= 0:
+            text, finish = text[:cut], "stop"
+            break
+        memory.sample()
+        visible = len(text) - _held_back(text, stops)
+        if visible > shown:
+            yield GenerationUpdate(text[:visible], text[shown:visible], len(tokens))
+            shown = visible
+        if len(tokens) >= settings.max_new_tokens:
+            break
+        if cancel is not None and cancel.is_set():
+            finish = "cancelled"
+            break
+        if penalise:
+            seen = torch.cat([seen, torch.tensor([token])]).unique()
+        logits = decode_one_token(model, token, cache, device)
     total = time.perf_counter() - started
     decode_span = times[-1] - times[0] if len(times) > 1 else 0.0
     result = GenerationResult(

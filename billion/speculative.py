@@ -295,27 +295,29 @@ def speculative_stream(model, prompt_ids: Sequence[int], draft: DraftSource, set
     stops = tuple(s for s in (*settings.stop, *stops) if s)
     answer = _Answer(tokenizer, eos_ids, stops, settings.max_new_tokens)
     ids, rounds, k = list(prompt), [], schedule.k
+    # Grad mode is per thread: never yield inside inference_mode, or the caller inherits it.
     with torch.inference_mode():
         cache = DynamicCache(config=model.config)
         cache.activate_past_recording()  # sliding-window layers must be able to roll back
         prefill(model, prompt, cache, next(model.parameters()).device)
         draft.start(prompt)
-        prefill_s = time.perf_counter() - started
-        while answer.finish is None:
-            room = min(settings.max_new_tokens - len(answer.tokens), context_length - len(ids) + 1)
-            if room <= 0:
-                answer.finish = "length"
-                break
-            # A round emits up to k + 1 tokens: never draft what could not be kept.
-            rnd = run_round(len(rounds), model, cache, draft, ids, min(k, room - 1), settings, generator,
-                            started)
-            rounds.append(rnd)
-            new_text = answer.add(rnd)
-            ids.extend(rnd.emitted)
-            k = schedule.next(k, len(rnd.drafted), rnd.accepted)
-            if answer.finish is None and cancel is not None and cancel.is_set():
-                answer.finish = "cancelled"
-            yield SpeculativeUpdate(answer.text, new_text, len(answer.tokens), rnd)
+    prefill_s = time.perf_counter() - started
+    while answer.finish is None:
+        room = min(settings.max_new_tokens - len(answer.tokens), context_length - len(ids) + 1)
+        if room <= 0:
+            answer.finish = "length"
+            break
+        # A round emits up to k + 1 tokens: never draft what could not be kept.
+        with torch.inference_mode():
+            rnd = run_round(len(rounds), model, cache, draft, ids, min(k, room - 1), settings,
+                            generator, started)
+        rounds.append(rnd)
+        new_text = answer.add(rnd)
+        ids.extend(rnd.emitted)
+        k = schedule.next(k, len(rnd.drafted), rnd.accepted)
+        if answer.finish is None and cancel is not None and cancel.is_set():
+            answer.finish = "cancelled"
+        yield SpeculativeUpdate(answer.text, new_text, len(answer.tokens), rnd)
     total = time.perf_counter() - started
     result = _result(draft.name, answer, rounds, len(prompt), prefill_s, total)
     yield SpeculativeUpdate(answer.text, "", len(answer.tokens), rounds[-1] if rounds else None, result)

@@ -121,3 +121,11 @@ def test_interleave_streams_both_to_the_end(loaded):
     assert last[0].result is not None and last[1].result is not None
     assert last[0].result.token_ids == last[1].result.token_ids[:len(last[0].result.token_ids)]
     assert torch.is_tensor(ids)
+
+
+def test_a_suspended_stream_leaves_grad_mode_alone(loaded):
+    # Grad mode is per thread: a half-read stream must not switch it off for the caller.
+    stream = stream_chat(loaded, ASK, SamplingSettings(temperature=0, max_new_tokens=20, ignore_eos=True))
+    next(stream)
+    assert torch.is_grad_enabled()
+    stream.close()
