@@ -1,27 +1,17 @@
 """The app through gradio_client against a real launched server."""
 
-import socket
 
 import pytest
 from gradio_client import Client
 
 import app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from app_server import serve_app
 
 
 @pytest.fixture(scope="module")
 def client():
-    demo = app.build_demo()
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    with serve_app() as url:
+        yield Client(url, verbose=False)
 
 
 def chat_args(prompt, compare=False, max_new_tokens=32):

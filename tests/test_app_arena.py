@@ -7,7 +7,6 @@ vote, as JSON text, against every registry model's alias, display name, hub id, 
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import time
 import uuid
@@ -16,6 +15,7 @@ import gradio as gr
 import httpx
 import pandas as pd
 import pytest
+from app_server import serve_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -47,12 +47,6 @@ def text_of(message: dict) -> str:
     return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(url, store path): the whole app on a fresh store, env set before the demo is built."""
@@ -60,14 +54,8 @@ def served(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BILLION_DATA_DIR", str(data))
         env.setenv("BILLION_DB", str(data / "votes.sqlite3"))
-        import app
-
-        demo = app.build_demo()
-        demo.queue()
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        yield f"http://127.0.0.1:{port}/", data / "votes.sqlite3"
-        demo.close()
+        with serve_app() as url:
+            yield url, data / "votes.sqlite3"
 
 
 def rows(db, sql: str, params: tuple = ()) -> list[tuple]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
+from app_server import serve_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -18,12 +18,6 @@ pytestmark = pytest.mark.skipif(
 ALL_KINDS = ["measured", "published"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(client, store path): the whole app on a fresh store, env set before the demo is built."""
@@ -31,14 +25,8 @@ def served(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BILLION_DATA_DIR", str(data))
         env.setenv("BILLION_DB", str(data / "board.sqlite3"))
-        import app
-
-        demo = app.build_demo()
-        demo.queue()
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False), data / "board.sqlite3"
-        demo.close()
+        with serve_app() as url:
+            yield Client(url, verbose=False), data / "board.sqlite3"
 
 
 def bench_args(tasks, limit=2) -> tuple:

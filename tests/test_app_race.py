@@ -3,10 +3,10 @@ its refusals of bad input, and the pure rendering and replay schedule it uses.""
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 import torch
+from app_server import serve_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -25,24 +25,12 @@ def race_args(prompt: str = REPEAT, k: float = 4, temperature: float = 0, max_ne
     return (prompt, "smollm2-135m", draft, 8, k, False, temperature, max_new_tokens, False, True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 135M model on a shared 2-core machine runs faster on one thread
-    import app
-
-    demo = app.build_demo()
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    with serve_app() as url:
+        yield Client(url, verbose=False)
     torch.set_num_threads(threads)
 
 

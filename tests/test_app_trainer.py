@@ -1,31 +1,20 @@
 """The LoRA trainer tab through gradio_client against a real launched server (offline SmolLM2)."""
 
 import math
-import socket
 import zipfile
 
 import pytest
 from gradio_client import Client, handle_file
 
-import app
+from app_server import serve_app
 from billion.train_runs import run_manager
 from billion.ui.trainer import SAMPLE_DATA
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client():
-    demo = app.build_demo()
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    with serve_app() as url:
+        yield Client(url, verbose=False)
 
 
 def test_sample_upload_trains_and_serves_the_adapter(client, tmp_path):
