@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import os
 
+try:  # on ZeroGPU Spaces `spaces` has to patch torch before anything initialises CUDA
+    import spaces  # noqa: F401
+except ImportError:
+    pass
+
 import gradio as gr
 
 from billion.paths import data_dir

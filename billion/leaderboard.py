@@ -280,7 +280,8 @@ def run_summary(outcomes: Sequence[TaskOutcome]) -> dict[str, Any]:
               for o in outcomes for s in o.scores]
     failed = [{"model": o.model, "task": o.task, "error": o.error} for o in outcomes if o.error]
     cancelled = [{"model": o.model, "task": o.task} for o in outcomes if o.cancelled]
-    return {"scores": scores, "failed": failed, "cancelled": cancelled}
+    notes = [{"model": o.model, "task": o.task, "note": n} for o in outcomes for n in o.notes]
+    return {"scores": scores, "failed": failed, "cancelled": cancelled, "notes": notes}
 
 
 # -- plot data -----------------------------------------------------------------------------------

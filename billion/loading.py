@@ -161,6 +161,23 @@ def _explain_hub_error(spec: ModelSpec, exc: Exception) -> BillionError:
                         f"({name}): {OFFLINE_HINT}.")
 
 
+def _explain_load_error(spec: ModelSpec, location: str, exc: Exception) -> BillionError:
+    """A load that failed on files already here: say which files, and what to do about them."""
+    detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+    if weights.discard_converted(Path(location)):  # a cache billion rebuilds from the GGUF
+        return BillionError(f"The converted weights of {spec.alias} in {location} could not be read "
+                            f"({detail}). That damaged cache was removed: send the request again "
+                            "and billion rebuilds it from the GGUF (about 20-40 s).")
+    if spec.source.kind == "hub":
+        return BillionError(f"Could not load {spec.hub_id} from the Hugging Face cache ({detail}): "
+                            f"its cached files may be damaged: run `hf cache rm model/{spec.hub_id}` "
+                            "and try again.")
+    if not Path(location).exists():
+        return BillionError(f"{location} no longer exists: put the model folder back or pick another model.")
+    return BillionError(f"Could not load {location} ({detail}): check that the folder holds config.json, "
+                        "the tokenizer and the weights, or pick another model.")
+
+
 def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
     """A private copy outside the shared cache (training attaches LoRA in place, so it needs one)."""
     spec = resolve(name) if isinstance(name, str) else name
@@ -182,10 +199,10 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> L
     except (torch.OutOfMemoryError, MemoryError) as exc:
         raise BillionError(f"Not enough memory to load {spec.alias} in {dtype}: pick a smaller model, "
                            "int8/int4, or unload others (lower BILLION_MODEL_BUDGET_GB).") from exc
-    except (OSError, ValueError, EnvironmentError) as exc:
-        if spec.source.kind == "hub":
+    except Exception as exc:  # damaged files raise many types (OSError, ValueError, SafetensorError)
+        if spec.source.kind == "hub" and isinstance(exc, (OSError, ValueError)):
             raise _explain_hub_error(spec, exc) from exc
-        raise BillionError(f"Could not load {location}: {exc}") from exc
+        raise _explain_load_error(spec, location, exc) from exc
     if quant is None:
         model.to(device)
     model.eval()

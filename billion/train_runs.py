@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import secrets
 import tempfile
 import threading
@@ -32,6 +33,8 @@ from billion.training import TrainConfig
 log = logging.getLogger(__name__)
 RunState = Literal["created", "training", "evaluating", "done", "stopped", "paused", "failed"]
 FINAL_STATES = ("done", "stopped", "failed")
+#: one folder name: letters, digits, "_", "-", "." (never first, so never "..")
+_RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,25 @@ def runs_root() -> Path:
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def run_path(run_id: str, root: Path | None = None) -> Path:
+    """The folder of run `run_id` under the runs root. Run ids come from pages and API calls, so
+    anything but one plain folder name (a path, "..") is refused before it touches the disk."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise BillionError(f"No training run {run_id!r}: pick a run from the list.")
+    return Path(root or runs_root()) / run_id
+
+
+def failure_message(exc: BaseException) -> str:
+    """Why a run failed, as the person sees it: the cause and, where known, the fix."""
+    if isinstance(exc, BillionError):
+        return str(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return (f"Out of memory while training ({text[:200]}): lower the batch size or cutoff, "
+                "turn on gradient checkpointing, or use QLoRA on a GPU, then start a new run.")
+    return text
 
 
 # ---- the run folder ---------------------------------------------------------------------------------
@@ -222,7 +244,7 @@ def train_slice(run_dir: Path, max_seconds: float | None = None, stop: threading
             return None
         return finish(run_dir, session, results, stopped=outcome.stopped)
     except Exception as exc:
-        message = str(exc) if isinstance(exc, BillionError) else f"{type(exc).__name__}: {exc}"
+        message = failure_message(exc)
         events.append(TrainEvent("error", message=message))
         update_run(run_dir, status="failed", error=message)
         raise
@@ -318,12 +340,12 @@ class RunManager:
             run.result = train_slice(run.run_dir, stop=run.stop, events=run.events, loaded=loaded,
                                      probe_steps=probe_steps)
         except Exception as exc:  # noqa: BLE001 - recorded in run.json and as an error event
-            run.error = str(exc) if isinstance(exc, BillionError) else f"{type(exc).__name__}: {exc}"
+            run.error = failure_message(exc)
             log.exception("training run %s failed", run.run_dir.name)
 
     def _dir(self, run_id: str) -> Path:
         run = self._runs.get(run_id)
-        path = run.run_dir if run else self._root() / run_id
+        path = run.run_dir if run else run_path(run_id, self._root())
         if not (path / "run.json").is_file():
             raise BillionError(f"No training run {run_id!r}.")
         return path

@@ -115,6 +115,21 @@ def ensure_converted(gguf: Path) -> Path:
         return out
 
 
+def discard_converted(folder: Path) -> bool:
+    """Remove a converted folder that failed to load, so the next load converts again.
+
+    Only folders inside the cache's converted/ are touched; returns whether one was removed.
+    """
+    root = (cache_dir() / "converted").resolve()
+    folder = Path(folder).resolve()
+    if folder.parent != root or not folder.is_dir():
+        return False
+    with _convert_lock:
+        shutil.rmtree(folder, ignore_errors=True)
+    log.warning("removed damaged converted weights %s; the next load converts again", folder)
+    return True
+
+
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path

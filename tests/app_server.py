@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import uuid
 from contextlib import contextmanager
 from typing import Iterator
+
+import httpx
 
 
 def free_port() -> int:
@@ -26,3 +30,20 @@ def serve_app() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+def call_page_event(url: str, trigger: str, *data) -> dict:
+    """An event with no API name (e.g. the trainer page's timer), joined through the queue exactly
+    as the browser does; returns the queue's `process_completed` message."""
+    config = httpx.get(url + "config").json()
+    fn_index = next(d["id"] for d in config["dependencies"] if any(t[1] == trigger for t in d["targets"]))
+    session = uuid.uuid4().hex
+    httpx.post(url + "gradio_api/queue/join", json={
+        "data": list(data), "fn_index": fn_index, "session_hash": session, "event_data": None,
+        "trigger_id": None}).raise_for_status()
+    with httpx.stream("GET", url + f"gradio_api/queue/data?session_hash={session}", timeout=60) as stream:
+        for line in stream.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if message.get("msg") == "process_completed":
+                return message
+    raise AssertionError("the page event never completed")

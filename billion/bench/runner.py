@@ -102,6 +102,8 @@ class TaskOutcome:
     error: str | None = None
     cancelled: bool = False
     elapsed_s: float = 0.0
+    #: what a person should know about stored scores (e.g. items that timed out and count as failed)
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -185,13 +187,18 @@ def humaneval_rows(result: HumanEvalResult, settings: dict[str, Any]) -> list[di
     common = {**settings, "n_shot": 0, "limited": result.limited, "n_samples": result.n_samples,
               "decoding": "greedy", **{k: v for k, v in result.settings.items() if k != "limit"}}
     passed = [p.task_id for p in result.per_problem if p.correct]
+    timed_out = [p.task_id for p in result.per_problem if any(o.status == "timeout" for o in p.outcomes)]
+    warning = (f"{len(timed_out)} of {result.n_problems} problems ran past the "
+               f"{result.settings.get('timeout_s', 0):g} s sandbox limit and count as failed: "
+               f"{', '.join(timed_out[:10])}" if timed_out else "")
     for k, est in sorted(result.pass_at_k.items()):
         rows.append({
             "metric": f"pass@{k}", "score": est.mean, "stderr": _finite(est.stderr), "n": est.n,
             "settings": common,
             "extra": {"ci_low": _finite(est.ci_low), "ci_high": _finite(est.ci_high),
                       "chance": result.chance, "display_name": "HumanEval",
-                      "passed": passed, "n_available": 164, "elapsed_s": result.seconds,
+                      "passed": passed, "timed_out": timed_out, "warning": warning,
+                      "n_available": 164, "elapsed_s": result.seconds,
                       "note": LIMITED_NOTE if result.limited else ""},
         })
     return rows
@@ -341,7 +348,9 @@ def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: thr
         for done, total, message, rows in task_steps(loaded, task, request, cancel):
             if rows is not None:
                 scores = store_rows(store, loaded, task, rows)
-                outcome = TaskOutcome(model, task, scores, elapsed_s=time.perf_counter() - started)
+                notes = tuple(dict.fromkeys(r["extra"]["warning"] for r in rows if r["extra"].get("warning")))
+                outcome = TaskOutcome(model, task, scores, elapsed_s=time.perf_counter() - started,
+                                      notes=notes)
                 yield RunProgress(model, task, done, total, f"{task}: stored {len(scores)} scores",
                                   outcome)
                 return

@@ -18,7 +18,8 @@ try:  # `spaces` exists on Hugging Face Spaces; elsewhere the GPU boundary is a 
 except ImportError:  # pragma: no cover - depends on the host
     spaces = None
 
-ON_ZEROGPU = bool(spaces) and os.environ.get("SPACES_ZERO_GPU") is not None
+# Read as `spaces` reads it: SPACES_ZERO_GPU=false (or unset) is a plain Space or machine.
+ON_ZEROGPU = bool(spaces) and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
 
 
 def gpu(duration: int | Callable[..., int] = 60):

@@ -180,6 +180,7 @@ def status_markdown(outcomes: list[TaskOutcome], request: BenchRequest, running:
     lines = [f"**{len(outcomes)} of {len(request.models) * len(request.tasks)} tasks done**, "
              f"{stored} scores stored." + (f" Now: {running}" if running else "")]
     lines += [f"- ⚠️ {o.error}" for o in failed]
+    lines += [f"- ⏱️ {o.model} · {o.task}: {note}" for o in outcomes for note in o.notes]
     lines += [f"- {o.model} · {o.task}: cancelled, nothing stored" for o in outcomes if o.cancelled]
     if request.limit:
         lines.append(f"Limited to {request.limit} items per task: not comparable to full runs.")

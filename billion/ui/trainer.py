@@ -23,7 +23,7 @@ from billion.errors import BillionError
 from billion.paths import ASSETS, data_dir
 from billion.train_data import TrainDataset, load_dataset
 from billion.train_runs import (RunStatus, TrainResult, create_run, read_run, run_manager,
-                                runs_root, slice_seconds, train_slice)
+                                run_path, slice_seconds, train_slice)
 from billion.train_tokens import preview_dataset
 from billion.training import TARGET_PRESETS, TrainConfig
 from billion.ui.common import ON_ZEROGPU, default_model, friendly_errors, gpu, model_choices
@@ -117,7 +117,7 @@ def _slice_duration(run_id: str, seconds: int) -> int:
 @gpu(duration=_slice_duration)
 def _gpu_slice(run_id: str, seconds: int) -> bool:
     """One ZeroGPU call's worth of training; True when the run is finished."""
-    return train_slice(runs_root() / run_id, max_seconds=seconds - 30) is not None
+    return train_slice(run_path(run_id), max_seconds=seconds - 30) is not None
 
 
 def train_in_slices(run_id: str) -> None:
@@ -126,7 +126,7 @@ def train_in_slices(run_id: str) -> None:
         return
     seconds = ZEROGPU_SLICE_BUDGET_S
     while not _gpu_slice(run_id, seconds):
-        results = read_run(runs_root() / run_id).get("results") or {}
+        results = read_run(run_path(run_id)).get("results") or {}
         left = results.get("max_steps", 0) - results.get("step", 0)
         seconds = slice_seconds(results.get("step_s") or 10.0, left, ZEROGPU_SLICE_BUDGET_S)
 
@@ -158,7 +158,7 @@ def list_runs():
 
 def _probe(run_id: str) -> dict[str, Any] | None:
     try:
-        return (read_run(runs_root() / run_id).get("results") or {}).get("probe")
+        return (read_run(run_path(run_id)).get("results") or {}).get("probe")
     except BillionError:
         return None
 
@@ -225,7 +225,7 @@ def send_to_arena(run_id: str | None, label: str) -> str:
     status = run_manager().status(run_id)
     if status.result is None or not status.result.adapter_dir:
         raise BillionError(f"Run {run_id} has no adapter yet: wait for it to finish (or stop it).")
-    base = read_run(runs_root() / run_id)["config"]["model"]
+    base = read_run(run_path(run_id))["config"]["model"]
     contestant = register_adapter_contestant(status.result.adapter_dir, base, label or f"lora-{run_id}")
     return (f"✅ `{contestant.label}` ({base} + LoRA) joined the Arena pool: it appears in new "
             "battles and can be benchmarked in the Leaderboard tab.")

@@ -1,0 +1,208 @@
+"""End to end in a real headless Chromium: a person clicks through every tab of the launched app.
+
+Runs against the whole app on a free loopback port with the offline SmolLM2, and asserts only on
+what the page shows. Each test leaves a screenshot of its tab in $BILLION_SCREENSHOTS (the README's
+images: `BILLION_SCREENSHOTS=docs/screenshots pytest tests/test_browser.py`), else in a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from app_process import start_app
+
+from billion.paths import ASSETS
+from billion.registry import MODELS
+
+CHROMIUM = Path(os.environ.get("BILLION_CHROMIUM", "/usr/bin/chromium"))
+SAMPLE = ASSETS / "sample_lora" / "pirate.jsonl"
+MINUTE = 60_000  # ms; generation on a shared 2-core CPU is slow, so waits are generous
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not any(m.alias == "smollm2-135m" for m in MODELS),
+                       reason="needs the offline SmolLM2 entry"),
+]
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = f"no Chromium at {CHROMIUM}: `apt-get install chromium` (bash .ci/setup --dev does it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)  # CI installs it, so a missing browser is a broken setup, not a skip
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("BILLION_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    _require_chromium()
+    # A separate `python app.py`, as a person runs it: served from inside the test process, the
+    # page's polling and the training thread fight over one interpreter and training runs ~3x slower.
+    app = start_app(tmp_path_factory.mktemp("browser-app"), budget_gb=8)
+    try:
+        yield app.url
+    finally:
+        app.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(url, tmp_path_factory):
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, accept_downloads=True,
+            viewport={"width": 1400, "height": 1000},
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, url):
+    tab = browser.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.goto(url)
+    expect(tab.get_by_role("tab", name="Chat")).to_be_visible(timeout=MINUTE)
+    yield tab
+    tab.close()
+    assert not errors, f"the page raised JavaScript errors: {errors}"
+
+
+def open_tab(page, name: str):
+    page.get_by_role("tab", name=name).click()
+    panel = page.locator("[role=tabpanel]:visible")
+    expect(panel).to_have_count(1)
+    return panel
+
+
+def set_number(panel, label: str, value) -> None:
+    """A slider's or number box's typed value (Enter commits it, like a person would)."""
+    box = panel.get_by_label(f"number input for {label}").or_(panel.get_by_label(label, exact=True)).first
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def shot(page, folder: Path, name: str) -> None:
+    page.wait_for_timeout(300)  # let plots finish drawing
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_chat_answers(page, shots):
+    panel = open_tab(page, "Chat")
+    panel.get_by_role("button", name="Generation settings").click()
+    set_number(panel, "Temperature (0 = greedy)", 0)
+    set_number(panel, "Max new tokens", 24)
+    panel.get_by_placeholder("Ask something…").fill("What is the capital of France?")
+    panel.get_by_role("button", name="Send", exact=True).click()
+    answer = panel.get_by_test_id("bot").first
+    expect(answer).to_contain_text("Paris", timeout=2 * MINUTE)
+    expect(panel.get_by_text("tokens/s")).to_be_visible(timeout=MINUTE)
+    expect(panel.get_by_text(re.compile(r"stop: (eos|length)"))).to_be_visible()
+    shot(page, shots, "chat")
+
+
+def test_arena_battle_vote_reveal_and_ratings(page, shots):
+    panel = open_tab(page, "Arena")
+    panel.get_by_role("button", name="Battle settings").click()
+    panel.get_by_label("One model at two temperatures (0.2 and 1.0)").check()
+    set_number(panel, "Max new tokens", 16)
+    a_is_better = panel.get_by_role("button", name="A is better")
+    expect(a_is_better).to_be_disabled()
+    panel.get_by_placeholder("Ask both models something…").fill("Name a fruit that is yellow.")
+    panel.get_by_role("button", name="Send", exact=True).click()
+    expect(a_is_better).to_be_enabled(timeout=2 * MINUTE)
+    answers = panel.get_by_test_id("bot")
+    expect(answers).to_have_count(2)
+    # Blind until the vote: nothing on the tab names a contestant yet.
+    assert "smollm2" not in panel.inner_text().lower().split("ratings")[0]
+    a_is_better.click()
+    revealed = panel.get_by_text("Your vote:")
+    expect(revealed).to_be_visible(timeout=MINUTE)
+    expect(panel.get_by_role("heading", name="Revealed")).to_be_visible()
+    expect(panel.locator("table").filter(has_text="contestant").first).to_contain_text("smollm2-135m")
+    expect(a_is_better).to_be_disabled()
+    expect(panel.get_by_text(re.compile(r"^1 battles counted"))).to_be_visible(timeout=MINUTE)
+    ratings = panel.locator(".block").filter(has=page.locator("table", has_text="win rate")).last
+    expect(ratings).to_contain_text("smollm2-135m [T=0.2]")
+    expect(ratings).to_contain_text("smollm2-135m [T=1]")
+    shot(page, shots, "arena")
+
+
+def test_speculative_race_is_lossless(page, shots):
+    panel = open_tab(page, "Speculative race")
+    panel.get_by_role("button", name="repeat", exact=True).click()
+    set_number(panel, "Max new tokens", 32)
+    panel.get_by_role("button", name="Race", exact=True).click()
+    expect(panel.get_by_text("LOSSLESS ✓")).to_be_visible(timeout=3 * MINUTE)
+    # Both panes replay at their recorded pace and end with every token shown.
+    expect(panel.get_by_text(re.compile(r"✓ finished: 32 tokens"))).to_have_count(2, timeout=MINUTE)
+    # Tokens the draft got right are shown in the accepted colour (beyond the legend's sample).
+    expect(panel.locator(".provenance-accepted")).not_to_have_count(0)
+    assert panel.locator(".provenance-accepted").count() > 1
+    shot(page, shots, "race")
+
+
+def test_lora_upload_train_plot_and_download(page, shots, tmp_path):
+    panel = open_tab(page, "LoRA trainer")
+    panel.locator("input[type=file][accept*=jsonl]").set_input_files(str(SAMPLE))
+    start = panel.get_by_role("button", name="Start training")
+    expect(start).to_be_enabled(timeout=MINUTE)
+    expect(panel.get_by_text(re.compile(r"100 of 100"))).to_be_visible()
+    set_number(panel, "Max steps (0 = use epochs)", 4)
+    set_number(panel, "Cutoff (tokens per example)", 64)
+    set_number(panel, "Batch size", 2)
+    set_number(panel, "Probe steps before training (ETA, memory)", 0)
+    panel.get_by_label("Held-out prompts for before/after (one per line)").fill("How do I boil an egg?")
+    start.click()
+    progress = panel.get_by_text(re.compile(r"step [1-9]/4"))
+    expect(progress).to_be_visible(timeout=2 * MINUTE)
+    plot = panel.locator(".block").filter(has=page.get_by_text("Loss", exact=True)) \
+        .get_by_role("img", name=re.compile("plot")).first
+    expect(plot).to_be_visible(timeout=MINUTE)
+    early = plot.evaluate("e => e.outerHTML")
+    expect(panel.get_by_role("heading", name=re.compile(r"Run .+ finished"))).to_be_visible(
+        timeout=4 * MINUTE)
+    assert plot.evaluate("e => e.outerHTML") != early, "the loss plot never changed while training"
+    before_after = panel.get_by_role("grid", name="Before / after")
+    expect(before_after.get_by_role("gridcell", name="How do I boil an egg?")).to_be_visible()
+    link = panel.get_by_role("row", name=re.compile(r"adapter-.+\.zip")).get_by_role("link")
+    with page.expect_download() as download:
+        link.click()
+    target = tmp_path / "adapter.zip"
+    download.value.save_as(target)
+    with zipfile.ZipFile(target) as archive:
+        names = {Path(n).name for n in archive.namelist()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= names
+    shot(page, shots, "trainer")
+
+
+def test_leaderboard_renders_and_a_small_run_completes(page, shots):
+    panel = open_tab(page, "Leaderboard")
+    table = panel.get_by_role("grid", name="Leaderboard")
+    expect(table.get_by_role("gridcell", name="published", exact=True).first).to_be_visible(timeout=MINUTE)
+    expect(panel.locator(".js-plotly-plot, img, svg.main-svg, canvas").first).to_be_visible()
+    panel.get_by_role("button", name="Run benchmark").first.click()
+    set_number(panel, "Limit per task (0: full task)", 5)
+    panel.get_by_role("button", name="Run benchmark", exact=True).last.click()
+    expect(panel.get_by_text(re.compile(r"1 of 1 tasks done"))).to_be_visible(timeout=3 * MINUTE)
+    expect(panel.get_by_text(re.compile(r"[1-9]\d* scores stored"))).to_be_visible()
+    expect(table.get_by_role("gridcell", name="measured", exact=True).first).to_be_visible(timeout=MINUTE)
+    shot(page, shots, "leaderboard")
+

@@ -1,0 +1,204 @@
+"""Faults in a running app: a model that fails to load mid-session, a training run that crashes, a
+benchmark item that hangs. Each time the person is told what happened and what to do, and the same
+app then answers a normal /chat request. docs/faults.md has the table.
+
+The app is the real one (tests/app_server.py), served from this process with its data, store and
+model cache in temporary folders; the cache starts as hard links to this machine's converted SmolLM2,
+so damaging the test's copy never touches the real one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from app_server import call_page_event, serve_app
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from billion import weights
+from billion.bench import humaneval
+from billion.bench.sandbox import SandboxLimits
+from billion.loading import CACHE
+from billion.registry import MODELS, resolve
+from billion.train_runs import run_manager, run_path
+from billion.training import AnswerOnlyTrainer
+from billion.ui.trainer import SAMPLE_DATA
+
+MODEL = "smollm2-135m"
+pytestmark = pytest.mark.skipif(not any(m.alias == MODEL for m in MODELS),
+                                reason="needs the offline SmolLM2 entry")
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    #: the app's converted SmolLM2 folder (in the test's cache)
+    converted: Path
+    #: this machine's converted SmolLM2, which the app's folder links to
+    source: Path
+
+
+def link_copy(source: Path, target: Path) -> None:
+    """target as a copy of source made of hard links (a plain copy across file systems)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        try:
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory) -> Served:
+    gguf = weights.package_gguf_path(resolve(MODEL))
+    data, cache = tmp_path_factory.mktemp("faults-data"), tmp_path_factory.mktemp("faults-cache")
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("BILLION_CACHE_DIR", raising=False)
+        source = weights.ensure_converted(gguf)  # converts once per machine, ~20 s
+        env.setenv("BILLION_CACHE_DIR", str(cache))
+        env.setenv("BILLION_DATA_DIR", str(data))
+        env.setenv("BILLION_DB", str(data / "billion.sqlite3"))
+        converted = weights.converted_dir(gguf)
+        link_copy(source, converted)
+        CACHE.clear()  # a model loaded elsewhere in this process must not hide the faults
+        with serve_app() as url:
+            served = Served(url, converted, source)
+            assert answer(Client(url, verbose=False))  # the session works before anything breaks
+            yield served
+        CACHE.clear()  # models loaded from the test's cache must not outlive it
+
+
+def answer(client: Client, prompt: str = "Say hello.", tokens: int = 6) -> str:
+    """A short greedy /chat answer: the check that the app still serves normal requests."""
+    chat_a, *_ = client.predict(prompt, [], [], False, MODEL, MODEL, "", 0.0, 0.95, 0, 1.0, tokens, 0, "auto",
+                                api_name="/chat")
+    content = chat_a[-1]["content"]
+    return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+
+
+# ---- a model that fails to load mid-session ------------------------------------------------------
+
+def damage(folder: Path, how: str) -> None:
+    """Break the app's converted weights the way a full disk or an interrupted copy would.
+    Each file is unlinked first, so the machine's real cache (hard links) stays whole."""
+    weights_file = folder / "model.safetensors"
+    if how == "truncated":
+        with weights_file.open("rb") as handle:
+            head = handle.read(1_000_000)
+        weights_file.unlink()
+        weights_file.write_bytes(head)
+    elif how == "garbage":
+        weights_file.unlink()
+        weights_file.write_bytes(os.urandom(4096))
+    elif how == "deleted":
+        weights_file.unlink()
+
+
+@pytest.mark.parametrize("how", ["truncated", "deleted"])
+def test_damaged_weights_mid_session_say_what_to_do(app, how):
+    client = Client(app.url, verbose=False)
+    CACHE.clear()  # the model left memory (the cache evicts the least recently used)
+    damage(app.converted, how)
+    with pytest.raises(AppError) as failure:
+        answer(client)
+    message = str(failure.value)
+    assert f"converted weights of {MODEL}" in message and str(app.converted) in message
+    assert "send the request again" in message and "rebuilds it from the GGUF" in message
+    assert not app.converted.exists()  # the damaged cache is gone, so a retry converts afresh
+    link_copy(app.source, app.converted)  # stands in for the rebuild (the slow test does it for real)
+    assert answer(client)
+
+
+@pytest.mark.slow
+def test_retry_after_damaged_weights_rebuilds_them(app):
+    client = Client(app.url, verbose=False)
+    CACHE.clear()
+    damage(app.converted, "garbage")
+    with pytest.raises(AppError, match="send the request again"):
+        answer(client)
+    assert answer(client)  # converted again from the GGUF shipped in the package
+    assert (app.converted / "billion-source.json").is_file()
+
+
+# ---- a training run that crashes -----------------------------------------------------------------
+
+@pytest.fixture
+def small_data(tmp_path) -> str:
+    """The sample's first 20 rows (18 train, 2 eval): the runs here need a few steps, not the set."""
+    path = tmp_path / "pirate-20.jsonl"
+    path.write_text("".join(SAMPLE_DATA.read_text(encoding="utf-8").splitlines(keepends=True)[:20]))
+    return str(path)
+
+
+def test_training_run_out_of_memory_fails_with_the_reason_and_the_next_run_works(app, monkeypatch,
+                                                                                small_data):
+    """No cheap real out-of-memory exists on this machine, so the trainer's step raises the error
+    torch raises when CUDA memory runs out; everything around it is real."""
+    client = Client(app.url, verbose=False)
+
+    def out_of_memory(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by the test)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(AnswerOnlyTrainer, "training_step", out_of_memory)
+        with pytest.raises(AppError) as failure:
+            client.predict(handle_file(small_data), MODEL, 2, 4, 2e-3, 64, "", api_name="/train")
+    message = str(failure.value)
+    assert "ended failed: Out of memory while training" in message and "lower the batch size" in message
+    run_id = re.search(r"Run (\S+) ended failed", message).group(1)
+
+    status = run_manager().status(run_id)
+    record = json.loads((run_path(run_id) / "run.json").read_text())
+    assert status.state == record["status"] == "failed" and status.result is None
+    assert "Out of memory" in status.error and "Out of memory" in record["error"]
+    # The page's progress (its timer's poll) shows the same reason.
+    reply = call_page_event(app.url, "tick", run_id, [])
+    progress = reply["output"]["data"][2]
+    assert "· failed**" in progress and "❌ **Failed:** Out of memory while training" in progress
+    with pytest.raises(AppError, match="has no adapter yet"):
+        client.predict(run_id, "oom", api_name="/trainer_to_arena")
+
+    summary, adapter_zip = client.predict(handle_file(small_data), MODEL, 2, 4, 2e-3, 64, "",
+                                          api_name="/train")
+    assert summary["state"] == "done" and summary["steps"] == 2 and Path(adapter_zip).is_file()
+    assert answer(client)
+
+
+# ---- a benchmark item that hangs ------------------------------------------------------------------
+
+def test_hanging_benchmark_item_times_out_and_the_app_answers_meanwhile(app, monkeypatch):
+    """HumanEval/0 with a check that never returns: whatever the model writes, the item hangs in the
+    sandbox until its wall-clock limit kills it; the run reports it and completes."""
+    first = humaneval.load_problems()[0]
+    hanging = dataclasses.replace(first, test="def check(candidate):\n    while True:\n        pass\n")
+    monkeypatch.setattr(humaneval, "load_problems", lambda: (hanging,))
+    limit_s = SandboxLimits().seconds
+    chat = Client(app.url, verbose=False)
+    answer(chat)  # the model is loaded before the race below starts
+
+    started = time.monotonic()
+    job = Client(app.url, verbose=False).submit([MODEL], ["humaneval"], 1, "auto", "none", 0, "16", 4, 1,
+                                               api_name="/bench")
+    assert answer(chat)
+    answered_during_run = not job.done()
+    status, run_table, summary = job.result(timeout=300)
+    elapsed = time.monotonic() - started
+
+    assert answered_during_run, "the chat answer came only after the hanging item ended"
+    assert limit_s <= elapsed < limit_s + 120
+    assert "1 of 1 tasks done" in status and "⚠️" not in status
+    assert f"ran past the {limit_s:g} s sandbox limit and count as failed: HumanEval/0" in status
+    (score,) = summary["scores"]
+    assert score["metric"] == "pass@1" and score["score"] == 0 and summary["failed"] == []
+    assert summary["notes"] and "HumanEval/0" in summary["notes"][0]["note"]
+    assert answer(chat)
