@@ -180,6 +180,11 @@ def test_lora_upload_train_plot_and_download(page, shots, tmp_path):
     expect(panel.get_by_role("heading", name=re.compile(r"Run .+ finished"))).to_be_visible(
         timeout=4 * MINUTE)
     assert plot.evaluate("e => e.outerHTML") != early, "the loss plot never changed while training"
+    expect(panel.get_by_label("Run", exact=True)).to_have_value(re.compile(r"· done$"))
+    calls: list[str] = []
+    page.on("request", lambda request: calls.append(request.url) if "queue/join" in request.url else None)
+    page.wait_for_timeout(4000)
+    assert not calls, f"the page kept polling a finished run: {len(calls)} calls in 4 s"
     before_after = panel.get_by_role("grid", name="Before / after")
     expect(before_after.get_by_role("gridcell", name="How do I boil an egg?")).to_be_visible()
     link = panel.get_by_role("row", name=re.compile(r"adapter-.+\.zip")).get_by_role("link")

@@ -202,7 +202,7 @@ def test_the_page_poll_refuses_forged_run_ids(app, planted_run):
     for run_id in forged_run_ids(app, planted_run):
         reply = call_page_event(app.url, "tick", run_id, [])
         assert reply["success"], reply
-        events, _, progress, *_rest, download, _timer = reply["output"]["data"]
+        events, _, progress, *_rest, download, _timer, _runs = reply["output"]["data"]
         assert "No training run" in progress and not (download or {}).get("path")
         assert SECRET not in json.dumps(reply)
     copied = [p for p in app.exports.rglob("*") if p.is_file() and SECRET in p.read_text(errors="ignore")]

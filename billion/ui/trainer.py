@@ -142,8 +142,10 @@ def start_training(dataset: TrainDataset | None, prompts: str, probe_steps: floa
     return gr.update(choices=run_choices(), value=run_id)
 
 
-def run_choices() -> list[tuple[str, str]]:
-    return [(run_label(record), record["id"]) for record in run_manager().runs()]
+def run_choices(records: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+    """The run picker's entries; each label carries the run's state."""
+    records = run_manager().runs() if records is None else records
+    return [(run_label(record), record["id"]) for record in records]
 
 
 def list_runs():
@@ -153,7 +155,8 @@ def list_runs():
     # run.json may still say "training" for a run whose process is gone: ask the manager.
     active = next((r["id"] for r in records if r.get("status") in ACTIVE_STATES
                    and _still_training(manager.status(r["id"]))), None)
-    return gr.update(choices=[(run_label(r), r["id"]) for r in records], value=active)
+    return gr.update(choices=run_choices(records), value=active)
+
 
 
 def _probe(run_id: str) -> dict[str, Any] | None:
@@ -186,25 +189,30 @@ def attach(run_id: str | None):
 
 def poll(run_id: str | None, seen: list):
     """One timer tick: new events since the last tick. Returns (events, loss curves, progress,
-    result, answers, adapter zip, timer); skips redrawing when nothing changed."""
+    result, answers, adapter zip, timer, run list); skips redrawing when nothing changed."""
     if not run_id:
-        return [], gr.skip(), "", gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
+        return [], gr.skip(), "", gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False), gr.skip()
     manager = run_manager()
     try:
         status = manager.status(run_id)
     except BillionError as exc:
-        return seen, gr.skip(), f"❌ {exc}", gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
+        return (seen, gr.skip(), f"❌ {exc}", gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False),
+                gr.skip())
     new = manager.events(run_id, len(seen))
     events = [*seen, *new]
     running = _still_training(status)
     if running and not new and seen:
-        return seen, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return seen, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     progress = progress_markdown(status, events, _probe(run_id))
+    # The run list's labels carry each run's state: relabel once this run has ended (same value,
+    # so the picker does not re-attach).
+    labels = gr.skip() if running else gr.update(choices=run_choices())
     result = status.result
     if result is None:
-        return events, loss_figure(events), progress, "", answers_frame(None), None, gr.Timer(active=running)
+        return (events, loss_figure(events), progress, "", answers_frame(None), None,
+                gr.Timer(active=running), labels)
     return (events, loss_figure(events), progress, result_markdown(result), answers_frame(result),
-            exported_zip(result), gr.Timer(active=False))
+            exported_zip(result), gr.Timer(active=False), labels)
 
 
 @friendly_errors
@@ -338,7 +346,7 @@ def build_trainer_tab() -> None:
     start.click(start_training, [dataset, prompts, probe_steps, *settings], run_pick, api_name=False) \
         .then(train_in_slices, run_pick, None, api_name=False)
     run_pick.change(attach, run_pick, [seen, timer], api_name=False)
-    timer.tick(poll, [run_pick, seen], [seen, curves, progress, result, answers, download, timer],
+    timer.tick(poll, [run_pick, seen], [seen, curves, progress, result, answers, download, timer, run_pick],
                api_name=False, show_progress="hidden", concurrency_limit=None)
     stop.click(stop_run, run_pick, progress, api_name="trainer_stop")
     to_arena.click(send_to_arena, [run_pick, arena_label], arena_note, api_name="trainer_to_arena")
