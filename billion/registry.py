@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 from billion.errors import BillionError
 from billion.published_scores import PUBLISHED_SCORES, ReferenceScore
@@ -148,6 +148,14 @@ MODELS: tuple[ModelSpec, ...] = (
 )
 
 DEFAULT_MODEL = "smollm2-135m"
+#: where the default cannot load (a Space installs no offline weights), the same model from the hub
+DEFAULT_FALLBACKS = ("smollm2-135m-hub",)
+
+
+def pick_default(available: Sequence[str]) -> str | None:
+    """The default model among `available` aliases: the offline SmolLM2, its hub twin, else the first."""
+    preferred = next((a for a in (DEFAULT_MODEL, *DEFAULT_FALLBACKS) if a in available), None)
+    return preferred or (available[0] if available else None)
 
 _BY_NAME: dict[str, ModelSpec] = {}
 for _spec in MODELS:

@@ -38,3 +38,24 @@ def test_readme_commands_match_ci():
     assert "bash .ci/setup && .venv/bin/python app.py" in text
     assert "bash .ci/setup --dev && .venv/bin/python -m pytest" in text
     assert "bash .ci/setup --dev" in ci and ".venv/bin/python -m pytest" in ci
+
+
+def test_space_colours_are_ones_the_hub_accepts():
+    allowed = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+    meta = front_matter()
+    assert meta["colorFrom"] in allowed and meta["colorTo"] in allowed
+
+
+def test_readme_shows_every_tab():
+    """Each tab of the app has a screenshot in the README, and every image it links exists."""
+    import app
+
+    text = README.read_text()
+    images = re.findall(r'<img src="([^"]+)"', text) + re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    for image in images:
+        assert (README.parent / image).is_file(), image
+    demo = app.build_demo()
+    tabs = [block.label for block in demo.blocks.values() if type(block).__name__ == "Tab"]
+    assert len(tabs) == 5, tabs
+    for tab in tabs:
+        assert re.search(rf'alt="{re.escape(tab)} tab', text), f"no screenshot of the {tab} tab"

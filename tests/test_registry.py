@@ -1,7 +1,7 @@
 import pytest
 
 from billion.errors import BillionError
-from billion.registry import (FALLBACK_TEMPLATE, MODELS, drafts_for, resolve)
+from billion.registry import FALLBACK_TEMPLATE, MODELS, drafts_for, pick_default, resolve
 
 
 def test_aliases_unique_and_resolvable():
@@ -71,3 +71,12 @@ def test_fallback_template_renders_user_assistant(tokenizer):
          {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"}],
         chat_template=FALLBACK_TEMPLATE, tokenize=False, add_generation_prompt=True)
     assert text == "Be brief.\n\nUser: Hi\nAssistant: Hello\nUser: Bye\nAssistant:"
+
+
+def test_default_is_the_offline_smollm2_then_its_hub_twin_then_the_first():
+    assert pick_default(["gemma3-270m", "smollm2-135m", "smollm2-135m-hub"]) == "smollm2-135m"
+    # A Space installs no offline weights: the same model comes from the hub.
+    assert pick_default(["tinyllama", "smollm2-135m-hub"]) == "smollm2-135m-hub"
+    assert resolve("smollm2-135m-hub").hub_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert pick_default(["tinyllama", "pythia-1b"]) == "tinyllama"
+    assert pick_default([]) is None

@@ -11,7 +11,7 @@ import gradio as gr
 
 from billion.availability import available_all
 from billion.errors import BillionError
-from billion.registry import DEFAULT_MODEL
+from billion.registry import pick_default
 
 try:  # `spaces` exists on Hugging Face Spaces; elsewhere the GPU boundary is a no-op.
     import spaces
@@ -45,7 +45,7 @@ def model_choices() -> tuple[list[tuple[str, str]], str]:
 
 def default_model(choices: list[tuple[str, str]]) -> str | None:
     values = [value for _, value in choices]
-    return DEFAULT_MODEL if DEFAULT_MODEL in values else (values[0] if values else None)
+    return pick_default(values)
 
 
 _FRIENDLY = (BillionError, MemoryError)
