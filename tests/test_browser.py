@@ -138,7 +138,7 @@ def test_arena_battle_vote_reveal_and_ratings(page, shots):
     expect(panel.get_by_role("heading", name="Revealed")).to_be_visible()
     expect(panel.locator("table").filter(has_text="contestant").first).to_contain_text("smollm2-135m")
     expect(a_is_better).to_be_disabled()
-    expect(panel.get_by_text(re.compile(r"^1 battles counted"))).to_be_visible(timeout=MINUTE)
+    expect(panel.get_by_text(re.compile(r"^1 battle counted"))).to_be_visible(timeout=MINUTE)
     ratings = panel.locator(".block").filter(has=page.locator("table", has_text="win rate")).last
     expect(ratings).to_contain_text("smollm2-135m [T=0.2]")
     expect(ratings).to_contain_text("smollm2-135m [T=1]")

@@ -44,13 +44,17 @@ def ratings_frame(table: RatingTable) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
+def _battles(n: int) -> str:
+    return f"{n} battle" if n == 1 else f"{n} battles"
+
+
 def ratings_summary(table: RatingTable) -> str:
     if not table.ratings:
-        left_out = f" ({table.n_flagged} flagged battles left out)" if table.n_flagged else ""
+        left_out = f" ({_battles(table.n_flagged)} flagged and left out)" if table.n_flagged else ""
         return f"No counted votes yet{left_out}: run a battle above."
-    left_out = (f"; {table.n_flagged} battles left out because an answer named its model"
+    left_out = (f"; {_battles(table.n_flagged)} left out because an answer named its model"
                 if table.n_flagged else "")
-    return (f"**{table.n_battles} battles counted**{left_out}. Bradley-Terry ratings on an Elo-like "
+    return (f"**{_battles(table.n_battles)} counted**{left_out}. Bradley-Terry ratings on an Elo-like "
             f"scale (mean {ANCHOR:.0f}), 95% intervals from {table.bootstrap_rounds} bootstrap "
             "rounds; overlapping intervals share a rank. Elo is the online rating, for reference.")
 
