@@ -6,9 +6,11 @@ import json
 import socket
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -18,18 +20,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app() -> Iterator[str]:
-    """Build the demo (after the caller has set its environment), launch it, yield its URL."""
+def serve_app(data: Path | None = None, db_name: str = "billion.sqlite3") -> Iterator[str]:
+    """Build the demo, launch it, yield its URL. With `data`, the app's data folder and store live
+    there (set before the demo is built, restored after); otherwise the caller's environment holds."""
     import app
 
-    demo = app.build_demo()
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with pytest.MonkeyPatch.context() as env:
+        if data is not None:
+            env.setenv("BILLION_DATA_DIR", str(data))
+            env.setenv("BILLION_DB", str(data / db_name))
+        demo = app.build_demo()
+        demo.queue()
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            demo.close()
 
 
 def call_page_event(url: str, trigger: str, *data) -> dict:

@@ -52,11 +52,8 @@ def text_of(message: dict) -> str:
 def served(tmp_path_factory):
     """(url, store path): the whole app on a fresh store, env set before the demo is built."""
     data = tmp_path_factory.mktemp("arena-app")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BILLION_DATA_DIR", str(data))
-        env.setenv("BILLION_DB", str(data / "votes.sqlite3"))
-        with serve_app() as url:
-            yield url, data / "votes.sqlite3"
+    with serve_app(data, "votes.sqlite3") as url:
+        yield url, data / "votes.sqlite3"
 
 
 def rows(db, sql: str, params: tuple = ()) -> list[tuple]:

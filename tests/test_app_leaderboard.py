@@ -22,11 +22,8 @@ ALL_KINDS = ["measured", "published"]
 def served(tmp_path_factory):
     """(client, store path): the whole app on a fresh store, env set before the demo is built."""
     data = tmp_path_factory.mktemp("leaderboard-app")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BILLION_DATA_DIR", str(data))
-        env.setenv("BILLION_DB", str(data / "board.sqlite3"))
-        with serve_app() as url:
-            yield Client(url, verbose=False), data / "board.sqlite3"
+    with serve_app(data, "board.sqlite3") as url:
+        yield Client(url, verbose=False), data / "board.sqlite3"
 
 
 def bench_args(tasks, limit=2) -> tuple:

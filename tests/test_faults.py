@@ -66,12 +66,10 @@ def app(tmp_path_factory) -> Served:
         env.delenv("BILLION_CACHE_DIR", raising=False)
         source = weights.ensure_converted(gguf)  # converts once per machine, ~20 s
         env.setenv("BILLION_CACHE_DIR", str(cache))
-        env.setenv("BILLION_DATA_DIR", str(data))
-        env.setenv("BILLION_DB", str(data / "billion.sqlite3"))
         converted = weights.converted_dir(gguf)
         link_copy(source, converted)
         CACHE.clear()  # a model loaded elsewhere in this process must not hide the faults
-        with serve_app() as url:
+        with serve_app(data) as url:
             served = Served(url, converted, source)
             assert answer(Client(url, verbose=False))  # the session works before anything breaks
             yield served
