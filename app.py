@@ -15,7 +15,7 @@ except ImportError:
 
 import gradio as gr
 
-from billion.paths import data_dir
+from billion.core.paths import data_dir
 from billion.ui.arena import build_arena_tab
 from billion.ui.chat import build_chat_tab
 from billion.ui.leaderboard import build_leaderboard_tab

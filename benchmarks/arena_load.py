@@ -33,8 +33,8 @@ from typing import Any, Callable
 
 from gradio_client import Client
 
-from billion.registry import resolve
-from billion.table import format_table
+from billion.core.registry import resolve
+from billion.core.table import format_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from app_process import AppProcess, Memory, start_app  # noqa: E402  (shared with tests/test_load.py)
@@ -42,7 +42,7 @@ from app_process import AppProcess, Memory, start_app  # noqa: E402  (shared wit
 PROMPTS = ("Why is the sky blue?", "Name three fruits.", "Give one tip for sleeping well.",
            "What is rain?", "Say hello in French.", "Name a large ocean.")
 CHOICES = ("left", "right", "tie", "bothbad")
-# What each button press is stored as when the left side sits in seat a (billion.arena.winner_for).
+# What each button press is stored as when the left side sits in seat a (billion.arena.battle.winner_for).
 STORED = {"tie": "tie", "bothbad": "tie (bothbad)"}
 CALL_TIMEOUT_S = 300.0
 

@@ -17,10 +17,10 @@ import time
 import torch
 import transformers
 
-from billion.generation import chat_input_ids, stream_ids
-from billion.loading import LoadOptions, load_model
-from billion.sampling import SamplingSettings
-from billion.table import format_table
+from billion.core.generation import chat_input_ids, stream_ids
+from billion.core.loading import LoadOptions, load_model
+from billion.core.sampling import SamplingSettings
+from billion.core.table import format_table
 
 PROMPT = [{"role": "user", "content": "Write a short story about a robot who learns to paint."}]
 

@@ -18,12 +18,12 @@ import sys
 import tempfile
 import time
 
-from billion.table import format_table
+from billion.core.table import format_table
 
 CHILD = """
 import json, sys, time
 started = time.perf_counter()
-from billion.loading import load_model
+from billion.core.loading import load_model
 loaded = load_model(sys.argv[1])
 print(json.dumps({"seconds": time.perf_counter() - started, "in_load": loaded.load_seconds}))
 """

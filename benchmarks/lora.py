@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from billion.paths import ASSETS  # noqa: E402
-from billion.train_data import load_dataset  # noqa: E402
-from billion.training import TrainConfig, resolve_precision, target_modules, total_steps  # noqa: E402
+from billion.core.paths import ASSETS  # noqa: E402
+from billion.train.data import load_dataset  # noqa: E402
+from billion.train.config import TrainConfig, resolve_precision, target_modules, total_steps  # noqa: E402
 
 DATA = ASSETS / "sample_lora" / "pirate.jsonl"
 PROMPTS = ASSETS / "sample_lora" / "held_out.json"
@@ -55,8 +55,8 @@ def baseline(config: TrainConfig, precision: str, rows) -> float:
     from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
                               TrainingArguments)
 
-    from billion import loading
-    from billion.registry import resolve
+    from billion.core import loading
+    from billion.core.registry import resolve
 
     location, _ = loading.weights_location(resolve(config.model))
 
@@ -84,7 +84,7 @@ def baseline(config: TrainConfig, precision: str, rows) -> float:
 
 def engine(config: TrainConfig, examples) -> tuple[float, object]:
     """Seconds of the engine's training loop (TrainingSession.train) on the same rows."""
-    from billion.train_session import TrainingSession
+    from billion.train.session import TrainingSession
 
     with tempfile.TemporaryDirectory() as out:
         session = TrainingSession(config, examples, Path(out))
@@ -95,7 +95,7 @@ def engine(config: TrainConfig, examples) -> tuple[float, object]:
 
 def full_run(config: TrainConfig, dataset, prompts: list[str]):
     """The engine end to end, as the CLI and the UI run it."""
-    from billion.train_runs import create_run, train_slice
+    from billion.train.runs import create_run, train_slice
 
     with tempfile.TemporaryDirectory() as root:
         started = time.perf_counter()

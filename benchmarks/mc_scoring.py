@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from billion.bench import mc  # noqa: E402
 from billion.bench.tasks import DEFAULT_SEED, McTask, build_prompt, get_task  # noqa: E402
-from billion.loading import load_model  # noqa: E402
+from billion.core.loading import load_model  # noqa: E402
 
 Scorer = Callable[[torch.nn.Module, list[int], Sequence[list[int]]], list[float]]
 Encoded = list[tuple[list[int], list[list[int]]]]

@@ -1,7 +1,7 @@
 """Speculative decoding benchmark (not a test): ours vs plain greedy decoding vs Hugging Face's.
 
 Offline, SmolLM2-135M-Instruct target. For each prompt and draft source it runs, one after the
-other on a warm model: plain greedy decoding (billion.generation), our speculative decoding, and
+other on a warm model: plain greedy decoding (billion.core.generation), our speculative decoding, and
 transformers' assisted generation with the same draft source and k. Prints one table.
 
     .venv/bin/python benchmarks/speculative.py [--k 10] [--max-new-tokens 192] [--self-layers 6,12,20]
@@ -33,12 +33,12 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 
-from billion.generation import chat_input_ids  # noqa: E402
-from billion.loading import load_model  # noqa: E402
-from billion.race import (EXAMPLE_PROMPTS, build_draft, first_difference, hf_assisted,  # noqa: E402
+from billion.core.generation import chat_input_ids  # noqa: E402
+from billion.core.loading import load_model  # noqa: E402
+from billion.spec.race import (EXAMPLE_PROMPTS, build_draft, first_difference, hf_assisted,  # noqa: E402
                           parse_draft, run_plain, run_speculative, warm_up)
-from billion.sampling import SamplingSettings  # noqa: E402
-from billion.speculative import KSchedule  # noqa: E402
+from billion.core.sampling import SamplingSettings  # noqa: E402
+from billion.spec.decoding import KSchedule  # noqa: E402
 
 GROUNDED = ("repeat", "edit", "answer from text", "summarise", "code edit")
 COLUMNS = ("draft", "prompt", "tokens", "plain tok/s", "spec tok/s", "speedup", "wall", "identical",

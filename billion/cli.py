@@ -9,7 +9,7 @@ import os
 import sys
 
 from billion.commands import COMMAND_MODULES
-from billion.errors import BillionError
+from billion.core.errors import BillionError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,8 +20,8 @@ from app_server import serve_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from billion.arena import MAX_PROMPT_CHARS
-from billion.registry import MODELS
+from billion.arena.battle import MAX_PROMPT_CHARS
+from billion.core.registry import MODELS
 
 pytestmark = pytest.mark.skipif(
     not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry")
@@ -231,10 +231,10 @@ def test_ratings_and_export_match_the_store(served):
 def test_controls_enable_votes_only_when_ready_and_name_sides_only_after_the_vote():
     import random
 
-    from billion.arena import ask, finish, new_battle, vote
-    from billion.contestants import Contestant
-    from billion.generation import GenerationResult
-    from billion.sampling import SamplingSettings
+    from billion.arena.battle import ask, finish, new_battle, vote
+    from billion.arena.contestants import Contestant
+    from billion.core.generation import GenerationResult
+    from billion.core.sampling import SamplingSettings
     from billion.ui.arena import controls
 
     def said(text):

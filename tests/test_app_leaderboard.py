@@ -9,8 +9,8 @@ from app_server import serve_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from billion.registry import MODELS
-from billion.store import Store
+from billion.core.registry import MODELS
+from billion.store.store import Store
 
 pytestmark = pytest.mark.skipif(
     not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry")

@@ -10,7 +10,7 @@ from app_server import serve_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from billion.registry import MODELS
+from billion.core.registry import MODELS
 from billion.ui.race_render import fit_pieces, replay_frames
 
 needs_smollm2 = pytest.mark.skipif(not any(m.alias == "smollm2-135m" for m in MODELS),
@@ -98,9 +98,9 @@ def test_replay_of_a_real_race_ends_with_both_whole_outputs(tiny_dir):
     import html
     import re
 
-    from billion.loading import load_model
-    from billion.race import run_race
-    from billion.sampling import SamplingSettings
+    from billion.core.loading import load_model
+    from billion.spec.race import run_race
+    from billion.core.sampling import SamplingSettings
     from billion.ui.race import replay
     from billion.ui.race_render import build_view, rounds_html
 

@@ -7,7 +7,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from app_server import serve_app
-from billion.train_runs import run_manager
+from billion.train.runs import run_manager
 from billion.ui.trainer import SAMPLE_DATA
 
 

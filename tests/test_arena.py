@@ -10,17 +10,17 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from billion import arena
-from billion.arena import (MAX_PROMPT_CHARS, abandon_pending, answer_pending, answer_turn, ask,
+from billion.arena import battle as arena
+from billion.arena.battle import (MAX_PROMPT_CHARS, abandon_pending, answer_pending, answer_turn, ask,
                            cast_vote, conversation, finish, messages_for, new_battle, public_label,
                            record_answers, record_ask, regenerate, reveal, settings_for,
                            validate_prompt, vote, winner_for)
 from billion.commands import arena as arena_command
-from billion.contestants import Contestant
-from billion.errors import BillionError
-from billion.generation import GenerationResult
-from billion.sampling import SamplingSettings
-from billion.store import Store
+from billion.arena.contestants import Contestant
+from billion.core.errors import BillionError
+from billion.core.generation import GenerationResult
+from billion.core.sampling import SamplingSettings
+from billion.store.store import Store
 
 SETTINGS = SamplingSettings(temperature=0.8, max_new_tokens=6)
 
@@ -220,7 +220,7 @@ def test_lora_adapter_contestant_battles_its_base(tiny_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from billion.contestants import register_adapter_contestant
+    from billion.arena.contestants import register_adapter_contestant
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_dir)
@@ -240,8 +240,8 @@ def test_lora_adapter_contestant_battles_its_base(tiny_dir, tmp_path):
 
 def test_answer_turn_with_plain_functions(tiny_pair):
     # load/generate are injectable: any callables with the loading/generation signatures.
-    from billion.generation import generate_chat
-    from billion.loading import load_model
+    from billion.core.generation import generate_chat
+    from billion.core.loading import load_model
 
     calls = []
 

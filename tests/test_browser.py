@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from app_process import start_app
 
-from billion.paths import ASSETS
-from billion.registry import MODELS
+from billion.core.paths import ASSETS
+from billion.core.registry import MODELS
 
 CHROMIUM = Path(os.environ.get("BILLION_CHROMIUM", "/usr/bin/chromium"))
 SAMPLE = ASSETS / "sample_lora" / "pirate.jsonl"

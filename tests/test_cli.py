@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from billion.registry import MODELS
+from billion.core.registry import MODELS
 
 
 def run_cli(*args, timeout=300):

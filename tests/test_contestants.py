@@ -8,15 +8,15 @@ import random
 import pandas as pd
 import pytest
 
-from billion import contestants
-from billion.contestants import (VARIANT_DTYPES, VARIANT_TEMPERATURES, Contestant, contestant_pool,
+from billion.arena import contestants
+from billion.arena.contestants import (VARIANT_DTYPES, VARIANT_TEMPERATURES, Contestant, contestant_pool,
                                  pair_weights, pick_pair, register_adapter_contestant,
                                  registered_contestants)
-from billion.errors import BillionError
-from billion.ratings import ModelRating, RatingTable
-from billion.registry import DEFAULT_MODEL
-from billion.sampling import SamplingSettings
-from billion.store import Store
+from billion.core.errors import BillionError
+from billion.arena.ratings import ModelRating, RatingTable
+from billion.core.registry import DEFAULT_MODEL
+from billion.core.sampling import SamplingSettings
+from billion.store.store import Store
 
 
 def test_contestant_names_tell_variants_apart():

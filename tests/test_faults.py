@@ -24,13 +24,13 @@ from app_server import call_page_event, serve_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from billion import weights
+from billion.core import weights
 from billion.bench import humaneval
 from billion.bench.sandbox import SandboxLimits
-from billion.loading import CACHE
-from billion.registry import MODELS, resolve
-from billion.train_runs import run_manager, run_path
-from billion.training import AnswerOnlyTrainer
+from billion.core.loading import CACHE
+from billion.core.registry import MODELS, resolve
+from billion.train.runs import run_manager, run_path
+from billion.train.config import AnswerOnlyTrainer
 from billion.ui.trainer import SAMPLE_DATA
 
 MODEL = "smollm2-135m"

@@ -3,11 +3,11 @@ import threading
 import pytest
 import torch
 
-from billion.errors import BillionError
-from billion.generation import (Detokenizer, chat_input_ids, generate_chat, interleave, stop_token_ids,
+from billion.core.errors import BillionError
+from billion.core.generation import (Detokenizer, chat_input_ids, generate_chat, interleave, stop_token_ids,
                                 stream_chat, stream_ids)
-from billion.loading import load_model
-from billion.sampling import SamplingSettings
+from billion.core.loading import load_model
+from billion.core.sampling import SamplingSettings
 
 GREEDY = SamplingSettings(temperature=0, max_new_tokens=24)
 ASK = [{"role": "user", "content": "The capital of France is"}]

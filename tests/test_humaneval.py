@@ -15,8 +15,8 @@ from billion.bench.humaneval import (STOP_SEQUENCES, check_completion, generatio
                                      iter_humaneval, load_problems, reference_completion, run_humaneval,
                                      truncate_at_stop)
 from billion.bench.sandbox import SandboxLimits
-from billion.errors import BillionError
-from billion.stats import pass_at_k
+from billion.core.errors import BillionError
+from billion.core.stats import pass_at_k
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox uses Linux resource limits")
 
@@ -167,7 +167,7 @@ def test_bad_arguments_are_refused(canonical):
 
 @linux_only
 def test_greedy_generation_with_a_tiny_model(tiny_dir):
-    from billion.loading import load_model
+    from billion.core.loading import load_model
 
     loaded = load_model(str(tiny_dir))
     generate = greedy_generate_fn(loaded, max_new_tokens=24)
@@ -176,7 +176,7 @@ def test_greedy_generation_with_a_tiny_model(tiny_dir):
     assert first == generate(prompt, STOP_SEQUENCES)  # greedy is deterministic
     assert not any(stop in first for stop in STOP_SEQUENCES)
     # The same text as transformers' greedy generate, leading whitespace included, cut at a stop.
-    from billion.generation import stop_token_ids
+    from billion.core.generation import stop_token_ids
     ids = loaded.tokenizer(prompt, return_tensors="pt")["input_ids"]
     reference = loaded.model.generate(ids, attention_mask=ids.new_ones(ids.shape), do_sample=False,
                                       max_new_tokens=24, eos_token_id=sorted(stop_token_ids(loaded)))
@@ -192,8 +192,8 @@ def test_completion_keeps_its_leading_newline(tokenizer):
     import torch
     from tiny_models import tiny_llama
 
-    from billion.loading import LoadedModel
-    from billion.registry import local_spec
+    from billion.core.loading import LoadedModel
+    from billion.core.registry import local_spec
 
     model = tiny_llama(len(tokenizer))
     newline = tokenizer.convert_tokens_to_ids("Ċ")  # byte-level BPE spelling of "\n"

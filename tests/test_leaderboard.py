@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from billion.bench.runner import StoredScore, TaskOutcome
-from billion.leaderboard import (COLUMNS, DEFAULT_COLUMNS, MEASURED, PUBLISHED, build_leaderboard,
+from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, MEASURED, PUBLISHED, build_leaderboard,
                                  filter_leaderboard, latest_results, metric_unit,
                                  run_results_frame, run_summary, score_points, select_columns,
                                  speed_points)
-from billion.ratings import compute_ratings
-from billion.registry import MODELS, resolve
-from billion.store import Store
+from billion.arena.ratings import compute_ratings
+from billion.core.registry import MODELS, resolve
+from billion.store.store import Store
 
 
 def settings(dtype="fp32", quantization="none", limit=20, **more):

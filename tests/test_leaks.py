@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from billion.contestants import Contestant
-from billion.leaks import detect_identity_leak, identity_terms
+from billion.arena.contestants import Contestant
+from billion.arena.leaks import detect_identity_leak, identity_terms
 
 
 @pytest.mark.parametrize("text, found", [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from app_process import start_app
 
-from billion.registry import MODELS
+from billion.core.registry import MODELS
 
 pytestmark = pytest.mark.skipif(
     not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry")

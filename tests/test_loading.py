@@ -3,10 +3,10 @@ import threading
 import pytest
 import torch
 
-from billion.availability import available, available_all
-from billion.errors import BillionError
-from billion.loading import LoadOptions, ModelCache, load_model, pick_dtype
-from billion.registry import resolve
+from billion.core.availability import available, available_all
+from billion.core.errors import BillionError
+from billion.core.loading import LoadOptions, ModelCache, load_model, pick_dtype
+from billion.core.registry import resolve
 
 
 def test_load_local_dir(tiny_dir):

@@ -22,7 +22,7 @@ from app_server import call_page_event
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from billion.paths import REPO_ROOT
+from billion.core.paths import REPO_ROOT
 from billion.ui.trainer import SAMPLE_DATA
 
 SECRET = "SECRET-" + secrets.token_hex(4)  # in every file that must stay unread
@@ -114,7 +114,7 @@ def file_route_cases(app: Served) -> list[tuple[str, str]]:
         (str(app.outside / "secret.jsonl"), SECRET),
         (str(REPO_ROOT / "app.py"), "build_demo"),
         ("app.py", "build_demo"),
-        ("billion/paths.py", "BILLION_DATA_DIR"),
+        ("billion/core/paths.py", "BILLION_DATA_DIR"),
     ]
     cached = sorted((Path.home() / ".cache" / "billion").glob("converted/*/config.json"))
     if cached:

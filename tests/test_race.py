@@ -7,11 +7,11 @@ import argparse
 import pytest
 
 from billion.commands import race as race_command
-from billion.errors import BillionError
-from billion.loading import load_model
-from billion.race import DraftChoice, first_difference, k_sweep, parse_draft, run_race
-from billion.sampling import SamplingSettings
-from billion.speculative import KSchedule
+from billion.core.errors import BillionError
+from billion.core.loading import load_model
+from billion.spec.race import DraftChoice, first_difference, k_sweep, parse_draft, run_race
+from billion.core.sampling import SamplingSettings
+from billion.spec.decoding import KSchedule
 from tiny_models import build_tokenizer, tiny_llama
 
 GREEDY = SamplingSettings(temperature=0, max_new_tokens=20)

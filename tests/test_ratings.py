@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from billion.errors import BillionError
-from billion.ratings import (ANCHOR, battle_count_matrix, bradley_terry, compute_ratings,
+from billion.core.errors import BillionError
+from billion.arena.ratings import (ANCHOR, battle_count_matrix, bradley_terry, compute_ratings,
                              online_elo, overlap_ranks, win_probability, win_rate_matrix)
 
 TRUE = {"alpha": 1130.0, "bravo": 1040.0, "charlie": 970.0, "delta": 860.0}

@@ -6,7 +6,7 @@ from pathlib import Path
 import gradio
 import yaml
 
-from billion.registry import MODELS
+from billion.core.registry import MODELS
 
 README = Path(__file__).parent.parent / "README.md"
 

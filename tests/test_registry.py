@@ -1,7 +1,7 @@
 import pytest
 
-from billion.errors import BillionError
-from billion.registry import FALLBACK_TEMPLATE, MODELS, drafts_for, pick_default, resolve
+from billion.core.errors import BillionError
+from billion.core.registry import FALLBACK_TEMPLATE, MODELS, drafts_for, pick_default, resolve
 
 
 def test_aliases_unique_and_resolvable():

@@ -10,10 +10,10 @@ from billion.bench.mc import score_task
 from billion.bench.runner import (BenchRequest, RunProgress, canonical_task, estimate_seconds,
                                   iter_run, run_bench)
 from billion.bench.tasks import get_task
-from billion.errors import BillionError
-from billion.loading import load_model
-from billion.registry import MODELS
-from billion.store import Store
+from billion.core.errors import BillionError
+from billion.core.loading import load_model
+from billion.core.registry import MODELS
+from billion.store.store import Store
 
 SPEED = dict(prompt_lengths=(8, 16), new_tokens=4, warmup=0, repeats=2)
 

@@ -9,10 +9,10 @@ import torch
 from scipy.stats import chisquare
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-from billion.drafts import Draft, ModelDraft, PromptLookupDraft, one_hot_rows, self_draft
-from billion.errors import BillionError
-from billion.sampling import SamplingSettings, probabilities
-from billion.speculative import (KSchedule, accept, expected_tokens_per_round, predicted_speedup,
+from billion.spec.drafts import Draft, ModelDraft, PromptLookupDraft, one_hot_rows, self_draft
+from billion.core.errors import BillionError
+from billion.core.sampling import SamplingSettings, probabilities
+from billion.spec.decoding import (KSchedule, accept, expected_tokens_per_round, predicted_speedup,
                                  speculative_generate, speculative_stream)
 from tiny_models import tiny_llama, tiny_neox
 
@@ -291,7 +291,7 @@ def test_leviathan_formula():
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from billion.loading import load_model
+    from billion.core.loading import load_model
     try:
         return load_model("smollm2-135m")
     except BillionError as exc:  # the package that ships its GGUF is not installed
@@ -300,8 +300,8 @@ def smollm2():
 
 @pytest.mark.parametrize("draft_name", ["prompt-lookup", pytest.param("self:10", marks=pytest.mark.slow)])
 def test_smollm2_greedy_output_equals_its_own_greedy(smollm2, draft_name):
-    from billion.generation import chat_input_ids, stop_token_ids
-    from billion.race import EXAMPLE_PROMPTS, build_draft, parse_draft
+    from billion.core.generation import chat_input_ids, stop_token_ids
+    from billion.spec.race import EXAMPLE_PROMPTS, build_draft, parse_draft
 
     prompt = chat_input_ids(smollm2, [{"role": "user", "content": EXAMPLE_PROMPTS[0][1]}])[0].tolist()
     eos = stop_token_ids(smollm2)

@@ -9,7 +9,7 @@ import torch
 
 from billion.bench.speed import (Spread, fixed_length_prompt, iter_speed, measure_loaded, measure_speed,
                                  timed_greedy_run)
-from billion.errors import BillionError
+from billion.core.errors import BillionError
 
 LENGTHS = (16, 40)
 NEW = 8
@@ -80,7 +80,7 @@ def test_lengths_beyond_the_context_are_refused(llama, tokenizer):
 
 
 def test_loaded_model_records_name_and_quantization(tiny_dir):
-    from billion.loading import load_model
+    from billion.core.loading import load_model
 
     loaded = load_model(str(tiny_dir))
     result = measure_loaded(loaded, prompt_lengths=(8,), new_tokens=3, warmup=0, repeats=1)

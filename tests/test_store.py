@@ -15,10 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from billion.errors import BillionError
-from billion.paths import REPO_ROOT
-from billion.ratings import compute_ratings
-from billion.store import SCHEMA_VERSION, HubSync, Store, open_store, start_hub_sync
+from billion.core.errors import BillionError
+from billion.core.paths import REPO_ROOT
+from billion.arena.ratings import compute_ratings
+from billion.store.store import SCHEMA_VERSION, HubSync, Store, open_store, start_hub_sync
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_vote_survives_sigkill(tmp_path):
     db = tmp_path / "killed.sqlite3"
     script = (
         "import sys, time\n"
-        "from billion.store import Store\n"
+        "from billion.store.store import Store\n"
         "s = Store(sys.argv[1])\n"
         "b = s.create_battle(model_a={'name': 'x'}, model_b={'name': 'y'}, position='right',\n"
         "                    sampling={}, seed=1, session_id='kill')\n"
@@ -300,7 +300,7 @@ def test_path_in_missing_folder_is_created(tmp_path):
 
 
 def test_store_from_schema_v1_migrates_and_keeps_battles(tmp_path):
-    from billion.store_schema import MIGRATIONS
+    from billion.store.schema import MIGRATIONS
 
     path = tmp_path / "v1.sqlite3"
     con = sqlite3.connect(path)

@@ -13,7 +13,7 @@ import pytest
 
 from billion.bench import tasks
 from billion.bench.tasks import McData, McItem, build_prompt, fewshot_examples, get_task
-from billion.errors import BillionError
+from billion.core.errors import BillionError
 
 CATEGORIES = ("science", "arithmetic", "geography_history", "common_sense", "code_reading")
 

@@ -7,11 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from billion.errors import BillionError
-from billion.paths import ASSETS
-from billion.registry import FALLBACK_TEMPLATE
-from billion.train_data import Example, load_dataset
-from billion.train_tokens import (IGNORE, chat_template, length_histogram, pad_batch, preview,
+from billion.core.errors import BillionError
+from billion.core.paths import ASSETS
+from billion.core.registry import FALLBACK_TEMPLATE
+from billion.train.data import Example, load_dataset
+from billion.train.tokens import (IGNORE, chat_template, length_histogram, pad_batch, preview,
                                   preview_dataset, tokenize_dataset, tokenize_example)
 
 QA = [("What is 2 + 2?", "4, of course."), ("Name a colour.", "Blue."), ("Say hi.", "Hi there!")]

@@ -13,13 +13,13 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from billion.errors import BillionError
-from billion.store import open_store
-from billion.train_data import load_dataset
-from billion.train_runs import RunManager, create_run, read_events, read_run, train_slice
-from billion.train_session import TrainingSession, split_rows
-from billion.train_tokens import pad_batch, tokenize_dataset
-from billion.training import (AnswerOnlyTrainer, TrainConfig, resolve_precision, target_modules)
+from billion.core.errors import BillionError
+from billion.store.store import open_store
+from billion.train.data import load_dataset
+from billion.train.runs import RunManager, create_run, read_events, read_run, train_slice
+from billion.train.session import TrainingSession, split_rows
+from billion.train.tokens import pad_batch, tokenize_dataset
+from billion.train.config import (AnswerOnlyTrainer, TrainConfig, resolve_precision, target_modules)
 
 # Two answers the tiny random model can memorise in a few steps at a high learning rate.
 ROWS = [{"instruction": "Say the secret.", "output": "The capital of France is Paris."},
@@ -116,7 +116,7 @@ def test_loss_falls(trained):
 
 def test_saved_adapter_reloads_with_the_same_logits(trained, tiny_dir, tmp_path):
     session, _, _ = trained
-    from billion.train_session import zip_adapter
+    from billion.train.session import zip_adapter
 
     adapter = session.save_adapter(tmp_path / "adapter")
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in adapter.iterdir()}
@@ -279,8 +279,8 @@ def test_qlora_gradients_match_the_dequantized_model(tiny_dir, data_file, tokeni
 @pytest.mark.slow
 def test_smollm2_real_template_masking_and_a_few_steps(tmp_path):
     """The offline SmolLM2: its template adds a default system turn, which must stay masked."""
-    from billion.paths import ASSETS
-    from billion.train_tokens import IGNORE
+    from billion.core.paths import ASSETS
+    from billion.train.tokens import IGNORE
 
     data = load_dataset(ASSETS / "sample_lora" / "pirate.jsonl")
     session = TrainingSession(TrainConfig(max_steps=2, eval_fraction=0.05), data.examples[:20], tmp_path)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from billion.speculative import KSchedule
-from billion.sampling import SamplingSettings
+from billion.spec.decoding import KSchedule
+from billion.core.sampling import SamplingSettings
 from billion.ui import common
 from billion.ui.chat import _generation_seconds
 from billion.ui.race import RaceRequest, _race_seconds, _sweep_seconds

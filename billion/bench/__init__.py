@@ -1,1 +1,1 @@
-"""Benchmarks: multiple-choice scoring, HumanEval in a sandbox, speed and memory."""
+"""Benchmarks: multiple-choice scoring, HumanEval in a sandbox, speed and memory, and the leaderboard."""

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from billion.bench.sandbox import SandboxLimits, SandboxResult, run_python
-from billion.errors import BillionError
-from billion.stats import Estimate, estimate_mean, pass_at_k
+from billion.core.errors import BillionError
+from billion.core.stats import Estimate, estimate_mean, pass_at_k
 
 if TYPE_CHECKING:
-    from billion.loading import LoadedModel
+    from billion.core.loading import LoadedModel
 
 STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 TOTAL_PROBLEMS = 164
@@ -198,8 +198,8 @@ def run_humaneval(generate_fn: GenerateFn, limit: int | None = None, n_samples: 
 def greedy_generate_fn(loaded: "LoadedModel", max_new_tokens: int = 512,
                        cancel: threading.Event | None = None) -> GenerateFn:
     """generate_fn for a loaded model: greedy continuation of the raw prompt, cut at the stops."""
-    from billion.generation import stream_ids
-    from billion.sampling import SamplingSettings
+    from billion.core.generation import stream_ids
+    from billion.core.sampling import SamplingSettings
 
     def generate(prompt: str, stop: Sequence[str]) -> str:
         # Default special tokens: a base-style completion starts with BOS where the model uses one.

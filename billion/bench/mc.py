@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Literal, Protocol, Sequence
 import torch
 
 from billion.bench.tasks import DEFAULT_SEED, McData, McItem, McPrompt, McTask, build_prompt
-from billion.stats import Estimate, estimate_mean
+from billion.core.stats import Estimate, estimate_mean
 
 Method = Literal["shared", "full"]
 #: the harness's fallback when neither config nor tokenizer says how long a sequence may be

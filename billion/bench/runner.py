@@ -1,6 +1,6 @@
 """The benchmark runner: models x tasks, with progress per item, every score stored in the project store.
 
-A run loads each model once (through billion.loading's cache), runs its tasks in order and stores
+A run loads each model once (through billion.core.loading's cache), runs its tasks in order and stores
 each finished task's scores as soon as it ends, so a later failure loses nothing. A task that fails
 (an unreachable dataset, a prompt longer than the context, a model that will not load) is reported
 in the progress stream and the run goes on. A cancelled task is reported, not stored: a partial
@@ -22,10 +22,10 @@ from billion.bench.humaneval import HumanEvalResult, greedy_generate_fn, iter_hu
 from billion.bench.mc import TaskResult, iter_score_task
 from billion.bench.speed import SpeedResult, iter_speed_loaded
 from billion.bench.tasks import DEFAULT_SEED, TASKS, get_task
-from billion.errors import BillionError
-from billion.loading import LoadedModel, LoadOptions, load_model
-from billion.stats import Estimate
-from billion.store import Store, open_store
+from billion.core.errors import BillionError
+from billion.core.loading import LoadedModel, LoadOptions, load_model
+from billion.core.stats import Estimate
+from billion.store.store import Store, open_store
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ import psutil
 import torch
 from transformers import DynamicCache
 
-from billion.errors import BillionError
-from billion.generation import decode_one_token, prefill
-from billion.loading import weight_bytes
+from billion.core.errors import BillionError
+from billion.core.generation import decode_one_token, prefill
+from billion.core.loading import weight_bytes
 
 if TYPE_CHECKING:
-    from billion.loading import LoadedModel
+    from billion.core.loading import LoadedModel
 
 # Plain prose, so prompt tokens look like ordinary text to the model.
 FILLER = ("The committee met on Tuesday to review the annual budget. After a long discussion about "
@@ -252,7 +252,7 @@ def measure_speed(model, tokenizer, **options) -> SpeedResult:
 
 
 def iter_speed_loaded(loaded: "LoadedModel", **options) -> Iterator[SpeedProgress]:
-    """iter_speed for a model from billion.loading, recording its alias and quantization."""
+    """iter_speed for a model from billion.core.loading, recording its alias and quantization."""
     return iter_speed(loaded.model, loaded.tokenizer, name=loaded.spec.alias,
                       quantization=loaded.quantization, **options)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 from urllib.parse import urlparse
 
-from billion.errors import BillionError
-from billion.paths import ASSETS
+from billion.core.errors import BillionError
+from billion.core.paths import ASSETS
 
 ChoiceFormat = Literal["letters", "text"]
 Metric = Literal["acc", "acc_norm"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from billion.errors import BillionError
-from billion.ratings import RatingTable, compute_ratings
-from billion.store import open_store
-from billion.table import format_table
+from billion.core.errors import BillionError
+from billion.arena.ratings import RatingTable, compute_ratings
+from billion.store.store import open_store
+from billion.core.table import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

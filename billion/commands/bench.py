@@ -9,10 +9,10 @@ import torch
 
 from billion.bench.runner import TASK_CHOICES, BenchRequest, RunProgress, TaskOutcome, iter_run
 from billion.bench.tasks import DEFAULT_SEED
-from billion.leaderboard import KINDS, MEASURED, build_leaderboard, filter_leaderboard, run_results_frame
-from billion.registry import DEFAULT_MODEL, all_models
-from billion.store import open_store
-from billion.table import format_table
+from billion.bench.leaderboard import KINDS, MEASURED, build_leaderboard, filter_leaderboard, run_results_frame
+from billion.core.registry import DEFAULT_MODEL, all_models
+from billion.store.store import open_store
+from billion.core.table import format_table
 
 SHOW_COLUMNS = ["model", "benchmark", "metric", "score", "unit", "± stderr", "95% CI", "n",
                 "chance", "dtype", "quantization", "date", "source", "note"]

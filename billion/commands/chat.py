@@ -8,10 +8,10 @@ import shutil
 import sys
 import textwrap
 
-from billion.generation import GenerationResult, generate_chat, stream_chat
-from billion.loading import LoadOptions, load_model
-from billion.registry import DEFAULT_MODEL
-from billion.sampling import SamplingSettings
+from billion.core.generation import GenerationResult, generate_chat, stream_chat
+from billion.core.loading import LoadOptions, load_model
+from billion.core.registry import DEFAULT_MODEL
+from billion.core.sampling import SamplingSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:

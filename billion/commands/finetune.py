@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from billion.errors import BillionError
-from billion.paths import ASSETS
-from billion.registry import DEFAULT_MODEL
+from billion.core.errors import BillionError
+from billion.core.paths import ASSETS
+from billion.core.registry import DEFAULT_MODEL
 
 SAMPLE_DATA = ASSETS / "sample_lora" / "pirate.jsonl"
 SAMPLE_PROMPTS = ASSETS / "sample_lora" / "held_out.json"
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def config_from(args: argparse.Namespace):
-    from billion.training import TrainConfig
+    from billion.train.config import TrainConfig
 
     return TrainConfig(model=args.model, rank=args.rank, alpha=args.alpha or 2 * args.rank,
                        learning_rate=args.lr, epochs=args.epochs, max_steps=args.max_steps,
@@ -75,8 +75,8 @@ def print_event(event) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from billion.train_data import load_dataset
-    from billion.train_runs import FINAL_STATES, RunManager
+    from billion.train.data import load_dataset
+    from billion.train.runs import FINAL_STATES, RunManager
 
     config = config_from(args)
     dataset = load_dataset(args.data)

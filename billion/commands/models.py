@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from billion.availability import available_all
-from billion.table import format_table
+from billion.core.availability import available_all
+from billion.core.table import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from billion.commands.chat import add_generation_args, messages_from, settings_from
-from billion.loading import LoadOptions, load_model
-from billion.race import RaceResult, SweepPoint, k_sweep, run_race
-from billion.registry import DEFAULT_MODEL
-from billion.speculative import MAX_K, KSchedule
+from billion.core.loading import LoadOptions, load_model
+from billion.spec.race import RaceResult, SweepPoint, k_sweep, run_race
+from billion.core.registry import DEFAULT_MODEL
+from billion.spec.decoding import MAX_K, KSchedule
 
 
 def register(sub: argparse._SubParsersAction) -> None:

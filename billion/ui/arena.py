@@ -20,15 +20,15 @@ from typing import Any
 
 import gradio as gr
 
-from billion.arena import (MAX_PROMPT_CHARS, Battle, Reveal, abandon_pending, ask, cast_vote,
+from billion.arena.battle import (MAX_PROMPT_CHARS, Battle, Reveal, abandon_pending, ask, cast_vote,
                            conversation, new_battle, public_label, record_answers, record_ask,
                            regenerate, reveal, stream_pending, validate_prompt)
-from billion.availability import available_aliases
-from billion.contestants import contestant_pool, pick_pair, registered_contestants
-from billion.errors import BillionError
-from billion.paths import ASSETS
-from billion.sampling import SamplingSettings
-from billion.store import open_store
+from billion.core.availability import available_aliases
+from billion.arena.contestants import contestant_pool, pick_pair, registered_contestants
+from billion.core.errors import BillionError
+from billion.core.paths import ASSETS
+from billion.core.sampling import SamplingSettings
+from billion.store.store import open_store
 from billion.ui.arena_ratings import (battle_count_figure, current_ratings, export_voted_battles,
                                       ratings_figure, ratings_frame, ratings_summary, ratings_view,
                                       win_rate_figure)

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from billion.paths import data_dir
-from billion.ratings import ANCHOR, RatingTable, compute_ratings
-from billion.store import open_store
+from billion.core.paths import data_dir
+from billion.arena.ratings import ANCHOR, RatingTable, compute_ratings
+from billion.store.store import open_store
 
 RATING_ROUNDS = 200
 TABLE_COLUMNS = ["rank", "model", "rating", "95% CI", "votes", "win rate", "Elo"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from billion.generation import GenerationResult, GenerationUpdate, interleave, stream_chat
-from billion.loading import LoadOptions, load_model
-from billion.sampling import SamplingSettings
+from billion.core.generation import GenerationResult, GenerationUpdate, interleave, stream_chat
+from billion.core.loading import LoadOptions, load_model
+from billion.core.sampling import SamplingSettings
 from billion.ui.common import default_model, friendly_errors, gpu, model_choices
 
 MAX_PROMPT_CHARS = 8000

@@ -9,9 +9,9 @@ from typing import Callable
 
 import gradio as gr
 
-from billion.availability import available_all
-from billion.errors import BillionError
-from billion.registry import pick_default
+from billion.core.availability import available_all
+from billion.core.errors import BillionError
+from billion.core.registry import pick_default
 
 try:  # `spaces` exists on Hugging Face Spaces; elsewhere the GPU boundary is a no-op.
     import spaces

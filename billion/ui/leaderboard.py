@@ -20,13 +20,13 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from billion.bench.runner import (HUMANEVAL, SPEED, BenchRequest, RunProgress, TaskOutcome,
                                   estimate_seconds, iter_run)
 from billion.bench.tasks import DEFAULT_SEED, TASKS
-from billion.errors import BillionError
-from billion.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, MEASURED, SIZE_BANDS,
+from billion.core.errors import BillionError
+from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, MEASURED, SIZE_BANDS,
                                  build_leaderboard, families, filter_leaderboard,
                                  run_results_frame, run_summary, score_points, select_columns,
                                  speed_points)
-from billion.registry import all_models
-from billion.store import open_store
+from billion.core.registry import all_models
+from billion.store.store import open_store
 from billion.ui.arena_ratings import current_ratings
 from billion.ui.common import ON_ZEROGPU, default_model, friendly_errors, gpu, model_choices
 

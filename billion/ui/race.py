@@ -17,13 +17,13 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import gradio as gr
 
-from billion.availability import available
-from billion.errors import BillionError
-from billion.loading import load_model
-from billion.race import EXAMPLE_PROMPTS, RaceResult, SweepPoint, k_sweep, parse_draft, run_race
-from billion.registry import drafts_for, resolve
-from billion.sampling import SamplingSettings
-from billion.speculative import MAX_K, KSchedule
+from billion.core.availability import available
+from billion.core.errors import BillionError
+from billion.core.loading import load_model
+from billion.spec.race import EXAMPLE_PROMPTS, RaceResult, SweepPoint, k_sweep, parse_draft, run_race
+from billion.core.registry import drafts_for, resolve
+from billion.core.sampling import SamplingSettings
+from billion.spec.decoding import MAX_K, KSchedule
 from billion.ui.common import default_model, friendly_errors, gpu, model_choices
 from billion.ui.race_render import (RaceView, badge_html, build_view, figures_markdown, plain_pane,
                                     race_summary, replay_frames, rounds_html, spec_pane, stats_markdown,
@@ -39,7 +39,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class RaceRequest:
     target: str
-    #: as billion.race.parse_draft reads it: prompt-lookup, self:N or a draft model's alias
+    #: as billion.spec.race.parse_draft reads it: prompt-lookup, self:N or a draft model's alias
     draft: str
     schedule: KSchedule
     settings: SamplingSettings

@@ -15,8 +15,8 @@ from typing import Sequence
 
 from matplotlib.figure import Figure
 
-from billion.generation import Detokenizer
-from billion.race import RaceResult, SweepPoint
+from billion.core.generation import Detokenizer
+from billion.spec.race import RaceResult, SweepPoint
 
 MAX_REPLAY_S = 20.0
 FRAME_S = 0.05

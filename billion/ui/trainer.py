@@ -1,6 +1,6 @@
 """LoRA trainer tab: upload data, preview what is trained, train in the background, compare, export.
 
-Training runs outlive the page (billion.train_runs.run_manager): the page only starts, polls and
+Training runs outlive the page (billion.train.runs.run_manager): the page only starts, polls and
 stops them, so a reload re-attaches to the active run. On ZeroGPU the run trains in time slices,
 each one `spaces.GPU` call, resuming from the run folder's checkpoint.
 
@@ -18,14 +18,14 @@ from typing import Any
 
 import gradio as gr
 
-from billion.contestants import register_adapter_contestant
-from billion.errors import BillionError
-from billion.paths import ASSETS, data_dir
-from billion.train_data import TrainDataset, load_dataset
-from billion.train_runs import (RunStatus, TrainResult, create_run, read_run, run_manager,
+from billion.arena.contestants import register_adapter_contestant
+from billion.core.errors import BillionError
+from billion.core.paths import ASSETS, data_dir
+from billion.train.data import TrainDataset, load_dataset
+from billion.train.runs import (RunStatus, TrainResult, create_run, read_run, run_manager,
                                 run_path, slice_seconds, train_slice)
-from billion.train_tokens import preview_dataset
-from billion.training import TARGET_PRESETS, TrainConfig
+from billion.train.tokens import preview_dataset
+from billion.train.config import TARGET_PRESETS, TrainConfig
 from billion.ui.common import ON_ZEROGPU, default_model, friendly_errors, gpu, model_choices
 from billion.ui.trainer_view import (answers_frame, highlighted, histogram_figure, loss_figure,
                                      preview_markdown, problems_frame, progress_markdown, report_markdown,
@@ -73,7 +73,7 @@ def use_sample():
 def show_preview(dataset: TrainDataset | None, model: str, cutoff: float):
     """A few rows through the model's own chat template, trained tokens highlighted, and the
     token-length histogram. Returns (highlighted text, histogram, notes)."""
-    from billion.loading import load_model
+    from billion.core.loading import load_model
 
     if dataset is None:
         raise BillionError("Load a data file first (upload one or use the sample dataset).")

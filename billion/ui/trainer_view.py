@@ -10,10 +10,10 @@ from typing import Any, Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from billion.train_data import DatasetReport, FORMAT_FIELDS
-from billion.train_events import TrainEvent
-from billion.train_runs import RunStatus, TrainResult
-from billion.train_tokens import DatasetPreview, Histogram
+from billion.train.data import DatasetReport, FORMAT_FIELDS
+from billion.train.events import TrainEvent
+from billion.train.runs import RunStatus, TrainResult
+from billion.train.tokens import DatasetPreview, Histogram
 
 TRAINED, PROMPT = "trained", None
 PROBLEM_COLUMNS = ["row", "problem"]

@@ -1,9 +1,9 @@
 """The project's one SQLite store: arena battles and votes, benchmark results, training runs.
 
-A real file (path from `billion.paths.db_path()`, env BILLION_DB) in WAL mode with
+A real file (path from `billion.core.paths.db_path()`, env BILLION_DB) in WAL mode with
 `synchronous=FULL`, so a vote whose call returned survives a crash or SIGKILL. One connection per
 Store, behind a lock: Gradio runs handlers in threads. The schema is versioned: MIGRATIONS
-(billion.store_schema) is an ordered list and a new version only ever appends to it.
+(billion.store.schema) is an ordered list and a new version only ever appends to it.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 
 import pandas as pd
 
-from billion.errors import BillionError
-from billion.hub_sync import HubSync, start_hub_sync
-from billion.machine import describe_machine, library_versions
-from billion.paths import db_path
-from billion.ratings import WINNERS
-from billion.store_schema import MIGRATIONS, SCHEMA_VERSION
+from billion.core.errors import BillionError
+from billion.arena.hub_sync import HubSync, start_hub_sync
+from billion.core.machine import describe_machine, library_versions
+from billion.core.paths import db_path
+from billion.arena.ratings import WINNERS
+from billion.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["POSITIONS", "SCHEMA_VERSION", "HubSync", "Store", "open_store", "start_hub_sync"]
 
@@ -240,7 +240,7 @@ class Store:
         ]
 
     def battles_frame(self, voted_only: bool = False) -> pd.DataFrame:
-        """One row per battle in vote order; model_a, model_b, winner, flagged feed billion.ratings."""
+        """One row per battle in vote order; model_a, model_b, winner, flagged feed billion.arena.ratings."""
         records = self._battle_records("WHERE b.vote IS NOT NULL" if voted_only else "")
         columns = ["id", "created_at", "session_id", "model_a", "model_b", "contestant_a",
                    "contestant_b", "position", "sampling", "seed", "live_streaming", "winner",

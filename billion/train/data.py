@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from billion.errors import BillionError
+from billion.core.errors import BillionError
 
 Format = Literal["alpaca", "messages", "sharegpt", "prompt_completion", "text"]
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}

@@ -1,9 +1,9 @@
 """Blind arena battles: the battle state a UI keeps, its steps, the vote and the reveal.
 
 A `Battle` is an immutable value (kept in gr.State, never in module globals); each step returns a
-new one. A UI round: pick_pair (billion.contestants) -> new_battle -> ask -> record_ask ->
+new one. A UI round: pick_pair (billion.arena.contestants) -> new_battle -> ask -> record_ask ->
 stream_pending (or answer_pending) -> record_answers -> (ask again, or regenerate ...) ->
-cast_vote -> reveal. Identity leaks are found by billion.leaks.
+cast_vote -> reveal. Identity leaks are found by billion.arena.leaks.
 `model_a` and `model_b` are the two contestants as stored; `position` says on which side model_a
 sits. The page only shows `public_label(side)` ("Model A" left, "Model B" right) until the vote.
 """
@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from billion.contestants import Contestant
-from billion.errors import BillionError
-from billion.leaks import detect_identity_leak, identity_terms
-from billion.registry import resolve
-from billion.sampling import SamplingSettings
+from billion.arena.contestants import Contestant
+from billion.core.errors import BillionError
+from billion.arena.leaks import detect_identity_leak, identity_terms
+from billion.core.registry import resolve
+from billion.core.sampling import SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def blind_errors(battle: Battle) -> Iterator[None]:
 
 
 def load_contestant(contestant: Contestant):
-    from billion.loading import load_model
+    from billion.core.loading import load_model
 
     return load_model(contestant.alias, contestant.load_options())
 
@@ -226,7 +226,7 @@ def answer_pending(battle: Battle, load: LoadFn | None = None,
                    generate: GenerateFn | None = None) -> Battle:
     """Generate both answers to the pending prompt; both are released together (blind)."""
     if generate is None:
-        from billion.generation import generate_chat as generate
+        from billion.core.generation import generate_chat as generate
     load = load or load_contestant
     with blind_errors(battle):
         loaded = [load(battle.contestant(seat)) for seat in ("a", "b")]
@@ -244,7 +244,7 @@ def answer_turn(battle: Battle, prompt: str, load: LoadFn | None = None,
 def stream_pending(battle: Battle, load: LoadFn | None = None) -> Iterator[Battle]:
     """Battles to show while answering. Blind (default): only the finished battle, since the pace
     of a stream gives a model away; with battle.live_streaming, partial answers as they grow."""
-    from billion.generation import interleave, stream_chat
+    from billion.core.generation import interleave, stream_chat
 
     load = load or load_contestant
     if not battle.live_streaming:

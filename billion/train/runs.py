@@ -6,7 +6,7 @@ A run folder (data_dir()/runs/<run_id>/) holds everything needed to resume it in
   events.jsonl   progress events, so a reloaded page can re-attach
   checkpoints/   the trainer's last checkpoint while the run is unfinished
   adapter/ adapter.zip   the PEFT adapter once trained or stopped (merged/ when asked)
-Runs are also listed in the project's store (billion.store) with config, data hash and results.
+Runs are also listed in the project's store (billion.store.store) with config, data hash and results.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from billion.errors import BillionError
-from billion.paths import data_dir
-from billion.train_data import Example, TrainDataset
-from billion.train_events import AnswerPair, EventLog, TrainEvent
-from billion.training import TrainConfig
+from billion.core.errors import BillionError
+from billion.core.paths import data_dir
+from billion.train.data import Example, TrainDataset
+from billion.train.events import AnswerPair, EventLog, TrainEvent
+from billion.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 RunState = Literal["created", "training", "evaluating", "done", "stopped", "paused", "failed"]
@@ -123,7 +123,7 @@ def _write_json(path: Path, value: Any) -> None:
 def record_in_store(record: dict[str, Any], created: bool) -> None:
     """Best effort: a store problem must not break a training run."""
     try:
-        from billion.store import open_store
+        from billion.store.store import open_store
 
         store = open_store()
         fields = dict(status=record["status"], output_dir=record["output_dir"],
@@ -190,7 +190,7 @@ def _append_line(path: Path, line: str) -> None:
 # ---- training a run -------------------------------------------------------------------------------
 
 def open_session(run_dir: Path, events: EventLog, loaded=None):
-    from billion.train_session import TrainingSession
+    from billion.train.session import TrainingSession
 
     record = read_run(run_dir)
     config = TrainConfig.from_dict(record["config"])
@@ -200,7 +200,7 @@ def open_session(run_dir: Path, events: EventLog, loaded=None):
 def probe_run(config: TrainConfig, dataset: TrainDataset, steps: int = 3, time_budget_s: float | None = None,
               loaded=None):
     """A few timed training steps before committing to a run: tokens/s, peak memory, ETA, warnings."""
-    from billion.train_session import TrainingSession
+    from billion.train.session import TrainingSession
 
     with tempfile.TemporaryDirectory() as scratch:
         session = TrainingSession(config, dataset.examples, Path(scratch), loaded=loaded)
@@ -252,7 +252,7 @@ def train_slice(run_dir: Path, max_seconds: float | None = None, stop: threading
 
 def finish(run_dir: Path, session, results: dict[str, Any], stopped: bool) -> TrainResult:
     """Eval loss after, before/after answers, the adapter and its zip (and a merged model if asked)."""
-    from billion.train_session import remove_checkpoints, zip_adapter
+    from billion.train.session import remove_checkpoints, zip_adapter
 
     record = update_run(run_dir, status="evaluating")
     events = session.events

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from billion.errors import BillionError
+from billion.core.errors import BillionError
 
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 # Score of model_a for each outcome; both kinds of tie count half a win each.
@@ -86,7 +86,7 @@ def counting_battles(battles: pd.DataFrame) -> pd.DataFrame:
     missing = {"model_a", "model_b", "winner"} - set(battles.columns)
     if missing:
         raise BillionError(f"Battle table lacks columns {sorted(missing)}: build it with "
-                           "billion.store.Store.battles_frame().")
+                           "billion.store.store.Store.battles_frame().")
     df = battles[battles["winner"].notna()]
     unknown = set(df["winner"]) - set(WINNERS)
     if unknown:

@@ -1,6 +1,6 @@
 """One training run's model in one process: load, attach LoRA, probe, train (resumably), compare, save.
 
-A run lives in a folder (see billion.train_runs); a TrainingSession is that folder loaded into
+A run lives in a folder (see billion.train.runs); a TrainingSession is that folder loaded into
 memory. The base model is a private copy, never the shared model cache: LoRA layers are written
 into the model they wrap.
 """
@@ -23,11 +23,11 @@ import psutil
 import torch
 from transformers import TrainerCallback
 
-from billion.errors import BillionError
-from billion.train_data import Example, describe_problems
-from billion.train_tokens import TokenizedExample, tokenize_dataset
-from billion.train_events import AnswerPair, EventLog, ProgressCallback, TrainEvent
-from billion.training import (TrainConfig, attach_lora, base_dtype, build_trainer, resolve_precision,
+from billion.core.errors import BillionError
+from billion.train.data import Example, describe_problems
+from billion.train.tokens import TokenizedExample, tokenize_dataset
+from billion.train.events import AnswerPair, EventLog, ProgressCallback, TrainEvent
+from billion.train.config import (TrainConfig, attach_lora, base_dtype, build_trainer, resolve_precision,
                               steps_per_epoch, total_steps)
 
 
@@ -71,8 +71,8 @@ def split_rows(items: Sequence, fraction: float, seed: int) -> tuple[list, list]
 
 def load_private(config: TrainConfig, precision_dtype: str):
     """A LoadedModel of the base that nothing else shares (LoRA modifies it in place)."""
-    from billion import loading
-    from billion.registry import resolve
+    from billion.core import loading
+    from billion.core.registry import resolve
 
     options = loading.LoadOptions(device=config.device, dtype=precision_dtype,
                                   quantization="int4" if config.qlora else "none")
@@ -101,7 +101,7 @@ class TrainingSession:
         self.output_dir = Path(output_dir)
         self.events = events if events is not None else EventLog()
         if loaded is None:
-            from billion.loading import pick_device
+            from billion.core.loading import pick_device
 
             loaded = load_private(config, base_dtype(resolve_precision(config.precision,
                                                                        pick_device(config.device))))
@@ -223,8 +223,8 @@ class TrainingSession:
 
     def answers(self, prompts: Sequence[str], max_new_tokens: int = 80) -> tuple[AnswerPair, ...]:
         """Each prompt answered greedily by the base (adapter off) and the tuned model, one model in memory."""
-        from billion.generation import generate_chat
-        from billion.sampling import SamplingSettings
+        from billion.core.generation import generate_chat
+        from billion.core.sampling import SamplingSettings
 
         settings = SamplingSettings(temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
         self.model.eval()

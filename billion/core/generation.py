@@ -13,10 +13,10 @@ import psutil
 import torch
 from transformers import DynamicCache
 
-from billion.errors import BillionError
-from billion.loading import LoadedModel
-from billion.registry import FALLBACK_STOPS, FALLBACK_TEMPLATE
-from billion.sampling import SamplingSettings, make_generator, next_token
+from billion.core.errors import BillionError
+from billion.core.loading import LoadedModel
+from billion.core.registry import FALLBACK_STOPS, FALLBACK_TEMPLATE
+from billion.core.sampling import SamplingSettings, make_generator, next_token
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 

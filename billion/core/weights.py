@@ -18,9 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-from billion.errors import BillionError
-from billion.paths import cache_dir
-from billion.registry import ModelSpec
+from billion.core.errors import BillionError
+from billion.core.paths import cache_dir
+from billion.core.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 _convert_lock = threading.Lock()

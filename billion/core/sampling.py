@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from billion.errors import BillionError
+from billion.core.errors import BillionError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Draft sources for speculative decoding: a smaller model, prompt lookup, or the target's first layers.
 
 Every source proposes up to k tokens with the distribution q each was drawn from, and forgets what
-the target rejected. The acceptance rule in `billion.speculative` needs nothing else from it.
+the target rejected. The acceptance rule in `billion.spec.decoding` needs nothing else from it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from billion.errors import BillionError
-from billion.generation import forward
-from billion.sampling import SamplingSettings, penalize_repeats, probabilities, sample
+from billion.core.errors import BillionError
+from billion.core.generation import forward
+from billion.core.sampling import SamplingSettings, penalize_repeats, probabilities, sample
 
 
 @dataclass(frozen=True)

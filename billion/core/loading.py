@@ -14,10 +14,9 @@ from typing import Any, Literal
 import psutil
 import torch
 
-from billion.errors import BillionError
-from billion.registry import ModelSpec, resolve
-from billion import weights
-
+from billion.core.errors import BillionError
+from billion.core.registry import ModelSpec, resolve
+from billion.core import weights
 log = logging.getLogger(__name__)
 
 Quantization = Literal["none", "int8", "int4"]

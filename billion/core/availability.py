@@ -8,11 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from billion.errors import BillionError
-from billion.loading import hf_token
-from billion.registry import ModelSpec, all_models
-from billion import weights
-
+from billion.core.errors import BillionError
+from billion.core.loading import hf_token
+from billion.core.registry import ModelSpec, all_models
+from billion.core import weights
 _HUB_PROBE_TTL_S = 300.0
 _hub_probe: tuple[float, bool] | None = None
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from billion.contestants import Contestant
+    from billion.arena.contestants import Contestant
 
 # Model names are flagged anywhere (a version may follow: "SmolLM2", "Llama-3.2").
 IDENTITY_NAMES = ("SmolLM", "TinyLlama", "Llama", "Gemma", "Pythia", "StableLM", "GPT-NeoX")

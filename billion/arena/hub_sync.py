@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from billion.paths import data_dir
+from billion.core.paths import data_dir
 
 
 @dataclass

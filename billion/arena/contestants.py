@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from billion.errors import BillionError
-from billion.ratings import RatingTable
-from billion.registry import pick_default, resolve
-from billion.sampling import SamplingSettings
+from billion.core.errors import BillionError
+from billion.arena.ratings import RatingTable
+from billion.core.registry import pick_default, resolve
+from billion.core.sampling import SamplingSettings
 
 PoolKind = Literal["all", "temperature", "dtype"]
 POOL_KINDS: tuple[PoolKind, ...] = ("all", "temperature", "dtype")
@@ -67,7 +67,7 @@ class Contestant:
         return f"{self.alias}{adapter}{suffix}"
 
     def load_options(self):
-        from billion.loading import LoadOptions
+        from billion.core.loading import LoadOptions
 
         return LoadOptions(dtype=self.dtype, quantization=self.quantization,  # type: ignore[arg-type]
                            adapter=self.adapter)
@@ -104,7 +104,7 @@ def _loadable(contestant: Contestant, available: Sequence[str]) -> bool:
 
 def contestant_pool(kind: PoolKind, available: Sequence[str],
                     extra: Sequence[Contestant] = ()) -> tuple[Contestant, ...]:
-    """Who may battle. available: registry aliases that can load here (billion.availability).
+    """Who may battle. available: registry aliases that can load here (billion.core.availability).
 
     "all": every available model at the shared settings, plus extra contestants (adapters) whose
     files are here; with a single model, its two temperatures join so a battle is still possible.
@@ -139,7 +139,7 @@ def register_adapter_contestant(path: str | Path, base_alias: str, label: str = 
     resolve(base_alias)  # an unknown base fails here, not in the middle of a battle
     contestant = Contestant(base_alias, adapter=str(folder), label=label.strip() or folder.name)
     if store is None:
-        from billion.store import open_store
+        from billion.store.store import open_store
         store = open_store()
     store.add_arena_contestant(contestant.to_record())
     return contestant
@@ -148,7 +148,7 @@ def register_adapter_contestant(path: str | Path, base_alias: str, label: str = 
 def registered_contestants(store=None) -> tuple[Contestant, ...]:
     """Contestants added with register_adapter_contestant, oldest first."""
     if store is None:
-        from billion.store import open_store
+        from billion.store.store import open_store
         store = open_store()
     return tuple(Contestant.from_record(r) for r in store.arena_contestants())
 

@@ -1,4 +1,4 @@
-"""The store's SQLite schema: an ordered list of migrations, one per version (see billion.store)."""
+"""The store's SQLite schema: an ordered list of migrations, one per version (see billion.store.store)."""
 
 from __future__ import annotations
 

@@ -16,10 +16,10 @@ from typing import Iterator, Literal, Sequence
 import torch
 from transformers import DynamicCache
 
-from billion.drafts import DraftSource, forward_logits
-from billion.errors import BillionError
-from billion.generation import Detokenizer
-from billion.sampling import SamplingSettings, make_generator, penalize_repeats, probabilities, sample
+from billion.spec.drafts import DraftSource, forward_logits
+from billion.core.errors import BillionError
+from billion.core.generation import Detokenizer
+from billion.core.sampling import SamplingSettings, make_generator, penalize_repeats, probabilities, sample
 
 #: accepted: a draft token the target agreed with; correction: the target's token where it disagreed;
 #: bonus: the target's own next token after every drafted token was accepted (or none was drafted)
@@ -105,7 +105,7 @@ class SpeculativeStats:
 class SpeculativeResult:
     draft: str
     text: str
-    #: output ids, EOS excluded (as in billion.generation)
+    #: output ids, EOS excluded (as in billion.core.generation)
     token_ids: tuple[int, ...]
     tokens: tuple[EmittedToken, ...]
     rounds: tuple[Round, ...]

@@ -13,15 +13,15 @@ from typing import Callable, Iterable, Literal, Sequence
 
 import torch
 
-from billion.drafts import (DraftSource, ModelDraft, PromptLookupDraft, check_same_tokenizer,
+from billion.spec.drafts import (DraftSource, ModelDraft, PromptLookupDraft, check_same_tokenizer,
                             parameter_count, self_draft)
-from billion.errors import BillionError
-from billion.generation import (GenerationResult, Message, chat_input_ids, check_length, stop_token_ids,
+from billion.core.errors import BillionError
+from billion.core.generation import (GenerationResult, Message, chat_input_ids, check_length, stop_token_ids,
                                 stream_ids, uses_fallback)
-from billion.loading import LoadedModel, LoadOptions, load_model
-from billion.registry import FALLBACK_STOPS
-from billion.sampling import SamplingSettings
-from billion.speculative import KSchedule, SpeculativeResult, speculative_generate
+from billion.core.loading import LoadedModel, LoadOptions, load_model
+from billion.core.registry import FALLBACK_STOPS
+from billion.core.sampling import SamplingSettings
+from billion.spec.decoding import KSchedule, SpeculativeResult, speculative_generate
 
 DraftKind = Literal["model", "prompt_lookup", "self"]
 PROMPT_LOOKUP_NAMES = ("prompt-lookup", "prompt_lookup", "lookup", "pld")
@@ -182,7 +182,7 @@ def hf_assisted(target: LoadedModel, choice: DraftChoice, schedule: KSchedule, s
                     "pad_token_id": target.tokenizer.pad_token_id,
                     "repetition_penalty": settings.repetition_penalty}
     if not settings.greedy:
-        # top_k=0 switches transformers' top-k off, as in billion.sampling (None would mean its default 50).
+        # top_k=0 switches transformers' top-k off, as in billion.core.sampling (None would mean its default 50).
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
     if choice.kind == "prompt_lookup":
         kwargs["prompt_lookup_num_tokens"] = schedule.k

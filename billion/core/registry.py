@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from billion.errors import BillionError
-from billion.published_scores import PUBLISHED_SCORES, ReferenceScore
+from billion.core.errors import BillionError
+from billion.core.published_scores import PUBLISHED_SCORES, ReferenceScore
 
 SourceKind = Literal["hub", "package_gguf", "local"]
 

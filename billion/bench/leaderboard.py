@@ -14,8 +14,8 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from billion.bench.runner import LIMITED_NOTE, StoredScore, TaskOutcome
-from billion.ratings import RatingTable
-from billion.registry import ModelSpec
+from billion.arena.ratings import RatingTable
+from billion.core.registry import ModelSpec
 
 MEASURED = "measured"
 PUBLISHED = "published"
@@ -169,8 +169,8 @@ def published_rows(specs: Iterable[ModelSpec]) -> list[dict[str, Any]]:
 # -- arena ---------------------------------------------------------------------------------------
 
 def arena_names(model: str, dtype: str, requested: str, quantization: str) -> list[str]:
-    """Contestant names that stand for this row, most specific first (see billion.contestants)."""
-    from billion.contestants import Contestant
+    """Contestant names that stand for this row, most specific first (see billion.arena.contestants)."""
+    from billion.arena.contestants import Contestant
 
     quant = quantization or "none"
     names = [Contestant(model, d, quant).name for d in (requested, dtype) if d]

@@ -18,9 +18,9 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from billion.errors import BillionError
-from billion.registry import DEFAULT_MODEL
-from billion.train_tokens import IGNORE, TokenizedExample, pad_batch
+from billion.core.errors import BillionError
+from billion.core.registry import DEFAULT_MODEL
+from billion.train.tokens import IGNORE, TokenizedExample, pad_batch
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 # Last names of attention projections across the families billion knows (Llama, Gemma, SmolLM,

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from billion.errors import BillionError
-from billion.registry import FALLBACK_TEMPLATE
-from billion.train_data import Example, RowProblem
+from billion.core.errors import BillionError
+from billion.core.registry import FALLBACK_TEMPLATE
+from billion.train.data import Example, RowProblem
 
 IGNORE = -100  # the label value PyTorch's cross-entropy skips
 

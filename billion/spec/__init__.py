@@ -1,0 +1,1 @@
+"""Speculative decoding: the draft-and-verify engine, draft sources, and the race against plain decoding."""

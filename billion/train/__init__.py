@@ -1,0 +1,1 @@
+"""LoRA fine-tuning: datasets, tokenisation and masking, training sessions, and background runs."""
