@@ -54,3 +54,45 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def hub_repos():
+    """Tiny repos in the four compared models' architectures and real chat templates (hub_repos.py)."""
+    from hub_repos import build_repos
+
+    return build_repos()
+
+
+@pytest.fixture(scope="session")
+def hub_cache_dir(hub_repos, tmp_path_factory) -> Path:
+    """Those repos in a Hugging Face cache (models--ORG--NAME/{blobs,snapshots,refs}), built once."""
+    from hub_repos import write_cache
+
+    return write_cache(tmp_path_factory.mktemp("hf-cache"), hub_repos)
+
+
+@pytest.fixture
+def offline_hub(hub_cache_dir, monkeypatch) -> Path:
+    """HF_HUB_CACHE at the tiny repos' cache, offline: hub ids resolve exactly as on a Space."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache_dir))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return hub_cache_dir
+
+
+@pytest.fixture
+def online_hub(hub_repos, tmp_path, monkeypatch):
+    """A loopback hub serving the tiny repos (tests/fake_hub.py): HF_ENDPOINT at it, online, an empty
+    cache, and no token anywhere."""
+    from fake_hub import FakeHub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read once at import; tests run offline
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeHub(hub_repos) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        yield hub

@@ -3,4 +3,4 @@
 `func(args) -> int` is the exit code. Add a module here and list it in COMMAND_MODULES.
 """
 
-COMMAND_MODULES = ("models", "chat", "arena", "race", "bench", "finetune")
+COMMAND_MODULES = ("models", "chat", "arena", "race", "bench", "finetune", "download")

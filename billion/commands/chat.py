@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--model", default=DEFAULT_MODEL, help="alias, hub id, folder or .gguf")
     group.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two models side by side")
     parser.add_argument("prompt")
+    parser.add_argument("--revision", help="hub revision of the model(s), e.g. a Pythia checkpoint: step3000")
     add_generation_args(parser)
     parser.set_defaults(func=run)
 
@@ -57,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     options = LoadOptions(dtype=args.dtype, quantization=args.quantization)
     messages = messages_from(args)
+    if args.revision:  # the registry's alias@revision form
+        args.model = f"{args.model}@{args.revision}"
+        args.compare = [f"{name}@{args.revision}" for name in args.compare or ()] or None
     if not args.compare:
         loaded = load_model(args.model, options)
         print(f"[{loaded.label}]", file=sys.stderr)

@@ -7,11 +7,13 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from billion.core.errors import BillionError
 from billion.core.loading import hf_token
 from billion.core.registry import ModelSpec, all_models
 from billion.core import weights
+from billion.core.hub_cache import complete_snapshot
 _HUB_PROBE_TTL_S = 300.0
 _hub_probe: tuple[float, bool] | None = None
 
@@ -31,9 +33,10 @@ def hub_reachable() -> bool:
     now = time.monotonic()
     if _hub_probe and now - _hub_probe[0] < _HUB_PROBE_TTL_S:
         return _hub_probe[1]
-    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("//")[-1].split("/")[0]
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (80 if url.scheme == "http" else 443)
     try:
-        with socket.create_connection((host, 443), timeout=1.5):
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=1.5):
             ok = True
     except OSError:
         ok = False
@@ -41,13 +44,9 @@ def hub_reachable() -> bool:
     return ok
 
 
-def in_hub_cache(hub_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        found = try_to_load_from_cache(hub_id, "config.json")
-    except Exception:
-        return False
-    return isinstance(found, str)
+def in_hub_cache(spec: ModelSpec) -> bool:
+    """The snapshot of the spec's revision is in the hub cache with every file the loader reads."""
+    return complete_snapshot(spec.hub_id, spec.source.revision or "main") is not None
 
 
 def available(spec: ModelSpec) -> Availability:
@@ -68,7 +67,7 @@ def available(spec: ModelSpec) -> Availability:
     if kind == "local":
         exists = Path(spec.source.location).exists()
         return Availability(spec, exists, "local files" if exists else "path does not exist")
-    if in_hub_cache(spec.hub_id):
+    if in_hub_cache(spec):
         return Availability(spec, True, "in the local hub cache")
     if spec.gated and not hf_token():
         return Availability(spec, False, "gated: accept the license on its hub page and set HF_TOKEN")

@@ -17,6 +17,8 @@ import torch
 from billion.core.errors import BillionError
 from billion.core.registry import ModelSpec, resolve
 from billion.core import weights
+from billion.core.download_jobs import ensure_local
+
 log = logging.getLogger(__name__)
 
 Quantization = Literal["none", "int8", "int4"]
@@ -144,20 +146,8 @@ def weights_location(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
                 raise BillionError(f"{path} does not exist: check the path.")
             return str(weights.ensure_converted(path)), {}
         return str(path), {}
-    return source.location, {"revision": source.revision, "token": hf_token()}
-
-
-def _explain_hub_error(spec: ModelSpec, exc: Exception) -> BillionError:
-    name = type(exc).__name__
-    text = str(exc)
-    if "Gated" in name or "gated" in text or "401" in text or "403" in text:
-        return BillionError(f"{spec.hub_id} is gated: accept its license at "
-                            f"https://huggingface.co/{spec.hub_id} and set HF_TOKEN to a token "
-                            "of that account.")
-    if "RepositoryNotFound" in name or "404" in text:
-        return BillionError(f"{spec.hub_id} was not found on the Hugging Face hub: check the id.")
-    return BillionError(f"{spec.hub_id} is not in the local cache and the hub is unreachable "
-                        f"({name}): {OFFLINE_HINT}.")
+    # The snapshot folder in the hub cache, downloaded first (one shared download) when missing.
+    return str(ensure_local(spec)), {}
 
 
 def _explain_load_error(spec: ModelSpec, location: str, exc: Exception) -> BillionError:
@@ -169,8 +159,8 @@ def _explain_load_error(spec: ModelSpec, location: str, exc: Exception) -> Billi
                             "and billion rebuilds it from the GGUF (about 20-40 s).")
     if spec.source.kind == "hub":
         return BillionError(f"Could not load {spec.hub_id} from the Hugging Face cache ({detail}): "
-                            f"its cached files may be damaged: run `hf cache rm model/{spec.hub_id}` "
-                            "and try again.")
+                            f"its cached files may be damaged: check them with `python -m billion "
+                            f"download {spec.alias}` (it fetches what is missing or wrong).")
     if not Path(location).exists():
         return BillionError(f"{location} no longer exists: put the model folder back or pick another model.")
     return BillionError(f"Could not load {location} ({detail}): check that the folder holds config.json, "
@@ -199,13 +189,13 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> L
         raise BillionError(f"Not enough memory to load {spec.alias} in {dtype}: pick a smaller model, "
                            "int8/int4, or unload others (lower BILLION_MODEL_BUDGET_GB).") from exc
     except Exception as exc:  # damaged files raise many types (OSError, ValueError, SafetensorError)
-        if spec.source.kind == "hub" and isinstance(exc, (OSError, ValueError)):
-            raise _explain_hub_error(spec, exc) from exc
         raise _explain_load_error(spec, location, exc) from exc
     if quant is None:
         model.to(device)
     model.eval()
-    revision = getattr(model.config, "_commit_hash", None) or spec.source.revision or ""
+    # A hub model loads from its snapshot folder, which is named after the commit.
+    snapshot = Path(location).name if spec.source.kind == "hub" else ""
+    revision = getattr(model.config, "_commit_hash", None) or snapshot or spec.source.revision or ""
     if options.adapter:
         model = _apply_adapter(model, options.adapter)
     if tokenizer.pad_token_id is None:
