@@ -290,3 +290,23 @@ def download(spec: ModelSpec, on_progress: Callable[[DownloadProgress], None] = 
         if check.ok or note or attempt or not _drop_damaged(check):
             return DownloadOutcome(spec, check, note)
     return DownloadOutcome(spec, check, note)
+
+
+def follow_many(specs: list[ModelSpec], poll_s: float = 0.5) -> Iterator[tuple[DownloadProgress | None, ...]]:
+    """follow() for several models at once (the two sides of a comparison): the latest progress of
+    each (None before its first report), until all are in the cache. Closing leaves every job."""
+    streams = [follow(spec, poll_s) for spec in specs]
+    latest: list[DownloadProgress | None] = [None] * len(specs)
+    active = list(range(len(specs)))
+    try:
+        while active:
+            for i in list(active):
+                try:
+                    latest[i] = next(streams[i])
+                except StopIteration:
+                    active.remove(i)
+            if active:
+                yield tuple(latest)
+    finally:
+        for stream in streams:
+            stream.close()

@@ -110,6 +110,14 @@ def complete_snapshot(repo_id: str, revision: str) -> Path | None:
     return folder if folder is not None and not missing_from(folder) else None
 
 
+def snapshot_bytes(repo_id: str, revision: str) -> int:
+    """Disk size of what the loader reads from a cached snapshot (0 when it is not cached)."""
+    folder = complete_snapshot(repo_id, revision)
+    if folder is None:
+        return 0
+    return sum((folder / n).stat().st_size for n in needed_files(p.name for p in folder.iterdir()))
+
+
 def cached_revisions(repo_id: str) -> list[str]:
     """Branches and commits present in the cache (for messages about a missing revision)."""
     storage = repo_folder(repo_id)

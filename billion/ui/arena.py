@@ -33,6 +33,7 @@ from billion.ui.arena_ratings import (battle_count_figure, current_ratings, expo
                                       ratings_figure, ratings_frame, ratings_summary, ratings_view,
                                       win_rate_figure)
 from billion.ui.common import friendly_errors, gpu
+from billion.ui.downloads import arena_downloads, weight_sizes
 
 POOL_CHOICES = [("Every available model", "all"),
                 ("One model at two temperatures (0.2 and 1.0)", "temperature"),
@@ -72,19 +73,21 @@ def status_text(battle: Battle) -> str:
     return "Ask a prompt to start."
 
 
-def battle_view(battle: Battle) -> View:
+def battle_view(battle: Battle, status: str | None = None) -> View:
     """The page's part of a battle: answers under public labels, token, status; never a name."""
-    shown_reveal = reveal_markdown(reveal(battle)) if battle.status == "voted" else ""
+    shown_reveal = reveal_markdown(reveal(battle), weight_sizes(battle)) if battle.status == "voted" else ""
     return (conversation(battle, "left"), conversation(battle, "right"), battle.id,
-            status_text(battle), shown_reveal)
+            status or status_text(battle), shown_reveal)
 
 
-def reveal_markdown(shown: Reveal) -> str:
+def reveal_markdown(shown: Reveal, sizes: tuple[str, str] | None = None) -> str:
     rows = [("model", shown.left.display_name, shown.right.display_name),
             ("contestant", f"`{shown.left.name}`", f"`{shown.right.name}`"),
             ("size", shown.left.size, shown.right.size),
             ("precision", shown.left.dtype, shown.right.dtype),
             ("tokens/s", f"{shown.left.tokens_per_s:.1f}", f"{shown.right.tokens_per_s:.1f}")]
+    if sizes:
+        rows.append(("weights", *sizes))
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     outcome = {"tie": "a tie", "both bad": "both bad"}.get(shown.outcome, f"**{shown.outcome}** wins")
     text = (f"### Revealed\n| | {shown.left.label} | {shown.right.label} |\n|---|---|---|\n{table}\n\n"
@@ -124,10 +127,13 @@ def answer_both(battle: Battle) -> Iterator[Battle]:
 
 
 def _answered(battle: Battle) -> Iterator[tuple[Battle, View]]:
-    """Store the pending prompt, answer it, store the answers; yields (battle, view) to show."""
+    """Store the pending prompt, fetch missing weights, answer it, store the answers; yields
+    (battle, view) to show."""
     store = open_store()
     record_ask(store, battle)
     yield battle, battle_view(battle)
+    for line in arena_downloads(battle):  # outside the GPU part: a download needs no GPU
+        yield battle, battle_view(battle, line)
     for battle in answer_both(battle):
         if battle.status == "ready":
             record_answers(store, battle)  # stored before the page can vote on it
@@ -174,7 +180,7 @@ def vote_round(choice: str, token: str, battle: Battle | None):
         raise BillionError(f"Battle {token.strip()!r} is not the one open in this session: vote on "
                            "the battle shown, or start a new round.")
     voted = cast_vote(open_store(), battle, choice)  # type: ignore[arg-type]
-    return reveal_markdown(reveal(voted)), reveal_record(voted), status_text(voted), voted
+    return reveal_markdown(reveal(voted), weight_sizes(voted)), reveal_record(voted), status_text(voted), voted
 
 
 def new_round():
@@ -194,6 +200,14 @@ def controls(battle: Battle | None):
     votes = [gr.update(interactive=ready) for _ in VOTE_CHOICES]
     return (*votes, gr.update(interactive=can_retry), gr.update(interactive=True),
             gr.update(label=labels[0]), gr.update(label=labels[1]))
+
+
+def stopped(battle: Battle | None):
+    """After Stop: the controls for the battle as it was left, and why nothing more comes."""
+    note = ("Stopped. **Regenerate** asks the same prompt again, **New round** starts over."
+            if battle is not None and battle.status == "answering" else status_text(battle) if battle
+            else "Ask a prompt to start.")
+    return (*controls(battle), note)
 
 
 def lock_controls():
@@ -248,6 +262,7 @@ def build_arena_tab() -> None:
         draw = gr.Button("🎲 Random prompt")
         regen = gr.Button("🔄 Regenerate", interactive=False)
         next_round = gr.Button("🆕 New round")
+        stop = gr.Button("⏹ Stop")
     with gr.Accordion("Battle settings (apply from the next new battle)", open=False):
         pool = gr.Radio(POOL_CHOICES, value="all", label="Contestants")
         live = gr.Checkbox(False, label="Stream answers live (off: both appear together, since "
@@ -283,13 +298,17 @@ def build_arena_tab() -> None:
     ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, battle]
     vote_out = [revealed, reveal_json, status, battle]
 
+    rounds = []
     for trigger, name in ((send.click, "arena_battle"), (prompt.submit, False)):
-        trigger(lock_controls, None, locked, api_name=False, queue=False) \
-            .then(battle_round, ask_in, [*round_out, prompt, battle], api_name=name) \
-            .then(controls, battle, control_out, api_name=False)
-    regen.click(lock_controls, None, locked, api_name=False, queue=False) \
-        .then(regenerate_round, battle, [*round_out, battle], api_name="arena_regenerate") \
-        .then(controls, battle, control_out, api_name=False)
+        asked = trigger(lock_controls, None, locked, api_name=False, queue=False) \
+            .then(battle_round, ask_in, [*round_out, prompt, battle], api_name=name)
+        asked.then(controls, battle, control_out, api_name=False)
+        rounds.append(asked)
+    regenerated = regen.click(lock_controls, None, locked, api_name=False, queue=False) \
+        .then(regenerate_round, battle, [*round_out, battle], api_name="arena_regenerate")
+    regenerated.then(controls, battle, control_out, api_name=False)
+    # Stop ends the answering (and a download nobody else waits for); the battle can be asked again.
+    stop.click(stopped, battle, [*control_out, status], cancels=[*rounds, regenerated], api_name=False)
     votes = [button.click(_vote_button_handler(choice), [token, battle], vote_out, api_name=False)
              for button, (_, choice) in zip(vote_buttons, VOTE_CHOICES)]
     votes.append(vote_api.click(vote_round, [vote_choice, token, battle], vote_out,

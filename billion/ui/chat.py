@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gradio as gr
 
+from billion.core.download_jobs import follow_many, needs_download
 from billion.core.generation import GenerationResult, GenerationUpdate, interleave, stream_chat
 from billion.core.loading import LoadOptions, load_model
+from billion.core.registry import PYTHIA_CHECKPOINTS, resolve
 from billion.core.sampling import SamplingSettings
 from billion.ui.common import default_model, friendly_errors, gpu, model_choices
+from billion.ui.downloads import progress_line
 
 MAX_PROMPT_CHARS = 8000
 
@@ -38,12 +41,7 @@ def _generation_seconds(prompt, history_a, history_b, compare, model_a, model_b,
     return int(30 + int(max_new_tokens) * (0.2 if compare else 0.1))
 
 
-@gpu(duration=_generation_seconds)
-@friendly_errors
-def chat(prompt: str, history_a: list[dict], history_b: list[dict], compare: bool, model_a: str,
-         model_b: str, system: str, temperature: float, top_p: float, top_k: float,
-         repetition_penalty: float, max_new_tokens: float, seed: float | None, dtype: str):
-    """Stream one or two answers. Yields (chat A, chat B, stats A, stats B, prompt box)."""
+def validated_prompt(prompt: str, compare: bool, model_a: str, model_b: str) -> str:
     prompt = (prompt or "").strip()
     if not prompt:
         raise gr.Error("The prompt is empty: type a question.")
@@ -51,6 +49,43 @@ def chat(prompt: str, history_a: list[dict], history_b: list[dict], compare: boo
         raise gr.Error(f"The prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}.")
     if not model_a or (compare and not model_b):
         raise gr.Error("Pick a model first (the list shows the models that can load here).")
+    return prompt
+
+
+def with_checkpoint(name: str, checkpoint: str | None) -> str:
+    """The model at the picked training checkpoint, where it has published ones (Pythia)."""
+    if not checkpoint or checkpoint == "main" or not name or not resolve(name).revisions:
+        return name
+    return f"{name}@{checkpoint}"
+
+
+@friendly_errors
+def chat(prompt: str, history_a: list[dict], history_b: list[dict], compare: bool, model_a: str,
+         model_b: str, system: str, temperature: float, top_p: float, top_k: float,
+         repetition_penalty: float, max_new_tokens: float, seed: float | None, dtype: str,
+         checkpoint: str = "main"):
+    """Stream one or two answers, after downloading a hub model that is not cached yet (its progress
+    shows under its answer; Stop cancels it). Yields (chat A, chat B, stats A, stats B, prompt box)."""
+    validated_prompt(prompt, compare, model_a, model_b)  # before any download starts
+    model_a, model_b = with_checkpoint(model_a, checkpoint), with_checkpoint(model_b, checkpoint)
+    names = [model_a, model_b] if compare else [model_a]
+    specs = [resolve(name) for name in names]
+    waiting = [i for i, spec in enumerate(specs) if needs_download(spec)]
+    for updates in follow_many([specs[i] for i in waiting]):
+        stats = ["", ""]
+        for i, update in zip(waiting, updates):
+            stats[i] = progress_line(update, specs[i].display_name)
+        yield history_a or [], history_b or [], stats[0], stats[1], prompt
+    yield from answer(prompt, history_a, history_b, compare, model_a, model_b, system, temperature,
+                      top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype)
+
+
+@gpu(duration=_generation_seconds)
+def answer(prompt: str, history_a: list[dict], history_b: list[dict], compare: bool, model_a: str,
+           model_b: str, system: str, temperature: float, top_p: float, top_k: float,
+           repetition_penalty: float, max_new_tokens: float, seed: float | None, dtype: str):
+    """The GPU part: load and stream (weights are in the cache by now)."""
+    prompt = validated_prompt(prompt, compare, model_a, model_b)
     settings = settings_from(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed)
     system_turn = [{"role": "system", "content": system}] if system and system.strip() else []
     histories = [history_a or [], history_b or []] if compare else [history_a or []]
@@ -89,6 +124,8 @@ def build_chat_tab() -> None:
         compare = gr.Checkbox(label="Two models side by side", value=False)
         model_a = gr.Dropdown(choices, value=default, label="Model", scale=3)
         model_b = gr.Dropdown(choices, value=default, label="Second model", visible=False, scale=3)
+        checkpoint = gr.Dropdown(["main", *PYTHIA_CHECKPOINTS], value="main", scale=2, visible=False,
+                                 label="Training checkpoint (Pythia: step0 ... step143000)")
     with gr.Accordion("Models that cannot load here, and why", open=False):
         gr.Markdown(unavailable)
     with gr.Row():
@@ -119,9 +156,14 @@ def build_chat_tab() -> None:
     def toggle(on: bool):
         return gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer")
 
+    def checkpoints_for(*names: str):
+        return gr.update(visible=any(name and resolve(name).revisions for name in names))
+
     compare.change(toggle, compare, [model_b, column_b, chat_a], api_name=False)
+    for picker in (model_a, model_b):
+        picker.change(checkpoints_for, [model_a, model_b], checkpoint, api_name=False)
     inputs = [prompt, chat_a, chat_b, compare, model_a, model_b, system, temperature, top_p, top_k,
-              repetition_penalty, max_new_tokens, seed, dtype]
+              repetition_penalty, max_new_tokens, seed, dtype, checkpoint]
     outputs = [chat_a, chat_b, stats_a, stats_b, prompt]
     sent = send.click(chat, inputs, outputs, api_name="chat")
     submitted = prompt.submit(chat, inputs, outputs, api_name=False)
