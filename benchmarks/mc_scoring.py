@@ -63,8 +63,7 @@ def encoded_items(loaded, task: McTask, n_items: int) -> Encoded:
     out = []
     for item in mc.select_items(data.items, n_items, DEFAULT_SEED):
         prompt = build_prompt(task, data, item)
-        out.append(mc.encode_choices(loaded.tokenizer, prompt.context, prompt.continuations,
-                                     mc.harness_adds_bos(loaded.model)))
+        out.append(mc.encode_choices(loaded.tokenizer, prompt.context, prompt.continuations))
     return out
 
 
