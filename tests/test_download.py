@@ -55,6 +55,15 @@ def test_a_downloaded_model_loads_and_is_verified(online_hub):
     assert download(TINYLLAMA, poll_s=0.05).check.ok and len(fetched(online_hub)) == before
 
 
+def test_a_damaged_file_is_fetched_again(online_hub):
+    assert download(TINYLLAMA, poll_s=0.05).check.ok
+    weights = complete_snapshot(TINYLLAMA.hub_id, TINYLLAMA.source.revision) / "model.safetensors"
+    blob = weights.resolve()
+    blob.write_bytes(bytes(b ^ 0xFF for b in blob.read_bytes()))  # same size, wrong content
+    outcome = download(TINYLLAMA, poll_s=0.05)
+    assert outcome.check.ok and fetched(online_hub).count("model.safetensors") == 2
+
+
 def test_an_interrupted_download_resumes_with_a_range_request(online_hub):
     online_hub.rate_bytes_s = 60_000
     progress = follow(TINYLLAMA, poll_s=0.05)

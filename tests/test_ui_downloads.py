@@ -23,6 +23,8 @@ def test_chat_line_has_sizes_rate_and_time_left():
     assert "**512 of 2,200 MB**" in line and "45.0 MB/s" in line and "about 38 s left" in line
     assert "Stop cancels it" in line
     assert "Looking up" in progress_line(None, "TinyLlama-1.1B-Chat")
+    slow = DownloadProgress("org/m", "main", "downloading", 1_000, 200_000, 25_000.0)
+    assert "25 kB/s" in progress_line(slow, "m") and "0.0 of 0.2 MB" in progress_line(slow, "m")
 
 
 def test_arena_line_names_nothing_and_gives_no_size():

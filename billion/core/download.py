@@ -196,7 +196,11 @@ def link_snapshot(plan: DownloadPlan, file: RemoteFile) -> None:
         shutil.copyfile(blob, pointer)
 
 
-def write_ref(plan: DownloadPlan) -> None:
+def finish_snapshot(plan: DownloadPlan) -> None:
+    """Link every planned file into snapshots/<commit>/ and point refs/<revision> at it: only once
+    all of them are here, so a stopped download never leaves a snapshot that looks complete."""
+    for file in plan.files:
+        link_snapshot(plan, file)
     if COMMIT_SHA.fullmatch(plan.revision):
         return
     ref = repo_folder(plan.repo_id) / "refs" / plan.revision
@@ -227,8 +231,8 @@ def _stream(url: str, out, start: int, headers: dict, on_bytes: Callable[[int], 
 
 
 def fetch_file(plan: DownloadPlan, file: RemoteFile, on_bytes: Callable[[int], None]) -> None:
-    """Bring one file into the cache, resuming its partial copy; on_bytes gets the size of each chunk
-    that arrives (it may raise, e.g. DownloadCancelled, and the partial copy stays)."""
+    """Bring one file's blob into the cache, resuming its partial copy; on_bytes gets the size of each
+    chunk that arrives (it may raise, e.g. DownloadCancelled, and the partial copy stays)."""
     from filelock import FileLock
 
     blob = blob_path(plan.repo_id, file)
@@ -238,7 +242,6 @@ def fetch_file(plan: DownloadPlan, file: RemoteFile, on_bytes: Callable[[int], N
     with FileLock(str(locks / f"{file.etag}.lock")):  # the same lock huggingface_hub takes
         if not (blob.is_file() and blob.stat().st_size == file.size):
             _download_blob(plan, file, on_bytes)
-    link_snapshot(plan, file)
 
 
 def _download_blob(plan: DownloadPlan, file: RemoteFile, on_bytes: Callable[[int], None]) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 from billion.core.download import (OFFLINE_MODELS, DownloadCancelled, DownloadPlan, HubUnreachable,
-                                   bytes_on_disk, check_disk_space, explain, fetch_file, hub_offline,
-                                   plan_download, write_ref)
+                                   bytes_on_disk, check_disk_space, explain, fetch_file, finish_snapshot,
+                                   hub_offline, plan_download)
 from billion.core.errors import BillionError
 from billion.core.hub_cache import (SnapshotCheck, cached_revisions, complete_snapshot, hub_cache_dir,
                                     verify_snapshot)
@@ -118,13 +118,13 @@ class DownloadJob:
                 self.plan, self._state = plan, "downloading"
                 self._done = {f.path: bytes_on_disk(plan.repo_id, f) for f in plan.files}
                 self._meter.add(sum(self._done.values()))
-            write_ref(plan)
             for file in plan.files:
                 if self._cancel.is_set():
                     raise DownloadCancelled(f"The download of {self.repo_id} was cancelled.")
                 fetch_file(plan, file, lambda n, path=file.path: self._advance(path, n))
                 with self._lock:
                     self._done[file.path] = file.size
+            finish_snapshot(plan)
             self.folder = complete_snapshot(self.repo_id, plan.commit)
             if self.folder is None:
                 raise BillionError(f"{self.repo_id} downloaded but its snapshot is incomplete: run "
@@ -269,27 +269,32 @@ def _drop_damaged(check: SnapshotCheck) -> bool:
 def download(spec: ModelSpec, on_progress: Callable[[DownloadProgress], None] = lambda p: None,
              poll_s: float = 0.5) -> DownloadOutcome:
     """Bring a hub model's snapshot up to date with the hub (or check the cached one when the hub
-    cannot be asked), then verify every file: sizes, and sha256 / git sha1 against the etags."""
+    cannot be asked), then verify every file: sizes, and sha256 / git sha1 against the etags.
+    Files found damaged are removed and fetched once more."""
+    outcome = _download_and_check(spec, on_progress, poll_s)
+    if not outcome.check.ok and not outcome.note and _drop_damaged(outcome.check):
+        outcome = _download_and_check(spec, on_progress, poll_s)
+    return outcome
+
+
+def _download_and_check(spec: ModelSpec, on_progress: Callable[[DownloadProgress], None],
+                        poll_s: float) -> DownloadOutcome:
     revision, expected, note = hub_revision(spec), None, ""
-    for attempt in range(2):  # a second pass re-fetches files the first check found damaged
-        if hub_offline():
-            note = "HF_HUB_OFFLINE=1: checked the cached copy only"
-        else:
-            try:
-                last = None
-                for last in follow(spec, poll_s, check_hub=True):
-                    on_progress(last)
-                if last is not None:
-                    revision = last.commit or revision
-                    expected = {f.path: (f.total_bytes, f.etag) for f in last.files}
-            except HubUnreachable:
-                if complete_snapshot(spec.hub_id, revision) is None:
-                    raise
-                note = "the hub is unreachable: checked the cached copy only"
-        check = verify_snapshot(spec.hub_id, revision, expected)
-        if check.ok or note or attempt or not _drop_damaged(check):
-            return DownloadOutcome(spec, check, note)
-    return DownloadOutcome(spec, check, note)
+    if hub_offline():
+        note = "HF_HUB_OFFLINE=1: checked the cached copy only"
+    else:
+        try:
+            last = None
+            for last in follow(spec, poll_s, check_hub=True):
+                on_progress(last)
+            if last is not None:
+                revision = last.commit or revision
+                expected = {f.path: (f.total_bytes, f.etag) for f in last.files}
+        except HubUnreachable:
+            if complete_snapshot(spec.hub_id, revision) is None:
+                raise
+            note = "the hub is unreachable: checked the cached copy only"
+    return DownloadOutcome(spec, verify_snapshot(spec.hub_id, revision, expected), note)
 
 
 def follow_many(specs: list[ModelSpec], poll_s: float = 0.5) -> Iterator[tuple[DownloadProgress | None, ...]]:

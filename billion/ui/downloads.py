@@ -16,6 +16,10 @@ def _megabytes(n: int) -> str:
     return f"{n / 1e6:,.0f}" if n >= 10e6 else f"{n / 1e6:,.1f}"
 
 
+def _rate(bytes_s: float) -> str:
+    return f"{bytes_s / 1e6:.1f} MB/s" if bytes_s >= 1e6 else f"{bytes_s / 1e3:.0f} kB/s"
+
+
 def _time_left(seconds: float | None) -> str:
     if seconds is None:
         return "estimating time left"
@@ -32,7 +36,7 @@ def progress_line(progress: DownloadProgress | None, name: str) -> str:
         return f"✅ **{name}** downloaded ({_megabytes(progress.total_bytes)} MB); loading it…"
     return (f"⬇️ Downloading **{name}** (first use on this server): "
             f"**{_megabytes(progress.done_bytes)} of {_megabytes(progress.total_bytes)} MB** · "
-            f"{progress.rate_bytes_s / 1e6:.1f} MB/s · {_time_left(progress.eta_s)} · Stop cancels it.")
+            f"{_rate(progress.rate_bytes_s)} · {_time_left(progress.eta_s)} · Stop cancels it.")
 
 
 def blind_line(progresses: Sequence[DownloadProgress | None]) -> str:
