@@ -11,17 +11,19 @@ through huggingface_hub's session, so HF_HUB_OFFLINE, proxies and HF_ENDPOINT ap
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
 from billion.core.errors import BillionError
-from billion.core.hub_cache import (COMMIT_SHA, content_matches, hub_cache_dir, needed_files,
-                                    repo_folder)
+from billion.core.hub_cache import (COMMIT_SHA, LFS_ETAG, content_matches, hub_cache_dir,
+                                    needed_files, remember_sha256, repo_folder)
 
 OFFLINE_MODELS = "smollm2-135m, gemma3-270m"
 RETRIES = 3
@@ -210,9 +212,10 @@ def finish_snapshot(plan: DownloadPlan) -> None:
     os.replace(tmp, ref)  # readers never see a half-written ref
 
 
-def _stream(url: str, out, start: int, headers: dict, on_bytes: Callable[[int], None]) -> None:
-    """GET url from byte `start` on (a Range request) and append what arrives to `out`, reporting
-    every network chunk (so progress moves and a cancel lands within one chunk)."""
+def _blocks(url: str, start: int, headers: dict) -> Iterator[bytes | None]:
+    """The bytes of url from `start` on (a Range request), as they arrive, so progress moves and a
+    cancel lands within one network chunk. None first means the server ignored the range: the
+    caller starts the file over."""
     from huggingface_hub import constants
     from huggingface_hub.utils import get_session, hf_raise_for_status
 
@@ -221,13 +224,48 @@ def _stream(url: str, out, start: int, headers: dict, on_bytes: Callable[[int], 
     with get_session().stream("GET", url, headers=headers, follow_redirects=True,
                               timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
         hf_raise_for_status(response)
-        if start and response.status_code == 200:  # the server ignored the range: start over
-            out.seek(0)
-            out.truncate()
-            on_bytes(-start)
-        for block in response.iter_bytes():
-            out.write(block)
-            on_bytes(len(block))
+        if start and response.status_code == 200:
+            yield None
+        yield from response.iter_bytes()
+
+
+def _sha256_so_far(path: Path) -> "hashlib._Hash":
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest
+
+
+def _receive(partial: Path, url: str, headers: dict, file: RemoteFile,
+             on_bytes: Callable[[int], None]) -> str:
+    """Append the rest of the file to `partial`, retrying dropped connections from where they
+    stopped; returns the sha256 of the whole content, computed as it arrives."""
+    partial.touch()
+    digest = _sha256_so_far(partial)
+    for attempt in range(RETRIES + 1):
+        with partial.open("ab") as out:
+            try:
+                start = out.tell()
+                for block in _blocks(url, start, headers):
+                    if block is None:  # start over: drop what was here
+                        out.seek(0)
+                        out.truncate()
+                        digest = hashlib.sha256()
+                        on_bytes(-start)
+                        continue
+                    out.write(block)
+                    digest.update(block)
+                    on_bytes(len(block))
+            except BillionError:
+                raise
+            except Exception as exc:
+                if attempt == RETRIES or not _is_network_error(exc):
+                    raise
+        if partial.stat().st_size >= file.size:
+            break
+        time.sleep(1.0)
+    return digest.hexdigest()
 
 
 def fetch_file(plan: DownloadPlan, file: RemoteFile, on_bytes: Callable[[int], None]) -> None:
@@ -264,23 +302,20 @@ def _download_blob(plan: DownloadPlan, file: RemoteFile, on_bytes: Callable[[int
     partial = partial_path(plan.repo_id, file)
     if partial.is_file() and partial.stat().st_size > file.size:
         partial.unlink()
-    for attempt in range(RETRIES + 1):  # a dropped connection resumes from what arrived
-        with partial.open("ab") as out:
-            try:
-                _stream(meta.location, out, out.tell(), headers, on_bytes)
-            except BillionError:
-                raise
-            except Exception as exc:
-                if attempt == RETRIES or not _is_network_error(exc):
-                    raise explain(plan.repo_id, plan.revision, exc) from exc
-        if partial.stat().st_size >= file.size:
-            break
-        time.sleep(1.0)
+    try:
+        sha256 = _receive(partial, meta.location, headers, file, on_bytes)
+    except BillionError:
+        raise
+    except Exception as exc:
+        raise explain(plan.repo_id, plan.revision, exc) from exc
     if partial.stat().st_size != file.size:
         raise BillionError(f"{file.path} of {plan.repo_id} ended after {partial.stat().st_size} of "
                            f"{file.size} bytes: run the download again to resume it.")
-    if content_matches(partial, file.etag) == "mismatch":
+    lfs = LFS_ETAG.fullmatch(file.etag)
+    if (sha256 != file.etag) if lfs else content_matches(partial, file.etag) == "mismatch":
         partial.unlink(missing_ok=True)
         raise BillionError(f"{file.path} of {plan.repo_id} arrived damaged (its checksum does not "
                            "match the hub's): the copy was removed, try again.")
-    os.replace(partial, blob_path(plan.repo_id, file))
+    blob = blob_path(plan.repo_id, file)
+    os.replace(partial, blob)
+    remember_sha256(blob, sha256)  # verifying the snapshot later need not read it again

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from billion.core.registry import COMMIT_SHA
-from billion.core.weights import file_sha256
 
 LFS_ETAG = re.compile(r"[0-9a-f]{64}")
 CONFIG_FILES = frozenset({"config.json", "generation_config.json"})
@@ -168,10 +167,35 @@ def git_blob_sha1(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+_sha256_memo: dict[tuple[str, int, int], str] = {}
+
+
+def _memo_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return os.path.realpath(path), stat.st_size, stat.st_mtime_ns
+
+
+def remember_sha256(path: Path, digest: str) -> None:
+    """Record a digest computed while the file arrived, so checking it costs no second read."""
+    _sha256_memo[_memo_key(path)] = digest
+
+
+def sha256_of(path: Path) -> str:
+    """The file's sha256 (remembered per real path, size and mtime: weights are gigabytes)."""
+    key = _memo_key(path)
+    if key not in _sha256_memo:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _sha256_memo[key] = digest.hexdigest()
+    return _sha256_memo[key]
+
+
 def content_matches(path: Path, etag: str) -> Check:
     """Compare a file with the etag it was stored under: sha256 for LFS, git sha1 otherwise."""
     if LFS_ETAG.fullmatch(etag):
-        return "sha256" if file_sha256(path) == etag else "mismatch"
+        return "sha256" if sha256_of(path) == etag else "mismatch"
     if COMMIT_SHA.fullmatch(etag):
         return "git-sha1" if git_blob_sha1(path) == etag else "mismatch"
     return "size"
