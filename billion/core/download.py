@@ -6,7 +6,8 @@ a stopped download resumes where it stopped, in this process or the next. A fini
 against its etag (sha256 for LFS files) before it becomes the blob the snapshot links to.
 
 Files come over HTTP from the hub's resolve URLs (as huggingface_hub fetches them without hf_xet),
-through huggingface_hub's session, so HF_HUB_OFFLINE, proxies and HF_ENDPOINT apply; shared jobs, progress and cancelling are in billion/core/download_jobs.py.
+through huggingface_hub's session, so HF_HUB_OFFLINE, proxies and HF_ENDPOINT apply. Shared jobs,
+progress and cancelling are in billion/core/download_jobs.py.
 """
 
 from __future__ import annotations
@@ -61,9 +62,6 @@ class DownloadPlan:
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
-
-    def expected(self) -> dict[str, tuple[int, str]]:
-        return {f.path: (f.size, f.etag) for f in self.files}
 
 
 def endpoint() -> str:
@@ -229,7 +227,8 @@ def _blocks(url: str, start: int, headers: dict) -> Iterator[bytes | None]:
         yield from response.iter_bytes()
 
 
-def _sha256_so_far(path: Path) -> "hashlib._Hash":
+def _sha256_so_far(path: Path):
+    """A sha256 object fed with what is already in `path` (a resumed download continues it)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
