@@ -19,6 +19,7 @@ from billion.core.errors import BillionError
 from billion.arena.ratings import RatingTable
 from billion.core.registry import pick_default, resolve
 from billion.core.sampling import SamplingSettings
+from billion.store.store import Store
 
 PoolKind = Literal["all", "temperature", "dtype"]
 POOL_KINDS: tuple[PoolKind, ...] = ("all", "temperature", "dtype")
@@ -126,8 +127,8 @@ def contestant_pool(kind: PoolKind, available: Sequence[str],
     return tuple(pool) if len(pool) >= 2 else tuple(pool) + temperatures
 
 
-def register_adapter_contestant(path: str | Path, base_alias: str, label: str = "",
-                                store=None) -> Contestant:
+def register_adapter_contestant(path: str | Path, base_alias: str, label: str = "", *,
+                                store: Store) -> Contestant:
     """Add a LoRA adapter (a folder the trainer saved) to the arena pool, remembered in the store.
 
     Registering the same adapter again replaces its entry. Returns the new contestant.
@@ -138,18 +139,12 @@ def register_adapter_contestant(path: str | Path, base_alias: str, label: str = 
                            "pass the folder the trainer saved.")
     resolve(base_alias)  # an unknown base fails here, not in the middle of a battle
     contestant = Contestant(base_alias, adapter=str(folder), label=label.strip() or folder.name)
-    if store is None:
-        from billion.store.store import open_store
-        store = open_store()
     store.add_arena_contestant(contestant.to_record())
     return contestant
 
 
-def registered_contestants(store=None) -> tuple[Contestant, ...]:
+def registered_contestants(store: Store) -> tuple[Contestant, ...]:
     """Contestants added with register_adapter_contestant, oldest first."""
-    if store is None:
-        from billion.store.store import open_store
-        store = open_store()
     return tuple(Contestant.from_record(r) for r in store.arena_contestants())
 
 
