@@ -153,7 +153,8 @@ def base_settings(request: BenchRequest, loaded: LoadedModel, task: str) -> dict
     """Settings every stored score carries; the leaderboard keys rows on dtype and quantization."""
     return {"task": task, "limit": request.limit, "seed": request.seed,
             "dtype": dtype_name(loaded.dtype), "dtype_requested": request.dtype,
-            "quantization": loaded.quantization, "device": loaded.device.type}
+            "quantization": loaded.quantization, "device": loaded.device.type,
+            "precision_label": loaded.precision_label}
 
 
 def _finite(value: float) -> float | None:

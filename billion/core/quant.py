@@ -48,7 +48,7 @@ class QuantScheme:
     @property
     def label(self) -> str:
         if self.name == "int8":
-            return "int8 (w8, bf16 act)"
+            return "int8 (w8a8 per-token, fbgemm)"
         return f"int4 (w4 g{self.group_size}, bf16 act)"
 
     @property
@@ -300,24 +300,27 @@ def quantize_model(model: nn.Module, scheme: str, *, inplace: bool = False,
     check_cpu(model)
     layers = linear_layers(model)
     stats: dict[str, torch.Tensor] = {}
-    if empty:
-        replacements = {name: empty_quantized_linear(layer, chosen) for name, layer in layers.items()}
-    else:
-        if any(quantized_linear_type(layer, chosen) is Int8Linear for layer in layers.values()):
-            ids = calibration if calibration is not None else random_calibration_ids(model)
-            stats = activation_absmax(model, ids, layers)
-        replacements = {name: quantized_linear(layer, chosen, stats.get(name))
-                        for name, layer in layers.items()}
+    if not empty and any(quantized_linear_type(layer, chosen) is Int8Linear for layer in layers.values()):
+        ids = calibration if calibration is not None else random_calibration_ids(model)
+        stats = activation_absmax(model, ids, layers)
+
+    def replacement(name: str) -> nn.Module:
+        layer = layers.pop(name)  # dropped here, so in place each float layer is freed once swapped
+        if empty:
+            return empty_quantized_linear(layer, chosen)
+        return quantized_linear(layer, chosen, stats.pop(name, None))
+
+    count = len(layers)
     if inplace:
         target = model
-        for name, module in replacements.items():
-            _set_module(target, name, module)
+        for name in list(layers):
+            _set_module(target, name, replacement(name))
     else:
         # deepcopy with each Linear pre-mapped to its replacement: the float weights are never copied.
-        memo = {id(layers[name]): module for name, module in replacements.items()}
+        memo = {id(layer): replacement(name) for name, layer in list(layers.items())}
         target = copy.deepcopy(model, memo)
     target.billion_quant = chosen  # type: ignore[assignment]
-    log.info("quantized %d linear layers to %s", len(replacements), chosen.label)
+    log.info("quantized %d linear layers to %s", count, chosen.label)
     return target
 
 
