@@ -115,6 +115,8 @@ def measured_setting(settings: dict[str, Any]) -> str:
     parts.append(f"{precision} on {settings.get('device', '?')}")
     if settings.get("limit"):
         parts.append(f"limit {settings['limit']} (seed {settings.get('seed')})")
+    if settings.get("random_weights"):
+        parts.append("random weights: speed only")
     return ", ".join(parts)
 
 
