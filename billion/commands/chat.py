@@ -10,6 +10,7 @@ import textwrap
 
 from billion.core.generation import GenerationResult, generate_chat, stream_chat
 from billion.core.loading import LoadOptions, load_model
+from billion.core.precision import PRECISIONS, options_for
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.sampling import SamplingSettings
 
@@ -34,6 +35,15 @@ def add_generation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--quantization", default="none", choices=["none", "int8", "int4"])
+    parser.add_argument("--precision", default=None, choices=list(PRECISIONS),
+                        help="one choice instead of --dtype/--quantization; auto = this machine's fast "
+                             "precision (on CPU the measured choice, see the Leaderboard)")
+
+
+def load_options_from(args: argparse.Namespace) -> LoadOptions:
+    if getattr(args, "precision", None):
+        return options_for(args.precision)
+    return LoadOptions(dtype=args.dtype, quantization=args.quantization)
 
 
 def settings_from(args: argparse.Namespace) -> SamplingSettings:
@@ -48,14 +58,14 @@ def messages_from(args: argparse.Namespace) -> list[dict]:
 
 
 def figures(result: GenerationResult) -> str:
-    return (f"{len(result.token_ids)} tokens, {result.decode_tokens_per_s:.1f} tokens/s, "
+    return (f"{len(result.token_ids)} tokens, {result.decode_tokens_per_s:.1f} tokens/s ({result.precision}), "
             f"first token {result.ttft_s:.2f} s, peak memory {result.peak_memory_bytes / 2**20:.0f} MiB, "
             f"stop: {result.finish_reason}")
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    options = LoadOptions(dtype=args.dtype, quantization=args.quantization)
+    options = load_options_from(args)
     messages = messages_from(args)
     if not args.compare:
         loaded = load_model(args.model, options)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from billion.commands.chat import add_generation_args, messages_from, settings_from
-from billion.core.loading import LoadOptions, load_model
+from billion.commands.chat import add_generation_args, load_options_from, messages_from, settings_from
+from billion.core.loading import load_model
 from billion.spec.race import RaceResult, SweepPoint, k_sweep, run_race
 from billion.core.registry import DEFAULT_MODEL
 from billion.spec.decoding import MAX_K, KSchedule
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    target = load_model(args.target, LoadOptions(dtype=args.dtype, quantization=args.quantization))
+    target = load_model(args.target, load_options_from(args))
     messages = messages_from(args)
     progress = (lambda step: print(f"[{step}]", file=sys.stderr))
     if args.sweep:

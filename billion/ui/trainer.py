@@ -20,6 +20,7 @@ import gradio as gr
 
 from billion.arena.contestants import register_adapter_contestant
 from billion.core.errors import BillionError
+from billion.core.loading import pick_device
 from billion.core.paths import ASSETS, data_dir
 from billion.train.data import TrainDataset, load_dataset
 from billion.train.runs import (RunStatus, TrainResult, create_run, read_run, run_manager,
@@ -271,6 +272,16 @@ def run_summary(status: RunStatus, events) -> dict[str, Any]:
 
 # ---- the tab ------------------------------------------------------------------------------------
 
+TRAINING_PRECISION_NOTE = ("LoRA trains a float base: fp32/bf16 on CPU (billion's int8/int4 CPU "
+                           "kernels have no backward pass). Pick int8/int4 afterwards in Chat or the "
+                           "Arena: the adapter is merged into the weights, then quantized.")
+
+
+def training_precisions() -> tuple[str, ...]:
+    """What training can use here: CPU fp32/bf16; CUDA adds fp16 (and QLoRA's 4-bit base)."""
+    return ("auto", "fp32", "bf16", "fp16") if pick_device().type == "cuda" else ("auto", "fp32", "bf16")
+
+
 def build_trainer_tab() -> None:
     choices, _ = model_choices()
     default = default_model(choices)
@@ -305,7 +316,8 @@ def build_trainer_tab() -> None:
         with gr.Row():
             eval_fraction = gr.Slider(0, 0.5, value=0.1, step=0.05, label="Eval fraction")
             seed = gr.Number(0, precision=0, label="Seed")
-            precision = gr.Radio(["auto", "fp32", "bf16", "fp16"], value="auto", label="Precision")
+            precision = gr.Radio(list(training_precisions()), value="auto", label="Precision",
+                                 info=TRAINING_PRECISION_NOTE)
             qlora = gr.Checkbox(False, label="QLoRA (4-bit base, CUDA)")
             probe_steps = gr.Slider(0, 10, value=2, step=1, label="Probe steps before training (ETA, memory)")
         prompts = gr.Textbox(lines=3, label="Held-out prompts for before/after (one per line)")
