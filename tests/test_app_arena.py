@@ -33,8 +33,8 @@ PAIR = {"smollm2-135m [T=0.2]", "smollm2-135m [T=1]"}
 
 
 def battle_args(prompt: str, tokens: int = TOKENS, live: bool = False, seed: int = 11) -> tuple:
-    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming
-    return (prompt, "temperature", 0.7, 0.95, tokens, seed, live)
+    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming, precision
+    return (prompt, "temperature", 0.7, 0.95, tokens, seed, live, "auto")
 
 
 def assert_blind(payload) -> None:
