@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from billion.core.precision import QUALITY_FILE, QualityRow, choose_cpu_precision, quality_rows
+from billion.core.quant import SCHEMES, scheme_for
 from billion.core.table import format_table
 from billion.store.store import Store
 
@@ -50,10 +51,12 @@ def quality_from_store(db: Path) -> dict[tuple[str, str], dict]:
             continue
         mean, stderr, n = float(norm["mean"]), float(norm.get("stderr") or 0.0), int(norm.get("n") or 0)
         precision = precision_name(settings)
+        label = settings.get("precision_label") or (
+            scheme_for(precision).label if precision in SCHEMES else precision)
         found[(row["model"], precision)] = {
             "acc_norm": mean, "ci_low": max(0.0, mean - 1.96 * stderr),
             "ci_high": min(1.0, mean + 1.96 * stderr), "n": n,
-            "label": settings.get("precision_label") or precision}
+            "label": label}
     return found
 
 
