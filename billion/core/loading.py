@@ -20,7 +20,9 @@ from billion.core import quant_cache, weights
 from billion.core.quant import model_scheme, scheme_for
 log = logging.getLogger(__name__)
 
-Quantization = Literal["none", "int8", "int4"]
+#: int8/int4: billion's kernels on CPU, bitsandbytes on CUDA; nf4: bitsandbytes' 4-bit anywhere
+#: (QLoRA trains on it, on CPU too: billion's CPU kernels have no backward pass)
+Quantization = Literal["none", "int8", "int4", "nf4"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 OFFLINE_HINT = "pick an offline model (smollm2-135m, gemma3-270m) or connect to the internet"
 
@@ -33,7 +35,8 @@ class LoadOptions:
     device: str = "auto"
     #: "auto", "fp32", "bf16" or "fp16"
     dtype: str = "auto"
-    #: int8/int4 weights: billion's kernels on CPU (billion.core.quant), bitsandbytes on CUDA
+    #: int8/int4 weights: billion's kernels on CPU (billion.core.quant), bitsandbytes on CUDA;
+    #: "nf4": bitsandbytes' 4-bit on any device (the QLoRA base)
     quantization: Quantization = "none"
     #: path of a PEFT LoRA adapter to apply on top
     adapter: str | None = None
@@ -77,7 +80,7 @@ class LoadedModel:
             return scheme.label
         if self.quantization == "int8":
             return "int8 (bitsandbytes LLM.int8)"
-        if self.quantization == "int4":
+        if self.quantization in ("int4", "nf4"):
             return "int4 (bitsandbytes nf4)"
         return self.precision
 
@@ -119,7 +122,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 def quantization_config(quantization: str, device: torch.device, dtype: torch.dtype):
     if quantization == "none":
         return None
-    if quantization not in ("int8", "int4"):
+    if quantization not in ("int8", "int4", "nf4"):
         raise BillionError(f"Unknown quantization '{quantization}': use none, int8 or int4.")
     if device.type == "mps":
         raise BillionError("bitsandbytes int8/int4 does not run on Apple MPS: use quantization 'none'.")
@@ -206,7 +209,7 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> L
     device = pick_device(options.device)
     dtype = pick_dtype(options.dtype, device)
     # int8/int4 on CPU go through billion's kernels (billion.core.quant), bitsandbytes elsewhere.
-    cpu_quant = options.quantization != "none" and device.type == "cpu"
+    cpu_quant = options.quantization not in ("none", "nf4") and device.type == "cpu"
     if cpu_quant:
         scheme_for(options.quantization)  # an unknown scheme fails before the weights are read
     quant = None if cpu_quant else quantization_config(options.quantization, device, dtype)
@@ -310,7 +313,7 @@ class ModelCache:
 
 
 def _estimate_bytes(spec: ModelSpec, options: LoadOptions) -> int:
-    per_param = {"int8": 1, "int4": 0.5}.get(options.quantization,
+    per_param = {"int8": 1, "int4": 0.5, "nf4": 0.5}.get(options.quantization,
                                               2 if options.dtype in ("bf16", "fp16") else 4)
     return int(spec.params_m * 1e6 * per_param)
 
