@@ -158,13 +158,12 @@ def main() -> None:
           f"{args.new_tokens} new tokens, median of {args.repeats}", flush=True)
     rows = []
     for model in args.models.split(","):
-        rows.append(run_row(model, "reference", "fp32", args))
-        for precision in args.precisions.split(","):
-            rows.append(run_row(model, "ours", precision, args))
-            print(f"  done: {model} {precision}", file=sys.stderr, flush=True)
+        for kind, precision in [("reference", "fp32")] + [("ours", p) for p in args.precisions.split(",")]:
+            rows.append(run_row(model, kind, precision, args))
+            print(f"  done: {model} {kind} {precision}", file=sys.stderr, flush=True)
+            if args.json:  # after every row, so a stopped run keeps what it measured
+                Path(args.json).write_text(json.dumps(rows, indent=1))
     print(table(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
