@@ -91,8 +91,8 @@ class Ledger:
 
 
 def battle_args(prompt: str, tokens: int, seed: int) -> tuple:
-    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming
-    return (prompt, "temperature", 0.7, 0.95, tokens, seed, False)
+    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming, precision
+    return (prompt, "temperature", 0.7, 0.95, tokens, seed, False, "auto")
 
 
 def one_round(client: Client, ledger: Ledger, tokens: int, seed: int) -> bool:

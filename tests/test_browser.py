@@ -122,6 +122,7 @@ def test_arena_battle_vote_reveal_and_ratings(page, shots):
     panel = open_tab(page, "Arena")
     panel.get_by_role("button", name="Battle settings").click()
     panel.get_by_label("One model at two temperatures (0.2 and 1.0)").check()
+    panel.get_by_label("int8", exact=True).check()  # the CPU fast path, named in the reveal
     set_number(panel, "Max new tokens", 16)
     a_is_better = panel.get_by_role("button", name="A is better")
     expect(a_is_better).to_be_disabled()
@@ -137,11 +138,14 @@ def test_arena_battle_vote_reveal_and_ratings(page, shots):
     expect(revealed).to_be_visible(timeout=MINUTE)
     expect(panel.get_by_role("heading", name="Revealed")).to_be_visible()
     expect(panel.locator("table").filter(has_text="contestant").first).to_contain_text("smollm2-135m")
+    # The reveal names the precision that ran, next to its speed.
+    expect(panel.locator("table").filter(has_text="precision").first).to_contain_text(
+        "int8 (w8a8 per-token, fbgemm)")
     expect(a_is_better).to_be_disabled()
     expect(panel.get_by_text(re.compile(r"^1 battle counted"))).to_be_visible(timeout=MINUTE)
     ratings = panel.locator(".block").filter(has=page.locator("table", has_text="win rate")).last
-    expect(ratings).to_contain_text("smollm2-135m [T=0.2]")
-    expect(ratings).to_contain_text("smollm2-135m [T=1]")
+    expect(ratings).to_contain_text("smollm2-135m [int8, T=0.2]")
+    expect(ratings).to_contain_text("smollm2-135m [int8, T=1]")
     shot(page, shots, "arena")
 
 

@@ -33,11 +33,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def dtype_and_quantization(args: argparse.Namespace) -> dict[str, str]:
+    """--precision (int8/int4 are quantizations, the rest dtypes), else --dtype and --quantization."""
+    if getattr(args, "precision", None):
+        quantized = args.precision in ("int8", "int4")
+        return {"dtype": "auto" if quantized else args.precision,
+                "quantization": args.precision if quantized else "none"}
+    return {"dtype": args.dtype, "quantization": args.quantization}
+
+
 def request_from(args: argparse.Namespace) -> RaceRequest:
     return RaceRequest(args.prompt, target=args.target, draft=args.draft,
                        schedule=KSchedule(args.k, dynamic=args.dynamic),
                        settings=sampling_from(vars(args), RACE_DEFAULTS), reference=args.reference,
-                       warmup=not args.no_warmup, dtype=args.dtype, quantization=args.quantization,
+                       warmup=not args.no_warmup, **dtype_and_quantization(args),
                        system=args.system or "")
 
 

@@ -26,6 +26,7 @@ from billion.arena.contestants import registered_contestants
 from billion.arena.rounds import BattleRequest, cast_vote, record_answers, record_ask, start_battle
 from billion.context import AppContext
 from billion.core.availability import available_aliases
+from billion.core.precision import available_precisions
 from billion.core.errors import BillionError
 from billion.core.paths import ASSETS
 from billion.core.sampling import sampling_from
@@ -136,7 +137,8 @@ def _answered(ctx: AppContext, answer: AnswerFn, battle: Battle) -> Iterator[tup
 @friendly_errors
 def battle_round(ctx: AppContext, answer: AnswerFn, prompt: str, pool: str, temperature: float,
                  top_p: float, max_new_tokens: float, seed: float | None, live: bool,
-                 battle: Battle | None, request: gr.Request = None):  # type: ignore[assignment]
+                 precision: str, battle: Battle | None,
+                 request: gr.Request = None):  # type: ignore[assignment]
     """Ask both models: a follow-up in the open battle, or the first prompt of a new one.
 
     Yields (chat A, chat B, battle token, status, reveal, prompt box, battle state).
@@ -146,7 +148,7 @@ def battle_round(ctx: AppContext, answer: AnswerFn, prompt: str, pool: str, temp
     if battle is None or battle.status == "voted":
         settings = sampling_from(dict(temperature=temperature, top_p=top_p,
                                       max_new_tokens=max_new_tokens, seed=seed), DEFAULT_BATTLE.settings)
-        wanted = BattleRequest(pool, settings, bool(live))  # type: ignore[arg-type]
+        wanted = BattleRequest(pool, settings, bool(live), precision or "auto")  # type: ignore[arg-type]
         battle = new_battle_for(ctx, wanted, anonymous_session(request))
     battle = ask(abandon_pending(battle), text, limit)
     for battle, view in _answered(ctx, answer, battle):
@@ -272,6 +274,9 @@ def build_arena_tab(ctx: AppContext) -> None:
             max_new_tokens = gr.Slider(1, 1024, value=DEFAULT_BATTLE.settings.max_new_tokens, step=1,
                                        label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+        precision = gr.Radio(list(available_precisions()), value="auto", label="Precision (both sides)",
+                             info="auto: this machine's fast precision (on CPU the measured choice "
+                                  "shown on the Leaderboard); the reveal says what ran")
     # API plumbing: never shown; the token is a random id that says nothing about the models.
     token = gr.Textbox(visible=False, label="Battle token")
     vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
@@ -296,7 +301,7 @@ def build_arena_tab(ctx: AppContext) -> None:
     locked = [*vote_buttons, regen, next_round]
     control_out = [*locked, chat_left, chat_right]
     round_out = [chat_left, chat_right, token, status, revealed]
-    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, battle]
+    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, precision, battle]
     vote_out = [revealed, reveal_json, status, battle]
 
     answer = on_device(answer_both, ctx, _answer_seconds)

@@ -8,6 +8,8 @@ from billion.context import AppContext
 from billion.core.chat import CHAT_DEFAULTS, ChatRequest, chat_streams, plain_messages
 from billion.core.download_jobs import follow_many, needs_download
 from billion.core.generation import GenerationResult, GenerationUpdate, interleave
+from billion.core.loading import pick_device
+from billion.core.precision import auto_cpu_choice, available_precisions
 from billion.core.registry import PYTHIA_CHECKPOINTS, resolve
 from billion.core.sampling import sampling_from
 from billion.ui.common import bind, default_model, friendly_errors, model_choices, on_device
@@ -17,9 +19,18 @@ from billion.ui.downloads import progress_line
 def stats_line(result: GenerationResult | None) -> str:
     if result is None:
         return ""
-    return (f"**{result.decode_tokens_per_s:.1f} tokens/s** · first token {result.ttft_s:.2f} s · "
+    precision = f" ({result.precision})" if result.precision else ""
+    return (f"**{result.decode_tokens_per_s:.1f} tokens/s**{precision} · first token {result.ttft_s:.2f} s · "
             f"{len(result.token_ids)} tokens · peak memory {result.peak_memory_bytes / 2**20:.0f} MiB · "
             f"stop: {result.finish_reason}")
+
+
+def precision_info() -> str:
+    """What "auto" means here, for the Precision control (CPU: the measured fast choice)."""
+    if pick_device().type != "cpu":
+        return "auto: bf16 (or fp16) on a GPU"
+    choice = auto_cpu_choice()
+    return f"auto on this CPU = {choice.precision} ({choice.reason})"
 
 
 def _turn(history: list[dict], prompt: str, update: GenerationUpdate | None) -> list[dict]:
@@ -50,7 +61,7 @@ def chat_request(ctx: AppContext, prompt: str, histories: list[list[dict]], comp
     names = (model_a, model_b) if compare else (model_a,)
     return ChatRequest(prompt, models=tuple(with_checkpoint(n, checkpoint) for n in names),
                        system=system or "", histories=tuple(map(plain_messages, histories)),
-                       settings=settings, dtype=dtype or "auto").validated(ctx.limits)
+                       settings=settings, precision=dtype or "auto").validated(ctx.limits)
 
 
 @friendly_errors
@@ -86,15 +97,6 @@ def answer(ctx: AppContext, prompt: str, history_a: list[dict], history_b: list[
     histories = [history_a or [], history_b or []] if compare else [history_a or []]
     request = chat_request(ctx, prompt, histories, compare, model_a, model_b, system, temperature,
                            top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype, checkpoint)
-    prompt = request.prompt
-    streams = [stream for _, stream in chat_streams(request, ctx.models)]
-    histories = [history_a or [], history_b or []] if compare else [history_a or []]
-    settings = sampling_from(dict(temperature=temperature, top_p=top_p, top_k=top_k,
-                                  repetition_penalty=repetition_penalty,
-                                  max_new_tokens=max_new_tokens, seed=seed), CHAT_DEFAULTS)
-    request = ChatRequest(prompt, models=(model_a, model_b) if compare else (model_a,),
-                          system=system or "", histories=tuple(map(plain_messages, histories)),
-                          settings=settings, dtype=dtype or "auto").validated(ctx.limits)
     prompt = request.prompt
     streams = [stream for _, stream in chat_streams(request, ctx.models)]
     for updates in interleave(*streams):
@@ -143,7 +145,8 @@ def build_chat_tab(ctx: AppContext) -> None:
             max_new_tokens = gr.Slider(1, 1024, value=CHAT_DEFAULTS.max_new_tokens, step=1,
                                        label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
-            dtype = gr.Radio(["auto", "fp32", "bf16"], value="auto", label="Precision")
+            dtype = gr.Radio(list(available_precisions()), value="auto", label="Precision",
+                             info=precision_info())
 
     def toggle(on: bool):
         return gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer")
