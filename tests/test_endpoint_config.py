@@ -1,0 +1,112 @@
+"""Endpoint models from models.yaml and from the page: parsing, checks, and the key rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from billion.core.errors import BillionError
+from billion.endpoints.config import (EndpointModel, configured_endpoints, find_endpoint,
+                                      is_endpoint_name, page_endpoint, parse_models_file)
+
+GOOD = """
+models:
+  - alias: tinyllama-vllm
+    base_url: http://gpu-box:8000/v1/
+    model: TinyLlama/TinyLlama-1.1B-Chat-v1.0
+    api_key_env: VLLM_API_KEY
+    display_name: TinyLlama (vLLM)
+  - alias: smollm-ollama
+    base_url: http://localhost:11434/v1
+    model: smollm2:135m
+    timeout_s: 30
+    max_retries: 0
+"""
+
+
+def write(tmp_path, monkeypatch, text: str):
+    path = tmp_path / "models.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("BILLION_MODELS_FILE", str(path))
+    return path
+
+
+def test_models_file_entries(tmp_path, monkeypatch):
+    write(tmp_path, monkeypatch, GOOD)
+    first, second = configured_endpoints()
+    assert first == EndpointModel("tinyllama-vllm", "http://gpu-box:8000/v1",
+                                  "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "VLLM_API_KEY",
+                                  "TinyLlama (vLLM)")
+    assert (first.name, first.host, second.timeout_s, second.max_retries) == (
+        "endpoint:tinyllama-vllm", "gpu-box:8000", 30.0, 0)
+    assert find_endpoint("endpoint:smollm-ollama") == second
+    assert is_endpoint_name(first.name) and not is_endpoint_name("smollm2-135m")
+    # The record names the key's variable, never holds a key.
+    assert first.to_record()["api_key_env"] == "VLLM_API_KEY"
+    assert EndpointModel.from_record(first.to_record()) == first
+
+
+def test_no_file_no_endpoints(monkeypatch):
+    monkeypatch.delenv("BILLION_MODELS_FILE", raising=False)
+    assert configured_endpoints() == ()
+    with pytest.raises(BillionError, match="No endpoint model 'endpoint:x'"):
+        find_endpoint("endpoint:x")
+
+
+def test_file_is_reread_when_it_changes(tmp_path, monkeypatch):
+    path = write(tmp_path, monkeypatch, GOOD)
+    assert len(configured_endpoints()) == 2
+    path.write_text(GOOD.split("  - alias: smollm-ollama")[0])
+    assert [e.alias for e in configured_endpoints()] == ["tinyllama-vllm"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("models: [", "not valid YAML"),
+    ("endpoints: []", "must hold `models:`"),
+    ("models:\n  - alias: a\n    base_url: http://h/v1\n    model: m\n    api_key: sk-1",
+     r"unknown keys \['api_key'\]"),
+    ("models:\n  - alias: a\n    model: m", "missing base_url"),
+    ("models:\n  - alias: a\n    base_url: gpu-box:8000\n    model: m", "not an http"),
+    ("models:\n  - alias: smollm2-135m\n    base_url: http://h/v1\n    model: m",
+     "registry model's alias"),
+    ("models:\n  - alias: Bad Alias\n    base_url: http://h/v1\n    model: m", "alias"),
+    ("models:\n  - alias: a\n    base_url: http://h/v1\n    model: m\n    api_key_env: sk-abc-123",
+     "NAME of an environment variable"),
+    ("models:\n  - alias: a\n    base_url: http://h/v1\n    model: m\n"
+     "  - alias: a\n    base_url: http://h/v1\n    model: n", "appears twice"),
+])
+def test_bad_files_say_what_to_fix(text, message):
+    with pytest.raises(BillionError, match=message):
+        parse_models_file(text, "models.yaml")
+
+
+def test_missing_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("BILLION_MODELS_FILE", str(tmp_path / "nope.yaml"))
+    with pytest.raises(BillionError, match="nope.yaml does not exist"):
+        configured_endpoints()
+
+
+def test_missing_key_variable_is_named(monkeypatch):
+    monkeypatch.delenv("SOME_KEY", raising=False)
+    endpoint = EndpointModel("a", "http://h/v1", "m", "SOME_KEY")
+    with pytest.raises(BillionError, match="environment variable SOME_KEY, which is not set"):
+        endpoint.api_key()
+    monkeypatch.setenv("SOME_KEY", "sk-value")
+    assert endpoint.api_key() == "sk-value"
+
+
+def test_page_endpoints(tmp_path, monkeypatch):
+    write(tmp_path, monkeypatch, GOOD)
+    added = page_endpoint("mine", "http://127.0.0.1:9/v1", "m")
+    assert added.origin == "page" and added.api_key_env is None
+    with pytest.raises(BillionError, match="is taken"):
+        page_endpoint("mine", "http://127.0.0.1:9/v1", "m", session=[added])
+    # A secret may only go to the server models.yaml binds it to, never to a visitor's address.
+    with pytest.raises(BillionError, match="HF_TOKEN may only be sent"):
+        page_endpoint("steal", "https://attacker.example/v1", "m", "HF_TOKEN")
+    with pytest.raises(BillionError, match="VLLM_API_KEY may only be sent"):
+        page_endpoint("steal", "https://attacker.example/v1", "m", "VLLM_API_KEY")
+    same_server = page_endpoint("other", "http://gpu-box:8000/v1", "other-model", "VLLM_API_KEY")
+    assert same_server.api_key_env == "VLLM_API_KEY"
+    monkeypatch.setenv("BILLION_PAGE_ENDPOINTS", "off")
+    with pytest.raises(BillionError, match="switched off"):
+        page_endpoint("x", "http://127.0.0.1:9/v1", "m")
