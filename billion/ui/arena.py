@@ -34,10 +34,13 @@ from billion.ui.arena_ratings import (battle_count_figure, current_ratings, expo
                                       win_rate_figure)
 from billion.ui.common import friendly_errors, gpu
 from billion.ui.downloads import arena_downloads, weight_sizes
+from billion.ui.endpoints import all_endpoints, build_endpoint_adder
 
 POOL_CHOICES = [("Every available model", "all"),
                 ("One model at two temperatures (0.2 and 1.0)", "temperature"),
-                ("One model in two precisions (fp32 and bf16)", "dtype")]
+                ("One model in two precisions (fp32 and bf16)", "dtype"),
+                ("The local default model against endpoint models", "mixed"),
+                ("Endpoint models only", "endpoints")]
 VOTE_CHOICES = [("A is better", "left"), ("B is better", "right"), ("Tie", "tie"),
                 ("Both are bad", "bothbad")]
 PROMPTS_FILE = ASSETS / "arena_prompts.txt"
@@ -108,10 +111,13 @@ def settings_from(temperature: float, top_p: float, max_new_tokens: float,
                             seed=None if seed in (None, "", -1) else int(seed)).validate()
 
 
-def start_battle(pool: str, settings: SamplingSettings, live: bool, session_id: str) -> Battle:
-    """Pick a pair from the pool (few battles and overlapping intervals first), sides at random."""
+def start_battle(pool: str, settings: SamplingSettings, live: bool, session_id: str,
+                 endpoints=None) -> Battle:
+    """Pick a pair from the pool (few battles and overlapping intervals first), sides at random.
+    endpoints: this session's endpoint models (the configured ones always take part)."""
     available = available_aliases()
-    contestants = contestant_pool(pool, available, registered_contestants())  # type: ignore[arg-type]
+    contestants = contestant_pool(pool, available, registered_contestants(),  # type: ignore[arg-type]
+                                  all_endpoints(endpoints))
     first, second = pick_pair(contestants, current_ratings())
     return new_battle(first, second, settings, session_id=session_id, live_streaming=bool(live))
 
@@ -142,7 +148,7 @@ def _answered(battle: Battle) -> Iterator[tuple[Battle, View]]:
 
 @friendly_errors
 def battle_round(prompt: str, pool: str, temperature: float, top_p: float, max_new_tokens: float,
-                 seed: float | None, live: bool, battle: Battle | None,
+                 seed: float | None, live: bool, battle: Battle | None, endpoints=None,
                  request: gr.Request = None):  # type: ignore[assignment]
     """Ask both models: a follow-up in the open battle, or the first prompt of a new one.
 
@@ -151,7 +157,7 @@ def battle_round(prompt: str, pool: str, temperature: float, top_p: float, max_n
     text = validate_prompt(prompt)
     if battle is None or battle.status == "voted":
         settings = settings_from(temperature, top_p, max_new_tokens, seed)
-        battle = start_battle(pool, settings, live, anonymous_session(request))
+        battle = start_battle(pool, settings, live, anonymous_session(request), endpoints)
     battle = ask(abandon_pending(battle), text)
     for battle, view in _answered(battle):
         yield (*view, "", battle)
@@ -244,6 +250,7 @@ def arena_battle_count_plot():
 
 def build_arena_tab() -> None:
     battle = gr.State(None)
+    session_endpoints = gr.State([])
     gr.Markdown("Two anonymous models answer your prompt. Vote for the better answer; the names "
                 "are revealed after your vote. Answers that name their own model are flagged and "
                 "left out of the ratings.")
@@ -272,6 +279,7 @@ def build_arena_tab() -> None:
             top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
             max_new_tokens = gr.Slider(1, 1024, value=256, step=1, label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+        build_endpoint_adder(session_endpoints)
     # API plumbing: never shown; the token is a random id that says nothing about the models.
     token = gr.Textbox(visible=False, label="Battle token")
     vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
@@ -295,7 +303,7 @@ def build_arena_tab() -> None:
     locked = [*vote_buttons, regen, next_round]
     control_out = [*locked, chat_left, chat_right]
     round_out = [chat_left, chat_right, token, status, revealed]
-    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, battle]
+    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, battle, session_endpoints]
     vote_out = [revealed, reveal_json, status, battle]
 
     rounds = []

@@ -1,0 +1,68 @@
+"""Endpoint models on a page: the configured ones (models.yaml) plus those a visitor adds for the
+session, kept in a gr.State (server side). The form takes the NAME of a key variable, never a key."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gradio as gr
+
+from billion.core.errors import BillionError
+from billion.endpoints.config import (MODELS_FILE_ENV, EndpointModel, configured_endpoints,
+                                      page_endpoint, page_endpoints_allowed)
+from billion.ui.common import friendly_errors
+
+
+def all_endpoints(session: Sequence[EndpointModel] | None) -> tuple[EndpointModel, ...]:
+    """This session's endpoints, then the configured ones."""
+    return (*(session or ()), *configured_endpoints())
+
+
+def endpoint_choices(session: Sequence[EndpointModel] | None = None) -> list[tuple[str, str]]:
+    """Dropdown entries: "<label> · over the network, from <host>" -> endpoint:<alias>."""
+    try:
+        endpoints = all_endpoints(session)
+    except BillionError:  # a broken models.yaml must not take the page down; endpoint_note says why
+        endpoints = tuple(session or ())
+    return [(f"{e.name} · {e.label} · over the network, from {e.host}", e.name) for e in endpoints]
+
+
+def endpoint_note(session: Sequence[EndpointModel] | None = None) -> str:
+    try:
+        endpoints = all_endpoints(session)
+    except BillionError as exc:
+        return f"⚠️ {exc}"
+    if not endpoints:
+        return (f"No endpoint models yet: declare them in the file {MODELS_FILE_ENV} names "
+                "(see docs/deploy.md), or add one below for this session.")
+    rows = "\n".join(f"| `{e.name}` | {e.label} | {e.host} | {'this session' if e.origin == 'page' else 'models.yaml'} |"
+                     for e in endpoints)
+    return f"| name | model | server | from |\n|---|---|---|---|\n{rows}"
+
+
+@friendly_errors
+def add_endpoint(alias: str, base_url: str, model: str, key_env: str,
+                 session: list[EndpointModel] | None):
+    """Add an endpoint for this session. Returns (session list, note)."""
+    added = page_endpoint(alias, base_url, model, key_env, session or ())
+    session = [*(session or ()), added]
+    gr.Info(f"{added.name} added for this session.")
+    return session, endpoint_note(session)
+
+
+def build_endpoint_adder(session: gr.State) -> gr.Markdown:
+    """The 'Endpoint models' accordion; returns its note (refreshed when one is added)."""
+    with gr.Accordion("Endpoint models (OpenAI-compatible servers)", open=False):
+        note = gr.Markdown(endpoint_note)
+        if not page_endpoints_allowed():
+            return note
+        with gr.Row():
+            alias = gr.Textbox(label="Alias", placeholder="my-model", scale=1)
+            base_url = gr.Textbox(label="Base URL", placeholder="http://host:8000/v1", scale=2)
+            model = gr.Textbox(label="Model name on the server", scale=2)
+            key_env = gr.Textbox(label="API key variable (its NAME, optional)", scale=1,
+                                 placeholder="e.g. VLLM_API_KEY")
+        add = gr.Button("Add for this session")
+        add.click(add_endpoint, [alias, base_url, model, key_env, session], [session, note],
+                  api_name=False)
+    return note
