@@ -20,12 +20,14 @@ SERVED = "endpoint:smollm2-served"
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """(url, store path, models.yaml path): the app on a fresh store, reading a models.yaml that
-    each test writes (the file is read again whenever it changes)."""
+def app(tmp_path_factory, transformers_serve):
+    """(url, store path, models.yaml path): the app on a fresh store, built with a models.yaml
+    that declares the served SmolLM2 (its port survives restarts); tests may rewrite the file,
+    which the arena reads again whenever it changes."""
     data = tmp_path_factory.mktemp("arena-endpoints")
     models = data / "models.yaml"
-    models.write_text("models: []\n")
+    declare(models, **{"smollm2-served": {"base_url": transformers_serve.base_url,
+                                          "model": transformers_serve.model}})
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BILLION_MODELS_FILE", str(models))
         env.setenv("BILLION_TEST_ARENA_KEY", KEY)
@@ -51,6 +53,18 @@ def assert_endpoint_blind(payload, served) -> None:
     text = json.dumps(payload, default=str).lower()
     for secret in ("smollm2-served", "endpoint:", served.model.lower(), str(served.port)):
         assert secret not in text, f"{secret} reached the client before the vote"
+
+
+def test_chat_compares_local_and_served_smollm(app, served_smollm):
+    """The same weights, greedy, through the app and through the server: the same answer."""
+    url, _, _ = app
+    client = Client(url, verbose=False)
+    chat_a, chat_b, stats_a, stats_b, _ = client.predict(
+        "What is the capital of France?", [], [], True, "smollm2-135m", SERVED, "", 0, 0.95, 0,
+        1.0, 16, -1, "auto", api_name="/chat")
+    assert text_of(chat_a[-1]) and text_of(chat_b[-1]) == text_of(chat_a[-1])
+    assert f"over the network, from 127.0.0.1:{served_smollm.port}" in stats_b
+    assert "peak memory" in stats_a and "peak memory" not in stats_b
 
 
 def test_local_against_served_smollm_votes_and_rates(app, served_smollm):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import gradio as gr
 
 from billion.core.download_jobs import follow_many, needs_download
-from billion.core.generation import GenerationResult, GenerationUpdate, interleave, stream_chat
+from billion.core.generation import GenerationResult, GenerationUpdate, interleave
 from billion.core.loading import LoadOptions, load_model
 from billion.core.registry import PYTHIA_CHECKPOINTS, resolve
 from billion.core.sampling import SamplingSettings
+from billion.endpoints.client import stream_answer
+from billion.endpoints.config import find_endpoint, is_endpoint_name
 from billion.ui.common import default_model, friendly_errors, gpu, model_choices
 from billion.ui.downloads import progress_line
+from billion.ui.endpoints import build_endpoint_adder, endpoint_choices
 
 MAX_PROMPT_CHARS = 8000
 
@@ -26,6 +29,11 @@ def settings_from(temperature: float, top_p: float, top_k: float, repetition_pen
 def stats_line(result: GenerationResult | None) -> str:
     if result is None:
         return ""
+    host = getattr(result, "host", None)
+    if host is not None:  # an endpoint's answer: timed here, memory is the server's business
+        return (f"**{result.decode_tokens_per_s:.1f} tokens/s** over the network, from {host} · "
+                f"first token {result.ttft_s:.2f} s · {result.completion_tokens} tokens · "
+                f"stop: {result.finish_reason}")
     return (f"**{result.decode_tokens_per_s:.1f} tokens/s** · first token {result.ttft_s:.2f} s · "
             f"{len(result.token_ids)} tokens · peak memory {result.peak_memory_bytes / 2**20:.0f} MiB · "
             f"stop: {result.finish_reason}")
@@ -37,7 +45,8 @@ def _turn(history: list[dict], prompt: str, update: GenerationUpdate | None) -> 
 
 
 def _generation_seconds(prompt, history_a, history_b, compare, model_a, model_b, system, temperature,
-                        top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype) -> int:
+                        top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype,
+                        endpoints=None) -> int:
     return int(30 + int(max_new_tokens) * (0.2 if compare else 0.1))
 
 
@@ -54,7 +63,8 @@ def validated_prompt(prompt: str, compare: bool, model_a: str, model_b: str) -> 
 
 def with_checkpoint(name: str, checkpoint: str | None) -> str:
     """The model at the picked training checkpoint, where it has published ones (Pythia)."""
-    if not checkpoint or checkpoint == "main" or not name or not resolve(name).revisions:
+    if not checkpoint or checkpoint == "main" or not name or is_endpoint_name(name) \
+            or not resolve(name).revisions:
         return name
     return f"{name}@{checkpoint}"
 
@@ -63,13 +73,13 @@ def with_checkpoint(name: str, checkpoint: str | None) -> str:
 def chat(prompt: str, history_a: list[dict], history_b: list[dict], compare: bool, model_a: str,
          model_b: str, system: str, temperature: float, top_p: float, top_k: float,
          repetition_penalty: float, max_new_tokens: float, seed: float | None, dtype: str,
-         checkpoint: str = "main"):
+         checkpoint: str = "main", endpoints=None):
     """Stream one or two answers, after downloading a hub model that is not cached yet (its progress
     shows under its answer; Stop cancels it). Yields (chat A, chat B, stats A, stats B, prompt box)."""
     validated_prompt(prompt, compare, model_a, model_b)  # before any download starts
     model_a, model_b = with_checkpoint(model_a, checkpoint), with_checkpoint(model_b, checkpoint)
     names = [model_a, model_b] if compare else [model_a]
-    specs = [resolve(name) for name in names]
+    specs = [resolve(name) for name in names if not is_endpoint_name(name)]
     waiting = [i for i, spec in enumerate(specs) if needs_download(spec)]
     for updates in follow_many([specs[i] for i in waiting]):
         stats = ["", ""]
@@ -77,14 +87,16 @@ def chat(prompt: str, history_a: list[dict], history_b: list[dict], compare: boo
             stats[i] = progress_line(update, specs[i].display_name)
         yield history_a or [], history_b or [], stats[0], stats[1], prompt
     yield from answer(prompt, history_a, history_b, compare, model_a, model_b, system, temperature,
-                      top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype)
+                      top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype, endpoints)
 
 
 @gpu(duration=_generation_seconds)
 def answer(prompt: str, history_a: list[dict], history_b: list[dict], compare: bool, model_a: str,
            model_b: str, system: str, temperature: float, top_p: float, top_k: float,
-           repetition_penalty: float, max_new_tokens: float, seed: float | None, dtype: str):
-    """The GPU part: load and stream (weights are in the cache by now)."""
+           repetition_penalty: float, max_new_tokens: float, seed: float | None, dtype: str,
+           endpoints=None):
+    """The GPU part: load and stream (weights are in the cache by now); endpoint models stream
+    from their server."""
     prompt = validated_prompt(prompt, compare, model_a, model_b)
     settings = settings_from(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed)
     system_turn = [{"role": "system", "content": system}] if system and system.strip() else []
@@ -92,9 +104,10 @@ def answer(prompt: str, history_a: list[dict], history_b: list[dict], compare: b
     names = [model_a, model_b] if compare else [model_a]
     streams = []
     for name, history in zip(names, histories):
-        loaded = load_model(name, LoadOptions(dtype=dtype))
+        loaded = (find_endpoint(name, endpoints or ()) if is_endpoint_name(name)
+                  else load_model(name, LoadOptions(dtype=dtype)))
         messages = system_turn + _plain(history) + [{"role": "user", "content": prompt}]
-        streams.append(stream_chat(loaded, messages, settings))
+        streams.append(stream_answer(loaded, messages, settings))
     for updates in interleave(*streams):
         chats = [_turn(h, prompt, u) for h, u in zip(histories, updates)]
         stats = [stats_line(u.result) if u else "" for u in updates]
@@ -120,6 +133,8 @@ def _text(content) -> str:
 def build_chat_tab() -> None:
     choices, unavailable = model_choices()
     default = default_model(choices)
+    choices = choices + endpoint_choices()
+    session_endpoints = gr.State([])
     with gr.Row():
         compare = gr.Checkbox(label="Two models side by side", value=False)
         model_a = gr.Dropdown(choices, value=default, label="Model", scale=3)
@@ -128,6 +143,7 @@ def build_chat_tab() -> None:
                                  label="Training checkpoint (Pythia: step0 ... step143000)")
     with gr.Accordion("Models that cannot load here, and why", open=False):
         gr.Markdown(unavailable)
+    added = build_endpoint_adder(session_endpoints)
     with gr.Row():
         with gr.Column():
             chat_a = gr.Chatbot(label="Answer", height=380)
@@ -157,15 +173,22 @@ def build_chat_tab() -> None:
         return gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer")
 
     def checkpoints_for(*names: str):
-        return gr.update(visible=any(name and resolve(name).revisions for name in names))
+        return gr.update(visible=any(name and not is_endpoint_name(name) and resolve(name).revisions
+                                     for name in names))
 
     compare.change(toggle, compare, [model_b, column_b, chat_a], api_name=False)
     for picker in (model_a, model_b):
         picker.change(checkpoints_for, [model_a, model_b], checkpoint, api_name=False)
     inputs = [prompt, chat_a, chat_b, compare, model_a, model_b, system, temperature, top_p, top_k,
-              repetition_penalty, max_new_tokens, seed, dtype, checkpoint]
+              repetition_penalty, max_new_tokens, seed, dtype, checkpoint, session_endpoints]
     outputs = [chat_a, chat_b, stats_a, stats_b, prompt]
     sent = send.click(chat, inputs, outputs, api_name="chat")
     submitted = prompt.submit(chat, inputs, outputs, api_name=False)
     stop.click(None, None, None, cancels=[sent, submitted], api_name=False)
     clear.click(lambda: ([], [], "", ""), None, [chat_a, chat_b, stats_a, stats_b], api_name=False)
+    if added is not None:
+        def pickers(session):
+            every = model_choices()[0] + endpoint_choices(session)
+            return gr.update(choices=every), gr.update(choices=every)
+
+        added.then(pickers, session_endpoints, [model_a, model_b], api_name=False)

@@ -50,12 +50,13 @@ def add_endpoint(alias: str, base_url: str, model: str, key_env: str,
     return session, endpoint_note(session)
 
 
-def build_endpoint_adder(session: gr.State) -> gr.Markdown:
-    """The 'Endpoint models' accordion; returns its note (refreshed when one is added)."""
+def build_endpoint_adder(session: gr.State):
+    """The 'Endpoint models' accordion. Returns the add event (chain `.then` to refresh pickers),
+    or None where adding on the page is switched off."""
     with gr.Accordion("Endpoint models (OpenAI-compatible servers)", open=False):
         note = gr.Markdown(endpoint_note)
         if not page_endpoints_allowed():
-            return note
+            return None
         with gr.Row():
             alias = gr.Textbox(label="Alias", placeholder="my-model", scale=1)
             base_url = gr.Textbox(label="Base URL", placeholder="http://host:8000/v1", scale=2)
@@ -63,6 +64,5 @@ def build_endpoint_adder(session: gr.State) -> gr.Markdown:
             key_env = gr.Textbox(label="API key variable (its NAME, optional)", scale=1,
                                  placeholder="e.g. VLLM_API_KEY")
         add = gr.Button("Add for this session")
-        add.click(add_endpoint, [alias, base_url, model, key_env, session], [session, note],
-                  api_name=False)
-    return note
+        return add.click(add_endpoint, [alias, base_url, model, key_env, session], [session, note],
+                         api_name=False)
