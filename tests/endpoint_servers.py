@@ -172,3 +172,71 @@ class FaultServer(ThreadingHTTPServer):
     def __exit__(self, *exc) -> None:
         self.shutdown()
         self.server_close()
+
+
+class _LogprobHandler(BaseHTTPRequestHandler):
+    server: "LogprobServer"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+        if not self.path.endswith("/completions") or "chat" in self.path:
+            return self._reply(404, {"error": {"message": "not found"}})
+        payload = self.server.completion(body["prompt"], int(body.get("max_tokens", 1)))
+        self._reply(200, payload)
+
+    def _reply(self, code: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class LogprobServer(ThreadingHTTPServer):
+    """/v1/completions with `echo` + `logprobs` as vLLM answers it, computed by a real (tiny)
+    transformers model: the prompt's tokens with their log-probabilities and character offsets,
+    then one greedy token."""
+
+    daemon_threads = True
+
+    def __init__(self, model, tokenizer):
+        super().__init__(("127.0.0.1", 0), _LogprobHandler)
+        self.model, self.tokenizer = model, tokenizer
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def completion(self, prompt: str, max_tokens: int) -> dict:
+        import torch
+
+        encoded = self.tokenizer(prompt, return_offsets_mapping=True)
+        ids, offsets = encoded["input_ids"], [start for start, _ in encoded["offset_mapping"]]
+        with torch.no_grad():
+            logits = self.model(input_ids=torch.tensor([ids])).logits[0].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        values = [None] + [float(logprobs[i - 1, ids[i]]) for i in range(1, len(ids))]
+        tokens = [self.tokenizer.decode([i]) for i in ids]
+        if max_tokens > 0:
+            nxt = int(logprobs[-1].argmax())
+            tokens.append(self.tokenizer.decode([nxt]))
+            values.append(float(logprobs[-1, nxt]))
+            offsets.append(len(prompt))
+        text = "".join(tokens[len(ids):])
+        return {"id": "c", "object": "text_completion", "created": 0, "model": "tiny",
+                "choices": [{"index": 0, "text": prompt + text, "finish_reason": "length",
+                             "logprobs": {"tokens": tokens, "token_logprobs": values,
+                                          "text_offset": offsets, "top_logprobs": None}}]}
+
+    def __enter__(self) -> "LogprobServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()

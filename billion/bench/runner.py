@@ -25,6 +25,8 @@ from billion.bench.tasks import DEFAULT_SEED, TASKS, get_task
 from billion.core.errors import BillionError
 from billion.core.loading import LoadedModel, LoadOptions, load_model
 from billion.core.stats import Estimate
+from billion.endpoints.bench import endpoint_task_steps
+from billion.endpoints.config import EndpointModel, find_endpoint, is_endpoint_name
 from billion.store.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -227,13 +229,19 @@ def speed_rows(result: SpeedResult, settings: dict[str, Any]) -> list[dict[str, 
     return rows
 
 
-def store_rows(store: Store, loaded: LoadedModel, task: str,
+def model_name(loaded: Any) -> str:
+    """A loaded model's alias, or an endpoint model's `endpoint:<alias>`."""
+    return loaded.name if isinstance(loaded, EndpointModel) else loaded.spec.alias
+
+
+def store_rows(store: Store, loaded: Any, task: str,
                rows: Sequence[dict[str, Any]]) -> tuple[StoredScore, ...]:
     stored = []
     for row in rows:
-        row_id = store.add_bench_result(model=loaded.spec.alias, revision=loaded.revision or None,
+        row_id = store.add_bench_result(model=model_name(loaded),
+                                        revision=getattr(loaded, "revision", "") or None,
                                         task=task, **row)
-        stored.append(StoredScore(id=row_id, model=loaded.spec.alias, task=task, **row))
+        stored.append(StoredScore(id=row_id, model=model_name(loaded), task=task, **row))
     return tuple(stored)
 
 
@@ -279,6 +287,8 @@ def _speed_steps(loaded: LoadedModel, request: BenchRequest,
 def task_steps(loaded: LoadedModel, task: str, request: BenchRequest,
                cancel: threading.Event | None) -> Iterator[Step]:
     """(done, total, message, rows) per item; rows on the last step, None if cancelled."""
+    if isinstance(loaded, EndpointModel):  # over the API: billion.endpoints.bench
+        return endpoint_task_steps(loaded, task, request, cancel)
     if task == HUMANEVAL:
         return _humaneval_steps(loaded, request, cancel)
     if task == SPEED:
@@ -314,7 +324,8 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None,
     for model in request.models:
         yield RunProgress(model, "", 0, 0, f"loading {model}", step=step, steps=steps)
         try:
-            loaded = load_model(model, options)
+            loaded = (find_endpoint(model) if is_endpoint_name(model)
+                      else load_model(model, options))
         except Exception as exc:  # one model that will not load must not stop the others
             if not isinstance(exc, BillionError):
                 log.exception("loading %s failed", model)
@@ -341,7 +352,7 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None,
 
 def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: threading.Event | None,
               store: Store) -> Iterator[RunProgress]:
-    model = loaded.spec.alias
+    model = model_name(loaded)
     started = time.perf_counter()
     done = total = 0
     try:

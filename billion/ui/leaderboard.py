@@ -29,6 +29,7 @@ from billion.core.registry import all_models
 from billion.store.store import open_store
 from billion.ui.arena_ratings import current_ratings
 from billion.ui.common import ON_ZEROGPU, default_model, friendly_errors, gpu, model_choices
+from billion.ui.endpoints import endpoint_choices
 
 TASK_LABELS = [(f"{t.name} · {t.display_name}" + ("" if t.offline else " (needs the hub)"), t.name)
                for t in TASKS] + [("humaneval · HumanEval pass@1 (greedy)", HUMANEVAL),
@@ -220,6 +221,7 @@ def cancel_run(cancel: threading.Event | None) -> str:
 def build_leaderboard_tab() -> None:
     choices, unavailable = model_choices()
     default = default_model(choices)
+    choices = choices + endpoint_choices()  # models.yaml's: results are stored for everyone
     gr.Markdown("Scores measured here (latest run per model, task, metric, dtype and quantization; "
                 "every run stays stored) beside **published** figures from model cards and papers, "
                 "labelled with their source, setting and checkpoint. Published figures were measured "
