@@ -70,3 +70,17 @@ def test_mc_from_prompt_logprobs_equals_local_scoring(llama, tokenizer, declared
     [score] = outcome.scores
     assert score.n == 4 and score.score == pytest.approx(local.estimate.mean)
     assert score.extra["acc"]["mean"] == pytest.approx(local.acc.mean)
+
+
+def test_cli_chats_with_an_endpoint_and_the_race_refuses_it(declared, monkeypatch):
+    from endpoint_servers import FaultServer
+    from test_cli import run_cli
+
+    with FaultServer() as server:
+        declared(quick=(server.base_url, "ok"))
+        out = run_cli("chat", "--model", "endpoint:quick", "--max-new-tokens", "8", "Hello")
+        assert out.returncode == 0, out.stderr
+        assert "Hello from the fault server." in out.stdout
+        assert f"over the network, from 127.0.0.1:{server.server_address[1]}" in out.stdout
+    out = run_cli("race", "--target", "endpoint:quick", "Hello")
+    assert out.returncode == 2 and "runs local models only" in out.stderr

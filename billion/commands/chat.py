@@ -8,8 +8,10 @@ import shutil
 import sys
 import textwrap
 
-from billion.core.generation import GenerationResult, generate_chat, stream_chat
+from billion.core.generation import GenerationResult
 from billion.core.loading import LoadOptions, load_model
+from billion.endpoints.client import generate_answer, stream_answer
+from billion.endpoints.config import find_endpoint, is_endpoint_name
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.sampling import SamplingSettings
 
@@ -49,9 +51,23 @@ def messages_from(args: argparse.Namespace) -> list[dict]:
 
 
 def figures(result: GenerationResult) -> str:
+    host = getattr(result, "host", None)
+    if host is not None:  # an endpoint model's answer
+        return (f"{result.completion_tokens} tokens, {result.decode_tokens_per_s:.1f} tokens/s, "
+                f"first token {result.ttft_s:.2f} s over the network, from {host}, "
+                f"stop: {result.finish_reason}")
     return (f"{len(result.token_ids)} tokens, {result.decode_tokens_per_s:.1f} tokens/s, "
             f"first token {result.ttft_s:.2f} s, peak memory {result.peak_memory_bytes / 2**20:.0f} MiB, "
             f"stop: {result.finish_reason}")
+
+
+def open_model(name: str, options: LoadOptions):
+    """(model or endpoint, label): `endpoint:<alias>` names a model of BILLION_MODELS_FILE."""
+    if is_endpoint_name(name):
+        endpoint = find_endpoint(name)
+        return endpoint, f"{endpoint.name} ({endpoint.label}, over the network)"
+    loaded = load_model(name, options)
+    return loaded, loaded.label
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,18 +78,18 @@ def run(args: argparse.Namespace) -> int:
         args.model = f"{args.model}@{args.revision}"
         args.compare = [f"{name}@{args.revision}" for name in args.compare or ()] or None
     if not args.compare:
-        loaded = load_model(args.model, options)
-        print(f"[{loaded.label}]", file=sys.stderr)
+        loaded, label = open_model(args.model, options)
+        print(f"[{label}]", file=sys.stderr)
         update = None
-        for update in stream_chat(loaded, messages, settings):
+        for update in stream_answer(loaded, messages, settings):
             print(update.new_text, end="", flush=True)
         print()
         print(f"-- {figures(update.result)}")  # type: ignore[union-attr]
         return 0
     results = []
     for name in args.compare:
-        loaded = load_model(name, options)
-        results.append((loaded.label, generate_chat(loaded, messages, settings)))
+        loaded, label = open_model(name, options)
+        results.append((label, generate_answer(loaded, messages, settings)))
     print(side_by_side(results))
     return 0
 

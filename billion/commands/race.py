@@ -6,7 +6,9 @@ import argparse
 import sys
 
 from billion.commands.chat import add_generation_args, messages_from, settings_from
+from billion.core.errors import BillionError
 from billion.core.loading import LoadOptions, load_model
+from billion.endpoints.config import RACE_LOCAL_ONLY, is_endpoint_name
 from billion.spec.race import RaceResult, SweepPoint, k_sweep, run_race
 from billion.core.registry import DEFAULT_MODEL
 from billion.spec.decoding import MAX_K, KSchedule
@@ -31,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_endpoint_name(args.target) or is_endpoint_name(args.draft):
+        raise BillionError(RACE_LOCAL_ONLY)
     settings = settings_from(args)
     target = load_model(args.target, LoadOptions(dtype=args.dtype, quantization=args.quantization))
     messages = messages_from(args)

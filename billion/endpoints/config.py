@@ -80,6 +80,13 @@ class EndpointModel:
         return cls(**{k: v for k, v in record.items() if k in known})
 
 
+#: why the speculative race lists no endpoint model
+RACE_LOCAL_ONLY = ("The speculative race runs local models only: verifying drafted tokens needs the "
+                   "target's logits at every position, which an OpenAI-compatible endpoint does not "
+                   "return. Pick a local model (endpoint models work in Chat, the Arena and the "
+                   "Leaderboard).")
+
+
 def is_endpoint_name(name: str | None) -> bool:
     return bool(name) and str(name).startswith(PREFIX)
 

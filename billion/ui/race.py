@@ -24,6 +24,7 @@ from billion.spec.race import EXAMPLE_PROMPTS, RaceResult, SweepPoint, k_sweep, 
 from billion.core.registry import drafts_for, resolve
 from billion.core.sampling import SamplingSettings
 from billion.spec.decoding import MAX_K, KSchedule
+from billion.endpoints.config import RACE_LOCAL_ONLY
 from billion.ui.common import default_model, friendly_errors, gpu, model_choices
 from billion.ui.race_render import (RaceView, badge_html, build_view, figures_markdown, plain_pane,
                                     race_summary, replay_frames, rounds_html, spec_pane, stats_markdown,
@@ -216,7 +217,7 @@ def build_race_tab() -> None:
     gr.Markdown("Plain decoding runs first, then speculative decoding (never both at once: they would "
                 "share the cores), after a short warm-up. Then both outputs replay side by side at "
                 "their recorded pace. Grounded prompts (repeat, edit, answer from a text) are where "
-                "prompt lookup shines.")
+                "prompt lookup shines.\n\n" + RACE_LOCAL_ONLY)
     with gr.Row():
         target = gr.Dropdown(choices, value=default, label="Target model", scale=3)
         draft = gr.Dropdown(draft_choices(default), value=PROMPT_LOOKUP, label="Draft source", scale=3,
