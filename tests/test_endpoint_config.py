@@ -20,6 +20,7 @@ models:
     model: smollm2:135m
     timeout_s: 30
     max_retries: 0
+    stop: ["\\nUser:"]
 """
 
 
@@ -36,8 +37,9 @@ def test_models_file_entries(tmp_path, monkeypatch):
     assert first == EndpointModel("tinyllama-vllm", "http://gpu-box:8000/v1",
                                   "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "VLLM_API_KEY",
                                   "TinyLlama (vLLM)")
-    assert (first.name, first.host, second.timeout_s, second.max_retries) == (
-        "endpoint:tinyllama-vllm", "gpu-box:8000", 30.0, 0)
+    assert (first.name, first.host, second.timeout_s, second.max_retries, second.stop) == (
+        "endpoint:tinyllama-vllm", "gpu-box:8000", 30.0, 0, ("\nUser:",))
+    assert EndpointModel.from_record(second.to_record()) == second
     assert find_endpoint("endpoint:smollm-ollama") == second
     assert is_endpoint_name(first.name) and not is_endpoint_name("smollm2-135m")
     # The record names the key's variable, never holds a key.
@@ -65,6 +67,7 @@ def test_file_is_reread_when_it_changes(tmp_path, monkeypatch):
     ("models:\n  - alias: a\n    base_url: http://h/v1\n    model: m\n    api_key: sk-1",
      r"unknown keys \['api_key'\]"),
     ("models:\n  - alias: a\n    model: m", "missing base_url"),
+    ("models:\n  - alias: a\n    base_url: http://h/v1\n    model: m\n    stop: User", "stop must be"),
     ("models:\n  - alias: a\n    base_url: gpu-box:8000\n    model: m", "not an http"),
     ("models:\n  - alias: smollm2-135m\n    base_url: http://h/v1\n    model: m",
      "registry model's alias"),

@@ -124,7 +124,7 @@ def request_args(endpoint: EndpointModel, messages: Sequence[dict], settings: Sa
         args["top_p"] = settings.top_p
     if settings.seed is not None:
         args["seed"] = settings.seed
-    stops = [s for s in (*settings.stop, *stop) if s][:4]  # the API takes at most 4
+    stops = list(dict.fromkeys(s for s in (*settings.stop, *endpoint.stop, *stop) if s))[:4]
     if stops:
         args["stop"] = stops
     # Not OpenAI parameters: vLLM and TGI take them, stricter servers refuse them (422).

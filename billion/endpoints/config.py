@@ -44,6 +44,9 @@ class EndpointModel:
     max_retries: int = 1
     #: "file" (models.yaml) or "page" (added by a visitor for the session)
     origin: str = "file"
+    #: stop strings sent with every request (a base model served with a plain transcript template
+    #: runs on into the next "User:" turn without them)
+    stop: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -77,7 +80,8 @@ class EndpointModel:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "EndpointModel":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in known})
+        values = {k: v for k, v in record.items() if k in known}
+        return cls(**{**values, "stop": tuple(values.get("stop") or ())})
 
 
 #: why the speculative race lists no endpoint model
@@ -102,7 +106,8 @@ def _check_url(url: str, where: str) -> str:
 
 def make_endpoint(alias: str, base_url: str, model: str, api_key_env: str | None = None,
                   display_name: str = "", timeout_s: float = DEFAULT_TIMEOUT_S,
-                  max_retries: int = 1, origin: str = "file", where: str = "endpoint") -> EndpointModel:
+                  max_retries: int = 1, origin: str = "file", stop: Any = (),
+                  where: str = "endpoint") -> EndpointModel:
     """A checked EndpointModel; `where` prefixes every error (a file and entry, or the page)."""
     from billion.core.registry import all_models
 
@@ -126,13 +131,16 @@ def make_endpoint(alias: str, base_url: str, model: str, api_key_env: str | None
         raise BillionError(f"{where}: timeout_s and max_retries must be numbers.") from None
     if not 0 < timeout <= 3600 or not 0 <= retries <= 5:
         raise BillionError(f"{where}: timeout_s must be in (0, 3600] s and max_retries in 0..5.")
+    if isinstance(stop, str) or not all(isinstance(s, str) and s for s in stop) or len(stop) > 4:
+        raise BillionError(f"{where}: stop must be a list of at most 4 non-empty strings.")
     return EndpointModel(alias, _check_url(base_url, where), model, key_env,
-                         (display_name or "").strip(), timeout, retries, origin)
+                         (display_name or "").strip(), timeout, retries, origin, tuple(stop))
 
 
 # ---- models.yaml ---------------------------------------------------------------------------------
 
-_FILE_KEYS = {"alias", "base_url", "model", "api_key_env", "display_name", "timeout_s", "max_retries"}
+_FILE_KEYS = {"alias", "base_url", "model", "api_key_env", "display_name", "timeout_s", "max_retries",
+              "stop"}
 _file_memo: dict[tuple[str, int, int], tuple[EndpointModel, ...]] = {}
 
 
