@@ -113,3 +113,10 @@ def test_page_endpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("BILLION_PAGE_ENDPOINTS", "off")
     with pytest.raises(BillionError, match="switched off"):
         page_endpoint("x", "http://127.0.0.1:9/v1", "m")
+    # A Space keeps the form off unless its operator turns it on.
+    monkeypatch.delenv("BILLION_PAGE_ENDPOINTS")
+    monkeypatch.setenv("SPACE_ID", "someone/billion")
+    with pytest.raises(BillionError, match="switched off"):
+        page_endpoint("x", "http://127.0.0.1:9/v1", "m")
+    monkeypatch.setenv("BILLION_PAGE_ENDPOINTS", "on")
+    assert page_endpoint("x", "http://127.0.0.1:9/v1", "m").alias == "x"

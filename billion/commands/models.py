@@ -6,6 +6,7 @@ import argparse
 
 from billion.core.availability import available_all
 from billion.core.table import format_table
+from billion.endpoints.config import MODELS_FILE_ENV, configured_endpoints
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,4 +23,9 @@ def run(args: argparse.Namespace) -> int:
                      "yes" if item.ok else "no", item.reason])
     print(format_table(["alias", "model", "params", "family", "tokenizer", "gated", "drafts",
                         "available", "reason"], rows))
+    endpoints = configured_endpoints()
+    if endpoints:
+        print(f"\nendpoint models ({MODELS_FILE_ENV}):")
+        print(format_table(["name", "model", "server", "key variable"],
+                           [[e.name, e.model, e.base_url, e.api_key_env or ""] for e in endpoints]))
     return 0

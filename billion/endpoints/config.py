@@ -211,7 +211,11 @@ def find_endpoint(name: str, session: Sequence[EndpointModel] = ()) -> EndpointM
 # ---- added on a page, for one session --------------------------------------------------------------
 
 def page_endpoints_allowed() -> bool:
-    return os.environ.get(PAGE_ENDPOINTS_ENV, "on").strip().lower() not in ("0", "off", "false", "no")
+    """On by default, off by default on a Hugging Face Space (SPACE_ID set): a public page that
+    makes the server call any address a visitor types is an open door to its network."""
+    default = "off" if os.environ.get("SPACE_ID") else "on"
+    value = os.environ.get(PAGE_ENDPOINTS_ENV, default).strip().lower()
+    return value not in ("0", "off", "false", "no")
 
 
 def _origin(url: str) -> str:
