@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 from endpoint_servers import FaultServer
@@ -80,3 +81,14 @@ def test_a_cut_answer_fails_blind_and_cannot_be_voted(faults, tmp_path):
         cast_vote(store, battle, "left")
     with pytest.raises(BillionError, match="Both answers must be complete"):
         store.record_vote(battle.id, "model_a")
+
+
+def test_two_endpoint_answers_are_fetched_at_the_same_time():
+    """The app only waits on sockets: a battle of two slow servers takes one wait, not two."""
+    with FaultServer(slow_s=1.5) as server:
+        battle = fault_battle(server, "slow", "slow")
+        started = time.perf_counter()
+        answered = answer_pending(battle)
+        elapsed = time.perf_counter() - started
+    assert answered.turns[-1].answer_a == answered.turns[-1].answer_b == "Hello from the fault server."
+    assert 1.5 <= elapsed < 2.7  # one after the other would take at least 3 s

@@ -239,11 +239,13 @@ def answer_pending(battle: Battle, load: LoadFn | None = None,
     """Generate both answers to the pending prompt; both are released together (blind)."""
     if generate is None:
         from billion.endpoints.client import generate_answer as generate
+    from billion.endpoints.client import generate_pair
+
     load = load or load_contestant
     with blind_errors(battle):
         loaded = [load(battle.contestant(seat)) for seat in ("a", "b")]
-        results = [generate(model, messages_for(battle, seat), settings_for(battle, seat))
-                   for model, seat in zip(loaded, ("a", "b"))]
+        results = generate_pair(generate, [(model, messages_for(battle, seat), settings_for(battle, seat))
+                                           for model, seat in zip(loaded, ("a", "b"))])
     return finish(battle, *results, revisions=tuple(getattr(m, "revision", "") for m in loaded))
 
 

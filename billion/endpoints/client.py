@@ -11,7 +11,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,3 +230,14 @@ def generate_answer(model: Any, messages: Sequence[dict], settings: SamplingSett
     from billion.core.generation import generate_chat
 
     return generate_chat(model, messages, settings, cancel)
+
+
+def generate_pair(generate: Callable[..., Any], requests: Sequence[tuple[Any, Any, Any]]) -> list[Any]:
+    """generate(model, messages, settings) for each request: at the same time when one of the models
+    is an endpoint (the app only waits on its socket), else one after the other (two local
+    generations would share the same cores). A failure is raised once both have ended."""
+    if not any(isinstance(model, EndpointModel) for model, _, _ in requests):
+        return [generate(*request) for request in requests]
+    with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="answer") as pool:
+        futures = [pool.submit(generate, *request) for request in requests]
+    return [future.result() for future in futures]
