@@ -155,7 +155,11 @@ def stream_endpoint_chat(endpoint: EndpointModel, messages: Sequence[dict],
     failure: EndpointError | None = None
     stream = None
     try:
-        stream = client_for(endpoint).chat.completions.create(
+        client = client_for(endpoint)
+    except BillionError as exc:  # its key variable is not set
+        raise EndpointError(str(exc), "its server is not set up here: an API key is missing") from None
+    try:
+        stream = client.chat.completions.create(
             **request_args(endpoint, messages, settings, stop))
         for chunk in stream:
             usage = chunk.usage or usage
