@@ -34,19 +34,29 @@ def test_code_from_answer():
     assert code_from_answer("    return x", "f") == "\n    return x\n"
 
 
-def test_humaneval_speed_and_mc_against_transformers_serve(served_smollm, declared, tmp_path):
+def test_a_humaneval_item_through_chat_completions(served_smollm, declared, tmp_path):
     declared(served=(served_smollm.base_url, served_smollm.model))
     store = Store(tmp_path / "bench.sqlite3")
-    request = BenchRequest(models=("endpoint:served",), tasks=("humaneval", "speed", "billion-mc"),
-                           limit=1, humaneval_max_new_tokens=64, prompt_lengths=(32,),
-                           new_tokens=4, warmup=0, repeats=1)
-    humaneval, speed, mc = run_bench(request, store=store)
-    assert humaneval.ok and speed.ok, (humaneval.error, speed.error)
+    request = BenchRequest(models=("endpoint:served",), tasks=("humaneval",), limit=1,
+                           humaneval_max_new_tokens=16)
+    [humaneval] = run_bench(request, store=store)
+    assert humaneval.ok, humaneval.error
     [score] = humaneval.scores
     assert (score.model, score.metric, score.n) == ("endpoint:served", "pass@1", 1)
     assert score.settings["prompt"] == CHAT_PROMPT_SETTING and score.score in (0.0, 1.0)
+    assert "not comparable to raw-prompt runs" in score.extra["note"]
     assert measured_setting(score.settings).endswith(
         f"over the network, from 127.0.0.1:{served_smollm.port}, limit 1 (seed 1234)")
+    assert len(store.bench_results_frame()) == 1
+
+
+def test_speed_over_the_network_and_mc_needs_log_probs(served_smollm, declared, tmp_path):
+    declared(served=(served_smollm.base_url, served_smollm.model))
+    store = Store(tmp_path / "bench.sqlite3")
+    request = BenchRequest(models=("endpoint:served",), tasks=("speed", "billion-mc"), limit=1,
+                           prompt_lengths=(32,), new_tokens=4, warmup=0, repeats=1)
+    speed, mc = run_bench(request, store=store)
+    assert speed.ok, speed.error
     metrics = {s.metric: s for s in speed.scores}
     assert set(metrics) == {"ttft_s@32", "decode_tok_s@32"}  # no memory rows: not ours to measure
     assert metrics["ttft_s@32"].score > 0 and "over the network" in metrics["ttft_s@32"].extra["note"]
@@ -55,7 +65,7 @@ def test_humaneval_speed_and_mc_against_transformers_serve(served_smollm, declar
     assert mc.error and "needs log-probs" in mc.error and not mc.scores
     why = run_results_frame([mc])["note"].iloc[0]
     assert why.startswith("needs log-probs") and "FAILED" not in why
-    assert len(store.bench_results_frame()) == 3  # humaneval + two speed rows
+    assert len(store.bench_results_frame()) == 2  # the two speed rows only
 
 
 def test_mc_from_prompt_logprobs_equals_local_scoring(llama, tokenizer, declared, tmp_path):
