@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import statistics
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -110,7 +109,6 @@ def _filler_message(tokens: int, chars_per_token: float) -> str:
 
 def _speed_steps(endpoint: EndpointModel, request: Any,
                  cancel: threading.Event | None) -> Iterator[Step]:
-    from billion.bench.runner import SPEED
     from billion.bench.speed import FILLER
 
     settings = SamplingSettings(temperature=0.0, max_new_tokens=request.new_tokens)
