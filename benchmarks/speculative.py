@@ -34,7 +34,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import torch  # noqa: E402
 
 from billion.core.generation import chat_input_ids  # noqa: E402
-from billion.core.loading import load_model  # noqa: E402
+from billion.core.loading import load_fresh  # noqa: E402
 from billion.spec.race import (EXAMPLE_PROMPTS, build_draft, first_difference, hf_assisted,  # noqa: E402
                           parse_draft, run_plain, run_speculative, warm_up)
 from billion.core.sampling import SamplingSettings  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    target = load_model(args.target)
+    target = load_fresh(args.target)
     settings = SamplingSettings(temperature=0, max_new_tokens=args.max_new_tokens)
     prompts = dict(EXAMPLE_PROMPTS)
     started = time.perf_counter()

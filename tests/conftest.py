@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random models built here, and the offline SmolLM2 when it is installed."""
+"""Shared fixtures: tiny random models built here, the offline SmolLM2 when it is installed, and
+app contexts (billion.context) on throwaway folders."""
 
 from __future__ import annotations
 
@@ -40,6 +41,26 @@ def neox(tokenizer):
 def tiny_dir(tmp_path_factory) -> Path:
     """A tiny Llama saved as a local model directory (loadable by path)."""
     return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def models():
+    """One model cache for the whole run: each tiny model loads once, as in a running app."""
+    from billion.core.loading import ModelCache
+    from billion.core.settings import default_model_budget
+
+    return ModelCache(default_model_budget())
+
+
+@pytest.fixture
+def ctx(tmp_path, models):
+    """An app context of its own: store, runs and exports under tmp_path, the session's models."""
+    from billion.context import build_context
+    from billion.core.settings import Settings
+
+    context = build_context(Settings.in_folder(tmp_path / "billion-data"), models=models)
+    yield context
+    context.store.close()
 
 
 @pytest.fixture(scope="module")

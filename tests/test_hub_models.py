@@ -13,12 +13,12 @@ from dataclasses import replace
 
 import pytest
 
-from billion.arena.battle import (Turn, answer_turn, cast_vote, new_battle, record_answers, record_ask,
-                                  reveal)
+from billion.arena.battle import Turn, answer_turn, contestant_loader, new_battle, reveal
 from billion.arena.contestants import Contestant
+from billion.arena.rounds import cast_vote, record_answers, record_ask
 from billion.core.download import HubUnreachable
 from billion.core.generation import chat_input_ids, generate_chat, render_chat
-from billion.core.loading import LoadOptions, load_fresh, load_model
+from billion.core.loading import LoadOptions, load_fresh
 from billion.core.registry import COMPARED, resolve
 from billion.core.sampling import SamplingSettings
 from billion.store.store import Store
@@ -44,17 +44,17 @@ GREEDY = SamplingSettings(temperature=0.0, max_new_tokens=4)
 
 
 @pytest.mark.parametrize("alias", COMPARED)
-def test_hub_id_loads_from_the_cache_at_the_pinned_commit(offline_hub, alias):
+def test_hub_id_loads_from_the_cache_at_the_pinned_commit(offline_hub, models, alias):
     spec = resolve(alias)
-    loaded = load_model(spec.hub_id)  # by hub id, as a person or a Space would ask
+    loaded = models.load(spec.hub_id)  # by hub id, as a person or a Space would ask
     assert loaded.spec is spec and type(loaded.model).__name__ == CLASSES[alias]
     commit = (offline_hub / f"models--{spec.hub_id.replace('/', '--')}" / "refs" / "main").read_text()
     assert loaded.revision == (spec.source.revision or commit)
 
 
 @pytest.mark.parametrize("alias", COMPARED)
-def test_chat_uses_the_models_own_template(offline_hub, alias):
-    loaded = load_model(alias)
+def test_chat_uses_the_models_own_template(offline_hub, models, alias):
+    loaded = models.load(alias)
     messages = [{"role": "user", "content": "Hello there"}]
     assert render_chat(loaded, messages) == PROMPTS[alias]
     ids = chat_input_ids(loaded, messages)[0].tolist()
@@ -65,13 +65,13 @@ def test_chat_uses_the_models_own_template(offline_hub, alias):
     assert len(result.token_ids) >= 1 and result.finish_reason in ("eos", "length", "stop")
 
 
-def test_a_system_turn_goes_where_each_template_puts_it(offline_hub):
+def test_a_system_turn_goes_where_each_template_puts_it(offline_hub, models):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    assert render_chat(load_model("tinyllama"), messages) == \
+    assert render_chat(models.load("tinyllama"), messages) == \
         "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n"
-    assert f"Today Date: {TODAY}\n\nBe brief.<|eot_id|>" in render_chat(load_model("llama3.2-1b"), messages)
-    assert render_chat(load_model("stablelm"), messages).startswith("<|im_start|>system\nBe brief.<|im_end|>\n")
-    assert render_chat(load_model("pythia-1b"), messages) == "Be brief.\n\nUser: Hi\nAssistant:"
+    assert f"Today Date: {TODAY}\n\nBe brief.<|eot_id|>" in render_chat(models.load("llama3.2-1b"), messages)
+    assert render_chat(models.load("stablelm"), messages).startswith("<|im_start|>system\nBe brief.<|im_end|>\n")
+    assert render_chat(models.load("pythia-1b"), messages) == "Be brief.\n\nUser: Hi\nAssistant:"
 
 
 @pytest.mark.parametrize("alias", COMPARED)
@@ -89,10 +89,11 @@ def test_one_lora_step(offline_hub, alias, tmp_path):
 
 
 @pytest.mark.parametrize("alias", COMPARED)
-def test_one_arena_battle(offline_hub, alias, tmp_path):
+def test_one_arena_battle(offline_hub, models, alias, tmp_path):
     store = Store(tmp_path / "votes.sqlite3")
     pair = (Contestant(alias, temperature=0.2), Contestant(alias, temperature=1.0))
-    battle = answer_turn(new_battle(*pair, GREEDY, session_id="test"), "Name a colour.")
+    battle = answer_turn(new_battle(*pair, GREEDY, session_id="test"), "Name a colour.",
+                         contestant_loader(models))
     assert battle.status == "ready" and all(t.complete for t in battle.turns)
     stats = battle.turns[-1].stats_a
     assert stats is not None and stats.revision  # the commit the answer came from is recorded
@@ -112,6 +113,6 @@ def test_a_pythia_checkpoint_loads_from_its_branch(offline_hub):
     assert (offline_hub / "models--EleutherAI--pythia-1b" / "snapshots" / commit / "pytorch_model.bin").exists()
 
 
-def test_a_revision_missing_from_the_cache_says_which_are_there(offline_hub):
+def test_a_revision_missing_from_the_cache_says_which_are_there(offline_hub, models):
     with pytest.raises(HubUnreachable, match=r"revision step5000 .*cached: main, step3000.*HF_HUB_OFFLINE"):
-        load_model("pythia-1b@step5000")
+        models.load("pythia-1b@step5000")

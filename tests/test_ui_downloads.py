@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from billion.arena.battle import answer_turn, new_battle
+from billion.arena.battle import answer_turn, contestant_loader, new_battle
 from billion.arena.contestants import Contestant
 from billion.core.download_jobs import DownloadProgress
 from billion.core.errors import BillionError
@@ -35,7 +35,7 @@ def test_arena_line_names_nothing_and_gives_no_size():
     assert not NAMES.search(line)
 
 
-def test_arena_downloads_blind_then_the_battle_runs(online_hub):
+def test_arena_downloads_blind_then_the_battle_runs(online_hub, models):
     online_hub.rate_bytes_s = 300_000
     pair = (Contestant("tinyllama"), Contestant("pythia-1b"))
     battle = new_battle(*pair, SamplingSettings(temperature=0.0, max_new_tokens=3), session_id="t")
@@ -43,7 +43,7 @@ def test_arena_downloads_blind_then_the_battle_runs(online_hub):
     assert lines and all(not NAMES.search(line) for line in lines)
     assert any(re.search(r"\*\*\d+%\*\*", line) for line in lines)
     assert list(arena_downloads(battle)) == []  # both are in the cache now
-    assert answer_turn(battle, "Name a colour.").status == "ready"
+    assert answer_turn(battle, "Name a colour.", contestant_loader(models)).status == "ready"
     assert all(re.fullmatch(r"[\d.,]+ MB", size) for size in weight_sizes(battle))
 
 

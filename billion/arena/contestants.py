@@ -20,6 +20,7 @@ from billion.arena.ratings import RatingTable
 from billion.core.registry import pick_default, resolve
 from billion.core.sampling import SamplingSettings
 from billion.endpoints.config import EndpointModel
+from billion.store.store import Store
 
 PoolKind = Literal["all", "temperature", "dtype", "mixed", "endpoints"]
 POOL_KINDS: tuple[PoolKind, ...] = ("all", "temperature", "dtype", "mixed", "endpoints")
@@ -158,8 +159,8 @@ def _endpoint_pool(kind: PoolKind, available: Sequence[str],
     return (Contestant(base), *served)
 
 
-def register_adapter_contestant(path: str | Path, base_alias: str, label: str = "",
-                                store=None) -> Contestant:
+def register_adapter_contestant(path: str | Path, base_alias: str, label: str = "", *,
+                                store: Store) -> Contestant:
     """Add a LoRA adapter (a folder the trainer saved) to the arena pool, remembered in the store.
 
     Registering the same adapter again replaces its entry. Returns the new contestant.
@@ -170,18 +171,12 @@ def register_adapter_contestant(path: str | Path, base_alias: str, label: str = 
                            "pass the folder the trainer saved.")
     resolve(base_alias)  # an unknown base fails here, not in the middle of a battle
     contestant = Contestant(base_alias, adapter=str(folder), label=label.strip() or folder.name)
-    if store is None:
-        from billion.store.store import open_store
-        store = open_store()
     store.add_arena_contestant(contestant.to_record())
     return contestant
 
 
-def registered_contestants(store=None) -> tuple[Contestant, ...]:
+def registered_contestants(store: Store) -> tuple[Contestant, ...]:
     """Contestants added with register_adapter_contestant, oldest first."""
-    if store is None:
-        from billion.store.store import open_store
-        store = open_store()
     return tuple(Contestant.from_record(r) for r in store.arena_contestants())
 
 

@@ -1,6 +1,6 @@
 """The benchmark runner: models x tasks, with progress per item, every score stored in the project store.
 
-A run loads each model once (through billion.core.loading's cache), runs its tasks in order and stores
+A run loads each model once (through the app's billion.core.loading.ModelCache), runs its tasks in order and stores
 each finished task's scores as soon as it ends, so a later failure loses nothing. A task that fails
 (an unreachable dataset, a prompt longer than the context, a model that will not load) is reported
 in the progress stream and the run goes on. A cancelled task is reported, not stored: a partial
@@ -23,11 +23,12 @@ from billion.bench.mc import TaskResult, iter_score_task
 from billion.bench.speed import SpeedResult, iter_speed_loaded
 from billion.bench.tasks import DEFAULT_SEED, TASKS, get_task
 from billion.core.errors import BillionError
-from billion.core.loading import LoadedModel, LoadOptions, load_model
+from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.registry import DEFAULT_MODEL
 from billion.core.stats import Estimate
 from billion.endpoints.bench import endpoint_task_steps
 from billion.endpoints.config import EndpointModel, find_endpoint, is_endpoint_name
-from billion.store.store import Store, open_store
+from billion.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,12 @@ _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "f
 
 @dataclass(frozen=True)
 class BenchRequest:
-    """What to run. The UI, the CLI and the tests all build one of these."""
+    """What to run. The UI, the CLI and the tests all build one of these; its defaults are the only ones."""
 
     #: registry aliases, hub ids or local model folders
-    models: tuple[str, ...]
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
     #: names from TASK_CHOICES (aliases such as "offline-mc" allowed)
-    tasks: tuple[str, ...]
+    tasks: tuple[str, ...] = ("billion-mc",)
     #: items (or HumanEval problems) per task; None runs the full task
     limit: int | None = None
     dtype: str = "auto"
@@ -310,14 +311,13 @@ def _is_set(cancel: threading.Event | None) -> bool:
     return cancel is not None and cancel.is_set()
 
 
-def iter_run(request: BenchRequest, cancel: threading.Event | None = None,
-             store: Store | None = None) -> Iterator[RunProgress]:
+def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, store: Store,
+             models: ModelCache) -> Iterator[RunProgress]:
     """Run every task on every model; one RunProgress per item, one with `result` per task.
 
     Stops between items once `cancel` is set; tasks finished before that stay stored.
     """
     request = request.validated()
-    store = store or open_store()
     steps = len(request.models) * len(request.tasks)
     step = 0
     options = LoadOptions(dtype=request.dtype, quantization=request.quantization)  # type: ignore[arg-type]
@@ -325,7 +325,7 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None,
         yield RunProgress(model, "", 0, 0, f"loading {model}", step=step, steps=steps)
         try:
             loaded = (find_endpoint(model) if is_endpoint_name(model)
-                      else load_model(model, options))
+                      else models.load(model, options))
         except Exception as exc:  # one model that will not load must not stop the others
             if not isinstance(exc, BillionError):
                 log.exception("loading %s failed", model)
@@ -378,12 +378,12 @@ def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: thr
                       TaskOutcome(model, task, cancelled=True, elapsed_s=time.perf_counter() - started))
 
 
-def run_bench(request: BenchRequest, cancel: threading.Event | None = None,
-              store: Store | None = None,
+def run_bench(request: BenchRequest, cancel: threading.Event | None = None, *, store: Store,
+              models: ModelCache,
               on_progress: Callable[[RunProgress], None] | None = None) -> tuple[TaskOutcome, ...]:
     """Run to the end; returns every task's outcome in order."""
     outcomes = []
-    for progress in iter_run(request, cancel, store):
+    for progress in iter_run(request, cancel, store=store, models=models):
         if on_progress is not None:
             on_progress(progress)
         if progress.result is not None:

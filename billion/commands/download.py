@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from billion.context import AppContext
 from billion.core.download import HubUnreachable
 from billion.core.download_jobs import DownloadOutcome, DownloadProgress, download
 from billion.core.errors import BillionError
@@ -81,7 +82,7 @@ def summary(outcome: DownloadOutcome) -> str:
     return text + (f" ({outcome.note})" if outcome.note else "")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, ctx: AppContext) -> int:
     failures = 0
     for spec in selected(args):
         if spec.source.kind != "hub":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from billion.context import AppContext
 from billion.core.availability import available_all
 from billion.core.table import format_table
 from billion.endpoints.config import MODELS_FILE_ENV, configured_endpoints
@@ -14,9 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, ctx: AppContext) -> int:
     rows = []
-    for item in available_all():
+    for item in available_all(ctx.hub):
         spec = item.spec
         rows.append([spec.alias, spec.hub_id or spec.source.location, spec.size_label, spec.family,
                      spec.tokenizer_group, "yes" if spec.gated else "", ",".join(spec.drafts),

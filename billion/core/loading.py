@@ -1,4 +1,8 @@
-"""Loading models: any alias, hub id, local folder or .gguf, on the best device, in one shared cache."""
+"""Loading models: any alias, hub id, local folder or .gguf, on the best device, into a ModelCache.
+
+The app holds one ModelCache (billion.context.AppContext.models); `models.load(name, options)`
+loads a model or hands back the copy already loaded.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil
 import torch
 
 from billion.core.errors import BillionError
@@ -215,7 +218,7 @@ def _apply_adapter(model, adapter: str):
 
 
 class ModelCache:
-    """Process-wide LRU of loaded models within a memory budget.
+    """An LRU of loaded models within a memory budget, shared by everything one app does.
 
     One lock per key makes concurrent requests for the same model wait for a single load, so there
     are never two copies; the LRU evicts the least recently used models to stay within budget.
@@ -226,6 +229,10 @@ class ModelCache:
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._key_locks: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    def load(self, name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
+        """Load (or reuse) a model by alias, hub id, local folder, .gguf path or spec."""
+        return self.get(resolve(name) if isinstance(name, str) else name, options)
 
     def get(self, spec: ModelSpec, options: LoadOptions) -> LoadedModel:
         key = (spec.alias, spec.source, options)
@@ -269,19 +276,3 @@ def _estimate_bytes(spec: ModelSpec, options: LoadOptions) -> int:
     per_param = {"int8": 1, "int4": 0.5}.get(options.quantization,
                                               2 if options.dtype in ("bf16", "fp16") else 4)
     return int(spec.params_m * 1e6 * per_param)
-
-
-def _default_budget() -> int:
-    env = os.environ.get("BILLION_MODEL_BUDGET_GB")
-    if env:
-        return int(float(env) * 2**30)
-    return int(psutil.virtual_memory().total * 0.5)
-
-
-CACHE = ModelCache(_default_budget())
-
-
-def load_model(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
-    """Load (or reuse) a model by alias, hub id, local folder, .gguf path or spec."""
-    spec = resolve(name) if isinstance(name, str) else name
-    return CACHE.get(spec, options)

@@ -245,3 +245,21 @@ def generate_pair(generate: Callable[..., Any], requests: Sequence[tuple[Any, An
     with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="answer") as pool:
         futures = [pool.submit(generate, *request) for request in requests]
     return [future.result() for future in futures]
+
+
+def chat_streams(request: Any, models: Any, endpoints: Sequence[EndpointModel] = ()) -> list:
+    """billion.core.chat.chat_streams, where an `endpoint:<alias>` name streams from its server:
+    [(LoadedModel or EndpointModel, updates)] in the order of request.models."""
+    from billion.core.generation import stream_chat
+    from billion.endpoints.config import find_endpoint, is_endpoint_name
+
+    streams = []
+    for index, name in enumerate(request.models):
+        messages = request.messages(index)
+        if is_endpoint_name(name):
+            endpoint = find_endpoint(name, endpoints)
+            streams.append((endpoint, stream_endpoint_chat(endpoint, messages, request.settings)))
+        else:
+            loaded = models.load(name, request.load_options())
+            streams.append((loaded, stream_chat(loaded, messages, request.settings)))
+    return streams

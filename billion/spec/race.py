@@ -18,8 +18,9 @@ from billion.spec.drafts import (DraftSource, ModelDraft, PromptLookupDraft, che
 from billion.core.errors import BillionError
 from billion.core.generation import (GenerationResult, Message, chat_input_ids, check_length, stop_token_ids,
                                 stream_ids, uses_fallback)
-from billion.core.loading import LoadedModel, LoadOptions, load_model
-from billion.core.registry import FALLBACK_STOPS
+from billion.core.limits import DEFAULT_LIMITS, Limits, check_prompt
+from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.registry import DEFAULT_MODEL, FALLBACK_STOPS
 from billion.core.sampling import SamplingSettings
 from billion.spec.decoding import KSchedule, SpeculativeResult, speculative_generate
 
@@ -44,6 +45,48 @@ EXAMPLE_PROMPTS: tuple[tuple[str, str], ...] = (
                   "    return total / len(values)\n"),
     ("open question", "Why is the sky blue? Answer in three sentences."),
 )
+
+
+#: how a race samples unless asked otherwise: greedy, so the lossless check applies
+RACE_DEFAULTS = SamplingSettings(temperature=0.0, max_new_tokens=128)
+
+
+@dataclass(frozen=True)
+class RaceRequest:
+    """One race as a person asks for it; the race tab and `python -m billion race` both fill this."""
+
+    prompt: str
+    #: the model whose output both runs must produce: alias, hub id, local folder or .gguf
+    target: str = DEFAULT_MODEL
+    #: as parse_draft reads it: prompt-lookup, self:N or a draft model's alias
+    draft: str = "prompt-lookup"
+    schedule: KSchedule = KSchedule(4)
+    settings: SamplingSettings = RACE_DEFAULTS
+    #: also run Hugging Face's assisted generation with the same draft and k
+    reference: bool = False
+    #: a few tokens of each run first, so neither timed run pays for first calls
+    warmup: bool = True
+    dtype: str = "auto"
+    quantization: str = "none"
+    #: system message ("" = none)
+    system: str = ""
+
+    @property
+    def messages(self) -> list[Message]:
+        system = [{"role": "system", "content": self.system}] if self.system.strip() else []
+        return system + [{"role": "user", "content": self.prompt}]
+
+    def validated(self, limits: Limits = DEFAULT_LIMITS) -> RaceRequest:
+        """Checks that need no model; the engine checks the rest (context, draft size, tokenizer)."""
+        prompt = check_prompt(self.prompt, limits.race_prompt_chars, "a race", "type one or pick an example")
+        if not self.target:
+            raise BillionError("Pick a target model first (the list shows the models that can load here).")
+        parse_draft(self.draft)
+        return replace(self, prompt=prompt, schedule=self.schedule.validate(),
+                       settings=self.settings.validate())
+
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(dtype=self.dtype, quantization=self.quantization)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -128,13 +171,20 @@ def output_vocab_size(model) -> int:
     return int(head.weight.shape[0]) if head is not None else int(model.config.vocab_size)
 
 
-def build_draft(target: LoadedModel, choice: DraftChoice) -> DraftSource:
+def load_draft(models: ModelCache | None, choice: DraftChoice, target: LoadedModel) -> LoadedModel:
+    """The draft model of a "model" choice, on the target's device."""
+    if models is None:
+        raise BillionError(f"Drafting with the model {choice.model} needs the model cache: pass models=.")
+    return models.load(choice.model, LoadOptions(device=str(target.device)))
+
+
+def build_draft(target: LoadedModel, choice: DraftChoice, models: ModelCache | None = None) -> DraftSource:
     vocab = output_vocab_size(target.model)
     if choice.kind == "prompt_lookup":
         return PromptLookupDraft(vocab)
     if choice.kind == "self":
         return self_draft(target.model, choice.layers, vocab)
-    draft = load_model(choice.model, LoadOptions(device=str(target.device)))
+    draft = load_draft(models, choice, target)
     if parameter_count(draft.model) > parameter_count(target.model):
         raise BillionError(f"The draft {draft.spec.alias} is larger than the target {target.spec.alias}, "
                            "so drafting would cost more than it saves: pick a smaller draft, "
@@ -175,7 +225,7 @@ def run_speculative(target: LoadedModel, input_ids: torch.Tensor, draft: DraftSo
 
 
 def hf_assisted(target: LoadedModel, choice: DraftChoice, schedule: KSchedule, settings: SamplingSettings,
-                input_ids: torch.Tensor) -> ReferenceRun:
+                input_ids: torch.Tensor, models: ModelCache | None = None) -> ReferenceRun:
     """transformers' own assisted generation with the same draft source and k (fixed schedule)."""
     kwargs: dict = {"max_new_tokens": settings.max_new_tokens, "do_sample": not settings.greedy,
                     "eos_token_id": sorted(stop_token_ids(target)),
@@ -192,7 +242,7 @@ def hf_assisted(target: LoadedModel, choice: DraftChoice, schedule: KSchedule, s
             kwargs["assistant_early_exit"] = choice.layers
             method = f"assistant_early_exit={choice.layers}"
         else:
-            kwargs["assistant_model"] = load_model(choice.model, LoadOptions(device=str(target.device))).model
+            kwargs["assistant_model"] = load_draft(models, choice, target).model
             method = f"assistant_model={choice.model}"
         kwargs.update(num_assistant_tokens=schedule.k, assistant_confidence_threshold=0.0,
                       num_assistant_tokens_schedule="heuristic" if schedule.dynamic else "constant")
@@ -218,12 +268,13 @@ def _schedule(k: int | KSchedule) -> KSchedule:
 
 
 def _prepare(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSettings,
-             messages: Sequence[Message]) -> tuple[DraftChoice, DraftSource, torch.Tensor]:
+             messages: Sequence[Message], models: ModelCache | None
+             ) -> tuple[DraftChoice, DraftSource, torch.Tensor]:
     settings.validate()
     choice = parse_draft(draft) if isinstance(draft, str) else draft
     input_ids = chat_input_ids(target, messages)
     check_length(target, input_ids.shape[1], settings)
-    return choice, build_draft(target, choice), input_ids
+    return choice, build_draft(target, choice, models), input_ids
 
 
 def warm_up(target: LoadedModel, input_ids: torch.Tensor, source: DraftSource,
@@ -236,11 +287,14 @@ def warm_up(target: LoadedModel, input_ids: torch.Tensor, source: DraftSource,
 
 def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, settings: SamplingSettings,
              messages: Sequence[Message], *, reference: bool = False, warmup: bool = True,
-             cancel: threading.Event | None = None,
-             progress: Callable[[str], None] | None = None) -> RaceResult:
-    """Plain decoding, then speculative decoding (and optionally HF's assisted generation)."""
+             cancel: threading.Event | None = None, progress: Callable[[str], None] | None = None,
+             models: ModelCache | None = None) -> RaceResult:
+    """Plain decoding, then speculative decoding (and optionally HF's assisted generation).
+
+    models: the cache a draft model loads from (needed only when the draft is a model).
+    """
     schedule = _schedule(k)
-    choice, source, input_ids = _prepare(target, draft, settings, messages)
+    choice, source, input_ids = _prepare(target, draft, settings, messages, models)
     say = progress or (lambda _: None)
     if warmup:
         say("warming up")
@@ -252,7 +306,7 @@ def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, 
     ref = None
     if reference:
         say("Hugging Face assisted generation")
-        ref = hf_assisted(target, choice, schedule, settings, input_ids)
+        ref = hf_assisted(target, choice, schedule, settings, input_ids, models)
     differ = first_difference(plain.token_ids, spec.token_ids) if settings.greedy else None
     return RaceResult(
         target=target.spec.alias, draft=source.name, schedule=schedule, settings=settings,
@@ -264,12 +318,13 @@ def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, 
 
 def k_sweep(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSettings,
             messages: Sequence[Message], ks: Iterable[int] = range(1, 9), *, warmup: bool = True,
-            progress: Callable[[str], None] | None = None) -> tuple[SweepPoint, ...]:
+            progress: Callable[[str], None] | None = None,
+            models: ModelCache | None = None) -> tuple[SweepPoint, ...]:
     """Measured vs predicted speedup for each k, against one plain run."""
     schedules = [_schedule(k) for k in ks]
     if not schedules:
         raise BillionError("The k sweep needs at least one k, e.g. 1 to 8.")
-    _, source, input_ids = _prepare(target, draft, settings, messages)
+    _, source, input_ids = _prepare(target, draft, settings, messages, models)
     say = progress or (lambda _: None)
     if warmup:
         say("warming up")
