@@ -8,9 +8,10 @@ import time
 import pytest
 from endpoint_servers import FaultServer
 
-from billion.arena.battle import (answer_pending, ask, cast_vote, record_answers, record_ask, reveal,
-                                  new_battle)
+from billion.arena.battle import answer_pending, ask, contestant_loader, new_battle, reveal
 from billion.arena.contestants import Contestant, contestant_pool, endpoint_contestant
+from billion.arena.rounds import cast_vote, record_answers, record_ask
+from billion.core.loading import ModelCache
 from billion.arena.leaks import identity_terms
 from billion.core.errors import BillionError
 from billion.core.sampling import SamplingSettings
@@ -18,6 +19,8 @@ from billion.endpoints.config import EndpointModel
 from billion.store.store import Store
 
 SERVED = EndpointModel("served", "http://127.0.0.1:9/v1", "org/Some-Model-1B")
+#: endpoint contestants never reach the cache: a loader over an empty one
+LOAD = contestant_loader(ModelCache(0))
 
 
 def test_pools_with_endpoints():
@@ -60,7 +63,7 @@ def test_endpoint_battle_votes_and_reveals(faults, tmp_path):
     store = Store(tmp_path / "votes.sqlite3")
     battle = fault_battle(faults, "ok", "ok")
     record_ask(store, battle)
-    battle = answer_pending(battle)
+    battle = answer_pending(battle, LOAD)
     record_answers(store, battle)
     assert battle.turns[-1].stats_a.tokens == 5
     voted = cast_vote(store, battle, "left")
@@ -73,7 +76,7 @@ def test_a_cut_answer_fails_blind_and_cannot_be_voted(faults, tmp_path):
     battle = fault_battle(faults, "ok", "cut")
     record_ask(store, battle)
     with pytest.raises(BillionError) as failed:
-        answer_pending(battle)
+        answer_pending(battle, LOAD)
     message = str(failed.value)
     assert message.startswith("One of the answers failed (its stream was cut off)")
     assert "fault" not in message and "127.0.0.1" not in message
@@ -88,7 +91,7 @@ def test_two_endpoint_answers_are_fetched_at_the_same_time():
     with FaultServer(slow_s=1.5) as server:
         battle = fault_battle(server, "slow", "slow")
         started = time.perf_counter()
-        answered = answer_pending(battle)
+        answered = answer_pending(battle, LOAD)
         elapsed = time.perf_counter() - started
     assert answered.turns[-1].answer_a == answered.turns[-1].answer_b == "Hello from the fault server."
     assert 1.5 <= elapsed < 2.7  # one after the other would take at least 3 s

@@ -11,19 +11,22 @@ from billion.bench.leaderboard import measured_setting, run_results_frame
 from billion.bench.mc import score_task
 from billion.bench.runner import BenchRequest, run_bench
 from billion.bench.tasks import get_task
+from billion.core.loading import ModelCache
 from billion.endpoints.bench import CHAT_PROMPT_SETTING, code_from_answer, serves_prompt_logprobs
-from billion.endpoints.config import EndpointModel
+from billion.endpoints.config import EndpointModel, configured_endpoints
 from billion.store.store import Store
 
 
 @pytest.fixture
 def declared(tmp_path, monkeypatch):
-    """Write models.yaml entries (alias -> (base_url, model)) and point BILLION_MODELS_FILE at it."""
+    """Write models.yaml entries (alias -> (base_url, model)), point BILLION_MODELS_FILE at it (for
+    the CLI), and return its endpoints (for the runner)."""
     def declare(**entries):
         lines = ["models:"] + [f"  - {{alias: {a}, base_url: '{u}', model: '{m}'}}"
                                for a, (u, m) in entries.items()]
         (tmp_path / "models.yaml").write_text("\n".join(lines) + "\n")
         monkeypatch.setenv("BILLION_MODELS_FILE", str(tmp_path / "models.yaml"))
+        return configured_endpoints(tmp_path / "models.yaml")
     return declare
 
 
@@ -35,11 +38,11 @@ def test_code_from_answer():
 
 
 def test_a_humaneval_item_through_chat_completions(served_smollm, declared, tmp_path):
-    declared(served=(served_smollm.base_url, served_smollm.model))
+    endpoints = declared(served=(served_smollm.base_url, served_smollm.model))
     store = Store(tmp_path / "bench.sqlite3")
     request = BenchRequest(models=("endpoint:served",), tasks=("humaneval",), limit=1,
                            humaneval_max_new_tokens=16)
-    [humaneval] = run_bench(request, store=store)
+    [humaneval] = run_bench(request, store=store, models=ModelCache(0), endpoints=endpoints)
     assert humaneval.ok, humaneval.error
     [score] = humaneval.scores
     assert (score.model, score.metric, score.n) == ("endpoint:served", "pass@1", 1)
@@ -51,11 +54,11 @@ def test_a_humaneval_item_through_chat_completions(served_smollm, declared, tmp_
 
 
 def test_speed_over_the_network_and_mc_needs_log_probs(served_smollm, declared, tmp_path):
-    declared(served=(served_smollm.base_url, served_smollm.model))
+    endpoints = declared(served=(served_smollm.base_url, served_smollm.model))
     store = Store(tmp_path / "bench.sqlite3")
     request = BenchRequest(models=("endpoint:served",), tasks=("speed", "billion-mc"), limit=1,
                            prompt_lengths=(32,), new_tokens=4, warmup=0, repeats=1)
-    speed, mc = run_bench(request, store=store)
+    speed, mc = run_bench(request, store=store, models=ModelCache(0), endpoints=endpoints)
     assert speed.ok, speed.error
     metrics = {s.metric: s for s in speed.scores}
     assert set(metrics) == {"ttft_s@32", "decode_tok_s@32"}  # no memory rows: not ours to measure
@@ -72,10 +75,11 @@ def test_mc_from_prompt_logprobs_equals_local_scoring(llama, tokenizer, declared
     task = get_task("billion-mc-cloze")
     local = score_task(llama, tokenizer, task, limit=4)
     with LogprobServer(llama, tokenizer) as server:
-        declared(tiny=(server.base_url, "tiny"))
+        endpoints = declared(tiny=(server.base_url, "tiny"))
         assert serves_prompt_logprobs(EndpointModel("t", server.base_url, "tiny"))
         [outcome] = run_bench(BenchRequest(models=("endpoint:tiny",), tasks=(task.name,), limit=4),
-                              store=Store(tmp_path / "bench.sqlite3"))
+                              store=Store(tmp_path / "bench.sqlite3"), models=ModelCache(0),
+                              endpoints=endpoints)
     assert outcome.ok, outcome.error
     [score] = outcome.scores
     assert score.n == 4 and score.score == pytest.approx(local.estimate.mean)

@@ -24,41 +24,53 @@ models:
 """
 
 
-def write(tmp_path, monkeypatch, text: str):
+def write(tmp_path, text: str):
     path = tmp_path / "models.yaml"
     path.write_text(text)
-    monkeypatch.setenv("BILLION_MODELS_FILE", str(path))
     return path
 
 
-def test_models_file_entries(tmp_path, monkeypatch):
-    write(tmp_path, monkeypatch, GOOD)
-    first, second = configured_endpoints()
+def test_models_file_entries(tmp_path):
+    first, second = configured_endpoints(write(tmp_path, GOOD))
     assert first == EndpointModel("tinyllama-vllm", "http://gpu-box:8000/v1",
                                   "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "VLLM_API_KEY",
                                   "TinyLlama (vLLM)")
     assert (first.name, first.host, second.timeout_s, second.max_retries, second.stop) == (
         "endpoint:tinyllama-vllm", "gpu-box:8000", 30.0, 0, ("\nUser:",))
     assert EndpointModel.from_record(second.to_record()) == second
-    assert find_endpoint("endpoint:smollm-ollama") == second
+    assert find_endpoint("endpoint:smollm-ollama", (first, second)) == second
     assert is_endpoint_name(first.name) and not is_endpoint_name("smollm2-135m")
     # The record names the key's variable, never holds a key.
     assert first.to_record()["api_key_env"] == "VLLM_API_KEY"
     assert EndpointModel.from_record(first.to_record()) == first
 
 
-def test_no_file_no_endpoints(monkeypatch):
-    monkeypatch.delenv("BILLION_MODELS_FILE", raising=False)
-    assert configured_endpoints() == ()
+def test_no_file_no_endpoints():
+    assert configured_endpoints(None) == ()
     with pytest.raises(BillionError, match="No endpoint model 'endpoint:x'"):
-        find_endpoint("endpoint:x")
+        find_endpoint("endpoint:x", ())
 
 
-def test_file_is_reread_when_it_changes(tmp_path, monkeypatch):
-    path = write(tmp_path, monkeypatch, GOOD)
-    assert len(configured_endpoints()) == 2
+def test_file_is_reread_when_it_changes(tmp_path):
+    path = write(tmp_path, GOOD)
+    assert len(configured_endpoints(path)) == 2
     path.write_text(GOOD.split("  - alias: smollm-ollama")[0])
-    assert [e.alias for e in configured_endpoints()] == ["tinyllama-vllm"]
+    assert [e.alias for e in configured_endpoints(path)] == ["tinyllama-vllm"]
+
+
+def test_settings_read_the_file_and_the_page_switch(tmp_path, monkeypatch):
+    from billion.core.settings import Settings
+
+    monkeypatch.setenv("BILLION_MODELS_FILE", str(tmp_path / "models.yaml"))
+    for space, switch, allowed in ((None, None, True), ("someone/billion", None, False),
+                                   ("someone/billion", "on", True), (None, "off", False)):
+        for name, value in (("SPACE_ID", space), ("BILLION_PAGE_ENDPOINTS", switch)):
+            monkeypatch.delenv(name, raising=False) if value is None else monkeypatch.setenv(name, value)
+        settings = Settings.in_folder(tmp_path / "data")
+        assert settings.models_file == tmp_path / "models.yaml"
+        assert settings.page_endpoints is allowed, (space, switch)
+    monkeypatch.delenv("BILLION_MODELS_FILE")
+    assert Settings.in_folder(tmp_path / "data").models_file is None
 
 
 @pytest.mark.parametrize("text, message", [
@@ -82,10 +94,9 @@ def test_bad_files_say_what_to_fix(text, message):
         parse_models_file(text, "models.yaml")
 
 
-def test_missing_file_is_named(tmp_path, monkeypatch):
-    monkeypatch.setenv("BILLION_MODELS_FILE", str(tmp_path / "nope.yaml"))
+def test_missing_file_is_named(tmp_path):
     with pytest.raises(BillionError, match="nope.yaml does not exist"):
-        configured_endpoints()
+        configured_endpoints(tmp_path / "nope.yaml")
 
 
 def test_missing_key_variable_is_named(monkeypatch):
@@ -97,26 +108,20 @@ def test_missing_key_variable_is_named(monkeypatch):
     assert endpoint.api_key() == "sk-value"
 
 
-def test_page_endpoints(tmp_path, monkeypatch):
-    write(tmp_path, monkeypatch, GOOD)
-    added = page_endpoint("mine", "http://127.0.0.1:9/v1", "m")
+def test_page_endpoints(tmp_path):
+    configured = configured_endpoints(write(tmp_path, GOOD))
+    added = page_endpoint("mine", "http://127.0.0.1:9/v1", "m", configured=configured)
     assert added.origin == "page" and added.api_key_env is None
     with pytest.raises(BillionError, match="is taken"):
-        page_endpoint("mine", "http://127.0.0.1:9/v1", "m", session=[added])
+        page_endpoint("mine", "http://127.0.0.1:9/v1", "m", session=[added], configured=configured)
     # A secret may only go to the server models.yaml binds it to, never to a visitor's address.
     with pytest.raises(BillionError, match="HF_TOKEN may only be sent"):
-        page_endpoint("steal", "https://attacker.example/v1", "m", "HF_TOKEN")
+        page_endpoint("steal", "https://attacker.example/v1", "m", "HF_TOKEN", configured=configured)
     with pytest.raises(BillionError, match="VLLM_API_KEY may only be sent"):
-        page_endpoint("steal", "https://attacker.example/v1", "m", "VLLM_API_KEY")
-    same_server = page_endpoint("other", "http://gpu-box:8000/v1", "other-model", "VLLM_API_KEY")
+        page_endpoint("steal", "https://attacker.example/v1", "m", "VLLM_API_KEY",
+                      configured=configured)
+    same_server = page_endpoint("other", "http://gpu-box:8000/v1", "other-model", "VLLM_API_KEY",
+                                configured=configured)
     assert same_server.api_key_env == "VLLM_API_KEY"
-    monkeypatch.setenv("BILLION_PAGE_ENDPOINTS", "off")
     with pytest.raises(BillionError, match="switched off"):
-        page_endpoint("x", "http://127.0.0.1:9/v1", "m")
-    # A Space keeps the form off unless its operator turns it on.
-    monkeypatch.delenv("BILLION_PAGE_ENDPOINTS")
-    monkeypatch.setenv("SPACE_ID", "someone/billion")
-    with pytest.raises(BillionError, match="switched off"):
-        page_endpoint("x", "http://127.0.0.1:9/v1", "m")
-    monkeypatch.setenv("BILLION_PAGE_ENDPOINTS", "on")
-    assert page_endpoint("x", "http://127.0.0.1:9/v1", "m").alias == "x"
+        page_endpoint("x", "http://127.0.0.1:9/v1", "m", configured=configured, allowed=False)

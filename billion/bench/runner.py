@@ -312,8 +312,9 @@ def _is_set(cancel: threading.Event | None) -> bool:
 
 
 def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, store: Store,
-             models: ModelCache) -> Iterator[RunProgress]:
+             models: ModelCache, endpoints: Sequence[EndpointModel] = ()) -> Iterator[RunProgress]:
     """Run every task on every model; one RunProgress per item, one with `result` per task.
+    `endpoint:<alias>` models are looked up in `endpoints` and run over their API.
 
     Stops between items once `cancel` is set; tasks finished before that stay stored.
     """
@@ -324,7 +325,7 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, st
     for model in request.models:
         yield RunProgress(model, "", 0, 0, f"loading {model}", step=step, steps=steps)
         try:
-            loaded = (find_endpoint(model) if is_endpoint_name(model)
+            loaded = (find_endpoint(model, endpoints) if is_endpoint_name(model)
                       else models.load(model, options))
         except Exception as exc:  # one model that will not load must not stop the others
             if not isinstance(exc, BillionError):
@@ -379,11 +380,11 @@ def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: thr
 
 
 def run_bench(request: BenchRequest, cancel: threading.Event | None = None, *, store: Store,
-              models: ModelCache,
+              models: ModelCache, endpoints: Sequence[EndpointModel] = (),
               on_progress: Callable[[RunProgress], None] | None = None) -> tuple[TaskOutcome, ...]:
     """Run to the end; returns every task's outcome in order."""
     outcomes = []
-    for progress in iter_run(request, cancel, store=store, models=models):
+    for progress in iter_run(request, cancel, store=store, models=models, endpoints=endpoints):
         if on_progress is not None:
             on_progress(progress)
         if progress.result is not None:

@@ -15,6 +15,7 @@ from billion.core.generation import GenerationResult, GenerationUpdate
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.sampling import SamplingSettings, sampling_from
 from billion.endpoints.client import chat_streams
+from billion.endpoints.config import configured_endpoints
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +65,7 @@ def figures(result: GenerationResult) -> str:
 
 def run(args: argparse.Namespace, ctx: AppContext) -> int:
     request = request_from(args).validated(ctx.limits)
-    streams = chat_streams(request, ctx.models)
+    streams = chat_streams(request, ctx.models, configured_endpoints(ctx.settings.models_file))
     if len(streams) == 1:
         loaded, stream = streams[0]
         print(f"[{loaded.label}]", file=sys.stderr)

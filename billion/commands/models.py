@@ -24,7 +24,7 @@ def run(args: argparse.Namespace, ctx: AppContext) -> int:
                      "yes" if item.ok else "no", item.reason])
     print(format_table(["alias", "model", "params", "family", "tokenizer", "gated", "drafts",
                         "available", "reason"], rows))
-    endpoints = configured_endpoints()
+    endpoints = configured_endpoints(ctx.settings.models_file)
     if endpoints:
         print(f"\nendpoint models ({MODELS_FILE_ENV}):")
         print(format_table(["name", "model", "server", "key variable"],

@@ -3,6 +3,7 @@ API key), declared in models.yaml (path in BILLION_MODELS_FILE) or added from a 
 
 The key itself is read from the environment at request time only: it is never part of an
 EndpointModel, a record, a message or a log line. A name like `endpoint:tinyllama-vllm` picks one.
+Which file, and whether the page may add endpoints, come from billion.core.settings.Settings.
 """
 
 from __future__ import annotations
@@ -144,11 +145,6 @@ _FILE_KEYS = {"alias", "base_url", "model", "api_key_env", "display_name", "time
 _file_memo: dict[tuple[str, int, int], tuple[EndpointModel, ...]] = {}
 
 
-def models_file() -> Path | None:
-    value = os.environ.get(MODELS_FILE_ENV, "").strip()
-    return Path(value).expanduser() if value else None
-
-
 def parse_models_file(text: str, where: str = "models.yaml") -> tuple[EndpointModel, ...]:
     """Entries of a models.yaml: `models:` followed by a list of endpoint entries."""
     import yaml
@@ -180,9 +176,9 @@ def parse_models_file(text: str, where: str = "models.yaml") -> tuple[EndpointMo
     return tuple(endpoints)
 
 
-def configured_endpoints() -> tuple[EndpointModel, ...]:
-    """The endpoints of BILLION_MODELS_FILE (none when unset); re-read when the file changes."""
-    path = models_file()
+def configured_endpoints(path: Path | None) -> tuple[EndpointModel, ...]:
+    """The endpoints of a models.yaml (Settings.models_file; none when None), re-read when the
+    file changes."""
     if path is None:
         return ()
     try:
@@ -197,26 +193,19 @@ def configured_endpoints() -> tuple[EndpointModel, ...]:
     return _file_memo[key]
 
 
-def find_endpoint(name: str, session: Sequence[EndpointModel] = ()) -> EndpointModel:
-    """`endpoint:<alias>` (or the bare alias) among this session's and the configured endpoints."""
+def find_endpoint(name: str, endpoints: Sequence[EndpointModel]) -> EndpointModel:
+    """`endpoint:<alias>` (or the bare alias) among these endpoints (a session's, then the
+    configured ones)."""
     alias = name[len(PREFIX):] if is_endpoint_name(name) else name
-    for endpoint in (*session, *configured_endpoints()):
+    for endpoint in endpoints:
         if endpoint.alias == alias:
             return endpoint
-    known = ", ".join(e.name for e in (*session, *configured_endpoints())) or "none"
+    known = ", ".join(e.name for e in endpoints) or "none"
     raise BillionError(f"No endpoint model {name!r}: known ones are {known}. Declare it in the "
                        f"file {MODELS_FILE_ENV} names, or add it on the page.")
 
 
 # ---- added on a page, for one session --------------------------------------------------------------
-
-def page_endpoints_allowed() -> bool:
-    """On by default, off by default on a Hugging Face Space (SPACE_ID set): a public page that
-    makes the server call any address a visitor types is an open door to its network."""
-    default = "off" if os.environ.get("SPACE_ID") else "on"
-    value = os.environ.get(PAGE_ENDPOINTS_ENV, default).strip().lower()
-    return value not in ("0", "off", "false", "no")
-
 
 def _origin(url: str) -> str:
     parsed = urlparse(url)
@@ -224,21 +213,21 @@ def _origin(url: str) -> str:
 
 
 def page_endpoint(alias: str, base_url: str, model: str, api_key_env: str = "",
-                  session: Sequence[EndpointModel] = ()) -> EndpointModel:
-    """An endpoint a visitor adds for the session.
+                  session: Sequence[EndpointModel] = (), configured: Sequence[EndpointModel] = (),
+                  allowed: bool = True) -> EndpointModel:
+    """An endpoint a visitor adds for the session (allowed: Settings.page_endpoints).
 
-    A key variable is accepted only for the server models.yaml binds it to: otherwise a page could
-    have the app send one of its secrets (HF_TOKEN, say) to any address.
+    A key variable is accepted only for the server models.yaml (`configured`) binds it to:
+    otherwise a page could have the app send one of its secrets (HF_TOKEN, say) to any address.
     """
-    if not page_endpoints_allowed():
+    if not allowed:
         raise BillionError(f"Adding endpoints on the page is switched off here ({PAGE_ENDPOINTS_ENV}"
                            "=off): ask the operator to declare it in models.yaml.")
     endpoint = make_endpoint(alias, base_url, model, api_key_env, origin="page", where="New endpoint")
-    if any(e.alias == endpoint.alias for e in (*session, *configured_endpoints())):
+    if any(e.alias == endpoint.alias for e in (*session, *configured)):
         raise BillionError(f"New endpoint: alias {endpoint.alias!r} is taken: pick another.")
     if endpoint.api_key_env:
-        bound = {_origin(e.base_url) for e in configured_endpoints()
-                 if e.api_key_env == endpoint.api_key_env}
+        bound = {_origin(e.base_url) for e in configured if e.api_key_env == endpoint.api_key_env}
         if _origin(endpoint.base_url) not in bound:
             raise BillionError(f"New endpoint: the key variable {endpoint.api_key_env} may only be "
                                "sent to the server models.yaml declares it for. Leave the key "

@@ -110,7 +110,8 @@ def new_battle_for(ctx: AppContext, request: BattleRequest, session_id: str,
     """A battle from the pool of models that load here, registered adapters and endpoint models
     (this session's, endpoints, and the configured ones)."""
     return start_battle(request, available_aliases(ctx.hub), registered_contestants(ctx.store),
-                        current_ratings(ctx.store), session_id, endpoints=all_endpoints(endpoints))
+                        current_ratings(ctx.store), session_id,
+                        endpoints=all_endpoints(ctx, endpoints))
 
 
 def _answer_seconds(battle: Battle) -> int:
@@ -279,7 +280,7 @@ def build_arena_tab(ctx: AppContext) -> None:
             max_new_tokens = gr.Slider(1, 1024, value=DEFAULT_BATTLE.settings.max_new_tokens, step=1,
                                        label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
-        build_endpoint_adder(session_endpoints)
+        build_endpoint_adder(ctx, session_endpoints)
     # API plumbing: never shown; the token is a random id that says nothing about the models.
     token = gr.Textbox(visible=False, label="Battle token")
     vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")

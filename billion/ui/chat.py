@@ -14,7 +14,7 @@ from billion.endpoints.client import chat_streams
 from billion.endpoints.config import is_endpoint_name
 from billion.ui.common import bind, default_model, friendly_errors, model_choices, on_device
 from billion.ui.downloads import progress_line
-from billion.ui.endpoints import build_endpoint_adder, endpoint_choices
+from billion.ui.endpoints import all_endpoints, build_endpoint_adder, endpoint_choices
 
 
 def stats_line(result: GenerationResult | None) -> str:
@@ -96,7 +96,7 @@ def answer(ctx: AppContext, prompt: str, history_a: list[dict], history_b: list[
     request = chat_request(ctx, prompt, histories, compare, model_a, model_b, system, temperature,
                            top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype, checkpoint)
     prompt = request.prompt
-    streams = [stream for _, stream in chat_streams(request, ctx.models, endpoints or ())]
+    streams = [stream for _, stream in chat_streams(request, ctx.models, all_endpoints(ctx, endpoints))]
     for updates in interleave(*streams):
         chats = [_turn(h, prompt, u) for h, u in zip(histories, updates)]
         stats = [stats_line(u.result) if u else "" for u in updates]
@@ -109,7 +109,7 @@ def answer(ctx: AppContext, prompt: str, history_a: list[dict], history_b: list[
 def build_chat_tab(ctx: AppContext) -> None:
     choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
-    choices = choices + endpoint_choices()
+    choices = choices + endpoint_choices(ctx)
     session_endpoints = gr.State([])
     with gr.Row():
         compare = gr.Checkbox(label="Two models side by side", value=False)
@@ -119,7 +119,7 @@ def build_chat_tab(ctx: AppContext) -> None:
                                  label="Training checkpoint (Pythia: step0 ... step143000)")
     with gr.Accordion("Models that cannot load here, and why", open=False):
         gr.Markdown(unavailable)
-    added = build_endpoint_adder(session_endpoints)
+    added = build_endpoint_adder(ctx, session_endpoints)
     with gr.Row():
         with gr.Column():
             chat_a = gr.Chatbot(label="Answer", height=380)
@@ -168,7 +168,7 @@ def build_chat_tab(ctx: AppContext) -> None:
     clear.click(lambda: ([], [], "", ""), None, [chat_a, chat_b, stats_a, stats_b], api_name=False)
     if added is not None:
         def pickers(session):
-            every = model_choices(ctx.hub)[0] + endpoint_choices(session)
+            every = model_choices(ctx.hub)[0] + endpoint_choices(ctx, session)
             return gr.update(choices=every), gr.update(choices=every)
 
         added.then(pickers, session_endpoints, [model_a, model_b], api_name=False)
