@@ -13,6 +13,7 @@ from billion.arena.contestants import Contestant, PoolKind, contestant_pool, pic
 from billion.arena.ratings import RatingTable
 from billion.core.errors import BillionError
 from billion.core.sampling import SamplingSettings
+from billion.endpoints.config import EndpointModel
 from billion.store.store import Store
 
 
@@ -32,10 +33,13 @@ class BattleRequest:
 
 def start_battle(request: BattleRequest, available: Sequence[str], extra: Sequence[Contestant],
                  ratings: RatingTable | None, session_id: str,
-                 rng: random.Random | None = None) -> Battle:
+                 rng: random.Random | None = None,
+                 endpoints: Sequence[EndpointModel] = ()) -> Battle:
     """A battle between a pair from the pool (few battles and overlapping intervals first), sides at
-    random. available: aliases that can load here; extra: registered contestants (adapters)."""
-    contestants = with_precision(contestant_pool(request.pool, available, extra), request.precision)
+    random. available: aliases that can load here; extra: registered contestants (adapters);
+    endpoints: models behind OpenAI-compatible servers."""
+    contestants = with_precision(contestant_pool(request.pool, available, extra, endpoints),
+                                 request.precision)
     first, second = pick_pair(contestants, ratings, rng=rng)
     return new_battle(first, second, request.settings, session_id=session_id, rng=rng,
                       live_streaming=request.live_streaming)

@@ -27,6 +27,8 @@ from billion.core.errors import BillionError
 from billion.core.loading import LoadedModel, LoadOptions, ModelCache
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.stats import Estimate
+from billion.bench.endpoint_tasks import endpoint_task_steps
+from billion.endpoints.config import EndpointModel, find_endpoint, is_endpoint_name
 from billion.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -240,13 +242,19 @@ def speed_rows(result: SpeedResult, settings: dict[str, Any]) -> list[dict[str, 
     return rows
 
 
-def store_rows(store: Store, loaded: LoadedModel, task: str,
+def model_name(loaded: Any) -> str:
+    """A loaded model's alias, or an endpoint model's `endpoint:<alias>`."""
+    return loaded.name if isinstance(loaded, EndpointModel) else loaded.spec.alias
+
+
+def store_rows(store: Store, loaded: Any, task: str,
                rows: Sequence[dict[str, Any]]) -> tuple[StoredScore, ...]:
     stored = []
     for row in rows:
-        row_id = store.add_bench_result(model=loaded.spec.alias, revision=loaded.revision or None,
+        row_id = store.add_bench_result(model=model_name(loaded),
+                                        revision=getattr(loaded, "revision", "") or None,
                                         task=task, **row)
-        stored.append(StoredScore(id=row_id, model=loaded.spec.alias, task=task, **row))
+        stored.append(StoredScore(id=row_id, model=model_name(loaded), task=task, **row))
     return tuple(stored)
 
 
@@ -292,6 +300,8 @@ def _speed_steps(loaded: LoadedModel, request: BenchRequest,
 def task_steps(loaded: LoadedModel, task: str, request: BenchRequest,
                cancel: threading.Event | None) -> Iterator[Step]:
     """(done, total, message, rows) per item; rows on the last step, None if cancelled."""
+    if isinstance(loaded, EndpointModel):  # over the API: billion.bench.endpoint_tasks
+        return endpoint_task_steps(loaded, task, request, cancel)
     if task == HUMANEVAL:
         return _humaneval_steps(loaded, request, cancel)
     if task == SPEED:
@@ -314,8 +324,9 @@ def _is_set(cancel: threading.Event | None) -> bool:
 
 
 def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, store: Store,
-             models: ModelCache) -> Iterator[RunProgress]:
+             models: ModelCache, endpoints: Sequence[EndpointModel] = ()) -> Iterator[RunProgress]:
     """Run every task on every model; one RunProgress per item, one with `result` per task.
+    `endpoint:<alias>` models are looked up in `endpoints` and run over their API.
 
     Stops between items once `cancel` is set; tasks finished before that stay stored.
     """
@@ -326,7 +337,12 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, st
     for model in request.models:
         yield RunProgress(model, "", 0, 0, f"loading {model}", step=step, steps=steps)
         try:
-            loaded = random_model(model, options) if request.random_weights else models.load(model, options)
+            if is_endpoint_name(model):
+                loaded = find_endpoint(model, endpoints)
+            elif request.random_weights:
+                loaded = random_model(model, options)
+            else:
+                loaded = models.load(model, options)
         except Exception as exc:  # one model that will not load must not stop the others
             if not isinstance(exc, BillionError):
                 log.exception("loading %s failed", model)
@@ -353,7 +369,7 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, st
 
 def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: threading.Event | None,
               store: Store) -> Iterator[RunProgress]:
-    model = loaded.spec.alias
+    model = model_name(loaded)
     started = time.perf_counter()
     done = total = 0
     try:
@@ -380,11 +396,11 @@ def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: thr
 
 
 def run_bench(request: BenchRequest, cancel: threading.Event | None = None, *, store: Store,
-              models: ModelCache,
+              models: ModelCache, endpoints: Sequence[EndpointModel] = (),
               on_progress: Callable[[RunProgress], None] | None = None) -> tuple[TaskOutcome, ...]:
     """Run to the end; returns every task's outcome in order."""
     outcomes = []
-    for progress in iter_run(request, cancel, store=store, models=models):
+    for progress in iter_run(request, cancel, store=store, models=models, endpoints=endpoints):
         if on_progress is not None:
             on_progress(progress)
         if progress.result is not None:

@@ -12,6 +12,7 @@ from billion.bench.runner import TASK_CHOICES, BenchRequest, RunProgress, TaskOu
 from billion.context import AppContext
 from billion.core.registry import all_models
 from billion.core.table import format_table
+from billion.endpoints.config import configured_endpoints
 
 DEFAULT = BenchRequest()
 SHOW_COLUMNS = ["model", "benchmark", "metric", "score", "unit", "± stderr", "95% CI", "n",
@@ -107,7 +108,8 @@ def run(args: argparse.Namespace, ctx: AppContext) -> int:
         torch.set_num_threads(args.threads)
     request = request_from(args)
     outcomes = []
-    for progress in iter_run(request, store=ctx.store, models=ctx.models):
+    for progress in iter_run(request, store=ctx.store, models=ctx.models,
+                             endpoints=configured_endpoints(ctx.settings.models_file)):
         _report(progress)
         if progress.result is not None:
             outcomes.append(progress.result)

@@ -10,11 +10,13 @@ import textwrap
 from collections.abc import Iterator
 
 from billion.context import AppContext
-from billion.core.chat import CHAT_DEFAULTS, ChatRequest, chat_streams
+from billion.core.chat import CHAT_DEFAULTS, ChatRequest
 from billion.core.generation import GenerationResult, GenerationUpdate
 from billion.core.precision import PRECISIONS
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.sampling import SamplingSettings, sampling_from
+from billion.endpoints.client import chat_streams
+from billion.endpoints.config import configured_endpoints
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +64,11 @@ def request_from(args: argparse.Namespace) -> ChatRequest:
 
 
 def figures(result: GenerationResult) -> str:
+    host = getattr(result, "host", None)
+    if host is not None:  # an endpoint model's answer
+        return (f"{result.completion_tokens} tokens, {result.decode_tokens_per_s:.1f} tokens/s, "
+                f"first token {result.ttft_s:.2f} s over the network, from {host}, "
+                f"stop: {result.finish_reason}")
     return (f"{len(result.token_ids)} tokens, {result.decode_tokens_per_s:.1f} tokens/s ({result.precision}), "
             f"first token {result.ttft_s:.2f} s, peak memory {result.peak_memory_bytes / 2**20:.0f} MiB, "
             f"stop: {result.finish_reason}")
@@ -69,7 +76,7 @@ def figures(result: GenerationResult) -> str:
 
 def run(args: argparse.Namespace, ctx: AppContext) -> int:
     request = request_from(args).validated(ctx.limits)
-    streams = chat_streams(request, ctx.models)
+    streams = chat_streams(request, ctx.models, configured_endpoints(ctx.settings.models_file))
     if len(streams) == 1:
         loaded, stream = streams[0]
         print(f"[{loaded.label}]", file=sys.stderr)

@@ -7,7 +7,9 @@ import sys
 
 from billion.commands.chat import add_generation_args
 from billion.context import AppContext
+from billion.core.errors import BillionError
 from billion.core.sampling import sampling_from
+from billion.endpoints.config import RACE_LOCAL_ONLY, is_endpoint_name
 from billion.spec.decoding import MAX_K, KSchedule
 from billion.spec.race import RACE_DEFAULTS, RaceRequest, RaceResult, SweepPoint, k_sweep, run_race
 
@@ -51,6 +53,8 @@ def request_from(args: argparse.Namespace) -> RaceRequest:
 
 
 def run(args: argparse.Namespace, ctx: AppContext) -> int:
+    if is_endpoint_name(args.target) or is_endpoint_name(args.draft):
+        raise BillionError(RACE_LOCAL_ONLY)
     request = request_from(args).validated(ctx.limits)
     target = ctx.models.load(request.target, request.load_options())
     progress = (lambda step: print(f"[{step}]", file=sys.stderr))

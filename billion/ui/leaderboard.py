@@ -31,6 +31,8 @@ from billion.core.registry import all_models
 from billion.store.store import Store
 from billion.ui.arena_ratings import current_ratings
 from billion.ui.common import ON_ZEROGPU, bind, default_model, friendly_errors, model_choices, on_device
+from billion.endpoints.config import configured_endpoints
+from billion.ui.endpoints import endpoint_choices
 
 TASK_LABELS = [(f"{t.name} · {t.display_name}" + ("" if t.offline else " (needs the hub)"), t.name)
                for t in TASKS] + [("humaneval · HumanEval pass@1 (greedy)", HUMANEVAL),
@@ -175,7 +177,8 @@ def _device_seconds(request: BenchRequest, cancel: threading.Event | None = None
 def bench_on_device(ctx: AppContext, request: BenchRequest,
                     cancel: threading.Event | None = None) -> Iterator[RunProgress]:
     """The GPU part: load, score and store (a picklable request in, progress records out)."""
-    yield from iter_run(request, cancel, store=ctx.store, models=ctx.models)
+    yield from iter_run(request, cancel, store=ctx.store, models=ctx.models,
+                        endpoints=configured_endpoints(ctx.settings.models_file))
 
 
 BenchFn = Callable[..., Iterator[RunProgress]]
@@ -238,6 +241,7 @@ def cancel_run(cancel: threading.Event | None) -> str:
 def build_leaderboard_tab(ctx: AppContext) -> None:
     choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
+    choices = choices + endpoint_choices(ctx)  # models.yaml's: results are stored for everyone
     gr.Markdown("Scores measured here (latest run per model, task, metric, dtype and quantization; "
                 "every run stays stored) beside **published** figures from model cards and papers, "
                 "labelled with their source, setting and checkpoint. Published figures were measured "
