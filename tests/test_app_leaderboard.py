@@ -91,3 +91,37 @@ def test_cancel_stops_the_run_and_stores_nothing_partial(served):
     assert "Cancelled" in status
     assert summary["cancelled"] == [{"model": "smollm2-135m", "task": "billion-mc-cloze"}]
     assert len(Store(db).bench_results_frame()) == before
+
+
+def _smollm_adapter(folder):
+    """A real PEFT LoRA adapter for SmolLM2 (random, untrained) as the trainer saves one."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from billion.core.registry import resolve
+    from billion.core.weights import ensure_converted, package_gguf_path
+
+    config = AutoConfig.from_pretrained(ensure_converted(package_gguf_path(resolve("smollm2-135m"))))
+    config.num_hidden_layers = 1  # adapter weights only for layer 0: enough to load, seconds to build
+    model = get_peft_model(AutoModelForCausalLM.from_config(config),
+                           LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore:Found missing adapter keys")
+def test_an_adapter_sent_to_the_arena_can_be_benchmarked(served, tmp_path):
+    """Fix 1: 'Send to Arena' promises the Leaderboard can benchmark the adapter."""
+    from billion.arena.contestants import register_adapter_contestant
+
+    client, db = served
+    adapter = register_adapter_contestant(_smollm_adapter(tmp_path / "pirate"), "smollm2-135m",
+                                          "pirate", store=Store(db))
+    update = client.predict([], api_name="/bench_models")
+    assert adapter.name in [value for _, value in update["choices"]]
+    args = (["smollm2-135m+lora:pirate"],) + bench_args(["billion-mc"], limit=2)[1:]
+    status, _, summary = client.predict(*args, api_name="/bench")
+    assert not summary["failed"], summary
+    assert {s["model"] for s in summary["scores"]} == {"smollm2-135m+lora:pirate"}
+    rows, _, _ = board(client, search="lora:pirate", kinds=["measured"])
+    assert rows and rows[0]["model"] == "smollm2-135m+lora:pirate"

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
@@ -243,8 +243,44 @@ def speed_rows(result: SpeedResult, settings: dict[str, Any]) -> list[dict[str, 
 
 
 def model_name(loaded: Any) -> str:
-    """A loaded model's alias, or an endpoint model's `endpoint:<alias>`."""
-    return loaded.name if isinstance(loaded, EndpointModel) else loaded.spec.alias
+    """A loaded model's alias (with `+lora:<label>` for an adapter from the trainer, as the arena
+    names it), or an endpoint model's `endpoint:<alias>`."""
+    if isinstance(loaded, EndpointModel):
+        return loaded.name
+    label = getattr(loaded, "bench_name", None)
+    return label or loaded.spec.alias
+
+
+def adapter_contestant(model: str, store: Store) -> Any:
+    """The registered trainer adapter named `model` ("<alias>+lora:<label>"), or None."""
+    if "+lora:" not in model:
+        return None
+    from billion.arena.contestants import registered_contestants
+    found = [c for c in registered_contestants(store) if c.name == model]
+    if not found:
+        raise BillionError(f"No adapter named {model!r} is registered: use 'Send to Arena' in the "
+                           "LoRA trainer tab first.")
+    return found[-1]
+
+
+def _load_model(model: str, request: BenchRequest, options: LoadOptions, store: Store,
+                models: ModelCache, endpoints: Sequence[EndpointModel]) -> Any:
+    if is_endpoint_name(model):
+        return find_endpoint(model, endpoints)
+    if request.random_weights:
+        return random_model(model, options)
+    contestant = adapter_contestant(model, store)
+    if contestant is None:
+        return models.load(model, options)
+    loaded = models.load(contestant.alias, replace(options, adapter=contestant.adapter))
+    return AdapterModel(**vars(loaded), bench_name=contestant.name)
+
+
+@dataclass
+class AdapterModel(LoadedModel):
+    """A base model with a trainer adapter on top, stored under the adapter's arena name."""
+
+    bench_name: str = ""
 
 
 def store_rows(store: Store, loaded: Any, task: str,
@@ -337,12 +373,7 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, st
     for model in request.models:
         yield RunProgress(model, "", 0, 0, f"loading {model}", step=step, steps=steps)
         try:
-            if is_endpoint_name(model):
-                loaded = find_endpoint(model, endpoints)
-            elif request.random_weights:
-                loaded = random_model(model, options)
-            else:
-                loaded = models.load(model, options)
+            loaded = _load_model(model, request, options, store, models, endpoints)
         except Exception as exc:  # one model that will not load must not stop the others
             if not isinstance(exc, BillionError):
                 log.exception("loading %s failed", model)

@@ -10,6 +10,7 @@ matplotlib's object API (no pyplot state); gr.Plot closes them once drawn.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Callable, Iterator
 
 import gradio as gr
@@ -19,6 +20,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from billion.bench.runner import (HUMANEVAL, SPEED, BenchRequest, RunProgress, TaskOutcome,
                                   estimate_seconds, iter_run)
+from billion.arena.contestants import registered_contestants
 from billion.bench.tasks import TASKS
 from billion.core.errors import BillionError
 from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, MEASURED, SIZE_BANDS,
@@ -229,6 +231,19 @@ def precision_table() -> pd.DataFrame:
     return pd.DataFrame(quality_rows(), columns=QUALITY_COLUMNS)
 
 
+def adapter_choices(store: Store) -> list[tuple[str, str]]:
+    """Adapters sent from the trainer ("Send to Arena"), benchmarked on top of their base model."""
+    return [(f"{c.name} · LoRA adapter on {c.alias}", c.name) for c in registered_contestants(store)
+            if c.adapter and Path(c.adapter).is_dir()]
+
+
+def refresh_models(ctx: AppContext, chosen: list[str] | None):
+    """The model list now: loadable models, the trainer's adapters, endpoint models."""
+    choices = model_choices(ctx.hub)[0] + adapter_choices(ctx.store) + endpoint_choices(ctx)
+    values = {value for _, value in choices}
+    return gr.Dropdown(choices=choices, value=[c for c in (chosen or []) if c in values])
+
+
 def cancel_run(cancel: threading.Event | None) -> str:
     if cancel is None:
         return "Nothing is running."
@@ -241,7 +256,8 @@ def cancel_run(cancel: threading.Event | None) -> str:
 def build_leaderboard_tab(ctx: AppContext) -> None:
     choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
-    choices = choices + endpoint_choices(ctx)  # models.yaml's: results are stored for everyone
+    # the trainer's adapters and models.yaml's endpoints: results are stored for everyone
+    choices = choices + adapter_choices(ctx.store) + endpoint_choices(ctx)
     gr.Markdown("Scores measured here (latest run per model, task, metric, dtype and quantization; "
                 "every run stays stored) beside **published** figures from model cards and papers, "
                 "labelled with their source, setting and checkpoint. Published figures were measured "
@@ -298,6 +314,9 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
         control.change(show, filters, view, api_name=False)
     search.submit(show, filters, view, api_name=False)
     refresh.click(show, filters, view, api_name="leaderboard")
+    # page load and Refresh: adapters sent from the trainer since the page was built show up
+    gr.on([refresh.click], bind(refresh_models, ctx), models, models, api_name="bench_models")
+    gr.on(None, bind(refresh_models, ctx), models, models, api_name=False)
     bench_inputs = [models, tasks, limit, dtype, quantization, seed, prompt_lengths, new_tokens,
                     repeats]
     bench = on_device(bench_on_device, ctx, _device_seconds)
