@@ -247,7 +247,8 @@ def test_controls_enable_votes_only_when_ready_and_name_sides_only_after_the_vot
     ready = finish(asked, said("hello"), said("hey"))
 
     def state(battle):
-        *votes, regen, next_round, left, right = controls(battle)
+        *votes, regen, next_round, send, prompt, left, right = controls(battle)
+        assert send["interactive"] and prompt["interactive"]  # a new question can always follow
         return [v["interactive"] for v in votes], regen["interactive"], (left["label"], right["label"])
 
     assert state(None) == ([False] * 4, False, ("Model A", "Model B"))

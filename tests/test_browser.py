@@ -132,14 +132,22 @@ def test_chat_answers(page, shots):
 def test_arena_battle_vote_reveal_and_ratings(page, shots):
     panel = open_tab(page, "Arena")
     panel.get_by_role("button", name="Battle settings").click()
+    temperature = panel.get_by_label("number input for Temperature (both sides)")
+    expect(temperature).to_be_enabled()
     panel.get_by_label("One model at two temperatures (0.2 and 1.0)").check()
+    expect(temperature).to_be_disabled()  # fix 9: the pool sets both temperatures
     panel.get_by_label("int8", exact=True).check()  # the CPU fast path, named in the reveal
     set_number(panel, "Max new tokens", 16)
     a_is_better = panel.get_by_role("button", name="A is better")
     expect(a_is_better).to_be_disabled()
     panel.get_by_placeholder("Ask both models something…").fill("Name a fruit that is yellow.")
-    panel.get_by_role("button", name="Send", exact=True).click()
+    send = panel.get_by_role("button", name="Send", exact=True)
+    send.click()
+    # fix 2: no follow-up can be sent (and silently dropped) while both models answer
+    expect(send).to_be_disabled()
+    expect(panel.get_by_placeholder(re.compile("Both models are answering"))).to_be_disabled()
     expect(a_is_better).to_be_enabled(timeout=2 * MINUTE)
+    expect(send).to_be_enabled()
     answers = panel.get_by_test_id("bot")
     expect(answers).to_have_count(2)
     # Blind until the vote: nothing on the tab names a contestant yet.

@@ -46,6 +46,8 @@ VOTE_CHOICES = [("A is better", "left"), ("B is better", "right"), ("Tie", "tie"
                 ("Both are bad", "bothbad")]
 PROMPTS_FILE = ASSETS / "arena_prompts.txt"
 DEFAULT_BATTLE = BattleRequest()
+PROMPT_PLACEHOLDER = "Ask both models something…"
+WAIT_PLACEHOLDER = "Both models are answering: wait for them (or Stop) to send a follow-up"
 
 # What the page shows of a battle: (chat A, chat B, battle token, status, reveal).
 View = tuple[list[dict[str, str]], list[dict[str, str]], str, str, str]
@@ -203,6 +205,7 @@ def controls(battle: Battle | None):
         labels = [f"{s.label} · {s.display_name} ({s.name})" for s in (shown.left, shown.right)]
     votes = [gr.update(interactive=ready) for _ in VOTE_CHOICES]
     return (*votes, gr.update(interactive=can_retry), gr.update(interactive=True),
+            gr.update(interactive=True), gr.update(interactive=True, placeholder=PROMPT_PLACEHOLDER),
             gr.update(label=labels[0]), gr.update(label=labels[1]))
 
 
@@ -215,8 +218,17 @@ def stopped(battle: Battle | None):
 
 
 def lock_controls():
-    """While both models answer, nobody votes, regenerates or drops the battle."""
-    return tuple(gr.update(interactive=False) for _ in range(len(VOTE_CHOICES) + 2))
+    """While both models answer, nobody votes, regenerates or drops the battle, and no follow-up
+    is sent: it would be dropped (one question at a time), so the box says to wait."""
+    return (*(gr.update(interactive=False) for _ in range(len(VOTE_CHOICES) + 3)),
+            gr.update(interactive=False, placeholder=WAIT_PLACEHOLDER))
+
+
+def temperature_control(pool: str):
+    """"One model at two temperatures" sets both sides' temperatures itself."""
+    if pool == "temperature":
+        return gr.update(interactive=False, info="set by the pool: 0.2 on one side, 1.0 on the other")
+    return gr.update(interactive=True, info=None)
 
 
 def _vote_button_handler(ctx: AppContext, choice: str):
@@ -260,7 +272,7 @@ def build_arena_tab(ctx: AppContext) -> None:
         vote_buttons = [gr.Button(text, interactive=False) for text, _ in VOTE_CHOICES]
     revealed = gr.Markdown(label="Revealed")
     with gr.Row():
-        prompt = gr.Textbox(placeholder="Ask both models something…", label="Prompt",
+        prompt = gr.Textbox(placeholder=PROMPT_PLACEHOLDER, label="Prompt",
                             show_label=False, scale=6, max_lines=8,
                             max_length=ctx.limits.arena_prompt_chars)
         send = gr.Button("Send", variant="primary", scale=1)
@@ -306,7 +318,7 @@ def build_arena_tab(ctx: AppContext) -> None:
         files = gr.File(label="Export", file_count="multiple", interactive=False)
 
     ratings_out = [summary, table, rating_plot, win_plot, count_plot]
-    locked = [*vote_buttons, regen, next_round]
+    locked = [*vote_buttons, regen, next_round, send, prompt]
     control_out = [*locked, chat_left, chat_right]
     round_out = [chat_left, chat_right, token, status, revealed]
     ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, precision, battle,
@@ -336,6 +348,7 @@ def build_arena_tab(ctx: AppContext) -> None:
             .then(refresh_ratings, None, ratings_out, api_name=False)
     next_round.click(new_round, None, [*round_out, battle], api_name="arena_new_round") \
         .then(controls, battle, control_out, api_name=False)
+    pool.change(temperature_control, pool, temperature, api_name=False, queue=False)
     draw.click(random_prompt, None, prompt, api_name=False)
     refresh.click(refresh_ratings, None, ratings_out, api_name="arena_ratings")
     export.click(bind(export_voted_battles, ctx.store, ctx.settings.exports_dir), None, files,
