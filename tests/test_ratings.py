@@ -178,3 +178,21 @@ def test_fit_matches_a_generic_optimizer():
     expected = ANCHOR + 400 / math.log(10) * (theta - theta.mean())
     fitted = bradley_terry(df)
     assert [fitted[m] for m in names] == pytest.approx(list(expected), abs=0.5)
+
+
+def test_one_vote_shows_needs_more_votes_not_a_zero_width_interval():
+    """Fix 7: "1340 to 1340" after one vote read as certainty."""
+    from billion.arena.ratings import MIN_VOTES
+    from billion.ui.arena_ratings import ratings_figure, ratings_frame
+
+    one = pd.DataFrame([("x", "y", "model_a")], columns=["model_a", "model_b", "winner"])
+    table = compute_ratings(one, bootstrap_rounds=20)
+    shown = ratings_frame(table)
+    assert shown["95% CI"].str.startswith("needs more votes (1 of").all()
+    labels = [t.get_text() for t in ratings_figure(table).axes[0].get_legend().get_texts()]
+    assert labels == [f"needs more votes (< {MIN_VOTES})"]
+    many = simulate({"x": 0.0, "y": 200.0}, 200, seed=3)
+    shown = ratings_frame(compute_ratings(many, bootstrap_rounds=20))
+    for text in shown["95% CI"]:
+        low, high = (float(v) for v in text.split(" to "))
+        assert high - low >= 1

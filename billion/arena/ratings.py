@@ -29,6 +29,10 @@ ANCHOR = 1000.0
 RIDGE = 0.01
 
 
+#: votes a model needs before its 95% interval is shown
+MIN_VOTES = 5
+
+
 @dataclass(frozen=True)
 class ModelRating:
     """One model's row in the leaderboard."""
@@ -47,6 +51,18 @@ class ModelRating:
     win_rate: float
     #: online Elo over the same battles in vote order, for reference
     elo: float
+
+    @property
+    def settled(self) -> bool:
+        """Enough votes for the interval to mean something: below MIN_VOTES (or with a bootstrap
+        that never varied) a 95% interval reads as certainty it is not."""
+        return self.votes >= MIN_VOTES and self.ci_high - self.ci_low >= 1.0
+
+    @property
+    def interval_text(self) -> str:
+        if not self.settled:
+            return f"needs more votes ({self.votes} of {MIN_VOTES})"
+        return f"{self.ci_low:.0f} to {self.ci_high:.0f}"
 
 
 @dataclass(frozen=True, eq=False)

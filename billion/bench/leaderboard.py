@@ -192,6 +192,8 @@ def arena_text(ratings: RatingTable | None, names: Sequence[str]) -> str:
         return ""
     for name in names:
         rating = ratings.get(name)
+        if rating is not None and not rating.settled:
+            return f"{rating.rating:.0f} (needs more votes: {rating.votes})"
         if rating is not None:
             return f"{rating.rating:.0f} [{rating.ci_low:.0f}, {rating.ci_high:.0f}]"
     return ""

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from billion.arena.ratings import ANCHOR, RatingTable, compute_ratings
+from billion.arena.ratings import ANCHOR, MIN_VOTES, RatingTable, compute_ratings
 from billion.store.store import Store
 
 RATING_ROUNDS = 200
@@ -36,7 +36,7 @@ def current_ratings(store: Store) -> RatingTable:
 
 
 def ratings_frame(table: RatingTable) -> pd.DataFrame:
-    rows = [[r.rank, r.model, round(r.rating), f"{r.ci_low:.0f} to {r.ci_high:.0f}", r.votes,
+    rows = [[r.rank, r.model, round(r.rating), r.interval_text, r.votes,
              f"{100 * r.win_rate:.0f}%", round(r.elo)] for r in table.ratings]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
@@ -75,8 +75,15 @@ def ratings_figure(table: RatingTable) -> Figure:
     ax = fig.subplots()
     y = np.arange(len(ratings))
     x = np.array([r.rating for r in ratings])
+    settled = np.array([r.settled for r in ratings])
     errors = np.array([[r.rating - r.ci_low for r in ratings], [r.ci_high - r.rating for r in ratings]])
-    ax.errorbar(x, y, xerr=np.clip(errors, 0, None), fmt="o", capsize=4)
+    if settled.any():
+        ax.errorbar(x[settled], y[settled], xerr=np.clip(errors[:, settled], 0, None), fmt="o",
+                    capsize=4, label="95% interval")
+    if not settled.all():  # no bar: a bar from a handful of votes reads as certainty
+        ax.scatter(x[~settled], y[~settled], facecolors="none", edgecolors="tab:gray",
+                   label=f"needs more votes (< {MIN_VOTES})")
+    ax.legend(fontsize=7, loc="best")
     ax.axvline(ANCHOR, linestyle=":", color="grey")
     ax.set_yticks(y, labels=[r.model for r in ratings])
     ax.set_xlabel("rating")
