@@ -118,6 +118,8 @@ def shot(page, folder: Path, name: str) -> None:
 def test_chat_answers(page, shots):
     panel = open_tab(page, "Chat")
     panel.get_by_role("button", name="Generation settings").click()
+    # fix 11: SmolLM2 starts at its model card's temperature, not a generic 0.7
+    expect(panel.get_by_label("number input for Temperature (0 = greedy)")).to_have_value("0.2")
     set_number(panel, "Temperature (0 = greedy)", 0)
     set_number(panel, "Max new tokens", 24)
     panel.get_by_placeholder("Ask something…").fill("What is the capital of France?")

@@ -10,6 +10,7 @@ from billion.core.download_jobs import follow_many, needs_download
 from billion.core.generation import GenerationResult, GenerationUpdate, interleave
 from billion.core.loading import pick_device
 from billion.core.precision import auto_cpu_choice, available_precisions
+from billion.core.recommended import recommended_sampling
 from billion.core.registry import PYTHIA_CHECKPOINTS, resolve
 from billion.core.sampling import sampling_from
 from billion.endpoints.client import chat_streams
@@ -117,6 +118,13 @@ def answer(ctx: AppContext, prompt: str, history_a: list[dict], history_b: list[
         yield chats[0], chats[1], stats[0], stats[1], ""
 
 
+def model_sampling(model: str | None):
+    """The chosen model's recommended temperature and top-p (billion.core.recommended)."""
+    found = recommended_sampling(model or "", CHAT_DEFAULTS)
+    return (gr.update(value=found.settings.temperature, info=found.source),
+            gr.update(value=found.settings.top_p))
+
+
 def build_chat_tab(ctx: AppContext) -> None:
     choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
@@ -147,9 +155,10 @@ def build_chat_tab(ctx: AppContext) -> None:
     with gr.Accordion("Generation settings", open=False):
         system = gr.Textbox(label="System message (optional)")
         with gr.Row():
-            temperature = gr.Slider(0, 2, value=CHAT_DEFAULTS.temperature, step=0.05,
-                                    label="Temperature (0 = greedy)")
-            top_p = gr.Slider(0.05, 1, value=CHAT_DEFAULTS.top_p, step=0.05, label="Top-p")
+            start = recommended_sampling(default or "", CHAT_DEFAULTS)
+            temperature = gr.Slider(0, 2, value=start.settings.temperature, step=0.05,
+                                    label="Temperature (0 = greedy)", info=start.source)
+            top_p = gr.Slider(0.05, 1, value=start.settings.top_p, step=0.05, label="Top-p")
             top_k = gr.Slider(0, 200, value=CHAT_DEFAULTS.top_k, step=1, label="Top-k (0 = off)")
         with gr.Row():
             repetition_penalty = gr.Slider(1, 2, value=CHAT_DEFAULTS.repetition_penalty, step=0.05,
@@ -167,6 +176,7 @@ def build_chat_tab(ctx: AppContext) -> None:
         return gr.update(visible=any(name and not is_endpoint_name(name) and resolve(name).revisions
                                      for name in names))
 
+    model_a.change(model_sampling, model_a, [temperature, top_p], api_name=False, queue=False)
     compare.change(toggle, compare, [model_b, column_b, chat_a], api_name=False)
     for picker in (model_a, model_b):
         picker.change(checkpoints_for, [model_a, model_b], checkpoint, api_name=False)
