@@ -11,7 +11,7 @@ import pytest
 from billion.arena import contestants
 from billion.arena.contestants import (VARIANT_DTYPES, VARIANT_TEMPERATURES, Contestant, contestant_pool,
                                  pair_weights, pick_pair, register_adapter_contestant,
-                                 registered_contestants)
+                                 registered_contestants, with_precision)
 from billion.core.errors import BillionError
 from billion.arena.ratings import ModelRating, RatingTable
 from billion.core.registry import DEFAULT_MODEL
@@ -42,7 +42,7 @@ def test_record_round_trip(contestant):
 
 def test_pools():
     offline = ["smollm2-135m", "gemma3-270m"]
-    assert [c.name for c in contestant_pool("all", offline)] == offline
+    assert [c.name for c in contestant_pool("with-base", offline)] == offline
     temps = contestant_pool("temperature", offline)
     assert [c.temperature for c in temps] == list(VARIANT_TEMPERATURES)
     assert {c.alias for c in temps} == {DEFAULT_MODEL}
@@ -54,6 +54,22 @@ def test_pools():
         contestant_pool("all", [])
     with pytest.raises(BillionError, match="Unknown contestant pool"):
         contestant_pool("everything", offline)
+
+
+def test_default_pool_is_chat_models_only_and_precisions_pool():
+    """Fix 12: a base model (Gemma-3-270M echoes prompts, writes transcripts) gives battles away."""
+    offline = ["smollm2-135m", "gemma3-270m"]
+    default = contestant_pool("all", offline)
+    assert {c.alias for c in default} == {"smollm2-135m"} and len(default) == 3  # + its temperatures
+    precisions = contestant_pool("precision", offline)
+    assert [(c.dtype, c.quantization) for c in precisions] == [("fp32", "none"), ("auto", "int8"),
+                                                                 ("auto", "int4")]
+    assert [c.name for c in precisions] == ["smollm2-135m [fp32]", "smollm2-135m [int8]",
+                                            "smollm2-135m [int4]"]
+    # with_precision (the battle's precision radio) leaves the pool's own precisions alone
+    assert with_precision(precisions, "int8") == precisions
+    # only base models here: they battle rather than nothing
+    assert [c.alias for c in contestant_pool("all", ["gemma3-270m"])][0] == "gemma3-270m"
 
 
 def adapter_folder(path):

@@ -21,12 +21,12 @@ def test_a_request_picks_two_from_its_pool_with_its_settings():
     assert battle.settings.max_new_tokens == 9 and battle.settings.seed is not None
 
 
-def test_the_default_pool_draws_every_model_and_registered_ones():
+def test_the_with_base_pool_draws_every_model_and_registered_ones():
     extra = Contestant("smollm2-135m", adapter="/no/such/adapter")  # its files are gone: left out
     seen = set()
     for seed in range(30):
-        battle = start_battle(BattleRequest(), ["smollm2-135m", "gemma3-270m"], (extra,), None, "s",
-                              random.Random(seed))
+        battle = start_battle(BattleRequest("with-base"), ["smollm2-135m", "gemma3-270m"], (extra,),
+                              None, "s", random.Random(seed))
         seen |= {battle.model_a.name, battle.model_b.name}
     assert seen == {"smollm2-135m", "gemma3-270m"}
     assert BattleRequest().settings == SamplingSettings()

@@ -22,8 +22,11 @@ from billion.core.sampling import SamplingSettings
 from billion.endpoints.config import EndpointModel
 from billion.store.store import Store
 
-PoolKind = Literal["all", "temperature", "dtype", "mixed", "endpoints"]
-POOL_KINDS: tuple[PoolKind, ...] = ("all", "temperature", "dtype", "mixed", "endpoints")
+PoolKind = Literal["all", "with-base", "temperature", "dtype", "precision", "mixed", "endpoints"]
+POOL_KINDS: tuple[PoolKind, ...] = ("all", "with-base", "temperature", "dtype", "precision", "mixed",
+                                    "endpoints")
+#: "one model at several precisions": can you tell the quantized one? (CPU: billion's kernels)
+VARIANT_PRECISIONS = (("fp32", "none"), ("auto", "int8"), ("auto", "int4"))
 #: "one model at two temperatures": a near-greedy and a free sampler
 VARIANT_TEMPERATURES = (0.2, 1.0)
 #: "one model in two precisions" (explicit, so they differ on GPU as well as on CPU)
@@ -131,10 +134,13 @@ def contestant_pool(kind: PoolKind, available: Sequence[str], extra: Sequence[Co
                     endpoints: Sequence[EndpointModel] = ()) -> tuple[Contestant, ...]:
     """Who may battle. available: registry aliases that can load here (billion.core.availability).
 
-    "all": every available model at the shared settings, plus extra contestants (adapters) whose
-    files are here and the endpoint models; with a single model, its two temperatures join so a
-    battle is still possible.
-    "temperature" / "dtype": the default model at VARIANT_TEMPERATURES / VARIANT_DTYPES.
+    "all": every available instruct/chat model at the shared settings, plus extra contestants
+    (adapters) whose files are here and the endpoint models; with a single model, its two
+    temperatures join so a battle is still possible. Base models only continue text (they echo
+    the prompt and write transcripts), which gives every battle away by style: they join only
+    with "with-base".
+    "temperature" / "dtype" / "precision": the default model at VARIANT_TEMPERATURES /
+    VARIANT_DTYPES / VARIANT_PRECISIONS.
     "mixed": the default local model and the endpoint models; "endpoints": endpoint models only.
     """
     served = tuple(endpoint_contestant(e) for e in endpoints)
@@ -149,11 +155,24 @@ def contestant_pool(kind: PoolKind, available: Sequence[str], extra: Sequence[Co
         return temperatures
     if kind == "dtype":
         return tuple(Contestant(base, dtype=d) for d in VARIANT_DTYPES)
-    if kind != "all":
+    if kind == "precision":
+        return tuple(Contestant(base, dtype=d, quantization=q) for d, q in VARIANT_PRECISIONS)
+    if kind not in ("all", "with-base"):
         raise BillionError(f"Unknown contestant pool {kind!r}: use one of {', '.join(POOL_KINDS)}.")
-    pool = [Contestant(alias) for alias in available]
+    chat_models = [a for a in available if kind == "with-base" or is_chat_model(a)]
+    if not chat_models:  # only base models here: better a battle between them than none
+        chat_models = list(available)
+    pool = [Contestant(alias) for alias in chat_models]
     pool += [c for c in extra if _loadable(c, available)] + list(served)
     return tuple(pool) if len(pool) >= 2 else tuple(pool) + temperatures
+
+
+def is_chat_model(alias: str) -> bool:
+    """An instruct/chat model (registry entries say; local folders count as chat models)."""
+    try:
+        return resolve(alias).instruct
+    except BillionError:
+        return True
 
 
 def _endpoint_pool(kind: PoolKind, available: Sequence[str],

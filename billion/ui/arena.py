@@ -37,7 +37,9 @@ from billion.ui.common import bind, friendly_errors, on_device
 from billion.ui.downloads import arena_downloads, weight_sizes
 from billion.ui.endpoints import all_endpoints, build_endpoint_adder
 
-POOL_CHOICES = [("Every available model", "all"),
+POOL_CHOICES = [("Every available chat model", "all"),
+                ("Chat and base models (base models continue text: easy to spot)", "with-base"),
+                ("One model at several precisions (fp32, int8, int4): can you tell?", "precision"),
                 ("One model at two temperatures (0.2 and 1.0)", "temperature"),
                 ("One model in two precisions (fp32 and bf16)", "dtype"),
                 ("The local default model against endpoint models", "mixed"),
