@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -79,19 +80,30 @@ def test_bench_errors_name_the_fix(served):
     assert "mmlu" in status
 
 
-def test_cancel_stops_the_run_and_stores_nothing_partial(served):
+def test_status_says_what_runs_and_cancel_keeps_the_finished_items(served):
+    """Fix 10: the status named no progress ("Now: starting" throughout), and Cancel threw away
+    the items already scored."""
     client, db = served
     before = len(Store(db).bench_results_frame())
     job = client.submit(*bench_args(["billion-mc-cloze"], limit=200), api_name="/bench")
-    deadline = time.monotonic() + 60
-    while not job.outputs() and time.monotonic() < deadline:  # the first update holds the cancel handle
+    deadline = time.monotonic() + 120
+    progress = re.compile(r"Now: smollm2-135m · billion-mc-cloze: [1-9]\d*/200 items")
+    while time.monotonic() < deadline and not any(progress.search(o[0] or "") for o in job.outputs()):
         time.sleep(0.1)
+    assert any(progress.search(o[0] or "") for o in job.outputs()), job.outputs()[-1:]
     assert "Cancelling" in client.predict(api_name="/bench_cancel")
-    status, _, summary = job.result(timeout=120)
-    assert "Cancelled" in status
-    assert summary["cancelled"] == [{"model": "smollm2-135m", "task": "billion-mc-cloze"}]
-    assert len(Store(db).bench_results_frame()) == before
+    status, run_table, summary = job.result(timeout=120)
+    assert "Cancelled" in status and "quick (limited) run" in status
+    [cut] = summary["cancelled"]
+    assert cut["task"] == "billion-mc-cloze" and cut["stored"] == len(summary["scores"]) > 0
+    assert all(s["limited"] and 0 < s["n"] < 200 for s in summary["scores"])
+    assert len(Store(db).bench_results_frame()) == before + cut["stored"]
 
+
+def test_a_speed_only_run_does_not_claim_an_item_limit(served):
+    client, _ = served
+    status, _, summary = client.predict(*bench_args(["speed"], limit=20), api_name="/bench")
+    assert not summary["failed"] and "Limited to" not in status
 
 def _smollm_adapter(folder):
     """A real PEFT LoRA adapter for SmolLM2 (random, untrained) as the trainer saves one."""

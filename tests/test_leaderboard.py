@@ -135,8 +135,9 @@ def test_column_choice_keeps_model_and_order(store):
 
 
 def test_plot_points(store):
-    add_mc(store, "smollm2-135m", 0.4)
-    add_mc(store, "smollm2-135m", 0.3, quantization="int4")
+    add_mc(store, "smollm2-135m", 0.4, limit=None)
+    add_mc(store, "smollm2-135m", 0.3, quantization="int4", limit=None)
+    add_mc(store, "gemma3-270m", 1.0, limit=1)  # fix 4: a 1-item run is never plotted with full runs
     add_speed(store, "smollm2-135m", 40.0, 900 * 2**20)
     add_speed(store, "smollm2-135m", 25.0, 500 * 2**20, quantization="int8")
     board = build_leaderboard(store.bench_results_frame(), MODELS)
@@ -144,6 +145,7 @@ def test_plot_points(store):
     points = score_points(board)
     mine = points[points["kind"] == MEASURED].set_index("quantization")
     assert set(mine.index) == {"none", "int4"} and mine.at["none", "params"] == 135
+    assert not points["label"].str.startswith("gemma3-270m").any()
     assert mine.at["none", "score"] == pytest.approx(40)
     assert mine.at["none", "low"] < 40 < mine.at["none", "high"]
     published = points[points["kind"] == PUBLISHED]

@@ -148,6 +148,7 @@ def measured_row(result: pd.Series, spec: ModelSpec | None) -> dict[str, Any]:
         "date": str(result["created_at"])[:10], "note": extra.get("note", ""),
         "_metric_key": result["metric"], "_ci": (extra.get("ci_low"), extra.get("ci_high")),
         "_dtype_requested": settings.get("dtype_requested", ""), "_id": int(result["id"]),
+        "_limited": bool(settings.get("limited")),
     }
 
 
@@ -168,7 +169,7 @@ def published_rows(specs: Iterable[ModelSpec]) -> list[dict[str, Any]]:
                 "chance": None, "setting": ref.setting, "dtype": "", "quantization": "",
                 "source": published_label(ref.source, ref.setting, ref.variant), "date": "",
                 "note": ref.url, "_metric_key": "", "_ci": (None, None), "_dtype_requested": "",
-                "_id": 0,
+                "_id": 0, "_limited": False,
             })
     return rows
 
@@ -216,7 +217,7 @@ def build_leaderboard(results: pd.DataFrame, specs: Sequence[ModelSpec],
     for row in rows:
         row["arena rating"] = arena_text(ratings, arena_names(
             row["model"], row["dtype"], row["_dtype_requested"], row["quantization"]))
-    hidden = ["_metric_key", "_ci", "_dtype_requested", "_id"]
+    hidden = ["_metric_key", "_ci", "_dtype_requested", "_id", "_limited"]
     return pd.DataFrame(rows, columns=COLUMNS + hidden)
 
 
@@ -271,7 +272,7 @@ def run_results_frame(outcomes: Sequence[TaskOutcome]) -> pd.DataFrame:
     """One row per stored score; a failed or cancelled task is one row saying so."""
     rows = []
     for outcome in outcomes:
-        if outcome.ok:
+        if outcome.ok or outcome.scores:  # a cancelled task keeps the items it finished
             rows += [score_cells(s) for s in outcome.scores]
         elif outcome.error and NEEDS_LOGPROBS in outcome.error:  # not a failure: a limit of the server
             rows.append([outcome.model, outcome.task, "", "", "", "", "", "",
@@ -291,7 +292,8 @@ def run_summary(outcomes: Sequence[TaskOutcome]) -> dict[str, Any]:
                "quantization": s.settings.get("quantization"), "note": s.extra.get("note", "")}
               for o in outcomes for s in o.scores]
     failed = [{"model": o.model, "task": o.task, "error": o.error} for o in outcomes if o.error]
-    cancelled = [{"model": o.model, "task": o.task} for o in outcomes if o.cancelled]
+    cancelled = [{"model": o.model, "task": o.task, "stored": len(o.scores)} for o in outcomes
+                 if o.cancelled]
     notes = [{"model": o.model, "task": o.task, "note": n} for o in outcomes for n in o.notes]
     return {"scores": scores, "failed": failed, "cancelled": cancelled, "notes": notes}
 
@@ -309,7 +311,7 @@ def score_points(board: pd.DataFrame) -> pd.DataFrame:
     Columns: label, params, score, low, high (percent; NaN where no interval), kind, benchmark,
     quantization, chance.
     """
-    sized = board[board["params (M)"].astype(float) > 0]
+    sized = board[(board["params (M)"].astype(float) > 0) & ~board["_limited"].astype(bool)]
     measured = sized[(sized["kind"] == MEASURED) & sized["benchmark"].isin(PLOTTED_TASKS)
                      & sized["_metric_key"].isin(["acc", "acc_norm"])]
     published = sized[(sized["kind"] == PUBLISHED)

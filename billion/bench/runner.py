@@ -305,7 +305,8 @@ def _mc_steps(loaded: LoadedModel, task: str, request: BenchRequest,
     for p in iter_score_task(loaded.model, loaded.tokenizer, get_task(task), request.limit,
                              request.seed, cancel):
         rows = None
-        if p.result is not None and not p.result.cancelled:
+        # a cancelled task keeps the items it scored, stored as a limited ("quick") run
+        if p.result is not None and p.result.n > 0:
             rows = mc_rows(p.result, base_settings(request, loaded, task))
         yield p.done, p.total, f"{p.done}/{p.total} items", rows
 
@@ -408,8 +409,12 @@ def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: thr
             if rows is not None:
                 scores = store_rows(store, loaded, task, rows)
                 notes = tuple(dict.fromkeys(r["extra"]["warning"] for r in rows if r["extra"].get("warning")))
+                cut = _is_set(cancel) and done < total
+                if cut:
+                    notes += (f"cancelled after {done} of {total} items: those are stored as a quick "
+                              "(limited) run, apart from full runs",)
                 outcome = TaskOutcome(model, task, scores, elapsed_s=time.perf_counter() - started,
-                                      notes=notes)
+                                      notes=notes, cancelled=cut)
                 yield RunProgress(model, task, done, total, f"{task}: stored {len(scores)} scores",
                                   outcome)
                 return

@@ -10,6 +10,7 @@ matplotlib's object API (no pyplot state); gr.Plot closes them once drawn.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -186,6 +187,15 @@ def bench_on_device(ctx: AppContext, request: BenchRequest,
 BenchFn = Callable[..., Iterator[RunProgress]]
 
 
+#: seconds between status updates while a task runs
+STATUS_EVERY_S = 0.5
+
+
+def now_text(step: RunProgress) -> str:
+    """"smollm2-135m · billion-mc: 3/20 items" (or "loading smollm2-135m")."""
+    return f"{step.model} · {step.message}" if step.task else step.message
+
+
 def status_markdown(outcomes: list[TaskOutcome], request: BenchRequest, running: str = "") -> str:
     stored = sum(len(o.scores) for o in outcomes)
     failed = [o for o in outcomes if o.error]
@@ -193,8 +203,9 @@ def status_markdown(outcomes: list[TaskOutcome], request: BenchRequest, running:
              f"{stored} scores stored." + (f" Now: {running}" if running else "")]
     lines += [f"- ⚠️ {o.error}" for o in failed]
     lines += [f"- ⏱️ {o.model} · {o.task}: {note}" for o in outcomes for note in o.notes]
-    lines += [f"- {o.model} · {o.task}: cancelled, nothing stored" for o in outcomes if o.cancelled]
-    if request.limit:
+    lines += [f"- {o.model} · {o.task}: cancelled, nothing stored" for o in outcomes
+              if o.cancelled and not o.scores]
+    if request.limit and any(task != SPEED for task in request.tasks):  # speed has no items
         lines.append(f"Limited to {request.limit} items per task: not comparable to full runs.")
     return "\n".join(lines)
 
@@ -208,14 +219,18 @@ def run_benchmark(bench: BenchFn, models, tasks, limit, dtype, quantization, see
     cancel = threading.Event()
     outcomes: list[TaskOutcome] = []
     yield status_markdown(outcomes, request, "starting"), run_results_frame(outcomes), None, cancel
+    shown = time.monotonic()
     # On ZeroGPU the run happens in another process the event cannot reach; `cancels=` stops it.
     for step in bench(request, None if ON_ZEROGPU else cancel):
         if step.total:
             progress((step.done, step.total), desc=f"{step.model} · {step.task}", unit="items")
         if step.result is not None:
             outcomes.append(step.result)
-            yield (status_markdown(outcomes, request, step.message), run_results_frame(outcomes),
+            yield (status_markdown(outcomes, request), run_results_frame(outcomes),
                    run_summary(outcomes), cancel)
+        elif time.monotonic() - shown > STATUS_EVERY_S:  # what runs now, not "starting" throughout
+            shown = time.monotonic()
+            yield (status_markdown(outcomes, request, now_text(step)), gr.skip(), gr.skip(), cancel)
     final = status_markdown(outcomes, request) + ("\n\nCancelled." if cancel.is_set() else "")
     yield final, run_results_frame(outcomes), run_summary(outcomes), None
 
