@@ -137,3 +137,19 @@ def test_an_adapter_sent_to_the_arena_can_be_benchmarked(served, tmp_path):
     assert {s["model"] for s in summary["scores"]} == {"smollm2-135m+lora:pirate"}
     rows, _, _ = board(client, search="lora:pirate", kinds=["measured"])
     assert rows and rows[0]["model"] == "smollm2-135m+lora:pirate"
+
+
+def test_matrix_view_keeps_quick_runs_apart(served):
+    """The main view is model × benchmark over full runs; the limited runs above are quick runs."""
+    client, _ = served
+    client.predict(*bench_args(["billion-mc"], limit=1), api_name="/bench")
+    main, quick = client.predict([], "any size", ALL_KINDS, "", "average (%)",
+                                 api_name="/leaderboard_matrix")
+    rows = [dict(zip(main["headers"], r)) for r in main["data"]]
+    assert "billion-mc" not in main["headers"] or all(r["kind"] == "published" or r["billion-mc"] == ""
+                                                      for r in rows)
+    assert {"model", "precision", "average (%)", "benchmarks"} <= set(main["headers"])
+    assert any(r["kind"] == "published" for r in rows)
+    quick_rows = [dict(zip(quick["headers"], r)) for r in quick["data"]]
+    assert any(r["model"] == "smollm2-135m" and r["billion-mc"] for r in quick_rows)
+    assert all(r["rank"] == "" for r in quick_rows)

@@ -247,14 +247,25 @@ def test_lora_upload_train_plot_and_download(page, shots, tmp_path):
 
 def test_leaderboard_renders_and_a_small_run_completes(page, shots):
     panel = open_tab(page, "Leaderboard")
-    table = panel.get_by_role("grid", name="Leaderboard")
+    table = panel.get_by_role("grid", name="Leaderboard")  # the model × benchmark view
     expect(table.get_by_role("gridcell", name="published", exact=True).first).to_be_visible(timeout=MINUTE)
+    expect(table.get_by_role("columnheader", name="average (%)")).to_be_visible()
     expect(panel.locator(".js-plotly-plot, img, svg.main-svg, canvas").first).to_be_visible()
     panel.get_by_role("button", name="Run benchmark").first.click()
     set_number(panel, "Limit per task (0: full task)", 5)
+    panel.get_by_label("speed · time to first token, tokens/s, memory").check()
+    panel.get_by_label("Speed: prompt lengths (tokens)").fill("16")
+    set_number(panel, "Speed: new tokens per run", 4)
+    set_number(panel, "Speed: timed runs", 1)
     panel.get_by_role("button", name="Run benchmark", exact=True).last.click()
-    expect(panel.get_by_text(re.compile(r"1 of 1 tasks done"))).to_be_visible(timeout=3 * MINUTE)
+    # fix 10: the status says what runs now
+    expect(panel.get_by_text(re.compile(r"Now: smollm2-135m · "))).to_be_visible(timeout=MINUTE)
+    expect(panel.get_by_text(re.compile(r"2 of 2 tasks done"))).to_be_visible(timeout=3 * MINUTE)
     expect(panel.get_by_text(re.compile(r"[1-9]\d* scores stored"))).to_be_visible()
+    # the full speed run is a measured row; the 5-item run is a quick run, not ranked (fix 4)
     expect(table.get_by_role("gridcell", name="measured", exact=True).first).to_be_visible(timeout=MINUTE)
+    panel.get_by_role("button", name=re.compile("^Quick runs")).click()
+    quick = panel.get_by_role("grid", name="Quick runs")
+    expect(quick.get_by_role("gridcell", name="smollm2-135m", exact=True).first).to_be_visible()
     shot(page, shots, "leaderboard")
 

@@ -22,6 +22,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from billion.bench.runner import (HUMANEVAL, SPEED, BenchRequest, RunProgress, TaskOutcome,
                                   estimate_seconds, iter_run)
 from billion.arena.contestants import registered_contestants
+from billion.bench.matrix import SORT_CHOICES, model_matrix
 from billion.bench.tasks import TASKS
 from billion.core.errors import BillionError
 from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, MEASURED, SIZE_BANDS,
@@ -133,6 +134,22 @@ def leaderboard_view(store: Store, family: list[str] | None, size: str, kinds: l
     board = filtered_board(store, family, size, kinds, search)
     return (select_columns(board, columns), score_figure(score_points(board)),
             speed_figure(speed_points(board)))
+
+
+@friendly_errors
+def matrix_view(store: Store, family: list[str] | None, size: str, kinds: list[str] | None,
+                search: str, sort_by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The model × benchmark table of full runs, and the quick (limited) runs apart."""
+    board = filtered_board(store, family, size, kinds, search)
+    return model_matrix(board, sort_by=sort_by or SORT_CHOICES[0]), model_matrix(board, limited=True)
+
+
+def initial_matrix(store: Store) -> pd.DataFrame:
+    return model_matrix(current_board(store))
+
+
+def initial_quick_runs(store: Store) -> pd.DataFrame:
+    return model_matrix(current_board(store), limited=True)
 
 
 def initial_table(store: Store) -> pd.DataFrame:
@@ -283,9 +300,20 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
         size = gr.Dropdown(list(SIZE_BANDS), value="any size", label="Size")
         kinds = gr.CheckboxGroup(list(KINDS), value=list(KINDS), label="Show")
         search = gr.Textbox(label="Search", placeholder="e.g. smollm2 humaneval")
-    with gr.Accordion("Columns", open=False):
-        columns = gr.CheckboxGroup(COLUMNS, value=DEFAULT_COLUMNS, label="Columns shown")
-    table = gr.Dataframe(bind(initial_table, ctx.store), interactive=False, wrap=True, label="Leaderboard")
+    sort_by = gr.Dropdown(SORT_CHOICES, value=SORT_CHOICES[0], label="Sort by", allow_custom_value=True)
+    matrix = gr.Dataframe(bind(initial_matrix, ctx.store), interactive=False, label="Leaderboard",
+                          elem_id="leaderboard-matrix")
+    gr.Markdown("One row per model and precision (adapters are rows of their own), one column per "
+                "benchmark: the headline metric in %, with its 95% interval when measured here, "
+                "or \"(published)\". The average covers only the benchmarks a row has (see "
+                "\"benchmarks\"): compare rows with the same count.")
+    with gr.Accordion("Quick runs (limited to a few items: not ranked with full runs)", open=False):
+        quick = gr.Dataframe(bind(initial_quick_runs, ctx.store), interactive=False, label="Quick runs")
+    with gr.Accordion("All results (one row per model, benchmark and metric)", open=False):
+        with gr.Accordion("Columns", open=False):
+            columns = gr.CheckboxGroup(COLUMNS, value=DEFAULT_COLUMNS, label="Columns shown")
+        table = gr.Dataframe(bind(initial_table, ctx.store), interactive=False, wrap=True,
+                             label="All results")
     with gr.Row():
         score_plot = gr.Plot(bind(initial_score_plot, ctx.store), label="Accuracy vs size", show_label=False)
         speed_plot = gr.Plot(bind(initial_speed_plot, ctx.store), label="Speed vs memory", show_label=False)
@@ -325,10 +353,16 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
     filters = [family, size, kinds, search, columns]
     view = [table, score_plot, speed_plot]
     show = bind(leaderboard_view, ctx.store)
+    show_matrix = bind(matrix_view, ctx.store)
+    matrix_in, matrix_out = [family, size, kinds, search, sort_by], [matrix, quick]
     for control in (family, size, kinds, columns):
         control.change(show, filters, view, api_name=False)
+    for control in (family, size, kinds, sort_by):
+        control.change(show_matrix, matrix_in, matrix_out, api_name=False)
     search.submit(show, filters, view, api_name=False)
+    search.submit(show_matrix, matrix_in, matrix_out, api_name=False)
     refresh.click(show, filters, view, api_name="leaderboard")
+    refresh.click(show_matrix, matrix_in, matrix_out, api_name="leaderboard_matrix")
     # page load and Refresh: adapters sent from the trainer since the page was built show up
     gr.on([refresh.click], bind(refresh_models, ctx), models, models, api_name="bench_models")
     gr.on(None, bind(refresh_models, ctx), models, models, api_name=False)
@@ -337,6 +371,7 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
     bench = on_device(bench_on_device, ctx, _device_seconds)
     running = run.click(bind(run_benchmark, bench), bench_inputs, [status, run_table, summary, cancel],
                         api_name="bench")
-    running.then(show, filters, view, api_name=False)
+    running.then(show, filters, view, api_name=False).then(show_matrix, matrix_in, matrix_out,
+                                                           api_name=False)
     stop.click(cancel_run, cancel, status, api_name="bench_cancel",
                cancels=[running] if ON_ZEROGPU else None)
