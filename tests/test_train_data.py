@@ -242,3 +242,24 @@ def test_preview_dataset_for_the_ui(tokenizer):
     assert len(shown.examples) == 2 and shown.examples[1].cut_text
     assert sum(shown.histogram.counts) == 2 and shown.histogram.over_cutoff == 1
     assert len(shown.problems) == 1 and "cutoff" in shown.warnings[0]
+
+
+def test_csv_unterminated_quote_names_the_row_and_keeps_the_others(tmp_path):
+    """Fix 8: an unclosed quote was reported as "field `completion` is empty"."""
+    path = tmp_path / "pc.csv"
+    path.write_text('prompt,completion\nhi,hello\n"oops,there\nbye,see you\nok,fine\n')
+    report = load_dataset(path).report
+    assert report.usable == 1
+    [problem] = report.problems
+    assert problem.row == 3 and "never closed" in problem.message and "lines 3 to 5" in problem.message
+
+
+def test_one_binary_jsonl_line_is_a_row_problem_not_a_binary_file(tmp_path):
+    """Fix 8: one binary line among good rows rejected the whole file as "binary"."""
+    good = json.dumps({"instruction": "q", "output": "a"}).encode()
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join([good, b"\x89PNG\x00\x00\x1a", good, b"caf\xe9", good]) + b"\n")
+    report = load_dataset(path).report
+    assert report.usable == 3
+    assert [(p.row, p.message.split(",")[0].split(" (")[0]) for p in report.problems] == [
+        (2, "is binary data"), (4, "is not UTF-8 text")]

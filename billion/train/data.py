@@ -172,10 +172,11 @@ def parse_records(path: Path, raw: bytes) -> tuple[list[Record], list[RowProblem
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return parse_parquet(path.name, raw), [], []
+    if suffix == ".jsonl":  # line by line: one binary or mis-encoded line is that row's problem
+        lines, problems = decode_lines(path.name, raw)
+        records, bad_json = parse_jsonl_lines(lines)
+        return records, sorted(problems + bad_json, key=lambda p: p.row), []
     text = decode_text(path.name, raw)
-    if suffix == ".jsonl":
-        records, problems = parse_jsonl(text)
-        return records, problems, []
     if suffix == ".json":
         return parse_json(path.name, text), [], []
     if suffix == ".csv":
@@ -183,10 +184,33 @@ def parse_records(path: Path, raw: bytes) -> tuple[list[Record], list[RowProblem
     return parse_txt(text), [], []
 
 
+def decode_lines(name: str, raw: bytes) -> tuple[list[tuple[int, str]], list[RowProblem]]:
+    """UTF-8 lines with their numbers, and the lines that are binary or not UTF-8. A file that is
+    mostly unreadable is refused whole (decode_text's message)."""
+    lines: list[tuple[int, str]] = []
+    problems: list[RowProblem] = []
+    for number, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+        if b"\x00" in line:
+            problems.append(RowProblem(number, "is binary data, not a line of text: remove it"))
+            continue
+        try:
+            lines.append((number, line.decode("utf-8").rstrip("\r")))
+        except UnicodeDecodeError as exc:
+            problems.append(RowProblem(number, f"is not UTF-8 text (byte {exc.start + 1} of the "
+                                               "line): re-save the file as UTF-8"))
+    if len(problems) >= sum(1 for _, text in lines if text.strip()):  # mostly unreadable
+        decode_text(name, raw)  # raises: binary, or not UTF-8, as a whole
+    return lines, problems
+
+
 def parse_jsonl(text: str) -> tuple[list[Record], list[RowProblem]]:
+    return parse_jsonl_lines(list(enumerate(text.splitlines(), start=1)))
+
+
+def parse_jsonl_lines(lines: list[tuple[int, str]]) -> tuple[list[Record], list[RowProblem]]:
     records: list[Record] = []
     problems: list[RowProblem] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in lines:
         if not line.strip():
             continue
         try:
@@ -216,24 +240,44 @@ def parse_json(name: str, text: str) -> list[Record]:
 def parse_csv(name: str, text: str) -> tuple[list[Record], list[RowProblem], list[str]]:
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows = list(reader)
+        rows, starts, line = [], [], 1
+        for row in reader:  # the spreadsheet row is the line the record starts on
+            starts.append(line + 1)
+            rows.append(row)
+            line = reader.line_num
     except csv.Error as exc:
         raise BillionError(f"{name} is not valid CSV ({exc}): check its quoting.") from exc
     if not reader.fieldnames:
         raise BillionError(f"{name} has no header row: the first row must name the fields, "
                            "e.g. instruction,output.")
+    problems = []
+    if rows and _open_quote_at_end(text):  # the last record swallowed the rest of the file
+        rows.pop()
+        start = starts.pop()
+        problems.append(RowProblem(start, f"opens a quote (\") that is never closed, so lines "
+                                          f"{start} to {line} were read as one cell: close the "
+                                          "quote, or write a quote inside a cell as two (\"\")"))
     records: list[Record] = []
     formulas = 0
-    for number, row in enumerate(rows, start=2):
+    for number, row in zip(starts, rows):
         # Cells past the header end up under the None key: they have no field name, so drop them.
         cells = {k.strip(): (v or "") for k, v in row.items() if k is not None}
         formulas += sum(1 for v in cells.values() if v.startswith(FORMULA_PREFIXES))
         records.append((number, cells))
-    warnings = []
+    warnings: list[str] = []
     if formulas:
         warnings.append(f"{formulas} CSV cell(s) start with = + - or @ (spreadsheet formula "
                         "characters): they are kept as plain text, never evaluated")
-    return records, [], warnings
+    return records, problems, warnings
+
+
+def _open_quote_at_end(text: str) -> bool:
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def parse_parquet(name: str, raw: bytes) -> list[Record]:
