@@ -81,6 +81,19 @@ def test_k_sweep_reports_measured_and_predicted(target):
     assert [p.k for p in points] == [1, 3]
     assert all(p.identical for p in points), points
     assert all(p.measured_speedup > 0 and p.predicted_speedup > 0 for p in points), points
+    # fix 6: repeats give a median inside its range, and the table shows the range
+    assert all(p.repeats == 3 and p.low <= p.measured_speedup <= p.high for p in points), points
+    from billion.ui.race_render import sweep_markdown
+    assert f"{points[0].low:.2f}–{points[0].high:.2f}×" in sweep_markdown(points)
+
+
+def test_sweep_table_says_when_timings_are_noisy():
+    from billion.spec.race import SweepPoint
+    from billion.ui.race_render import sweep_figure, sweep_markdown
+
+    points = [SweepPoint(1, 2.0, 1.5, 0.5, 1.5, 0.1, True, 0.5, 9.0, 3, "the speedups vary by 425%")]
+    assert "Noisy timings" in sweep_markdown(points) and "425%" in sweep_markdown(points)
+    assert sweep_figure(points).axes[0].get_ylim()[1] >= 9.0  # the top of the range is not clipped
 
 
 @pytest.mark.parametrize("k", [0, -1, 17])

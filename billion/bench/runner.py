@@ -25,6 +25,7 @@ from billion.bench.speed import SpeedResult, iter_speed_loaded
 from billion.bench.tasks import DEFAULT_SEED, TASKS, get_task
 from billion.core.errors import BillionError
 from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.noise import load_note, spread_note
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.stats import Estimate
 from billion.bench.endpoint_tasks import endpoint_task_steps
@@ -230,10 +231,16 @@ def speed_rows(result: SpeedResult, settings: dict[str, Any]) -> list[dict[str, 
     for timing in result.timings:
         for metric, spread in ((f"ttft_s@{timing.prompt_tokens}", timing.ttft_s),
                                (f"decode_tok_s@{timing.prompt_tokens}", timing.decode_tokens_per_s)):
+            noisy = spread_note([spread.low, spread.median, spread.high], f"{metric} runs")
             rows.append({"metric": metric, "score": spread.median, "stderr": None, "n": spread.n,
                          "settings": common,
                          "extra": {"low": spread.low, "high": spread.high,
-                                   "note": f"{random}median of {spread.n} runs"}})
+                                   "note": f"{random}median of {spread.n} runs, range "
+                                           f"{spread.low:.3g} to {spread.high:.3g}",
+                                   **({"warning": noisy} if noisy else {})}})
+    busy = load_note()  # shown with the run's status, stored with its figures
+    if busy and rows:
+        rows[0]["extra"]["warning"] = busy
     rows.append({"metric": "peak_memory_bytes", "score": float(result.peak_memory_bytes),
                  "stderr": None, "n": None, "settings": common,
                  "extra": {"note": f"{random}{result.memory_kind} over the timed runs"}})

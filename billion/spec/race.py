@@ -6,6 +6,8 @@ first-call costs. Hugging Face's own assisted generation can run as a reference.
 
 from __future__ import annotations
 
+import statistics
+
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -16,6 +18,7 @@ import torch
 from billion.spec.drafts import (DraftSource, ModelDraft, PromptLookupDraft, check_same_tokenizer,
                             parameter_count, self_draft)
 from billion.core.errors import BillionError
+from billion.core.noise import timing_notes
 from billion.core.generation import (GenerationResult, Message, chat_input_ids, check_length, stop_token_ids,
                                 stream_ids, uses_fallback)
 from billion.core.limits import DEFAULT_LIMITS, Limits, check_prompt
@@ -147,6 +150,12 @@ class SweepPoint:
     cost_ratio: float
     #: greedy only: output identical to plain decoding
     identical: bool | None
+    #: range of the per-repeat speedups (each repeat: speculative vs a plain run of its own)
+    low: float = float("nan")
+    high: float = float("nan")
+    repeats: int = 1
+    #: why this point's figure is noisy (wide range, busy machine), or ""
+    note: str = ""
 
 
 def parse_draft(text: str) -> DraftChoice:
@@ -319,29 +328,35 @@ def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, 
 def k_sweep(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSettings,
             messages: Sequence[Message], ks: Iterable[int] = range(1, 9), *, warmup: bool = True,
             progress: Callable[[str], None] | None = None,
-            models: ModelCache | None = None) -> tuple[SweepPoint, ...]:
-    """Measured vs predicted speedup for each k, against one plain run."""
+            models: ModelCache | None = None, repeats: int = 3) -> tuple[SweepPoint, ...]:
+    """Measured vs predicted speedup for each k: the median over `repeats` pairs of (plain,
+    speculative) runs, with their range and a note when the range is wide or the machine busy."""
     schedules = [_schedule(k) for k in ks]
     if not schedules:
         raise BillionError("The k sweep needs at least one k, e.g. 1 to 8.")
+    if repeats < 1:
+        raise BillionError(f"repeats must be at least 1 (got {repeats}).")
     _, source, input_ids = _prepare(target, draft, settings, messages, models)
     say = progress or (lambda _: None)
     if warmup:
         say("warming up")
         warm_up(target, input_ids, source, settings, schedules[0])
-    say("plain decoding")
-    plain = run_plain(target, input_ids, settings)
     points = []
     for schedule in schedules:
-        say(f"k = {schedule.k}")
-        spec = run_speculative(target, input_ids, source, settings, schedule)
+        ratios, spec, plain = [], None, None
+        for attempt in range(repeats):  # interleaved, so a slow spell hits both sides alike
+            say(f"k = {schedule.k} (repeat {attempt + 1} of {repeats})")
+            plain = run_plain(target, input_ids, settings)
+            spec = run_speculative(target, input_ids, source, settings, schedule)
+            ratios.append(_ratio(spec.decode_tokens_per_s, plain.decode_tokens_per_s))
         stats = spec.stats
         same = first_difference(plain.token_ids, spec.token_ids) is None
         points.append(SweepPoint(
-            k=schedule.k, measured_speedup=_ratio(spec.decode_tokens_per_s, plain.decode_tokens_per_s),
+            k=schedule.k, measured_speedup=statistics.median(ratios),
             predicted_speedup=stats.predicted_speedup, acceptance_rate=stats.acceptance_rate,
             tokens_per_target_forward=stats.tokens_per_target_forward, cost_ratio=stats.cost_ratio,
-            identical=same if settings.greedy else None))
+            identical=same if settings.greedy else None, low=min(ratios), high=max(ratios),
+            repeats=repeats, note="; ".join(timing_notes(ratios, "the speedups of the repeats"))))
     return tuple(points)
 
 

@@ -31,6 +31,8 @@ from billion.ui.race_render import (RaceView, badge_html, build_view, figures_ma
                                     sweep_figure, sweep_markdown)
 
 SWEEP_KS = tuple(range(1, 9))
+#: plain/speculative pairs per k: a median and a range rather than one noisy ratio
+SWEEP_REPEATS = 3
 PROMPT_LOOKUP = "prompt-lookup"
 SELF = "self"
 T = TypeVar("T")
@@ -125,7 +127,8 @@ def race_steps(ctx: AppContext, request: RaceRequest) -> Iterator[str | RaceView
 
 
 def _sweep_seconds(request: RaceRequest) -> int:
-    return int(60 + request.settings.max_new_tokens * 0.3 * (len(SWEEP_KS) + 2))
+    # each k: SWEEP_REPEATS pairs of plain and speculative runs
+    return int(60 + request.settings.max_new_tokens * 0.3 * (2 * SWEEP_REPEATS * len(SWEEP_KS) + 1))
 
 
 def sweep_steps(ctx: AppContext, request: RaceRequest) -> Iterator[str | tuple[SweepPoint, ...]]:
@@ -133,7 +136,7 @@ def sweep_steps(ctx: AppContext, request: RaceRequest) -> Iterator[str | tuple[S
         say(f"loading {request.target}")
         target = ctx.models.load(request.target, request.load_options())
         return k_sweep(target, request.draft, request.settings, request.messages, SWEEP_KS,
-                       warmup=request.warmup, progress=say, models=ctx.models)
+                       warmup=request.warmup, progress=say, models=ctx.models, repeats=SWEEP_REPEATS)
     yield from in_steps(work)
 
 

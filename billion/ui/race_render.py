@@ -253,22 +253,37 @@ def sweep_figure(points: Sequence[SweepPoint]) -> Figure:
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.add_subplot()
     ks = [p.k for p in points]
-    ax.plot(ks, [p.measured_speedup for p in points], "o-", label="measured")
+    measured = [p.measured_speedup for p in points]
+    below = [max(p.measured_speedup - p.low, 0) if p.low == p.low else 0 for p in points]
+    above = [max(p.high - p.measured_speedup, 0) if p.high == p.high else 0 for p in points]
+    repeats = max((p.repeats for p in points), default=1)
+    ax.errorbar(ks, measured, yerr=[below, above], fmt="o-", capsize=3,
+                label=f"measured (median of {repeats}, range)" if repeats > 1 else "measured")
     ax.plot(ks, [p.predicted_speedup for p in points], "s--", label="predicted (Leviathan et al.)")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel("k (tokens drafted per round)")
     ax.set_ylabel("decode speedup over plain (×)")
     ax.set_xticks(ks)
+    top = max([*above_tops(points), *(p.predicted_speedup for p in points), 1.0])
+    ax.set_ylim(0, top * 1.15)  # room above the highest bar (tops were clipped)
     ax.legend()
     return fig
 
 
+def above_tops(points: Sequence[SweepPoint]) -> list[float]:
+    return [p.high if p.high == p.high else p.measured_speedup for p in points]
+
+
 def sweep_markdown(points: Sequence[SweepPoint]) -> str:
-    lines = ["| k | measured | predicted | acceptance | tokens/forward | c | identical |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| k | measured (median) | range | predicted | acceptance | tokens/forward | c | identical |",
+             "|---|---|---|---|---|---|---|---|"]
     for p in points:
         same = "–" if p.identical is None else ("yes" if p.identical else "**NO**")
-        lines.append(f"| {p.k} | {p.measured_speedup:.2f}× | {p.predicted_speedup:.2f}× | "
+        spread = f"{p.low:.2f}–{p.high:.2f}×" if p.repeats > 1 else "1 run"
+        lines.append(f"| {p.k} | {p.measured_speedup:.2f}× | {spread} | {p.predicted_speedup:.2f}× | "
                      f"{p.acceptance_rate:.0%} | {p.tokens_per_target_forward:.2f} | {p.cost_ratio:.3f} | "
                      f"{same} |")
+    notes = list(dict.fromkeys(f"k = {p.k}: {p.note}" for p in points if p.note))
+    if notes:
+        lines += ["", "⚠️ **Noisy timings**: " + "; ".join(notes)]
     return "\n".join(lines)
