@@ -104,6 +104,9 @@ def test_a_speed_only_run_does_not_claim_an_item_limit(served):
     client, _ = served
     status, _, summary = client.predict(*bench_args(["speed"], limit=20), api_name="/bench")
     assert not summary["failed"] and "Limited to" not in status
+    # fix 5: memory is this model's alone (a child process), not the server's RSS
+    [memory] = [s for s in summary["scores"] if s["task"] == "speed" and s["metric"] == "peak_memory_bytes"]
+    assert "this model alone" in memory["note"]
 
 def _smollm_adapter(folder):
     """A real PEFT LoRA adapter for SmolLM2 (random, untrained) as the trainer saves one."""

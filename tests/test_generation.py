@@ -131,3 +131,15 @@ def test_a_suspended_stream_leaves_grad_mode_alone(loaded):
     next(stream)
     assert torch.is_grad_enabled()
     stream.close()
+
+
+def test_chat_stats_name_this_models_weights_not_only_the_server_peak(loaded):
+    """Fix 5: side by side, both models showed the server's one RSS figure as their memory."""
+    from billion.core.loading import weight_bytes
+    from billion.ui.chat import stats_line
+
+    result = generate_chat(loaded, [{"role": "user", "content": "hi"}],
+                           SamplingSettings(temperature=0, max_new_tokens=3))
+    assert result.weight_bytes == weight_bytes(loaded.model) > 0
+    line = stats_line(result)
+    assert f"weights {result.weight_bytes / 2**20:.0f} MiB" in line and "all models" in line

@@ -26,6 +26,7 @@ from billion.bench.tasks import DEFAULT_SEED, TASKS, get_task
 from billion.core.errors import BillionError
 from billion.core.loading import LoadedModel, LoadOptions, ModelCache
 from billion.core.noise import load_note, spread_note
+from billion.bench.isolated import KIND as ISOLATED, isolated_memory
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.stats import Estimate
 from billion.bench.endpoint_tasks import endpoint_task_steps
@@ -219,6 +220,13 @@ def humaneval_rows(result: HumanEvalResult, settings: dict[str, Any]) -> list[di
     return rows
 
 
+MEMORY_NOTES = {
+    ISOLATED: "this model alone (a child process): weights + peak working memory",
+    "server_rss_high_water": "the server's whole RSS (every loaded model): not this model's own",
+    "cuda_max_allocated": "CUDA max allocated over the timed runs",
+}
+
+
 def speed_rows(result: SpeedResult, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """ttft and decode tokens/s per prompt length (median, range in extra), peak memory, weight bytes."""
     common = {**settings, "limit": None, "limited": False,
@@ -243,7 +251,8 @@ def speed_rows(result: SpeedResult, settings: dict[str, Any]) -> list[dict[str, 
         rows[0]["extra"]["warning"] = busy
     rows.append({"metric": "peak_memory_bytes", "score": float(result.peak_memory_bytes),
                  "stderr": None, "n": None, "settings": common,
-                 "extra": {"note": f"{random}{result.memory_kind} over the timed runs"}})
+                 "extra": {"note": random + MEMORY_NOTES.get(result.memory_kind,
+                                                             f"{result.memory_kind} over the timed runs")}})
     rows.append({"metric": "weight_bytes", "score": float(result.weight_bytes), "stderr": None,
                  "n": None, "settings": common, "extra": {"note": f"{random}parameters and buffers"}})
     return rows
@@ -337,8 +346,26 @@ def _speed_steps(loaded: LoadedModel, request: BenchRequest,
                                repeats=request.repeats, cancel=cancel):
         rows = None
         if p.result is not None and not p.result.cancelled:
-            rows = speed_rows(p.result, base_settings(request, loaded, SPEED))
+            result = with_isolated_memory(p.result, loaded, request)
+            rows = speed_rows(result, base_settings(request, loaded, SPEED))
         yield p.done, p.total, f"{p.done}/{p.total} timed runs", rows
+
+
+def with_isolated_memory(result: SpeedResult, loaded: LoadedModel, request: BenchRequest) -> SpeedResult:
+    """On CPU the server's RSS holds every loaded model: measure this one alone in a child process
+    (billion.bench.isolated). If the child cannot run, the in-process figure stays, labelled so."""
+    if str(loaded.device) != "cpu":
+        return result  # CUDA's allocator counts tensors, not the process
+    options = LoadOptions(dtype=request.dtype, quantization=request.quantization,  # type: ignore[arg-type]
+                          adapter=loaded.adapter)
+    try:
+        alone = isolated_memory(loaded.spec.alias, options, random_weights=request.random_weights,
+                                prompt_tokens=max(request.prompt_lengths),
+                                new_tokens=min(request.new_tokens, 16))
+    except Exception as exc:  # a measurement aid: the timings stand without it
+        log.warning("isolated memory of %s failed: %s", loaded.spec.alias, exc)
+        return replace(result, memory_kind="server_rss_high_water")
+    return replace(result, peak_memory_bytes=alone.peak_bytes, memory_kind=ISOLATED)
 
 
 def task_steps(loaded: LoadedModel, task: str, request: BenchRequest,

@@ -43,6 +43,8 @@ class GenerationResult:
     token_times: tuple[float, ...] = ()
     #: what ran, e.g. "fp32" or "int8 (w8a8 per-token, fbgemm)" (shown wherever speed is)
     precision: str = ""
+    #: this model's own parameters and buffers (peak_memory_bytes is the whole process's on CPU)
+    weight_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,7 @@ def stream_ids(loaded: LoadedModel, input_ids: torch.Tensor, settings: SamplingS
         ttft_s=times[0] if times else total,
         decode_tokens_per_s=(len(times) - 1) / decode_span if decode_span > 0 else 0.0,
         total_s=total, peak_memory_bytes=memory.result(), finish_reason=finish,
+        weight_bytes=loaded.weight_bytes,
         token_times=tuple(times), precision=loaded.precision_label)
     yield GenerationUpdate(text, text[shown:], len(tokens), result)
 

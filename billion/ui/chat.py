@@ -30,8 +30,16 @@ def stats_line(result: GenerationResult | None) -> str:
                 f"first token {result.ttft_s:.2f} s · {result.completion_tokens} tokens · "
                 f"stop: {result.finish_reason}")
     return (f"**{result.decode_tokens_per_s:.1f} tokens/s**{precision} · first token {result.ttft_s:.2f} s · "
-            f"{len(result.token_ids)} tokens · peak memory {result.peak_memory_bytes / 2**20:.0f} MiB · "
-            f"stop: {result.finish_reason}")
+            f"{len(result.token_ids)} tokens · {memory_text(result)} · stop: {result.finish_reason}")
+
+
+def memory_text(result: GenerationResult) -> str:
+    """This model's weights; the process peak only as what it is (on CPU it holds every loaded
+    model, so two models side by side showed the same figure). Per-model peak: the speed task."""
+    if result.weight_bytes:
+        return (f"weights {result.weight_bytes / 2**20:.0f} MiB (server peak memory "
+                f"{result.peak_memory_bytes / 2**20:.0f} MiB, all models)")
+    return f"server peak memory {result.peak_memory_bytes / 2**20:.0f} MiB"
 
 
 def precision_info() -> str:

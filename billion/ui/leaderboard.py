@@ -121,7 +121,7 @@ def speed_figure(points: pd.DataFrame) -> Figure:
     for _, p in points.iterrows():
         ax.annotate(f"{p['label']} @{p['prompt_tokens']}", (p["memory_mib"], p["tokens_per_s"]),
                     textcoords="offset points", xytext=(5, 4), fontsize=7)
-    ax.set_xlabel("peak memory (MiB; process RSS on CPU, max allocated on GPU)")
+    ax.set_xlabel("peak memory (MiB; the model alone in a child process on CPU, max allocated on GPU)")
     ax.set_ylabel("decode tokens/s (shortest prompt measured)")
     ax.set_title(title)
     return fig
