@@ -126,6 +126,11 @@ def answer(ctx: AppContext, prompt: str, history_a: list[dict], history_b: list[
         yield chats[0], chats[1], stats[0], stats[1], ""
 
 
+def stopped_note(stats_a: str, stats_b: str) -> tuple[str, str]:
+    """After Stop: say so, and keep whatever stats line was there."""
+    return tuple(f"⏹ Stopped. {text}".strip() for text in (stats_a, stats_b))  # type: ignore[return-value]
+
+
 def model_sampling(model: str | None):
     """The chosen model's recommended temperature and top-p (billion.core.recommended)."""
     found = recommended_sampling(model or "", CHAT_DEFAULTS)
@@ -141,7 +146,9 @@ def build_chat_tab(ctx: AppContext) -> None:
     with gr.Row():
         compare = gr.Checkbox(label="Two models side by side", value=False)
         model_a = gr.Dropdown(choices, value=default, label="Model", scale=3)
-        model_b = gr.Dropdown(choices, value=default, label="Second model", visible=False, scale=3)
+        # a different model by default: the same one twice compares nothing
+        second = next((value for _, value in choices if value != default), default)
+        model_b = gr.Dropdown(choices, value=second, label="Model B", visible=False, scale=3)
         checkpoint = gr.Dropdown(["main", *PYTHIA_CHECKPOINTS], value="main", scale=2, visible=False,
                                  label="Training checkpoint (Pythia: step0 ... step143000)")
     with gr.Accordion("Models that cannot load here, and why", open=False):
@@ -152,7 +159,7 @@ def build_chat_tab(ctx: AppContext) -> None:
             chat_a = gr.Chatbot(label="Answer", height=380)
             stats_a = gr.Markdown()
         with gr.Column(visible=False) as column_b:
-            chat_b = gr.Chatbot(label="Second model", height=380)
+            chat_b = gr.Chatbot(label="Model B", height=380)
             stats_b = gr.Markdown()
     with gr.Row():
         prompt = gr.Textbox(placeholder="Ask something…", show_label=False, scale=6,
@@ -178,14 +185,15 @@ def build_chat_tab(ctx: AppContext) -> None:
                              info=precision_info())
 
     def toggle(on: bool):
-        return gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer")
+        return (gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer"),
+                gr.update(label="Model A" if on else "Model"))
 
     def checkpoints_for(*names: str):
         return gr.update(visible=any(name and not is_endpoint_name(name) and resolve(name).revisions
                                      for name in names))
 
     model_a.change(model_sampling, model_a, [temperature, top_p], api_name=False, queue=False)
-    compare.change(toggle, compare, [model_b, column_b, chat_a], api_name=False)
+    compare.change(toggle, compare, [model_b, column_b, chat_a, model_a], api_name=False)
     for picker in (model_a, model_b):
         picker.change(checkpoints_for, [model_a, model_b], checkpoint, api_name=False)
     inputs = [prompt, chat_a, chat_b, compare, model_a, model_b, system, temperature, top_p, top_k,
@@ -194,7 +202,8 @@ def build_chat_tab(ctx: AppContext) -> None:
     handler = bind(chat, ctx, on_device(answer, ctx, _generation_seconds))
     sent = send.click(handler, inputs, outputs, api_name="chat")
     submitted = prompt.submit(handler, inputs, outputs, api_name=False)
-    stop.click(None, None, None, cancels=[sent, submitted], api_name=False)
+    stop.click(stopped_note, [stats_a, stats_b], [stats_a, stats_b], cancels=[sent, submitted],
+               api_name=False, queue=False)
     clear.click(lambda: ([], [], "", ""), None, [chat_a, chat_b, stats_a, stats_b], api_name=False)
     if added is not None:
         def pickers(session):

@@ -346,7 +346,7 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
             run = gr.Button("Run benchmark", variant="primary")
             stop = gr.Button("Cancel")
         status = gr.Markdown(label="Status")
-        run_table = gr.Dataframe(label="This run", interactive=False, wrap=True)
+        run_table = gr.Dataframe(run_results_frame([]), label="This run", interactive=False, wrap=True)
         summary = gr.JSON(label="Summary", visible=False)
     cancel = gr.State(None)
 
