@@ -18,7 +18,8 @@ from billion.store.store import Store
 from billion.train.config import TrainConfig, resolve_precision
 from billion.train.data import load_dataset
 from billion.train.lora import target_modules
-from billion.train.runs import RunManager, create_run, read_events, read_run, train_slice
+from billion.train.manager import RunManager
+from billion.train.runs import create_run, read_events, read_run, train_slice
 from billion.train.session import TrainingSession, split_rows
 from billion.train.tokens import pad_batch, tokenize_dataset
 from billion.train.trainer import AnswerOnlyTrainer

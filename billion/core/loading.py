@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +23,7 @@ import torch
 from billion.core.errors import BillionError
 from billion.core.registry import ModelSpec, resolve
 from billion.core import weights
-from billion.core.download_jobs import ensure_local
+from billion.core.download_jobs import DownloadRegistry, ensure_local
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +140,10 @@ def hf_token() -> str | None:
         return None
 
 
-def weights_location(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
-    """Folder or hub id that from_pretrained reads, plus hub keyword arguments."""
+def weights_location(spec: ModelSpec, downloads: DownloadRegistry | None = None) -> tuple[str, dict[str, Any]]:
+    """Folder or hub id that from_pretrained reads, plus hub keyword arguments.
+
+    downloads: the app's shared downloads, which a hub model not cached yet joins (None: its own)."""
     source = spec.source
     if source.kind == "package_gguf":
         return str(weights.ensure_converted(weights.package_gguf_path(spec))), {}
@@ -150,7 +155,7 @@ def weights_location(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
             return str(weights.ensure_converted(path)), {}
         return str(path), {}
     # The snapshot folder in the hub cache, downloaded first (one shared download) when missing.
-    return str(ensure_local(spec)), {}
+    return str(ensure_local(spec, downloads)), {}
 
 
 def _explain_load_error(spec: ModelSpec, location: str, exc: Exception) -> BillionError:
@@ -170,16 +175,17 @@ def _explain_load_error(spec: ModelSpec, location: str, exc: Exception) -> Billi
                         "the tokenizer and the weights, or pick another model.")
 
 
-def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
+def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
+               downloads: DownloadRegistry | None = None) -> LoadedModel:
     """A private copy outside the shared cache (training attaches LoRA in place, so it needs one)."""
-    spec = resolve(name) if isinstance(name, str) else name
+    spec = _spec(name)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
     device = pick_device(options.device)
     dtype = pick_dtype(options.dtype, device)
     quant = quantization_config(options.quantization, device, dtype)
-    location, hub_kwargs = weights_location(spec)
+    location, hub_kwargs = weights_location(spec, downloads)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **hub_kwargs)
         kwargs: dict[str, Any] = {"dtype": dtype, **hub_kwargs}
@@ -217,59 +223,162 @@ def _apply_adapter(model, adapter: str):
     return PeftModel.from_pretrained(model, adapter).eval()
 
 
+@dataclass
+class _Entry:
+    """One thing the budget counts: a loaded model, or memory reserved for work outside the cache."""
+
+    label: str
+    bytes: int
+    #: None for a reservation (e.g. a training process)
+    loaded: LoadedModel | None = None
+    #: streams and runs using it now: an entry in use is never evicted
+    leases: int = 0
+
+
+class _KeyLock:
+    """The lock that makes concurrent loads of one model wait for a single load; it lives while
+    someone loads or waits, and goes when the last one leaves."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.users = 0
+
+
+class Reservation:
+    """Bytes counted against a ModelCache's budget until `release()` (idempotent)."""
+
+    def __init__(self, cache: ModelCache, key: tuple):
+        self._cache, self._key = cache, key
+
+    def release(self) -> None:
+        self._cache._drop(self._key)
+
+
 class ModelCache:
     """An LRU of loaded models within a memory budget, shared by everything one app does.
 
-    One lock per key makes concurrent requests for the same model wait for a single load, so there
-    are never two copies; the LRU evicts the least recently used models to stay within budget.
+    Concurrent requests for the same model wait for a single load, so there are never two copies.
+    The LRU evicts the least recently used models to stay within budget, but never one in use:
+    `lease` holds a model for as long as a stream or a benchmark reads it, and `reserve` counts
+    memory used outside the cache (a training process) until it ends.
     """
 
-    def __init__(self, budget_bytes: int):
+    def __init__(self, budget_bytes: int, downloads: DownloadRegistry | None = None):
         self.budget_bytes = budget_bytes
-        self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
-        self._key_locks: dict[tuple, threading.Lock] = {}
+        #: shared downloads of hub models (billion.core.download_jobs)
+        self.downloads = downloads if downloads is not None else DownloadRegistry()
+        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._key_locks: dict[tuple, _KeyLock] = {}
         self._lock = threading.Lock()
 
     def load(self, name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
-        """Load (or reuse) a model by alias, hub id, local folder, .gguf path or spec."""
-        return self.get(resolve(name) if isinstance(name, str) else name, options)
+        """Load (or reuse) a model by alias, hub id, local folder, .gguf path or spec. Not held: a
+        later load may evict it; `lease` it for as long as it is used."""
+        return self._acquire(_spec(name), options, lease=False)
 
     def get(self, spec: ModelSpec, options: LoadOptions) -> LoadedModel:
-        key = (spec.alias, spec.source, options)
-        with self._lock:
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                if key in self._models:
-                    self._models.move_to_end(key)
-                    return self._models[key]
-                self._evict_for(_estimate_bytes(spec, options))
-            loaded = load_fresh(spec, options)
-            with self._lock:
-                self._models[key] = loaded
-                self._evict_for(0)
-            return loaded
+        return self._acquire(spec, options, lease=False)
 
-    def _evict_for(self, incoming: int) -> None:
-        """Drop least recently used models until `incoming` more bytes fit (call with _lock held)."""
-        while self._models and self.used_bytes() + incoming > self.budget_bytes:
-            if len(self._models) == 1 and incoming == 0:
-                break  # the model just loaded stays, even when it alone is over budget
-            key, old = self._models.popitem(last=False)
-            log.info("evicting %s to stay within the model budget", old.label)
+    @contextmanager
+    def lease(self, name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> Iterator[LoadedModel]:
+        """The model, kept in the cache (never evicted, never loaded twice) until the block ends."""
+        spec = _spec(name)
+        loaded = self._acquire(spec, options, lease=True)
+        try:
+            yield loaded
+        finally:
+            self._release(_key(spec, options))
+
+    def reserve(self, label: str, nbytes: int) -> Reservation:
+        """Count nbytes used outside the cache (a training run's process) against the budget until
+        released; models not in use are evicted now to make room."""
+        key = ("reserved", label, secrets.token_hex(4))
+        with self._lock:
+            self._evict_for(nbytes)
+            self._entries[key] = _Entry(label, nbytes, leases=1)
+        return Reservation(self, key)
+
+    def _acquire(self, spec: ModelSpec, options: LoadOptions, lease: bool) -> LoadedModel:
+        key = _key(spec, options)
+        key_lock = self._enter(key)
+        try:
+            with key_lock.lock:
+                with self._lock:
+                    entry = self._entries.get(key)
+                    if entry is not None and entry.loaded is not None:
+                        self._entries.move_to_end(key)
+                        entry.leases += int(lease)
+                        return entry.loaded
+                    self._evict_for(_estimate_bytes(spec, options))
+                loaded = load_fresh(spec, options, self.downloads)
+                with self._lock:
+                    self._entries[key] = _Entry(loaded.label, loaded.weight_bytes, loaded, int(lease))
+                    self._evict_for(0, keep=key)
+                return loaded
+        finally:
+            self._leave(key)
+
+    def _enter(self, key: tuple) -> _KeyLock:
+        with self._lock:
+            key_lock = self._key_locks.setdefault(key, _KeyLock())
+            key_lock.users += 1
+            return key_lock
+
+    def _leave(self, key: tuple) -> None:
+        with self._lock:
+            key_lock = self._key_locks[key]
+            key_lock.users -= 1
+            if key_lock.users == 0:
+                del self._key_locks[key]
+
+    def _release(self, key: tuple) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.leases > 0:
+                entry.leases -= 1
+
+    def _drop(self, key: tuple) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def _evict_for(self, incoming: int, keep: tuple | None = None) -> None:
+        """Drop least recently used models not in use until `incoming` more bytes fit (call with
+        _lock held). What cannot go (in use, reserved, or `keep`, the model just loaded) stays,
+        even over budget: taking it away would not free its memory, only lose track of it."""
+        while self.used_bytes() + incoming > self.budget_bytes:
+            victim = next((k for k, e in self._entries.items()
+                           if e.leases == 0 and e.loaded is not None and k != keep), None)
+            if victim is None:
+                break
+            log.info("evicting %s to stay within the model budget", self._entries.pop(victim).label)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
     def used_bytes(self) -> int:
-        return sum(m.weight_bytes for m in self._models.values())
+        return sum(e.bytes for e in self._entries.values())
 
     def loaded(self) -> list[LoadedModel]:
         with self._lock:
-            return list(self._models.values())
+            return [e.loaded for e in self._entries.values() if e.loaded is not None]
+
+    def in_use(self) -> list[str]:
+        """Labels of the models leased and the reservations held now."""
+        with self._lock:
+            return [e.label for e in self._entries.values() if e.leases > 0]
 
     def clear(self) -> None:
+        """Drop every model not in use (reservations and leased models stay)."""
         with self._lock:
-            self._models.clear()
+            for key in [k for k, e in self._entries.items() if e.leases == 0]:
+                del self._entries[key]
+
+
+def _spec(name: str | ModelSpec) -> ModelSpec:
+    return resolve(name) if isinstance(name, str) else name
+
+
+def _key(spec: ModelSpec, options: LoadOptions) -> tuple:
+    return (spec.alias, spec.source, options)
 
 
 def _estimate_bytes(spec: ModelSpec, options: LoadOptions) -> int:

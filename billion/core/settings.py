@@ -39,6 +39,10 @@ class Settings:
     hub_dataset: str | None = None
     #: requests the app serves at once (env BILLION_CONCURRENCY)
     concurrency: int = 2
+    #: a training run saves a checkpoint this often (seconds), so a killed run resumes from there
+    #: (env BILLION_TRAIN_CHECKPOINT_S)
+    train_checkpoint_s: float = 60.0
+    #: env BILLION_LIMIT_<FIELD> overrides one (see billion.core.limits)
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -62,7 +66,9 @@ class Settings:
         values: dict[str, Any] = {
             "data_dir": folder, "db_path": db_path(folder), "model_budget_bytes": default_model_budget(),
             "hub_dataset": os.environ.get("BILLION_HUB_DATASET") or None,
-            "concurrency": int(os.environ.get("BILLION_CONCURRENCY", "2")), **changes}
+            "concurrency": int(os.environ.get("BILLION_CONCURRENCY", "2")),
+            "train_checkpoint_s": float(os.environ.get("BILLION_TRAIN_CHECKPOINT_S", "60")),
+            "limits": Limits.from_env(), **changes}
         return cls(**values)
 
     @classmethod
