@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from billion.arena.hub_sync import HubSync, start_hub_sync
 from billion.core.availability import HubProbe
 from billion.core.limits import Limits
-from billion.core.loading import ModelCache
+from billion.core.model_cache import ModelCache
 from billion.core.settings import Settings
 from billion.store.store import Store
 from billion.core.download_jobs import DownloadRegistry

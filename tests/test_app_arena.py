@@ -34,8 +34,8 @@ MAX_PROMPT_CHARS = DEFAULT_LIMITS.arena_prompt_chars
 
 
 def battle_args(prompt: str, tokens: int = TOKENS, live: bool = False, seed: int = 11) -> tuple:
-    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming
-    return (prompt, "temperature", 0.7, 0.95, tokens, seed, live)
+    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming, precision
+    return (prompt, "temperature", 0.7, 0.95, tokens, seed, live, "auto")
 
 
 def assert_blind(payload) -> None:

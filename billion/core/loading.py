@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,12 +17,15 @@ import torch
 
 from billion.core.errors import BillionError
 from billion.core.registry import ModelSpec, resolve
-from billion.core import weights
+from billion.core import quant_cache, weights
 from billion.core.download_jobs import DownloadRegistry, ensure_local
+from billion.core.quant import model_scheme, scheme_for
 
 log = logging.getLogger(__name__)
 
-Quantization = Literal["none", "int8", "int4"]
+#: int8/int4: billion's kernels on CPU, bitsandbytes on CUDA; nf4: bitsandbytes' 4-bit anywhere
+#: (QLoRA trains on it, on CPU too: billion's CPU kernels have no backward pass)
+Quantization = Literal["none", "int8", "int4", "nf4"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 OFFLINE_HINT = "pick an offline model (smollm2-135m, gemma3-270m) or connect to the internet"
 
@@ -40,7 +38,8 @@ class LoadOptions:
     device: str = "auto"
     #: "auto", "fp32", "bf16" or "fp16"
     dtype: str = "auto"
-    #: weight quantization through bitsandbytes
+    #: int8/int4 weights: billion's kernels on CPU (billion.core.quant), bitsandbytes on CUDA;
+    #: "nf4": bitsandbytes' 4-bit on any device (the QLoRA base)
     quantization: Quantization = "none"
     #: path of a PEFT LoRA adapter to apply on top
     adapter: str | None = None
@@ -69,10 +68,28 @@ class LoadedModel:
         return self.spec.context_length
 
     @property
+    def precision(self) -> str:
+        """Short name: fp32, bf16, fp16, int8 or int4."""
+        if self.quantization != "none":
+            return self.quantization
+        return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(
+            self.dtype, str(self.dtype).removeprefix("torch."))
+
+    @property
+    def precision_label(self) -> str:
+        """What runs, for every place speed is shown: "int8 (w8a8 per-token, fbgemm)", "bf16"..."""
+        scheme = model_scheme(self.model)
+        if scheme is not None:
+            return scheme.label
+        if self.quantization == "int8":
+            return "int8 (bitsandbytes LLM.int8)"
+        if self.quantization in ("int4", "nf4"):
+            return "int4 (bitsandbytes nf4)"
+        return self.precision
+
+    @property
     def label(self) -> str:
-        quant = "" if self.quantization == "none" else f" {self.quantization}"
-        dtype = str(self.dtype).removeprefix("torch.")
-        return f"{self.spec.alias} ({dtype}{quant}, {self.device.type})"
+        return f"{self.spec.alias} ({self.precision_label}, {self.device.type})"
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -108,7 +125,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 def quantization_config(quantization: str, device: torch.device, dtype: torch.dtype):
     if quantization == "none":
         return None
-    if quantization not in ("int8", "int4"):
+    if quantization not in ("int8", "int4", "nf4"):
         raise BillionError(f"Unknown quantization '{quantization}': use none, int8 or int4.")
     if device.type == "mps":
         raise BillionError("bitsandbytes int8/int4 does not run on Apple MPS: use quantization 'none'.")
@@ -126,7 +143,8 @@ def quantization_config(quantization: str, device: torch.device, dtype: torch.dt
 
 def weight_bytes(model: torch.nn.Module) -> int:
     tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+    packed = sum(m.packed_bytes() for m in model.modules() if hasattr(m, "packed_bytes"))
+    return sum(t.numel() * t.element_size() for t in tensors) + packed
 
 
 def hf_token() -> str | None:
@@ -184,14 +202,22 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
     started = time.perf_counter()
     device = pick_device(options.device)
     dtype = pick_dtype(options.dtype, device)
-    quant = quantization_config(options.quantization, device, dtype)
+    # int8/int4 on CPU go through billion's kernels (billion.core.quant), bitsandbytes elsewhere.
+    cpu_quant = options.quantization not in ("none", "nf4") and device.type == "cpu"
+    if cpu_quant:
+        scheme_for(options.quantization)  # an unknown scheme fails before the weights are read
+    quant = None if cpu_quant else quantization_config(options.quantization, device, dtype)
     location, hub_kwargs = weights_location(spec, downloads)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **hub_kwargs)
-        kwargs: dict[str, Any] = {"dtype": dtype, **hub_kwargs}
-        if quant is not None:
-            kwargs.update(quantization_config=quant, device_map={"": str(device)})
-        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        model = None
+        if cpu_quant and not options.adapter:
+            model = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype)
+        if model is None:
+            kwargs: dict[str, Any] = {"dtype": dtype, **hub_kwargs}
+            if quant is not None:
+                kwargs.update(quantization_config=quant, device_map={"": str(device)})
+            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except BillionError:
         raise
     except (torch.OutOfMemoryError, MemoryError) as exc:
@@ -207,6 +233,12 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
     revision = getattr(model.config, "_commit_hash", None) or snapshot or spec.source.revision or ""
     if options.adapter:
         model = _apply_adapter(model, options.adapter)
+        if cpu_quant:  # LoRA folded into the float weights, then quantized with them
+            model = model.merge_and_unload()
+    if cpu_quant and model_scheme(model) is None:
+        entry = None if options.adapter else quant_cache.cache_entry(location, hub_kwargs,
+                                                                     options.quantization)
+        model = quant_cache.quantize_and_store(model, tokenizer, options.quantization, entry, location)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, device=device, dtype=dtype,
@@ -223,154 +255,13 @@ def _apply_adapter(model, adapter: str):
     return PeftModel.from_pretrained(model, adapter).eval()
 
 
-@dataclass
-class _Entry:
-    """One thing the budget counts: a loaded model, or memory reserved for work outside the cache."""
+def __getattr__(name: str):
+    # The cache moved to billion.core.model_cache; older imports from here keep working.
+    if name in ("ModelCache", "Reservation"):
+        from billion.core import model_cache
 
-    label: str
-    bytes: int
-    #: None for a reservation (e.g. a training process)
-    loaded: LoadedModel | None = None
-    #: streams and runs using it now: an entry in use is never evicted
-    leases: int = 0
-
-
-class _KeyLock:
-    """The lock that makes concurrent loads of one model wait for a single load; it lives while
-    someone loads or waits, and goes when the last one leaves."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.users = 0
-
-
-class Reservation:
-    """Bytes counted against a ModelCache's budget until `release()` (idempotent)."""
-
-    def __init__(self, cache: ModelCache, key: tuple):
-        self._cache, self._key = cache, key
-
-    def release(self) -> None:
-        self._cache._drop(self._key)
-
-
-class ModelCache:
-    """An LRU of loaded models within a memory budget, shared by everything one app does.
-
-    Concurrent requests for the same model wait for a single load, so there are never two copies.
-    The LRU evicts the least recently used models to stay within budget, but never one in use:
-    `lease` holds a model for as long as a stream or a benchmark reads it, and `reserve` counts
-    memory used outside the cache (a training process) until it ends.
-    """
-
-    def __init__(self, budget_bytes: int, downloads: DownloadRegistry | None = None):
-        self.budget_bytes = budget_bytes
-        #: shared downloads of hub models (billion.core.download_jobs)
-        self.downloads = downloads if downloads is not None else DownloadRegistry()
-        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
-        self._key_locks: dict[tuple, _KeyLock] = {}
-        self._lock = threading.Lock()
-
-    def load(self, name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
-        """Load (or reuse) a model by alias, hub id, local folder, .gguf path or spec. Not held: a
-        later load may evict it; `lease` it for as long as it is used."""
-        return self._acquire(_spec(name), options, lease=False)
-
-    def get(self, spec: ModelSpec, options: LoadOptions) -> LoadedModel:
-        return self._acquire(spec, options, lease=False)
-
-    @contextmanager
-    def lease(self, name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> Iterator[LoadedModel]:
-        """The model, kept in the cache (never evicted, never loaded twice) until the block ends."""
-        spec = _spec(name)
-        loaded = self._acquire(spec, options, lease=True)
-        try:
-            yield loaded
-        finally:
-            self._release(_key(spec, options))
-
-    def reserve(self, label: str, nbytes: int) -> Reservation:
-        """Count nbytes used outside the cache (a training run's process) against the budget until
-        released; models not in use are evicted now to make room."""
-        key = ("reserved", label, secrets.token_hex(4))
-        with self._lock:
-            self._evict_for(nbytes)
-            self._entries[key] = _Entry(label, nbytes, leases=1)
-        return Reservation(self, key)
-
-    def _acquire(self, spec: ModelSpec, options: LoadOptions, lease: bool) -> LoadedModel:
-        key = _key(spec, options)
-        key_lock = self._enter(key)
-        try:
-            with key_lock.lock:
-                with self._lock:
-                    entry = self._entries.get(key)
-                    if entry is not None and entry.loaded is not None:
-                        self._entries.move_to_end(key)
-                        entry.leases += int(lease)
-                        return entry.loaded
-                    self._evict_for(_estimate_bytes(spec, options))
-                loaded = load_fresh(spec, options, self.downloads)
-                with self._lock:
-                    self._entries[key] = _Entry(loaded.label, loaded.weight_bytes, loaded, int(lease))
-                    self._evict_for(0, keep=key)
-                return loaded
-        finally:
-            self._leave(key)
-
-    def _enter(self, key: tuple) -> _KeyLock:
-        with self._lock:
-            key_lock = self._key_locks.setdefault(key, _KeyLock())
-            key_lock.users += 1
-            return key_lock
-
-    def _leave(self, key: tuple) -> None:
-        with self._lock:
-            key_lock = self._key_locks[key]
-            key_lock.users -= 1
-            if key_lock.users == 0:
-                del self._key_locks[key]
-
-    def _release(self, key: tuple) -> None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry.leases > 0:
-                entry.leases -= 1
-
-    def _drop(self, key: tuple) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
-
-    def _evict_for(self, incoming: int, keep: tuple | None = None) -> None:
-        """Drop least recently used models not in use until `incoming` more bytes fit (call with
-        _lock held). What cannot go (in use, reserved, or `keep`, the model just loaded) stays,
-        even over budget: taking it away would not free its memory, only lose track of it."""
-        while self.used_bytes() + incoming > self.budget_bytes:
-            victim = next((k for k, e in self._entries.items()
-                           if e.leases == 0 and e.loaded is not None and k != keep), None)
-            if victim is None:
-                break
-            log.info("evicting %s to stay within the model budget", self._entries.pop(victim).label)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-    def used_bytes(self) -> int:
-        return sum(e.bytes for e in self._entries.values())
-
-    def loaded(self) -> list[LoadedModel]:
-        with self._lock:
-            return [e.loaded for e in self._entries.values() if e.loaded is not None]
-
-    def in_use(self) -> list[str]:
-        """Labels of the models leased and the reservations held now."""
-        with self._lock:
-            return [e.label for e in self._entries.values() if e.leases > 0]
-
-    def clear(self) -> None:
-        """Drop every model not in use (reservations and leased models stay)."""
-        with self._lock:
-            for key in [k for k, e in self._entries.items() if e.leases == 0]:
-                del self._entries[key]
+        return getattr(model_cache, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _spec(name: str | ModelSpec) -> ModelSpec:
@@ -382,6 +273,6 @@ def _key(spec: ModelSpec, options: LoadOptions) -> tuple:
 
 
 def _estimate_bytes(spec: ModelSpec, options: LoadOptions) -> int:
-    per_param = {"int8": 1, "int4": 0.5}.get(options.quantization,
+    per_param = {"int8": 1, "int4": 0.5, "nf4": 0.5}.get(options.quantization,
                                               2 if options.dtype in ("bf16", "fp16") else 4)
     return int(spec.params_m * 1e6 * per_param)

@@ -25,6 +25,12 @@ def default_model_budget() -> int:
     return int(psutil.virtual_memory().total * 0.5)
 
 
+def _page_endpoints_from_env() -> bool:
+    default = "off" if os.environ.get("SPACE_ID") else "on"
+    value = os.environ.get("BILLION_PAGE_ENDPOINTS", default).strip().lower()
+    return value not in ("0", "off", "false", "no")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything about this installation that the engine needs to know."""
@@ -44,6 +50,11 @@ class Settings:
     train_checkpoint_s: float = 60.0
     #: env BILLION_LIMIT_<FIELD> overrides one (see billion.core.limits)
     limits: Limits = field(default_factory=Limits)
+    #: models.yaml of endpoint models (env BILLION_MODELS_FILE); None = none (docs/deploy.md)
+    models_file: Path | None = None
+    #: visitors may add endpoint models on the page (env BILLION_PAGE_ENDPOINTS=on/off; off by
+    #: default on a Space, where a form that makes the server call any address is an open door)
+    page_endpoints: bool = True
 
     @property
     def runs_dir(self) -> Path:
@@ -68,7 +79,10 @@ class Settings:
             "hub_dataset": os.environ.get("BILLION_HUB_DATASET") or None,
             "concurrency": int(os.environ.get("BILLION_CONCURRENCY", "2")),
             "train_checkpoint_s": float(os.environ.get("BILLION_TRAIN_CHECKPOINT_S", "60")),
-            "limits": Limits.from_env(), **changes}
+            "limits": Limits.from_env(),
+            "models_file": Path(os.environ["BILLION_MODELS_FILE"]).expanduser()
+            if os.environ.get("BILLION_MODELS_FILE", "").strip() else None,
+            "page_endpoints": _page_endpoints_from_env(), **changes}
         return cls(**values)
 
     @classmethod

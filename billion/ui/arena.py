@@ -26,6 +26,7 @@ from billion.arena.contestants import registered_contestants
 from billion.arena.rounds import BattleRequest, cast_vote, record_answers, record_ask, start_battle
 from billion.context import AppContext
 from billion.core.availability import available_aliases
+from billion.core.precision import available_precisions
 from billion.core.errors import BillionError
 from billion.core.paths import ASSETS
 from billion.core.sampling import sampling_from
@@ -34,10 +35,13 @@ from billion.ui.arena_ratings import (battle_count_figure, current_ratings, expo
                                       win_rate_figure)
 from billion.ui.common import bind, friendly_errors, on_device
 from billion.ui.downloads import arena_downloads, weight_sizes
+from billion.ui.endpoints import all_endpoints, build_endpoint_adder
 
 POOL_CHOICES = [("Every available model", "all"),
                 ("One model at two temperatures (0.2 and 1.0)", "temperature"),
-                ("One model in two precisions (fp32 and bf16)", "dtype")]
+                ("One model in two precisions (fp32 and bf16)", "dtype"),
+                ("The local default model against endpoint models", "mixed"),
+                ("Endpoint models only", "endpoints")]
 VOTE_CHOICES = [("A is better", "left"), ("B is better", "right"), ("Tie", "tie"),
                 ("Both are bad", "bothbad")]
 PROMPTS_FILE = ASSETS / "arena_prompts.txt"
@@ -102,10 +106,13 @@ def reveal_record(battle: Battle) -> dict[str, Any]:
     return {"battle": battle.id, **asdict(reveal(battle))}
 
 
-def new_battle_for(ctx: AppContext, request: BattleRequest, session_id: str) -> Battle:
-    """A battle from the pool of models that load here and registered adapters."""
+def new_battle_for(ctx: AppContext, request: BattleRequest, session_id: str,
+                   endpoints=None) -> Battle:
+    """A battle from the pool of models that load here, registered adapters and endpoint models
+    (this session's, endpoints, and the configured ones)."""
     return start_battle(request, available_aliases(ctx.hub), registered_contestants(ctx.store),
-                        current_ratings(ctx.store), session_id)
+                        current_ratings(ctx.store), session_id,
+                        endpoints=all_endpoints(ctx, endpoints))
 
 
 def _answer_seconds(battle: Battle) -> int:
@@ -136,7 +143,8 @@ def _answered(ctx: AppContext, answer: AnswerFn, battle: Battle) -> Iterator[tup
 @friendly_errors
 def battle_round(ctx: AppContext, answer: AnswerFn, prompt: str, pool: str, temperature: float,
                  top_p: float, max_new_tokens: float, seed: float | None, live: bool,
-                 battle: Battle | None, request: gr.Request = None):  # type: ignore[assignment]
+                 precision: str, battle: Battle | None, endpoints=None,
+                 request: gr.Request = None):  # type: ignore[assignment]
     """Ask both models: a follow-up in the open battle, or the first prompt of a new one.
 
     Yields (chat A, chat B, battle token, status, reveal, prompt box, battle state).
@@ -146,8 +154,8 @@ def battle_round(ctx: AppContext, answer: AnswerFn, prompt: str, pool: str, temp
     if battle is None or battle.status == "voted":
         settings = sampling_from(dict(temperature=temperature, top_p=top_p,
                                       max_new_tokens=max_new_tokens, seed=seed), DEFAULT_BATTLE.settings)
-        wanted = BattleRequest(pool, settings, bool(live))  # type: ignore[arg-type]
-        battle = new_battle_for(ctx, wanted, anonymous_session(request))
+        wanted = BattleRequest(pool, settings, bool(live), precision or "auto")  # type: ignore[arg-type]
+        battle = new_battle_for(ctx, wanted, anonymous_session(request), endpoints)
     battle = ask(abandon_pending(battle), text, limit)
     for battle, view in _answered(ctx, answer, battle):
         yield (*view, "", battle)
@@ -240,6 +248,7 @@ def arena_battle_count_plot(ctx: AppContext):
 
 def build_arena_tab(ctx: AppContext) -> None:
     battle = gr.State(None)
+    session_endpoints = gr.State([])
     gr.Markdown("Two anonymous models answer your prompt. Vote for the better answer; the names "
                 "are revealed after your vote. Answers that name their own model are flagged and "
                 "left out of the ratings.")
@@ -272,6 +281,10 @@ def build_arena_tab(ctx: AppContext) -> None:
             max_new_tokens = gr.Slider(1, 1024, value=DEFAULT_BATTLE.settings.max_new_tokens, step=1,
                                        label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+        precision = gr.Radio(list(available_precisions()), value="auto", label="Precision (both sides)",
+                             info="auto: this machine's fast precision (on CPU the measured choice "
+                                  "shown on the Leaderboard); the reveal says what ran")
+        build_endpoint_adder(ctx, session_endpoints)
     # API plumbing: never shown; the token is a random id that says nothing about the models.
     token = gr.Textbox(visible=False, label="Battle token")
     vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
@@ -296,7 +309,8 @@ def build_arena_tab(ctx: AppContext) -> None:
     locked = [*vote_buttons, regen, next_round]
     control_out = [*locked, chat_left, chat_right]
     round_out = [chat_left, chat_right, token, status, revealed]
-    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, battle]
+    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, precision, battle,
+              session_endpoints]
     vote_out = [revealed, reveal_json, status, battle]
 
     answer = on_device(answer_both, ctx, _answer_seconds)

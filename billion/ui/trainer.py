@@ -19,6 +19,7 @@ import gradio as gr
 
 from billion.context import AppContext
 from billion.core.errors import BillionError
+from billion.core.loading import pick_device
 from billion.core.paths import ASSETS
 from billion.train.config import TARGET_PRESETS, TrainConfig
 from billion.train.data import TrainDataset, load_dataset
@@ -81,6 +82,16 @@ def show_preview(ctx: AppContext, dataset: TrainDataset | None, model: str, cuto
 
 # ---- the tab ------------------------------------------------------------------------------------
 
+TRAINING_PRECISION_NOTE = ("LoRA trains a float base: fp32/bf16 on CPU (billion's int8/int4 CPU "
+                           "kernels have no backward pass). Pick int8/int4 afterwards in Chat or the "
+                           "Arena: the adapter is merged into the weights, then quantized.")
+
+
+def training_precisions() -> tuple[str, ...]:
+    """What training can use here: CPU fp32/bf16; CUDA adds fp16 (and QLoRA's 4-bit base)."""
+    return ("auto", "fp32", "bf16", "fp16") if pick_device().type == "cuda" else ("auto", "fp32", "bf16")
+
+
 def owner_secret(folder: Path) -> str:
     """The key the page's stored token is encrypted with: kept in the data folder, so a restarted
     app still reads the tokens browsers stored before (and their owners find their runs)."""
@@ -127,8 +138,8 @@ def _settings_section(choices: list[tuple[str, str]]) -> dict:
             eval_fraction = gr.Slider(0, 0.5, value=TRAIN_DEFAULTS.eval_fraction, step=0.05,
                                       label="Eval fraction")
             seed = gr.Number(TRAIN_DEFAULTS.seed, precision=0, label="Seed")
-            precision = gr.Radio(["auto", "fp32", "bf16", "fp16"], value=TRAIN_DEFAULTS.precision,
-                                 label="Precision")
+            precision = gr.Radio(list(training_precisions()), value=TRAIN_DEFAULTS.precision,
+                                 label="Precision", info=TRAINING_PRECISION_NOTE)
             qlora = gr.Checkbox(TRAIN_DEFAULTS.qlora, label="QLoRA (4-bit base, CUDA)")
             probe_steps = gr.Slider(0, 10, value=2, step=1, label="Probe steps before training (ETA, memory)")
         prompts = gr.Textbox(lines=3, label="Held-out prompts for before/after (one per line)")
