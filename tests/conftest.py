@@ -139,3 +139,15 @@ def transformers_serve(tmp_path_factory):
 @pytest.fixture
 def served_smollm(transformers_serve):
     return transformers_serve.ensure_running()
+
+
+@pytest.fixture(scope="session")
+def long_rows_file(tmp_path_factory):
+    """Issue 13 finding 1's data: 24 rows of ~2,300 words each."""
+    import json
+
+    words = ("the quick brown fox jumps over the lazy dog while " * 230).split()
+    path = tmp_path_factory.mktemp("long-rows") / "long.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"Retell story {i}.", "output": " ".join(words)}) + "\n"
+                            for i in range(24)))
+    return path

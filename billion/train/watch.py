@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from billion.core.errors import BillionError
 from billion.store.store import Store
 from billion.train.events import TrainEvent
 from billion.train.folder import (ACTIVE_STATES, append_event, log_tail, read_events, read_run,
@@ -114,8 +115,8 @@ def check(child: Child, store: Store | None) -> None:
     """One look at a running process: mirror the run's state, enforce memory and time."""
     try:
         record = read_run(child.run_dir)
-    except (OSError, ValueError):
-        record = None  # the process is writing it: next time
+    except (OSError, ValueError, BillionError):
+        record = None  # being written (next time), or discarded as the process ended
     if record is not None and record["status"] != child.last_status:
         child.last_status = record["status"]
         record_in_store(store, record, created=False)
