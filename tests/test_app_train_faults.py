@@ -82,6 +82,9 @@ def test_a_child_killed_by_sigkill_fails_the_run_not_the_app(served, app_ctx, ti
     app_ctx.runs.child_prefix = [sys.executable, str(FAULTS), "slow"]
     run_id = app_ctx.runs.start(tiny_config(tiny_dir, 400), load_dataset(data_file))
     wait_for_step(app_ctx, run_id)
+    # The page shows it training (a run of the command line's: every page lists it, read-only).
+    tick = call_page_event(url, "tick", run_id, [], None)
+    assert f"Run `{run_id}` · training" in tick["output"]["data"][2]
     pid = read_run(app_ctx.runs.path(run_id))["process"]["pid"]
     os.kill(pid, signal.SIGKILL)
     status = app_ctx.runs.wait(run_id, timeout=60)
@@ -126,3 +129,13 @@ def test_stop_reaches_the_child_and_only_its_owner_may_stop(served, app_ctx, tin
     assert "killed" not in (app_ctx.runs.status(run_id).error or "")
     with pytest.raises(BillionError, match="of yours"):
         app_ctx.runs.discard(run_id, owner="browser:someone-else")
+
+
+def test_finding_1_probe_gets_a_message_and_the_app_stays_small(served, long_rows_file):
+    """Issue 13 finding 1: /train with cutoff 2048 on 24 rows of ~2,300 words took the app from
+    0.7 GB to 15.9 GB. Now the run is refused before anything loads, with what to change."""
+    url, client = served
+    with pytest.raises(Exception, match=r"would need about .* GB.*lower the batch size or the cutoff"):
+        client.predict(handle_file(str(long_rows_file)), "smollm2-135m", 10, 8, 2e-4, 2048, "",
+                       api_name="/train")
+    assert psutil.Process().memory_info().rss < 3 * 2**30
