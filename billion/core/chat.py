@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from billion.core.errors import BillionError
 from billion.core.generation import GenerationUpdate, Message, stream_chat
 from billion.core.limits import DEFAULT_LIMITS, Limits, check_prompt
-from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.loading import LoadedModel, LoadOptions
+from billion.core.model_cache import HeldStream, ModelCache
 from billion.core.precision import options_for
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.sampling import SamplingSettings
@@ -62,8 +63,10 @@ def chat_streams(request: ChatRequest, models: ModelCache
     """
     streams = []
     for index, name in enumerate(request.models):
-        loaded = models.load(name, request.load_options())
-        streams.append((loaded, stream_chat(loaded, request.messages(index), request.settings)))
+        # Leased until the answer ends: a load elsewhere cannot evict a model mid-answer.
+        loaded, lease = models.acquire(name, request.load_options())
+        streams.append((loaded, HeldStream(stream_chat(loaded, request.messages(index), request.settings),
+                                           lease)))
     return streams
 
 

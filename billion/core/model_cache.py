@@ -44,6 +44,47 @@ class _KeyLock:
         self.users = 0
 
 
+class Lease:
+    """One use of a cached model; `release()` (idempotent) lets the cache evict it again."""
+
+    def __init__(self, cache: ModelCache, key: tuple):
+        self._cache, self._key, self._held = cache, key, True
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, False
+        if held:
+            self._cache._release(self._key)
+
+
+class HeldStream:
+    """A stream of a leased model: the lease ends when the stream does (read to its end, failed,
+    closed, or dropped unread), so the model is never evicted while it still generates."""
+
+    def __init__(self, stream: Iterator, lease: Lease):
+        self._stream, self._lease = stream, lease
+
+    def __iter__(self) -> HeldStream:
+        return self
+
+    def __next__(self):
+        try:
+            return next(self._stream)
+        except BaseException:
+            self._lease.release()
+            raise
+
+    def close(self) -> None:
+        try:
+            getattr(self._stream, "close", lambda: None)()
+        finally:
+            self._lease.release()
+
+    def __del__(self):
+        self._lease.release()
+
+
 class Reservation:
     """Bytes counted against a ModelCache's budget until `release()` (idempotent)."""
 
@@ -88,6 +129,13 @@ class ModelCache:
             yield loaded
         finally:
             self._release(_key(spec, options))
+
+    def acquire(self, name: str | ModelSpec, options: LoadOptions = LoadOptions()
+                ) -> tuple[LoadedModel, Lease]:
+        """The model and a lease on it, for a use that outlives one call (a stream: HeldStream)."""
+        spec = _spec(name)
+        loaded = self._acquire(spec, options, lease=True)
+        return loaded, Lease(self, _key(spec, options))
 
     def reserve(self, label: str, nbytes: int) -> Reservation:
         """Count nbytes used outside the cache (a training run's process) against the budget until

@@ -251,6 +251,7 @@ def chat_streams(request: Any, models: Any, endpoints: Sequence[EndpointModel] =
     """billion.core.chat.chat_streams, where an `endpoint:<alias>` name streams from its server:
     [(LoadedModel or EndpointModel, updates)] in the order of request.models."""
     from billion.core.generation import stream_chat
+    from billion.core.model_cache import HeldStream
     from billion.endpoints.config import find_endpoint, is_endpoint_name
 
     streams = []
@@ -260,6 +261,7 @@ def chat_streams(request: Any, models: Any, endpoints: Sequence[EndpointModel] =
             endpoint = find_endpoint(name, endpoints)
             streams.append((endpoint, stream_endpoint_chat(endpoint, messages, request.settings)))
         else:
-            loaded = models.load(name, request.load_options())
-            streams.append((loaded, stream_chat(loaded, messages, request.settings)))
+            # Leased until the answer ends: a load elsewhere cannot evict a model mid-answer.
+            loaded, lease = models.acquire(name, request.load_options())
+            streams.append((loaded, HeldStream(stream_chat(loaded, messages, request.settings), lease)))
     return streams
