@@ -9,7 +9,6 @@ memory on purpose without taking the test machine down with it). After each, the
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -29,17 +28,6 @@ from billion.train.data import load_dataset
 from billion.train.folder import read_run
 
 FAULTS = Path(__file__).with_name("train_child_faults.py")
-ROWS = [{"instruction": "Say the secret.", "output": "The capital of France is Paris."},
-        {"instruction": "Count.", "output": "0 1 2 3 4 5 6 7 8 9 10"}] * 6
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("fault-data") / "tiny.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    return path
-
-
 @pytest.fixture(scope="module")
 def app_ctx(tmp_path_factory, models):
     ctx = build_context(Settings.in_folder(tmp_path_factory.mktemp("fault-app")), models)

@@ -4,7 +4,6 @@ and the limits a run passes before anything expensive starts (issue 13, findings
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 import time
@@ -22,17 +21,8 @@ from billion.train.manager import RunManager
 from billion.train.runs import train_slice
 
 FAULTS = Path(__file__).with_name("train_child_faults.py")
-ROWS = [{"instruction": "Say the secret.", "output": "The capital of France is Paris."},
-        {"instruction": "Count.", "output": "0 1 2 3 4 5 6 7 8 9 10"}] * 6
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "tiny.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    return path
 
 
 def tiny_config(tiny_dir, **changes) -> TrainConfig:
