@@ -17,7 +17,7 @@ import pandas as pd
 
 from billion.core.errors import BillionError
 from billion.arena.ratings import RatingTable
-from billion.core.registry import pick_default, resolve
+from billion.core.registry import MODELS, pick_default, resolve
 from billion.core.sampling import SamplingSettings
 from billion.endpoints.config import EndpointModel
 from billion.store.store import Store
@@ -186,6 +186,8 @@ def register_adapter_contestant(path: str | Path, base_alias: str, label: str = 
                            "pass the folder the trainer saved.")
     resolve(base_alias)  # an unknown base fails here, not in the middle of a battle
     contestant = Contestant(base_alias, adapter=str(folder), label=label.strip() or folder.name)
+    if contestant.label.casefold() in {s.alias.casefold() for s in MODELS}:
+        raise BillionError(f"'{contestant.label}' is a registry model's name: pick another label.")
     for record in store.arena_contestants():
         same_adapter = record.get("adapter") == contestant.adapter
         same_label = (record.get("label") or "").casefold() == contestant.label.casefold()
