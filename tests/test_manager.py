@@ -59,6 +59,8 @@ def test_a_run_whose_process_is_gone_is_interrupted_then_resumes_from_its_checkp
     assert status.state == "interrupted" and "checkpoint at step 1" in status.error
     assert read_run(manager.path(run_id))["status"] == "interrupted"
     assert manager.recover() == []  # once
+    assert cli(ctx, "--out", str(tmp_path), "--list") == 0
+    assert f"{run_id}  interrupted" in capsys.readouterr().out
     assert cli(ctx, "--out", str(tmp_path), "--resume", run_id) == 0
     assert "resuming" in capsys.readouterr().out
     status = manager.status(run_id)

@@ -1,7 +1,7 @@
 """`finetune`: train a LoRA adapter on a data file, print the loss per step and before/after answers.
 
 The run trains in a process of its own (billion.train.child), as in the app; this command follows
-its run folder. `--resume RUN` trains an interrupted run on from its checkpoint, `--discard RUN`
+its run folder. `--list` shows the runs, `--resume RUN` trains an interrupted run on from its checkpoint, `--discard RUN`
 deletes one; the app lists runs started here as "command line" runs (read-only there).
 """
 
@@ -53,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="RUN", default=None,
                         help="train an interrupted (or paused, or failed) run on from its checkpoint")
     parser.add_argument("--discard", metavar="RUN", default=None, help="delete a run that is not training")
+    parser.add_argument("--list", action="store_true", help="list the runs (id, state, model, owner) and exit")
     parser.set_defaults(func=run)
 
 
@@ -85,6 +86,11 @@ def run(args: argparse.Namespace, ctx: AppContext) -> int:
 
     manager = (RunManager(Path(args.out), store=ctx.store, models=ctx.models, limits=ctx.limits,
                           checkpoint_s=ctx.settings.train_checkpoint_s) if args.out else ctx.runs)
+    if args.list:
+        for record in manager.runs():
+            print(f"{record['id']}  {record['status']:<11}  {record['config']['model']}  "
+                  f"{record.get('owner', '')}" + (f"  ({record['error']})" if record.get("error") else ""))
+        return 0
     if args.discard:
         manager.discard(args.discard)
         print(f"run {args.discard} discarded")
