@@ -136,3 +136,12 @@ def test_limits_come_from_the_environment():
     assert limits.train_max_steps == 50 and limits.train_memory_gb == 2.5
     with pytest.raises(BillionError, match="BILLION_LIMIT_TRAIN_RUNS_TOTAL"):
         Limits.from_env({"BILLION_LIMIT_TRAIN_RUNS_TOTAL": "many"})
+
+
+def test_a_run_stops_at_its_wall_clock_limit_and_keeps_its_adapter(tiny_dir, data_file, tmp_path):
+    """Issue 13 finding 7: a run's seconds are bounded (Limits.train_max_seconds) as its steps are."""
+    run_dir = create_run(tiny_config(tiny_dir, max_steps=50), load_dataset(data_file), root=tmp_path)
+    result = train_slice(run_dir, time_limit_s=1e-6)  # spent after the first step
+    assert result is not None and result.stopped and result.steps == 1
+    assert (Path(result.adapter_dir) / "adapter_config.json").is_file()
+    assert any("reached the limit of" in e.message for e in read_events(run_dir) if e.kind == "status")
