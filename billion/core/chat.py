@@ -61,13 +61,15 @@ def chat_streams(request: ChatRequest, models: ModelCache
     """Each model of a validated request loaded, with its answer ready to stream (nothing is
     generated until it is read). Read two with billion.core.generation.interleave: they grow together.
     """
-    streams = []
-    for index, name in enumerate(request.models):
-        # Leased until the answer ends: a load elsewhere cannot evict a model mid-answer.
-        loaded, lease = models.acquire(name, request.load_options())
-        streams.append((loaded, HeldStream(stream_chat(loaded, request.messages(index), request.settings),
-                                           lease)))
-    return streams
+    return [local_stream(request, models, index) for index in range(len(request.models))]
+
+
+def local_stream(request: ChatRequest, models: ModelCache,
+                 index: int) -> tuple[LoadedModel, Iterator[GenerationUpdate]]:
+    """The request's index-th model loaded here, with its answer ready to stream."""
+    # Leased until the answer ends: a load elsewhere cannot evict a model mid-answer.
+    loaded, lease = models.acquire(request.models[index], request.load_options())
+    return loaded, HeldStream(stream_chat(loaded, request.messages(index), request.settings), lease)
 
 
 def plain_messages(history: Sequence[dict]) -> tuple[Message, ...]:
