@@ -2,8 +2,8 @@
 
 The memory estimate is the peak of one training step (the frozen base, the activations kept for the
 backward pass, the logits of the trained positions, the trainer's own overhead), from the model's
-shape and the data's longest rows. It was checked against measured peaks on SmolLM2-135M
-(benchmarks/train_memory.py, docs/benchmarks/train_memory.md): it stays above them, by design.
+shape and the data's longest rows, meant to stay above the real peak (its constants are upper
+bounds). It is not yet compared with measured peaks by a benchmark: a follow-up.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from billion.train.data import Example
 
 GB = 2**30
 #: fixed cost of a training step beyond the weights and activations (optimizer, autograd buffers,
-#: the allocator's slack), measured at the smallest step (batch 1 x 256 tokens: ~1.2 GB growth)
+#: the allocator's slack)
 STEP_OVERHEAD_BYTES = int(0.7 * GB)
 #: tokens a row may take, from its characters: BPE vocabularies average 3-5 characters a token on
 #: English text, so 2 is an upper bound there; the chat template adds a few tokens a message
