@@ -169,4 +169,4 @@ def test_units_and_run_tables():
     assert frame.at[0, "note"].startswith("limited") and "FAILED" in frame.at[1, "note"]
     summary = run_summary([TaskOutcome("m", "billion-mc", (score,)),
                            TaskOutcome("m", "speed", cancelled=True)])
-    assert summary["scores"][0]["score"] == 0.5 and summary["cancelled"] == [{"model": "m", "task": "speed"}]
+    assert summary["scores"][0]["score"] == 0.5 and summary["cancelled"] == [{"model": "m", "task": "speed", "stored": 0}]
