@@ -16,10 +16,12 @@ from typing import Iterator, Literal, Sequence
 import torch
 from transformers import DynamicCache
 
-from billion.spec.drafts import DraftSource, forward_logits
 from billion.core.errors import BillionError
 from billion.core.generation import Detokenizer
+from billion.core.kv_cache import new_cache
 from billion.core.sampling import SamplingSettings, make_generator, penalize_repeats, probabilities, sample
+from billion.spec.cost import expected_tokens_per_round, predicted_speedup
+from billion.spec.source import Draft, DraftSource, forward_logits
 
 #: accepted: a draft token the target agreed with; correction: the target's token where it disagreed;
 #: bonus: the target's own next token after every drafted token was accepted (or none was drafted)
@@ -149,14 +151,26 @@ def verify(model, last: int, drafted: Sequence[int], cache: DynamicCache,
     return forward_logits(model, [last, *drafted], cache, device).float().cpu()
 
 
-def target_probabilities(logits: torch.Tensor, context: list[int], drafted: Sequence[int],
-                         settings: SamplingSettings) -> torch.Tensor:
-    """The target's next-token distribution at each verified position, as plain decoding would compute it."""
-    if settings.repetition_penalty != 1.0:
-        base = torch.tensor(context + list(drafted), dtype=torch.long)
-        logits = torch.stack([penalize_repeats(row, base[:len(context) + i], settings.repetition_penalty)
-                              for i, row in enumerate(logits)])
-    return probabilities(logits, settings)
+def penalized(logits: torch.Tensor, context: list[int], drafted: Sequence[int],
+              settings: SamplingSettings) -> torch.Tensor:
+    """The verified rows as plain decoding would see them: repetition penalty over all ids before each."""
+    if settings.repetition_penalty == 1.0:
+        return logits
+    base = torch.tensor(context + list(drafted), dtype=torch.long)
+    return torch.stack([penalize_repeats(row, base[:len(context) + i], settings.repetition_penalty)
+                        for i, row in enumerate(logits)])
+
+
+def accept_greedy(logits: torch.Tensor, drafted: Sequence[int]) -> tuple[int, int]:
+    """Greedy verification: keep drafts while they equal the target's argmax; then its argmax.
+
+    The same result as `accept` on one-hot distributions, without building them.
+    """
+    best = logits.argmax(-1).tolist()
+    kept = 0
+    while kept < len(drafted) and drafted[kept] == best[kept]:
+        kept += 1
+    return kept, best[kept]
 
 
 def accept(p: torch.Tensor, q: torch.Tensor, drafted: Sequence[int],
@@ -188,17 +202,6 @@ def rollback(cache: DynamicCache, tokens_to_remove: int) -> None:
     cache.crop(-tokens_to_remove)
 
 
-def expected_tokens_per_round(alpha: float, k: float) -> float:
-    if alpha >= 1.0:
-        return k + 1
-    return (1 - alpha ** (k + 1)) / (1 - alpha)
-
-
-def predicted_speedup(alpha: float, k: float, cost_ratio: float) -> float:
-    """Leviathan et al.'s walltime improvement: expected tokens per round / (k c + 1)."""
-    return expected_tokens_per_round(alpha, k) / (k * cost_ratio + 1)
-
-
 def token_kinds(drafted: int, accepted: int, emitted: int) -> tuple[TokenKind, ...]:
     last: TokenKind = "correction" if accepted < drafted else "bonus"
     return tuple("accepted" for _ in range(emitted - 1)) + (last,)
@@ -223,21 +226,32 @@ def summarize(rounds: Sequence[Round], n_tokens: int) -> SpeculativeStats:
         predicted_speedup=predicted_speedup(alpha, mean_k, cost_ratio))
 
 
+def judge(logits: torch.Tensor, ids: list[int], proposal: Draft, drafted: tuple[int, ...],
+          settings: SamplingSettings, generator: torch.Generator) -> tuple[int, int]:
+    """(drafted tokens kept, the token after them) from the target's verified logits."""
+    logits = penalized(logits, ids, drafted, settings)
+    if settings.greedy:
+        return accept_greedy(logits, drafted)
+    p = probabilities(logits, settings)
+    return accept(p, proposal.q_rows(p.shape[-1])[:len(drafted)], drafted, generator)
+
+
 def run_round(index: int, model, cache: DynamicCache, draft: DraftSource, ids: list[int], k: int,
               settings: SamplingSettings, generator: torch.Generator, started: float) -> Round:
     """Draft up to k tokens, verify them in one target forward, accept, and roll both caches back."""
     device = next(model.parameters()).device
     t0 = time.perf_counter()
-    proposal = draft.propose(ids, k, settings, generator) if k > 0 else None
-    drafted = proposal.tokens[:k] if proposal else ()
+    proposal = draft.propose(ids, k, settings, generator) if k > 0 else Draft(())
+    drafted = proposal.tokens[:k]
     t1 = time.perf_counter()
     logits = verify(model, ids[-1], drafted, cache, device)
-    p = target_probabilities(logits, ids, drafted, settings)
-    q = proposal.q[:len(drafted)] if proposal else p[:0]
-    n_accepted, token = accept(p, q, drafted, generator)
+    n_accepted, token = judge(logits, ids, proposal, drafted, settings, generator)
     rollback(cache, len(drafted) - n_accepted)
     t2 = time.perf_counter()
     draft.rollback(len(ids) + n_accepted)
+    observe = getattr(draft, "observe", None)
+    if observe is not None:
+        observe(len(drafted), n_accepted, t2 - t1)
     t3 = time.perf_counter()
     emitted = (*drafted[:n_accepted], token)
     kinds = token_kinds(len(drafted), n_accepted, len(emitted))
@@ -297,10 +311,13 @@ def speculative_stream(model, prompt_ids: Sequence[int], draft: DraftSource, set
     ids, rounds, k = list(prompt), [], schedule.k
     # Grad mode is per thread: never yield inside inference_mode, or the caller inherits it.
     with torch.inference_mode():
-        cache = DynamicCache(config=model.config)
+        cache = new_cache(model.config)
         cache.activate_past_recording()  # sliding-window layers must be able to roll back
         prefill(model, prompt, cache, next(model.parameters()).device)
         draft.start(prompt)
+        attach = getattr(draft, "attach", None)
+        if attach is not None:
+            attach(cache)
     prefill_s = time.perf_counter() - started
     while answer.finish is None:
         room = min(settings.max_new_tokens - len(answer.tokens), context_length - len(ids) + 1)
