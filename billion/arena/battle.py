@@ -41,6 +41,8 @@ class AnswerStats:
     finish_reason: str
     #: weights commit the answer came from ("" when unknown)
     revision: str = ""
+    #: what ran, e.g. "int8 (w8a8 per-token, fbgemm)" ("" in battles stored before it was recorded)
+    precision: str = ""
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def settings_for(battle: Battle, seat: Seat) -> SamplingSettings:
 def _stats(result: Any, revision: str) -> AnswerStats:
     return AnswerStats(tokens=len(result.token_ids), tokens_per_s=float(result.decode_tokens_per_s),
                        ttft_s=float(result.ttft_s), finish_reason=result.finish_reason,
-                       revision=revision)
+                       revision=revision, precision=getattr(result, "precision", ""))
 
 
 def finish(battle: Battle, result_a: Any, result_b: Any,
@@ -327,8 +329,11 @@ def _revealed(battle: Battle, side: Side) -> RevealedSide:
         display, size = spec.display_name, (spec.size_label if spec.params_m else "?")
     except BillionError:
         display, size = contestant.alias, "?"
-    speeds = [s.tokens_per_s for t in battle.turns if (s := t.stats_a if seat == "a" else t.stats_b)]
-    return RevealedSide(public_label(side), contestant.name, display, size, contestant.dtype,
+    stats = [s for t in battle.turns if (s := t.stats_a if seat == "a" else t.stats_b)]
+    speeds = [s.tokens_per_s for s in stats]
+    # The precision that ran (auto resolves per machine), else the one asked for.
+    precision = next((s.precision for s in reversed(stats) if s.precision), contestant.dtype)
+    return RevealedSide(public_label(side), contestant.name, display, size, precision,
                         contestant.adapter, sum(speeds) / len(speeds) if speeds else 0.0)
 
 

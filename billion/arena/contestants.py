@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,10 +67,12 @@ class Contestant:
         return f"{self.alias}{adapter}{suffix}"
 
     def load_options(self):
+        """"auto" (no dtype, no quantization asked) is the machine's fast choice (billion.core.precision)."""
         from billion.core.loading import LoadOptions
+        from billion.core.precision import resolve_auto
 
-        return LoadOptions(dtype=self.dtype, quantization=self.quantization,  # type: ignore[arg-type]
-                           adapter=self.adapter)
+        return resolve_auto(LoadOptions(dtype=self.dtype, quantization=self.quantization,  # type: ignore[arg-type]
+                                        adapter=self.adapter))
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready description for the store."""
@@ -96,6 +98,15 @@ class Contestant:
 
 
 # ---- the pool ------------------------------------------------------------------------------------
+
+def with_precision(contestants: Sequence[Contestant], precision: str) -> tuple[Contestant, ...]:
+    """Contestants that left precision to "auto" set to one precision; "auto" changes nothing."""
+    if precision in ("", "auto"):
+        return tuple(contestants)
+    dtype, quantization = ("auto", precision) if precision in ("int8", "int4") else (precision, "none")
+    return tuple(replace(c, dtype=dtype, quantization=quantization)
+                 if c.dtype == "auto" and c.quantization == "none" else c for c in contestants)
+
 
 def _loadable(contestant: Contestant, available: Sequence[str]) -> bool:
     base_ok = contestant.alias in available or Path(contestant.alias).exists()

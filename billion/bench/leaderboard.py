@@ -111,9 +111,12 @@ def measured_setting(settings: dict[str, Any]) -> str:
         parts.append(str(settings["decoding"]))
     if settings.get("new_tokens"):
         parts.append(f"{settings['new_tokens']} new tokens, {settings.get('repeats')} runs")
-    parts.append(f"{settings.get('dtype', '?')} on {settings.get('device', '?')}")
+    precision = settings.get("precision_label") or settings.get("dtype", "?")
+    parts.append(f"{precision} on {settings.get('device', '?')}")
     if settings.get("limit"):
         parts.append(f"limit {settings['limit']} (seed {settings.get('seed')})")
+    if settings.get("random_weights"):
+        parts.append("random weights: speed only")
     return ", ".join(parts)
 
 

@@ -20,6 +20,7 @@ import torch
 
 from billion.bench.humaneval import HumanEvalResult, greedy_generate_fn, iter_humaneval
 from billion.bench.mc import TaskResult, iter_score_task
+from billion.bench.random_weights import LABEL as RANDOM_LABEL, random_model
 from billion.bench.speed import SpeedResult, iter_speed_loaded
 from billion.bench.tasks import DEFAULT_SEED, TASKS, get_task
 from billion.core.errors import BillionError
@@ -58,6 +59,9 @@ class BenchRequest:
     repeats: int = 3
     #: HumanEval: the most tokens generated per problem
     humaneval_max_new_tokens: int = 512
+    #: speed only: the model's architecture with random weights (billion.bench.random_weights),
+    #: for hub models that are not downloaded; every row says so
+    random_weights: bool = False
 
     def validated(self) -> "BenchRequest":
         """The request with task names resolved; a BillionError names what is wrong."""
@@ -69,6 +73,9 @@ class BenchRequest:
             raise BillionError(f"limit must be at least 1 item (got {self.limit}); leave it empty "
                                "for the full task.")
         tasks = tuple(dict.fromkeys(canonical_task(t) for t in self.tasks))
+        if self.random_weights and tasks != (SPEED,):
+            raise BillionError("Random weights answer noise, so they measure speed only: run the "
+                               "speed task alone (--speed-only).")
         return BenchRequest(**{**self.__dict__, "tasks": tasks})
 
 
@@ -151,9 +158,13 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def base_settings(request: BenchRequest, loaded: LoadedModel, task: str) -> dict[str, Any]:
     """Settings every stored score carries; the leaderboard keys rows on dtype and quantization."""
-    return {"task": task, "limit": request.limit, "seed": request.seed,
-            "dtype": dtype_name(loaded.dtype), "dtype_requested": request.dtype,
-            "quantization": loaded.quantization, "device": loaded.device.type}
+    settings = {"task": task, "limit": request.limit, "seed": request.seed,
+                "dtype": dtype_name(loaded.dtype), "dtype_requested": request.dtype,
+                "quantization": loaded.quantization, "device": loaded.device.type,
+                "precision_label": loaded.precision_label}
+    if request.random_weights:
+        settings["random_weights"] = True
+    return settings
 
 
 def _finite(value: float) -> float | None:
@@ -212,18 +223,19 @@ def speed_rows(result: SpeedResult, settings: dict[str, Any]) -> list[dict[str, 
               "torch_threads": result.torch_threads, "memory_kind": result.memory_kind,
               "prompt_lengths": [t.prompt_tokens for t in result.timings]}
     rows = []
+    random = f"{RANDOM_LABEL}; " if settings.get("random_weights") else ""
     for timing in result.timings:
         for metric, spread in ((f"ttft_s@{timing.prompt_tokens}", timing.ttft_s),
                                (f"decode_tok_s@{timing.prompt_tokens}", timing.decode_tokens_per_s)):
             rows.append({"metric": metric, "score": spread.median, "stderr": None, "n": spread.n,
                          "settings": common,
                          "extra": {"low": spread.low, "high": spread.high,
-                                   "note": f"median of {spread.n} runs"}})
+                                   "note": f"{random}median of {spread.n} runs"}})
     rows.append({"metric": "peak_memory_bytes", "score": float(result.peak_memory_bytes),
                  "stderr": None, "n": None, "settings": common,
-                 "extra": {"note": f"{result.memory_kind} over the timed runs"}})
+                 "extra": {"note": f"{random}{result.memory_kind} over the timed runs"}})
     rows.append({"metric": "weight_bytes", "score": float(result.weight_bytes), "stderr": None,
-                 "n": None, "settings": common, "extra": {"note": "parameters and buffers"}})
+                 "n": None, "settings": common, "extra": {"note": f"{random}parameters and buffers"}})
     return rows
 
 
@@ -314,7 +326,7 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None,
     for model in request.models:
         yield RunProgress(model, "", 0, 0, f"loading {model}", step=step, steps=steps)
         try:
-            loaded = load_model(model, options)
+            loaded = random_model(model, options) if request.random_weights else load_model(model, options)
         except Exception as exc:  # one model that will not load must not stop the others
             if not isinstance(exc, BillionError):
                 log.exception("loading %s failed", model)

@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="speed: prompt lengths in tokens (default 128,512)")
     parser.add_argument("--new-tokens", type=int, default=64, help="speed: tokens generated per run")
     parser.add_argument("--repeats", type=int, default=3, help="speed: timed runs per prompt length")
+    parser.add_argument("--speed-only", action="store_true", help="run the speed task only")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="speed only: the model's exact architecture with random weights, for hub "
+                             "models that are not downloaded (rows say 'random weights: speed only')")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--show", action="store_true", help="print the stored leaderboard and exit")
     parser.add_argument("--published", action="store_true", help="with --show: add published scores")
@@ -52,10 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def request_from(args: argparse.Namespace) -> BenchRequest:
-    return BenchRequest(models=_csv(args.model), tasks=_csv(args.tasks), limit=args.limit,
+    tasks = ("speed",) if args.speed_only or args.random_weights else _csv(args.tasks)
+    return BenchRequest(models=_csv(args.model), tasks=tasks, limit=args.limit,
                         dtype=args.dtype, quantization=args.quantization, seed=args.seed,
                         prompt_lengths=tuple(args.prompt_lengths), new_tokens=args.new_tokens,
-                        repeats=args.repeats).validated()
+                        repeats=args.repeats, random_weights=args.random_weights).validated()
 
 
 def results_table(outcomes: list[TaskOutcome]) -> str:

@@ -24,7 +24,8 @@ from billion.arena.battle import (MAX_PROMPT_CHARS, Battle, Reveal, abandon_pend
                            conversation, new_battle, public_label, record_answers, record_ask,
                            regenerate, reveal, stream_pending, validate_prompt)
 from billion.core.availability import available_aliases
-from billion.arena.contestants import contestant_pool, pick_pair, registered_contestants
+from billion.arena.contestants import contestant_pool, pick_pair, registered_contestants, with_precision
+from billion.core.precision import available_precisions
 from billion.core.errors import BillionError
 from billion.core.paths import ASSETS
 from billion.core.sampling import SamplingSettings
@@ -105,10 +106,12 @@ def settings_from(temperature: float, top_p: float, max_new_tokens: float,
                             seed=None if seed in (None, "", -1) else int(seed)).validate()
 
 
-def start_battle(pool: str, settings: SamplingSettings, live: bool, session_id: str) -> Battle:
+def start_battle(pool: str, settings: SamplingSettings, live: bool, session_id: str,
+                 precision: str = "auto") -> Battle:
     """Pick a pair from the pool (few battles and overlapping intervals first), sides at random."""
     available = available_aliases()
     contestants = contestant_pool(pool, available, registered_contestants())  # type: ignore[arg-type]
+    contestants = with_precision(contestants, precision)
     first, second = pick_pair(contestants, current_ratings())
     return new_battle(first, second, settings, session_id=session_id, live_streaming=bool(live))
 
@@ -136,7 +139,7 @@ def _answered(battle: Battle) -> Iterator[tuple[Battle, View]]:
 
 @friendly_errors
 def battle_round(prompt: str, pool: str, temperature: float, top_p: float, max_new_tokens: float,
-                 seed: float | None, live: bool, battle: Battle | None,
+                 seed: float | None, live: bool, precision: str, battle: Battle | None,
                  request: gr.Request = None):  # type: ignore[assignment]
     """Ask both models: a follow-up in the open battle, or the first prompt of a new one.
 
@@ -145,7 +148,7 @@ def battle_round(prompt: str, pool: str, temperature: float, top_p: float, max_n
     text = validate_prompt(prompt)
     if battle is None or battle.status == "voted":
         settings = settings_from(temperature, top_p, max_new_tokens, seed)
-        battle = start_battle(pool, settings, live, anonymous_session(request))
+        battle = start_battle(pool, settings, live, anonymous_session(request), precision or "auto")
     battle = ask(abandon_pending(battle), text)
     for battle, view in _answered(battle):
         yield (*view, "", battle)
@@ -257,6 +260,9 @@ def build_arena_tab() -> None:
             top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
             max_new_tokens = gr.Slider(1, 1024, value=256, step=1, label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+        precision = gr.Radio(list(available_precisions()), value="auto", label="Precision (both sides)",
+                             info="auto: this machine's fast precision (on CPU the measured choice "
+                                  "shown on the Leaderboard); the reveal says what ran")
     # API plumbing: never shown; the token is a random id that says nothing about the models.
     token = gr.Textbox(visible=False, label="Battle token")
     vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
@@ -280,7 +286,7 @@ def build_arena_tab() -> None:
     locked = [*vote_buttons, regen, next_round]
     control_out = [*locked, chat_left, chat_right]
     round_out = [chat_left, chat_right, token, status, revealed]
-    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, battle]
+    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, precision, battle]
     vote_out = [revealed, reveal_json, status, battle]
 
     for trigger, name in ((send.click, "arena_battle"), (prompt.submit, False)):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import gradio as gr
 
 from billion.core.generation import GenerationResult, GenerationUpdate, interleave, stream_chat
-from billion.core.loading import LoadOptions, load_model
+from billion.core.loading import load_model, pick_device
+from billion.core.precision import auto_cpu_choice, available_precisions, options_for
 from billion.core.sampling import SamplingSettings
 from billion.ui.common import default_model, friendly_errors, gpu, model_choices
 
@@ -23,9 +24,18 @@ def settings_from(temperature: float, top_p: float, top_k: float, repetition_pen
 def stats_line(result: GenerationResult | None) -> str:
     if result is None:
         return ""
-    return (f"**{result.decode_tokens_per_s:.1f} tokens/s** · first token {result.ttft_s:.2f} s · "
+    precision = f" ({result.precision})" if result.precision else ""
+    return (f"**{result.decode_tokens_per_s:.1f} tokens/s**{precision} · first token {result.ttft_s:.2f} s · "
             f"{len(result.token_ids)} tokens · peak memory {result.peak_memory_bytes / 2**20:.0f} MiB · "
             f"stop: {result.finish_reason}")
+
+
+def precision_info() -> str:
+    """What "auto" means here, for the Precision control (CPU: the measured fast choice)."""
+    if pick_device().type != "cpu":
+        return "auto: bf16 (or fp16) on a GPU"
+    choice = auto_cpu_choice()
+    return f"auto on this CPU = {choice.precision} ({choice.reason})"
 
 
 def _turn(history: list[dict], prompt: str, update: GenerationUpdate | None) -> list[dict]:
@@ -57,7 +67,7 @@ def chat(prompt: str, history_a: list[dict], history_b: list[dict], compare: boo
     names = [model_a, model_b] if compare else [model_a]
     streams = []
     for name, history in zip(names, histories):
-        loaded = load_model(name, LoadOptions(dtype=dtype))
+        loaded = load_model(name, options_for(dtype or "auto"))
         messages = system_turn + _plain(history) + [{"role": "user", "content": prompt}]
         streams.append(stream_chat(loaded, messages, settings))
     for updates in interleave(*streams):
@@ -114,7 +124,8 @@ def build_chat_tab() -> None:
             repetition_penalty = gr.Slider(1, 2, value=1.0, step=0.05, label="Repetition penalty")
             max_new_tokens = gr.Slider(1, 1024, value=256, step=1, label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
-            dtype = gr.Radio(["auto", "fp32", "bf16"], value="auto", label="Precision")
+            dtype = gr.Radio(list(available_precisions()), value="auto", label="Precision",
+                             info=precision_info())
 
     def toggle(on: bool):
         return gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer")

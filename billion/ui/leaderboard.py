@@ -25,6 +25,7 @@ from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, MEASURED
                                  build_leaderboard, families, filter_leaderboard,
                                  run_results_frame, run_summary, score_points, select_columns,
                                  speed_points)
+from billion.core.precision import QUALITY_COLUMNS, auto_cpu_choice, quality_rows
 from billion.core.registry import all_models
 from billion.store.store import open_store
 from billion.ui.arena_ratings import current_ratings
@@ -208,6 +209,17 @@ def run_benchmark(models, tasks, limit, dtype, quantization, seed, prompt_length
     yield final, run_results_frame(outcomes), run_summary(outcomes), None
 
 
+def precision_summary() -> str:
+    choice = auto_cpu_choice()
+    return (f"**auto on CPU = {choice.precision}**: {choice.reason}. Full offline suite (`billion-mc`, "
+            f"all items, acc_norm, 95% interval) at each precision; source: "
+            f"`assets/precision_quality.json` (`benchmarks/precision_quality.py`).")
+
+
+def precision_table() -> pd.DataFrame:
+    return pd.DataFrame(quality_rows(), columns=QUALITY_COLUMNS)
+
+
 def cancel_run(cancel: threading.Event | None) -> str:
     if cancel is None:
         return "Nothing is running."
@@ -237,6 +249,9 @@ def build_leaderboard_tab() -> None:
         score_plot = gr.Plot(initial_score_plot, label="Accuracy vs size", show_label=False)
         speed_plot = gr.Plot(initial_speed_plot, label="Speed vs memory", show_label=False)
     refresh = gr.Button("Refresh")
+    with gr.Accordion("Precision on CPU: quality cost and speed (what \"auto\" picks)", open=False):
+        gr.Markdown(precision_summary)
+        gr.Dataframe(precision_table, interactive=False, wrap=True, label="Offline suite by precision")
 
     with gr.Accordion("Run benchmark", open=False):
         with gr.Row():
@@ -247,9 +262,9 @@ def build_leaderboard_tab() -> None:
             gr.Markdown(unavailable)
         with gr.Row():
             limit = gr.Number(value=20, precision=0, label="Limit per task (0: full task)")
-            dtype = gr.Radio(["auto", "fp32", "bf16"], value="auto", label="Precision")
+            dtype = gr.Radio(["auto", "fp32", "bf16"], value="auto", label="Precision (float dtype)")
             quantization = gr.Radio(["none", "int8", "int4"], value="none",
-                                    label="Quantization (bitsandbytes)")
+                                    label="int8 / int4 (CPU: billion's kernels; GPU: bitsandbytes)")
             seed = gr.Number(value=DEFAULT_SEED, precision=0, label="Seed (item sample, few-shot)")
         with gr.Row():
             prompt_lengths = gr.Textbox("128,512", label="Speed: prompt lengths (tokens)")
