@@ -35,7 +35,7 @@ def predicted_speedup(alpha: float, k: float, cost_ratio: float, verify_cost: fl
 
 def break_even_alpha(k: float, cost_ratio: float, verify_cost: float) -> float | None:
     """The per-token acceptance at which drafting k tokens just pays (None: not even at 100%)."""
-    if predicted_speedup(1.0, k, cost_ratio, verify_cost) < 1.0:
+    if predicted_speedup(1.0, k, cost_ratio, verify_cost) <= 1.0:
         return None
     low, high = 0.0, 1.0
     for _ in range(40):  # bisection: the speedup grows with alpha

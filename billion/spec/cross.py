@@ -66,7 +66,8 @@ class TextDraft:
     def _sync(self, ids: list[int]) -> torch.Tensor:
         """Make the cache hold ids (keeping the still-true prefix); logits after the last one."""
         keep = min(common_prefix(self.seen, ids), len(ids) - 1)
-        self.cache.crop(-(len(self.seen) - keep))
+        if self.seen:  # crop(0) too: it trims sliding-window layers back to their window
+            self.cache.crop(-(len(self.seen) - keep))
         self.seen = self.seen[:keep]
         return self._feed(ids[keep:])
 

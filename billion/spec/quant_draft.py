@@ -27,27 +27,58 @@ _COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, torch.nn.Module]]
 _LOCK = threading.Lock()
 
 
-def quantized_copy(model: torch.nn.Module, scheme: str) -> torch.nn.Module:
-    """The model quantized to `scheme` (made once per model and scheme, then kept while it lives)."""
+def quantized_copy(model: torch.nn.Module, scheme: str, tokenizer=None) -> torch.nn.Module:
+    """The model quantized to `scheme` (made once per model and scheme, then kept while it lives);
+    with a tokenizer, int8's smoothing is calibrated on real text rather than random ids."""
     if scheme not in SCHEMES:
         raise BillionError(f"Unknown quantized draft 'quant:{scheme}': use quant:int8 or quant:int4.")
     try:
-        from billion.core.quant import quantize_model
+        from billion.core.quant import calibration_ids, quantize_model
     except ImportError as exc:
         raise BillionError(f"quant:{scheme} needs billion's CPU int8/int4 kernels (billion.core.quant), "
                            f"which this install lacks ({exc}): use prompt-lookup or a draft model.") from exc
     with _LOCK:
         copies = _COPIES.setdefault(model, {})
         if scheme not in copies:
-            copies[scheme] = quantize_model(model, scheme)
+            calibration = calibration_ids(tokenizer) if tokenizer is not None else None
+            copies[scheme] = quantize_model(model, scheme, calibration=calibration)
         return copies[scheme]
+
+
+class ConfidenceCalibration:
+    """How often the target accepts a drafted token, by the draft's own confidence in it.
+
+    A quantized copy is far more often right than its softmax says (the target is the same
+    network), so its confidence is read through what the target actually accepted so far.
+    """
+
+    EDGES = (0.2, 0.4, 0.6, 0.8, 0.9, 0.97)
+
+    def __init__(self, prior: float = 0.8, weight: float = 2.0):
+        self.prior, self.weight = prior, weight
+        self.reached = [0] * (len(self.EDGES) + 1)
+        self.accepted = [0] * (len(self.EDGES) + 1)
+
+    def bucket(self, confidence: float) -> int:
+        return sum(confidence >= edge for edge in self.EDGES)
+
+    def chance(self, confidence: float) -> float:
+        b = self.bucket(confidence)
+        return (self.accepted[b] + self.prior * self.weight) / (self.reached[b] + self.weight)
+
+    def record(self, confidences: list[float], accepted: int) -> None:
+        for i, confidence in enumerate(confidences[:accepted + 1]):  # later ones were never judged
+            b = self.bucket(confidence)
+            self.reached[b] += 1
+            self.accepted[b] += i < accepted
 
 
 class SharedCacheDraft:
     """A copy of the target (e.g. quantized) that drafts on the target's KV cache.
 
     Each round it reads the last committed token, drafts token by token while the chance that all
-    its tokens are accepted still pays for the time they cost, then crops its entries away.
+    its tokens are accepted (its confidence, calibrated on what the target accepted so far) still
+    pays for the time they cost, then crops its entries away.
     """
 
     def __init__(self, model, vocab_size: int, name: str, min_chance: float = 0.0):
@@ -60,7 +91,9 @@ class SharedCacheDraft:
         #: this, whatever the cost model says
         self.min_chance = min_chance
         self.cost = VerifyCost()
+        self.calibration = ConfidenceCalibration()
         self._step_s: list[float] = []
+        self._confidences: list[float] = []  # of the last proposal's tokens
 
     def start(self, prompt_ids: list[int]) -> None:
         self.cache = None
@@ -86,7 +119,8 @@ class SharedCacheDraft:
     def keep_drafting(self, chances: list[float]) -> bool:
         """Whether drafting one more token after these raises the expected tokens per unit of time.
 
-        The next token's chance is unknown until it is drafted; the last one's stands in for it.
+        chances: calibrated acceptance chances of the tokens drafted so far. The next token's is
+        unknown until it is drafted; the last one's stands in for it.
         """
         m, c = len(chances), self.step_cost()
         reach = math.prod(chances)
@@ -105,6 +139,7 @@ class SharedCacheDraft:
         tokens: list[int] = []
         rows: list[torch.Tensor] = []
         chances: list[float] = []
+        self._confidences = []
         seen = torch.tensor(context) if settings.repetition_penalty != 1.0 else None
         logits, fed = self._step(context[-1]), 1
         while len(tokens) < k:
@@ -117,8 +152,8 @@ class SharedCacheDraft:
                 rows.append(probabilities(logits, settings))
                 token = int(sample(rows[-1], generator))
             tokens.append(token)
-            # The draft's own confidence stands in for the chance the target agrees.
-            chances.append(float(torch.softmax(logits, -1)[token]))
+            self._confidences.append(float(torch.softmax(logits, -1)[token]))
+            chances.append(self.calibration.chance(self._confidences[-1]))
             if len(tokens) == k or not self.keep_drafting(chances):
                 break
             logits, fed = self._step(token), fed + 1
@@ -127,6 +162,7 @@ class SharedCacheDraft:
 
     def observe(self, drafted: int, accepted: int, target_s: float) -> None:
         self.cost.observe(drafted + 1, target_s)
+        self.calibration.record(self._confidences[:drafted], accepted)
 
     def rollback(self, valid: int) -> None:
         pass

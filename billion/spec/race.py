@@ -161,7 +161,8 @@ def build_draft(target: LoadedModel, choice: DraftChoice) -> BuiltDraft:
             raise BillionError(f"quant:{choice.scheme} uses billion's CPU int8/int4 kernels, and the target "
                                f"is on {target.device.type}: run on CPU, or use prompt-lookup or a draft model.")
         name = f"quant:{choice.scheme}"
-        return BuiltDraft(choice, SharedCacheDraft(quantized_copy(target.model, choice.scheme), vocab, name))
+        return BuiltDraft(choice, SharedCacheDraft(quantized_copy(target.model, choice.scheme, target.tokenizer), vocab,
+                                                        name))
     draft = load_model(choice.model, LoadOptions(device=str(target.device)))
     notes = size_notes(target, draft)
     if same_tokenizer(target.tokenizer, draft.tokenizer):

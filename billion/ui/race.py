@@ -19,9 +19,9 @@ import gradio as gr
 
 from billion.core.availability import available
 from billion.core.errors import BillionError
-from billion.core.loading import load_model
+from billion.core.loading import load_model, pick_device
 from billion.spec.race import EXAMPLE_PROMPTS, RaceResult, SweepPoint, k_sweep, parse_draft, run_race
-from billion.core.registry import drafts_for, resolve
+from billion.core.registry import all_models, drafts_for, resolve
 from billion.core.sampling import SamplingSettings
 from billion.spec.decoding import MAX_K, KSchedule
 from billion.ui.common import default_model, friendly_errors, gpu, model_choices
@@ -39,7 +39,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class RaceRequest:
     target: str
-    #: as billion.spec.race.parse_draft reads it: prompt-lookup, self:N or a draft model's alias
+    #: as billion.spec.race.parse_draft reads it: prompt-lookup, self:N, quant:int8/int4 or a model's alias
     draft: str
     schedule: KSchedule
     settings: SamplingSettings
@@ -52,17 +52,29 @@ class RaceRequest:
         return [{"role": "user", "content": self.prompt}]
 
 
+QUANT_CHOICES = [("Quantized self-draft: the target itself at int8 (same weights, shares its cache)",
+                  "quant:int8"),
+                 ("Quantized self-draft: the target itself at int4 (same weights, shares its cache)",
+                  "quant:int4")]
+
+
 def draft_choices(target: str | None) -> list[tuple[str, str]]:
-    """Prompt lookup, self-speculation, then the registry's smaller same-tokenizer models that load here."""
+    """Prompt lookup, self-speculation, the target quantized (CPU kernels), the registry's smaller
+    same-tokenizer models, then other models that load here, drafting through text."""
     choices = [("Prompt lookup (copies n-grams from the prompt, no model)", PROMPT_LOOKUP),
                ("Self-speculation (the target's first N layers)", SELF)]
+    if pick_device().type == "cpu":
+        choices += QUANT_CHOICES
     if target:
         try:
-            drafts = drafts_for(resolve(target))
+            spec = resolve(target)
         except BillionError:
-            drafts = ()
-        choices += [(f"{d.alias} · {d.size_label} (draft model)", d.alias)
-                    for d in drafts if available(d).ok]
+            return choices
+        same = [d for d in drafts_for(spec) if available(d).ok]
+        choices += [(f"{d.alias} · {d.size_label} (draft model)", d.alias) for d in same]
+        others = [m for m in all_models() if m.tokenizer_group != spec.tokenizer_group and available(m).ok]
+        choices += [(f"{m.alias} · {m.size_label} (another tokenizer: drafts through text)", m.alias)
+                    for m in others]
     return choices
 
 
@@ -89,8 +101,8 @@ def race_request(prompt: str, target: str, draft: str, self_layers: float, k: fl
         raise gr.Error("Pick a target model first (the list shows the models that can load here).")
     name = draft_name(draft or "", self_layers)
     choice = parse_draft(name)
-    if choice.kind == "model" and choice.model not in {value for _, value in draft_choices(target)}:
-        raise gr.Error(f"'{choice.model}' is not an available draft model for {target}: pick prompt "
+    if choice.kind in ("model", "quant") and choice.label not in {value for _, value in draft_choices(target)}:
+        raise gr.Error(f"'{choice.label}' is not an available draft for {target}: pick prompt "
                        "lookup, self-speculation, or one of the drafts listed for this target.")
     settings = SamplingSettings(temperature=float(temperature), max_new_tokens=int(max_new_tokens)).validate()
     return RaceRequest(target, name, KSchedule(whole_k(k), dynamic=bool(dynamic)).validate(), settings,

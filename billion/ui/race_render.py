@@ -7,6 +7,7 @@ it would last longer than `MAX_REPLAY_S`).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 from bisect import bisect_right
@@ -154,6 +155,14 @@ def badge_html(result: RaceResult) -> str:
     elif result.lossless:
         colour, text = "#1a7f37", (f"LOSSLESS ✓ greedy outputs are identical, token for token "
                                    f"({len(result.plain.token_ids)} tokens)")
+    elif result.verdict == "numerics" and result.divergence is not None:
+        d = result.divergence
+        colour, text = "#9a6700", (
+            f"DIFFERS BY NUMERICS ≈ greedy outputs part at token {d.position}, where the target's two "
+            f"best tokens are tied within rounding: margin {d.margin:.2g} (plain {d.plain_margin:.2g}, "
+            f"speculative {d.speculative_margin:.2g}), and the logits of a multi-token verify and a "
+            f"1-token step differ by {d.logit_difference:.2g} there. Both outputs are the "
+            "target's greedy output for their own arithmetic.")
     else:
         colour, text = "#c00", (f"NOT LOSSLESS ✗ greedy outputs differ from token "
                                 f"{result.first_difference} "
@@ -185,13 +194,17 @@ def stats_markdown(result: RaceResult) -> str:
         f"tokens in {stats.rounds} rounds, mean k = {stats.mean_k:.2f})",
         f"- **Time**: draft {stats.draft_s:.2f} s, target {stats.target_s:.2f} s, prefill "
         f"{spec.prefill_s:.2f} s; one draft token costs c = {stats.cost_ratio:.3f} target forwards",
+        f"- **Verify cost**: a verify forward (mean k + 1 = {stats.mean_k + 1:.1f} tokens) costs "
+        f"c_v = {result.verify_cost_ratio:.2f} plain 1-token steps, measured in this race",
         f"- **Speedup**: measured {result.speedup:.2f}× decode ({result.wall_speedup:.2f}× wall); "
         f"predicted {stats.predicted_speedup:.2f}× by Leviathan et al.'s "
         "(1 − α^(k+1)) / ((1 − α)(k·c + 1)), "
-        "which assumes verifying k + 1 tokens costs one forward",
+        "which assumes verifying k + 1 tokens costs one forward; "
+        f"{result.predicted_speedup_measured:.2f}× with the measured c_v in place of that 1",
         f"- Prompt {result.prompt_tokens} tokens; stop: plain {result.plain.finish_reason}, "
         f"speculative {spec.finish_reason}",
     ]
+    lines += [f"- **Note**: {note}" for note in result.notes]
     ref = result.reference
     if ref is not None:
         same = ("same output as plain" if ref.token_ids == result.plain.token_ids
@@ -240,8 +253,12 @@ def race_summary(result: RaceResult) -> dict:
         "acceptance_rate": stats.acceptance_rate,
         "tokens_per_target_forward": stats.tokens_per_target_forward,
         "draft_s": stats.draft_s, "target_s": stats.target_s, "cost_ratio": stats.cost_ratio,
+        "verify_cost_ratio": result.verify_cost_ratio, "mean_k": stats.mean_k,
         "predicted_speedup": stats.predicted_speedup,
+        "predicted_speedup_measured": result.predicted_speedup_measured,
         "lossless": result.lossless, "first_difference": result.first_difference,
+        "verdict": result.verdict, "notes": list(result.notes),
+        "divergence": None if result.divergence is None else dataclasses.asdict(result.divergence),
         "reference": None if ref is None else {"method": ref.method, "text": ref.text,
                                                "tokens": len(ref.token_ids), "total_s": ref.total_s,
                                                "tokens_per_s": ref.tokens_per_s,
@@ -264,11 +281,11 @@ def sweep_figure(points: Sequence[SweepPoint]) -> Figure:
 
 
 def sweep_markdown(points: Sequence[SweepPoint]) -> str:
-    lines = ["| k | measured | predicted | acceptance | tokens/forward | c | identical |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| k | measured | predicted | acceptance | tokens/forward | c | verify c_v | identical |",
+             "|---|---|---|---|---|---|---|---|"]
     for p in points:
         same = "–" if p.identical is None else ("yes" if p.identical else "**NO**")
         lines.append(f"| {p.k} | {p.measured_speedup:.2f}× | {p.predicted_speedup:.2f}× | "
                      f"{p.acceptance_rate:.0%} | {p.tokens_per_target_forward:.2f} | {p.cost_ratio:.3f} | "
-                     f"{same} |")
+                     f"{p.verify_cost_ratio:.2f} | {same} |")
     return "\n".join(lines)
