@@ -70,10 +70,24 @@ def test_adaptive_lookup_drafts_more_after_acceptances_and_less_after_rejections
 
 
 def test_acceptance_model_counts_only_judged_tokens():
-    model = AcceptanceModel(prior=0.5, weight=2)
+    model = AcceptanceModel(prior=0.5, prior_copying=0.9, weight=2)
     model.record(3, False, drafted=5, accepted=2)  # 2 accepted, then 1 rejection; 2 never judged
     assert model.alpha(3, False) == pytest.approx((2 + 1) / (3 + 2))
-    assert model.alpha(3, True) == 0.5 and model.alpha(2, False) == 0.5
+    assert model.alpha(2, False) == 0.5 and model.alpha(3, True) == 0.9
+    model.record(1, True, drafted=4, accepted=4)  # while copying, every match size shares one count
+    assert model.alpha(4, True) == pytest.approx((4 + 1.8) / (4 + 2))
+
+
+def test_an_edited_copy_resumes_where_it_left_off():
+    """After a correction, the occurrence just past the copy position beats the latest one."""
+    source = [50, 51, 52, 53, 9, 54, 55, 56]  # a text with a '9' inside it...
+    context = source + [70, 9] + [60, 61, 9]  # ...then other text with '9's, the latest just now
+    draft = PromptLookupDraft(100)
+    draft.start(context)
+    draft.pointer = 4  # the answer was copying the source up to position 4
+    assert draft.propose(context, 3, GREEDY, None).tokens[:3] == (54, 55, 56)
+    # With no copy going on (or none near), the latest occurrence.
+    assert draft.index.match(context, 1) == 9 and draft.index.match(context, 1, after=3) == 4
 
 
 @pytest.mark.parametrize("adaptive", [True, False])

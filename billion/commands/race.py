@@ -73,8 +73,10 @@ def report(result: RaceResult, target_label: str) -> str:
     ref = result.reference
     if ref is not None:
         same = "same output as plain" if ref.token_ids == plain.token_ids else "output differs from plain"
-        lines.append(f"HF assisted : {ref.method}: {len(ref.token_ids)} tokens in {ref.total_s:.2f} s, "
-                     f"{same}; ours is {ref.total_s / spec.total_s:.2f}x its speed")
+        decode = spec.decode_tokens_per_s / ref.decode_tokens_per_s if ref.decode_tokens_per_s else 0.0
+        lines.append(f"HF assisted : {ref.method}: {len(ref.token_ids)} tokens in {ref.total_s:.2f} s "
+                     f"({ref.decode_tokens_per_s:.1f} tokens/s decode), {same}; ours is {decode:.2f}x its "
+                     f"decode speed ({ref.total_s / spec.total_s:.2f}x wall)")
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ target, so the choice changes speed only, never the output.
 
 from __future__ import annotations
 
+import bisect
 from typing import Sequence
 
 import torch
@@ -22,11 +23,15 @@ from billion.core.sampling import SamplingSettings
 from billion.spec.cost import VerifyCost, best_draft_length
 from billion.spec.source import Draft
 
-class NGramIndex:
-    """Where each n-gram (min_n <= n <= max_n) of a growing token list last ended.
+#: how far past the copy position an occurrence may end and still count as the copy resuming
+WINDOW = 24
 
-    Adding a token costs O(max_n); a lookup is one dict access. The last position is never indexed
-    before it is looked up, so the suffix never matches itself.
+class NGramIndex:
+    """Where each n-gram (min_n <= n <= max_n) of a growing token list ended, in order.
+
+    Adding a token costs O(max_n); a lookup is one dict access (and a bisection when asked for the
+    occurrence nearest a position). The last position is never indexed before it is looked up, so
+    the suffix never matches itself.
     """
 
     def __init__(self, min_n: int, max_n: int):
@@ -34,7 +39,7 @@ class NGramIndex:
         self.reset()
 
     def reset(self) -> None:
-        self.last_end: dict[tuple[int, ...], int] = {}
+        self.ends: dict[tuple[int, ...], list[int]] = {}
         self.indexed = 0
 
     def extend(self, ids: Sequence[int]) -> None:
@@ -43,34 +48,49 @@ class NGramIndex:
             self.reset()
         for end in range(self.indexed, len(ids) - 1):
             for n in range(self.min_n, min(self.max_n, end + 1) + 1):
-                self.last_end[tuple(ids[end - n + 1:end + 1])] = end
+                self.ends.setdefault(tuple(ids[end - n + 1:end + 1]), []).append(end)
         self.indexed = max(self.indexed, len(ids) - 1)
 
-    def match(self, ids: Sequence[int], n: int) -> int | None:
-        """End position of the latest earlier occurrence of ids' last n tokens, if any."""
+    def match(self, ids: Sequence[int], n: int, after: int | None = None) -> int | None:
+        """End position of an earlier occurrence of ids' last n tokens: the first one ending at or
+        after `after` (within WINDOW of it) if there is one, else the latest; None if none."""
         if len(ids) <= n:
             return None
-        return self.last_end.get(tuple(ids[-n:]))
+        ends = self.ends.get(tuple(ids[-n:]))
+        if not ends:
+            return None
+        if after is not None:
+            i = bisect.bisect_left(ends, after)
+            if i < len(ends) and ends[i] <= after + WINDOW:
+                return ends[i]
+        return ends[-1]
 
 
 class AcceptanceModel:
     """Per-token acceptance of drafts, learned per situation: the n-gram size of the match, and
     whether the last round kept all its drafts (the answer is copying a span) or not.
 
-    Each situation's rate is accepted / (accepted + rejections), with a prior of `prior` worth
-    `weight` judged tokens; tokens after a rejection were never judged, so they do not count.
+    Each situation's rate is accepted / (accepted + rejections), with a prior (`prior` for a fresh
+    match, `prior_copying` while copying) worth `weight` judged tokens; tokens after a rejection
+    were never judged, so they do not count.
     """
 
-    def __init__(self, prior: float = 0.75, weight: float = 4.0):
-        self.prior, self.weight = prior, weight
+    def __init__(self, prior: float = 0.6, prior_copying: float = 0.9, weight: float = 4.0):
+        self.prior, self.prior_copying, self.weight = prior, prior_copying, weight
         self.counts: dict[tuple[int, bool], list[int]] = {}
 
+    @staticmethod
+    def key(n: int, copying: bool) -> tuple[int, bool]:
+        # While a span is being copied, the match size says little more: one shared count.
+        return (0 if copying else n, copying)
+
     def alpha(self, n: int, copying: bool) -> float:
-        accepted, rejected = self.counts.get((n, copying), (0, 0))
-        return (accepted + self.prior * self.weight) / (accepted + rejected + self.weight)
+        accepted, rejected = self.counts.get(self.key(n, copying), (0, 0))
+        prior = self.prior_copying if copying else self.prior
+        return (accepted + prior * self.weight) / (accepted + rejected + self.weight)
 
     def record(self, n: int, copying: bool, drafted: int, accepted: int) -> None:
-        counts = self.counts.setdefault((n, copying), [0, 0])
+        counts = self.counts.setdefault(self.key(n, copying), [0, 0])
         counts[0] += accepted
         counts[1] += accepted < drafted
 
@@ -94,46 +114,55 @@ class PromptLookupDraft:
         self.acceptance = AcceptanceModel()
         self.cost = VerifyCost()
         self.copying = False  # the last round kept every token it drafted
-        self._last_n = 0  # n-gram size of the last proposal's match (0: nothing drafted)
+        #: where the copied span goes on: the source position after the last accepted drafted token
+        self.pointer: int | None = None
+        self._last: tuple[int, int] | None = None  # (n-gram size, end of its match) of the last proposal
 
     def start(self, prompt_ids: list[int]) -> None:
         self.index.reset()
-        self.copying, self._last_n = False, 0
+        self.copying, self.pointer, self._last = False, None, None
 
-    def candidates(self, context: list[int], k: int) -> list[tuple[int, list[int]]]:
-        """(n, the k tokens after the latest earlier match of the last n tokens), longest n first."""
+    def candidates(self, context: list[int], k: int) -> list[tuple[int, int, list[int]]]:
+        """(n, where the match ends, the k tokens after it) for each n with a match, longest first.
+
+        Where an answer copies a text with edits, the copy resumes near where it left off: so the
+        occurrence at or just after that point wins over the latest one.
+        """
         self.index.extend(context)
         found = []
         for n in range(min(self.max_ngram, len(context) - 1), self.min_ngram - 1, -1):
-            end = self.index.match(context, n)
+            after = self.pointer - 1 if self.pointer is not None and self.adaptive else None
+            end = self.index.match(context, n, after)
             if end is not None:
-                found.append((n, context[end + 1:end + 1 + k]))
+                found.append((n, end, context[end + 1:end + 1 + k]))
         return found
 
     def propose(self, context: list[int], k: int, settings: SamplingSettings,
                 generator: torch.Generator | None) -> Draft:
         found = self.candidates(context, k) if k > 0 else []
-        chosen: tuple[int, list[int]] = (0, [])
+        chosen: tuple[int, int, list[int]] = (0, 0, [])
         if found and not self.adaptive:
             chosen = found[0]
         elif found:
             best_rate = 1.0 / self.cost.ratio(1)  # a round that drafts nothing
-            for n, tokens in found:
+            for n, end, tokens in found:
                 alpha = self.acceptance.alpha(n, self.copying)
                 m, rate = best_draft_length([alpha] * len(tokens), self.cost)
                 if m and rate > best_rate:
-                    chosen, best_rate = (n, tokens[:m]), rate
-        n, tokens = chosen
-        self._last_n = n if tokens else 0
+                    chosen, best_rate = (n, end, tokens[:m]), rate
+        n, end, tokens = chosen
+        self._last = (n, end) if tokens else None
         return Draft(tuple(tokens))
 
     def observe(self, drafted: int, accepted: int, target_s: float) -> None:
         """What the round made of the last proposal, and how long its verify forward took."""
         self.cost.observe(drafted + 1, target_s)
-        if self._last_n and drafted:
-            self.acceptance.record(self._last_n, self.copying, drafted, accepted)
+        if self._last is not None and drafted:
+            n, end = self._last
+            self.acceptance.record(n, self.copying, drafted, accepted)
+            self.pointer = end + 1 + accepted
         self.copying = bool(drafted) and accepted == drafted
-        self._last_n = 0
+        self._last = None
 
     def rollback(self, valid: int) -> None:
         pass

@@ -7,7 +7,6 @@ first-call costs. Hugging Face's own assisted generation can run as a reference.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Literal, Sequence
 
