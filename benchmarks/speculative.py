@@ -215,16 +215,16 @@ def main() -> int:
            f"runs; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
            f"{torch.__version__} with {torch.get_num_threads()} threads"]
     goals: list[str] = []
-    if "cost" in sections:
-        out += cost_section(args, fp32, fast)
-    if "lookup" in sections:
-        out += lookup_section(args, (fp32, fast), grounded, settings, reps, goals)
-    if "quant" in sections:
-        out += quant_section(args, fp32, open_cases, settings, reps, goals)
-    if "cross" in sections:
-        out += cross_section(args, fp32, settings, reps, goals)
-    out += ["", "### Goals", "", *[g for g in goals if g], "", f"{time.perf_counter() - started:.0f} s in all"]
-    print("\n".join(out))
+    print("\n".join(out), flush=True)  # each section as it completes: a late failure loses nothing
+    runs = {"cost": lambda: cost_section(args, fp32, fast),
+            "lookup": lambda: lookup_section(args, (fp32, fast), grounded, settings, reps, goals),
+            "quant": lambda: quant_section(args, fp32, open_cases, settings, reps, goals),
+            "cross": lambda: cross_section(args, fp32, settings, reps, goals)}
+    for name, run in runs.items():
+        if name in sections:
+            print("\n".join(run()), flush=True)
+    print("\n".join(["", "### Goals", "", *[g for g in goals if g], "",
+                     f"{time.perf_counter() - started:.0f} s in all"]))
     return 0
 
 

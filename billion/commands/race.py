@@ -87,10 +87,10 @@ def lossless_line(result: RaceResult) -> str:
         return "yes, greedy outputs are identical"
     d = result.divergence
     if d is not None and d.numerics:
-        return (f"differs by numerics from token {d.position}: plain picks {d.plain_token} over "
-                f"{d.speculative_token} by a margin of {d.plain_margin:.2g}, speculative the other way by "
-                f"{d.speculative_margin:.2g}; the two runs' logits differ by {d.logit_difference:.2g} "
-                "there (a (k+1)-token verify vs a 1-token step)")
+        return (f"differs by numerics from token {d.position}: a near-tie (plain picks {d.plain_token} over "
+                f"{d.speculative_token} by {d.plain_margin:.2g}, speculative the other way by "
+                f"{d.speculative_margin:.2g}); the runs' logits differ by {d.logit_difference:.2g} there and by "
+                f"up to {d.agreeing_difference:.2g} before it (a (k+1)-token verify vs a 1-token step)")
     detail = "" if d is None else (f" (logits differ by {d.logit_difference:.2g}, margin {d.margin:.2g}: "
                                    "more than rounding explains)")
     return f"NO, greedy outputs differ from token {result.first_difference}{detail}"

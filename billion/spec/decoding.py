@@ -58,8 +58,11 @@ def prefill(model, prompt_ids: list[int], cache: DynamicCache, device: torch.dev
 
 def verify(model, last: int, drafted: Sequence[int], cache: DynamicCache,
            device: torch.device) -> torch.Tensor:
-    """Target logits after `last` and after each drafted token, (len(drafted) + 1, vocab), one forward."""
-    return forward_logits(model, [last, *drafted], cache, device).float().cpu()
+    """Target logits after `last` and after each drafted token, (len(drafted) + 1, vocab), one forward.
+
+    They stay on the model's device: greedy verification moves only k + 1 argmax ids to the host.
+    """
+    return forward_logits(model, [last, *drafted], cache, device).float()
 
 
 def penalized(logits: torch.Tensor, context: list[int], drafted: Sequence[int],
@@ -116,6 +119,8 @@ def rollback(cache: DynamicCache, tokens_to_remove: int) -> None:
 def judge(logits: torch.Tensor, ids: list[int], proposal: Draft, drafted: tuple[int, ...],
           settings: SamplingSettings, generator: torch.Generator) -> tuple[int, int]:
     """(drafted tokens kept, the token after them) from the target's verified logits."""
+    if settings.repetition_penalty != 1.0 or not settings.greedy:
+        logits = logits.cpu()  # the penalty and the sampling rule run on the host
     logits = penalized(logits, ids, drafted, settings)
     if settings.greedy:
         return accept_greedy(logits, drafted)

@@ -146,7 +146,10 @@ def parse_draft(text: str) -> DraftChoice:
 
 def output_vocab_size(model) -> int:
     head = model.get_output_embeddings()
-    return int(head.weight.shape[0]) if head is not None else int(model.config.vocab_size)
+    if head is None:
+        return int(model.config.vocab_size)
+    # A quantized head (billion.core.quant) keeps no float weight, only its shape.
+    return int(getattr(head, "out_features", None) or head.weight.shape[0])
 
 
 def build_draft(target: LoadedModel, choice: DraftChoice) -> BuiltDraft:

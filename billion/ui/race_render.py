@@ -158,16 +158,19 @@ def badge_html(result: RaceResult) -> str:
     elif result.verdict == "numerics" and result.divergence is not None:
         d = result.divergence
         colour, text = "#9a6700", (
-            f"DIFFERS BY NUMERICS ≈ greedy outputs part at token {d.position}, where the target's two "
-            f"best tokens are tied within rounding: margin {d.margin:.2g} (plain {d.plain_margin:.2g}, "
-            f"speculative {d.speculative_margin:.2g}), and the logits of a multi-token verify and a "
-            f"1-token step differ by {d.logit_difference:.2g} there. Both outputs are the "
-            "target's greedy output for their own arithmetic.")
+            f"DIFFERS BY NUMERICS ≈ greedy outputs part at token {d.position}, a near-tie: margin "
+            f"{d.margin:.2g} (plain {d.plain_margin:.2g}, speculative {d.speculative_margin:.2g}), while the "
+            f"logits of a multi-token verify and a 1-token step differ by {d.logit_difference:.2g} there "
+            f"(and by up to {d.agreeing_difference:.2g} at the tokens before, where they agree). Both "
+            "outputs are the target's greedy output for their own arithmetic.")
     else:
+        d = result.divergence
+        why = "" if d is None else (f": the runs' logits differ by {d.logit_difference:.2g} there, margin "
+                                    f"{d.margin:.2g}, more than rounding at this precision explains")
         colour, text = "#c00", (f"NOT LOSSLESS ✗ greedy outputs differ from token "
                                 f"{result.first_difference} "
                                 f"on ({len(result.plain.token_ids)} plain vs "
-                                f"{len(result.speculative.token_ids)} speculative tokens)")
+                                f"{len(result.speculative.token_ids)} speculative tokens){why}")
     return (f"<div style='padding:0.5em 0.8em;border-radius:6px;color:white;font-weight:600;"
             f"background:{colour}'>{html.escape(text)}</div>")
 
