@@ -22,11 +22,13 @@ from billion.core.sampling import penalize_repeats
 from billion.spec.decoding import Round, prefill, rollback, verify
 
 #: largest logit difference between the two runs, relative to the logits' scale, that rounding
-#: explains: fp32 keeps ~7 significant digits, 16-bit formats 2-3; billion's int8/int4 kernels
-#: quantize activations per call, so their rows move by several percent with the batch around them
+#: explains: fp32 keeps ~7 significant digits, 16-bit formats 2-3. billion's int8 kernel quantizes
+#: activations per call with one range for all rows, so a row moves with the rows beside it:
+#: on SmolLM2-135M, 7-17% of the logit scale between a 1-token step and a verify forward
+#: (docs/benchmarks/speculative.md)
 RELATIVE_TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-6}
 SIXTEEN_BIT_TOLERANCE = 5e-2
-QUANTIZED_TOLERANCE = 0.15
+QUANTIZED_TOLERANCE = 0.25
 #: agreeing positions before the parting one whose logits are compared too (the run's own noise)
 WINDOW = 8
 

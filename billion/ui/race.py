@@ -228,7 +228,8 @@ def build_race_tab() -> None:
     gr.Markdown("Plain decoding runs first, then speculative decoding (never both at once: they would "
                 "share the cores), after a short warm-up. Then both outputs replay side by side at "
                 "their recorded pace. Grounded prompts (repeat, edit, answer from a text) are where "
-                "prompt lookup shines.")
+                "prompt lookup shines; the quantized self-draft (the target itself at int8/int4) also "
+                "helps on open questions; a model with another tokenizer drafts through text.")
     with gr.Row():
         target = gr.Dropdown(choices, value=default, label="Target model", scale=3)
         draft = gr.Dropdown(draft_choices(default), value=PROMPT_LOOKUP, label="Draft source", scale=3,
