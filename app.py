@@ -1,7 +1,8 @@
 """billion: compare, fine-tune and speed up ~1B-parameter open language models, in the browser.
 
 `python app.py` serves the app on http://127.0.0.1:7860 (set GRADIO_SERVER_NAME=0.0.0.0 to expose
-it). Importing this module builds nothing and launches nothing.
+it). Importing this module builds nothing and launches nothing: `main` reads the settings from the
+environment, builds the one application context and hands it to every tab.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ except ImportError:
 
 import gradio as gr
 
-from billion.core.paths import data_dir
+from billion.context import AppContext, build_context
+from billion.core.logs import quiet_libraries
+from billion.core.settings import Settings
 from billion.ui.arena import build_arena_tab
 from billion.ui.chat import build_chat_tab
 from billion.ui.leaderboard import build_leaderboard_tab
@@ -30,31 +33,35 @@ CSS = """
 """
 
 
-def build_demo() -> gr.Blocks:
+def build_demo(ctx: AppContext | None = None) -> gr.Blocks:
+    """The app's page over ctx (default: a context built from the environment's settings)."""
+    ctx = ctx or build_context()
     with gr.Blocks(title="billion") as demo:
         gr.Markdown(f"# {TITLE}\nEverything here runs on this machine's own hardware; "
                     "figures are measured, published ones are labelled as such.")
         with gr.Tab("Chat"):
-            build_chat_tab()
+            build_chat_tab(ctx)
         with gr.Tab("Arena"):
-            build_arena_tab()
+            build_arena_tab(ctx)
         with gr.Tab("Leaderboard"):
-            build_leaderboard_tab()
+            build_leaderboard_tab(ctx)
         with gr.Tab("Speculative race"):
-            build_race_tab()
+            build_race_tab(ctx)
         with gr.Tab("LoRA trainer"):
-            build_trainer_tab()
+            build_trainer_tab(ctx)
     return demo
 
 
 def main() -> None:
-    demo = build_demo()
-    demo.queue(default_concurrency_limit=int(os.environ.get("BILLION_CONCURRENCY", "2")))
+    quiet_libraries()
+    ctx = build_context(Settings.from_env())
+    demo = build_demo(ctx)
+    demo.queue(default_concurrency_limit=ctx.settings.concurrency)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                 theme=gr.themes.Soft(), css=CSS,
                 # Only the export folder: the rest of the data folder holds unrevealed battles.
-                allowed_paths=[str(data_dir() / "exports")])
+                allowed_paths=[str(ctx.settings.exports_dir)])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import torch
 import transformers
 
 from billion.core.generation import chat_input_ids, stream_ids
-from billion.core.loading import LoadOptions, load_model
+from billion.core.loading import LoadOptions, load_fresh
 from billion.core.sampling import SamplingSettings
 from billion.core.table import format_table
 
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for dtype in args.dtypes.split(","):
-        loaded = load_model(args.model, LoadOptions(dtype=dtype))
+        loaded = load_fresh(args.model, LoadOptions(dtype=dtype))
         ids = chat_input_ids(loaded, PROMPT)
         ours(loaded, ids, 8), reference(loaded, ids, 8)  # warm-up
         mine, mine_decode, theirs = [], [], []

@@ -23,8 +23,8 @@ from billion.core.table import format_table
 CHILD = """
 import json, sys, time
 started = time.perf_counter()
-from billion.core.loading import load_model
-loaded = load_model(sys.argv[1])
+from billion.core.loading import load_fresh
+loaded = load_fresh(sys.argv[1])
 print(json.dumps({"seconds": time.perf_counter() - started, "in_load": loaded.load_seconds}))
 """
 

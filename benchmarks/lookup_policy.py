@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from billion.core.generation import chat_input_ids  # noqa: E402
-from billion.core.loading import load_model  # noqa: E402
+from billion.core.loading import load_fresh  # noqa: E402
 from billion.core.sampling import SamplingSettings  # noqa: E402
 from billion.spec.lookup import PromptLookupDraft  # noqa: E402
 from billion.spec.prompts import PROMPT_CASES  # noqa: E402
@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--slopes", default="0.03,0.1,0.3")
     args = parser.parse_args()
-    target = load_model(args.target)
+    target = load_fresh(args.target)
     settings = SamplingSettings(temperature=0, max_new_tokens=args.max_new_tokens)
     cases = [c for c in PROMPT_CASES if c.kind != "open"]
     outputs = {}

@@ -27,7 +27,8 @@ import torch  # noqa: E402
 
 from billion.core.paths import ASSETS  # noqa: E402
 from billion.train.data import load_dataset  # noqa: E402
-from billion.train.config import TrainConfig, resolve_precision, target_modules, total_steps  # noqa: E402
+from billion.train.config import TrainConfig, resolve_precision, total_steps  # noqa: E402
+from billion.train.lora import target_modules  # noqa: E402
 
 DATA = ASSETS / "sample_lora" / "pirate.jsonl"
 PROMPTS = ASSETS / "sample_lora" / "held_out.json"

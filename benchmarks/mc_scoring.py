@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from billion.bench import mc  # noqa: E402
 from billion.bench.tasks import DEFAULT_SEED, McTask, build_prompt, get_task  # noqa: E402
-from billion.core.loading import load_model  # noqa: E402
+from billion.core.loading import load_fresh  # noqa: E402
 
 Scorer = Callable[[torch.nn.Module, list[int], Sequence[list[int]]], list[float]]
 Encoded = list[tuple[list[int], list[list[int]]]]
@@ -63,8 +63,7 @@ def encoded_items(loaded, task: McTask, n_items: int) -> Encoded:
     out = []
     for item in mc.select_items(data.items, n_items, DEFAULT_SEED):
         prompt = build_prompt(task, data, item)
-        out.append(mc.encode_choices(loaded.tokenizer, prompt.context, prompt.continuations,
-                                     mc.harness_adds_bos(loaded.model)))
+        out.append(mc.encode_choices(loaded.tokenizer, prompt.context, prompt.continuations))
     return out
 
 
@@ -123,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    loaded = load_model(args.model)
+    loaded = load_fresh(args.model)
     print(f"model {loaded.label}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.machine()}\n", flush=True)
     speed_table(loaded, args.items)

@@ -46,7 +46,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import torch  # noqa: E402
 
 from billion.core.generation import chat_input_ids  # noqa: E402
-from billion.core.loading import LoadOptions, load_model  # noqa: E402
+from billion.core.loading import LoadOptions, ModelCache  # noqa: E402
 from billion.core.sampling import SamplingSettings  # noqa: E402
 from billion.spec.cost import measure_forward_costs  # noqa: E402
 from billion.spec.decoding import KSchedule  # noqa: E402
@@ -60,12 +60,18 @@ from billion.spec.verifier import verifier  # noqa: E402
 COLUMNS = ("draft", "prompt", "kind", "tokens", "plain tok/s", "speedup", "HF speedup", "ours/HF",
            "ours/HF wall", "same", "accept", "tok/fwd", "k", "c_v")
 SIZES = (1, 2, 3, 5, 9, 11, 17)
+#: the benchmark's models (targets and draft models) load once, from here
+MODELS = ModelCache(24 << 30)
+
+
+def load_model(name: str, options: LoadOptions = LoadOptions()):
+    return MODELS.load(name, options)
 
 
 def measure(target, draft_name: str, case, k: int, settings: SamplingSettings, reps: int) -> dict:
     """One prompt and draft source: warm-up, then `reps` interleaved rounds of plain, ours and HF."""
     input_ids = chat_input_ids(target, [{"role": "user", "content": case.text}])
-    built = build_draft(target, parse_draft(draft_name))
+    built = build_draft(target, parse_draft(draft_name), MODELS)
     race_target = dataclasses.replace(target, model=verifier(target.model))
     schedule = KSchedule(k)
     warm_up(race_target, input_ids, built.source, settings, schedule)

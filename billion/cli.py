@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
+from pathlib import Path
 
 from billion.commands import COMMAND_MODULES
 from billion.core.errors import BillionError
+from billion.core.logs import quiet_libraries
+from billion.core.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +27,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_for(args: argparse.Namespace) -> Settings:
+    """The environment's settings with this command's --db; a command never copies votes to the hub."""
+    changes: dict = {"hub_dataset": None}
+    if getattr(args, "db", None):
+        changes["db_path"] = Path(args.db)
+    return Settings.from_env(**changes)
+
+
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    quiet_libraries()
     args = build_parser().parse_args(argv)
     from transformers.utils import logging as hf_logging
 
+    from billion.context import build_context
+
     hf_logging.disable_progress_bar()
     try:
-        return int(args.func(args) or 0)
+        ctx = build_context(settings_for(args))
+        try:
+            return int(args.func(args, ctx) or 0)
+        finally:
+            ctx.close()
     except BillionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

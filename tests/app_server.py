@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
-import pytest
+
+from billion.context import AppContext, build_context
+from billion.core.loading import ModelCache
+from billion.core.settings import Settings
 
 
 def free_port() -> int:
@@ -20,23 +23,27 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(data: Path | None = None, db_name: str = "billion.sqlite3") -> Iterator[str]:
-    """Build the demo, launch it, yield its URL. With `data`, the app's data folder and store live
-    there (set before the demo is built, restored after); otherwise the caller's environment holds."""
+def serve_app(data: Path | None = None, db_name: str = "billion.sqlite3", ctx: AppContext | None = None,
+              models: ModelCache | None = None) -> Iterator[str]:
+    """Build the demo, launch it, yield its URL. The app works in `ctx` when given (the caller can
+    then look into its store, runs and models), else in a context of its own on `data` (default:
+    the environment's data folder) that loads models into `models` (default: a cache of its own)."""
     import app
 
-    with pytest.MonkeyPatch.context() as env:
-        if data is not None:
-            env.setenv("BILLION_DATA_DIR", str(data))
-            env.setenv("BILLION_DB", str(data / db_name))
-        demo = app.build_demo()
-        demo.queue()
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            demo.close()
+    own = ctx is None
+    if ctx is None:
+        settings = Settings.in_folder(data, db_path=data / db_name) if data is not None else None
+        ctx = build_context(settings, models)
+    demo = app.build_demo(ctx)
+    demo.queue()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+        if own:
+            ctx.store.close()
 
 
 def call_page_event(url: str, trigger: str, *data) -> dict:

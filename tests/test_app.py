@@ -9,8 +9,8 @@ from app_server import serve_app
 
 
 @pytest.fixture(scope="module")
-def client():
-    with serve_app() as url:
+def client(models):
+    with serve_app(models=models) as url:
         yield Client(url, verbose=False)
 
 

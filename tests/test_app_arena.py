@@ -20,7 +20,7 @@ from app_server import serve_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from billion.arena.battle import MAX_PROMPT_CHARS
+from billion.core.limits import DEFAULT_LIMITS
 from billion.core.registry import MODELS
 
 pytestmark = pytest.mark.skipif(
@@ -30,11 +30,12 @@ SECRETS = sorted({s.lower() for m in MODELS
                   for s in (m.alias, m.display_name, m.hub_id, m.family, m.size_label) if s})
 TOKENS = 12  # enough for an answer, small enough to keep the file fast on a CPU
 PAIR = {"smollm2-135m [T=0.2]", "smollm2-135m [T=1]"}
+MAX_PROMPT_CHARS = DEFAULT_LIMITS.arena_prompt_chars
 
 
 def battle_args(prompt: str, tokens: int = TOKENS, live: bool = False, seed: int = 11) -> tuple:
-    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming
-    return (prompt, "temperature", 0.7, 0.95, tokens, seed, live)
+    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming, precision
+    return (prompt, "temperature", 0.7, 0.95, tokens, seed, live, "auto")
 
 
 def assert_blind(payload) -> None:
@@ -49,10 +50,10 @@ def text_of(message: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(url, store path): the whole app on a fresh store, env set before the demo is built."""
+def served(tmp_path_factory, models):
+    """(url, store path): the whole app on a fresh store of its own."""
     data = tmp_path_factory.mktemp("arena-app")
-    with serve_app(data, "votes.sqlite3") as url:
+    with serve_app(data, "votes.sqlite3", models=models) as url:
         yield url, data / "votes.sqlite3"
 
 
@@ -128,13 +129,11 @@ def test_raw_payloads_carry_no_names_and_no_state(served):
     assert "event: complete" in revealed and "smollm2-135m" in revealed.lower()
 
 
-def test_page_config_names_no_model(tmp_path, monkeypatch):
-    monkeypatch.setenv("BILLION_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("BILLION_DB", str(tmp_path / "fresh.sqlite3"))
+def test_page_config_names_no_model(ctx):
     from billion.ui.arena import build_arena_tab
 
     with gr.Blocks() as page:
-        build_arena_tab()
+        build_arena_tab(ctx)
     assert_blind(page.get_config_file())
 
 

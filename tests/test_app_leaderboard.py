@@ -19,10 +19,10 @@ ALL_KINDS = ["measured", "published"]
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(client, store path): the whole app on a fresh store, env set before the demo is built."""
+def served(tmp_path_factory, models):
+    """(client, store path): the whole app on a fresh store of its own."""
     data = tmp_path_factory.mktemp("leaderboard-app")
-    with serve_app(data, "board.sqlite3") as url:
+    with serve_app(data, "board.sqlite3", models=models) as url:
         yield Client(url, verbose=False), data / "board.sqlite3"
 
 

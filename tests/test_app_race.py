@@ -26,10 +26,10 @@ def race_args(prompt: str = REPEAT, k: float = 4, temperature: float = 0, max_ne
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(models):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 135M model on a shared 2-core machine runs faster on one thread
-    with serve_app() as url:
+    with serve_app(models=models) as url:
         yield Client(url, verbose=False)
     torch.set_num_threads(threads)
 
@@ -107,17 +107,16 @@ def test_pieces_fit_the_final_text_and_model_text_is_escaped():
     assert "&lt;b&gt;" in _chip("<b>", "rejected") and "provenance-rejected" in _chip("<b>", "rejected")
 
 
-def test_replay_of_a_real_race_ends_with_both_whole_outputs(tiny_dir):
+def test_replay_of_a_real_race_ends_with_both_whole_outputs(tiny_dir, models):
     import html
     import re
 
-    from billion.core.loading import load_model
     from billion.spec.race import run_race
     from billion.core.sampling import SamplingSettings
     from billion.ui.race import replay
     from billion.ui.race_render import build_view, rounds_html
 
-    target = load_model(str(tiny_dir))
+    target = models.load(str(tiny_dir))
     result = run_race(target, "prompt-lookup", 3, SamplingSettings(temperature=0, max_new_tokens=16),
                       [{"role": "user", "content": "Repeat: a b c a b c a b c"}], warmup=False)
     view = build_view(result, target.tokenizer)

@@ -7,30 +7,40 @@ import pytest
 from gradio_client import Client, handle_file
 
 from app_server import serve_app
-from billion.train.runs import run_manager
+from billion.context import build_context
+from billion.core.settings import Settings
 from billion.ui.trainer import SAMPLE_DATA
 
 
 @pytest.fixture(scope="module")
-def client():
-    with serve_app() as url:
+def app_ctx(tmp_path_factory, models):
+    """The app's context: the test reads the runs it lists."""
+    ctx = build_context(Settings.in_folder(tmp_path_factory.mktemp("trainer-app")), models)
+    yield ctx
+    ctx.store.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_ctx):
+    with serve_app(ctx=app_ctx) as url:
         yield Client(url, verbose=False)
 
 
-def test_sample_upload_trains_and_serves_the_adapter(client, tmp_path):
+def test_sample_upload_trains_and_serves_the_adapter(client, app_ctx, tmp_path):
     summary, zip_path = client.predict(handle_file(str(SAMPLE_DATA)), "smollm2-135m", 3, 4, 2e-3, 64,
                                        "What is the capital of Japan?", api_name="/train")
     assert summary["state"] == "done" and summary["steps"] == 3
     assert len(summary["train_losses"]) == 3 and all(math.isfinite(x) for x in summary["train_losses"])
     assert math.isfinite(summary["eval_loss_before"]) and math.isfinite(summary["eval_loss_after"])
-    assert summary["eval_loss_after"] != summary["eval_loss_before"]
+    # Three steps on pirate answers already move the held-out loss, and downwards.
+    assert summary["eval_loss_after"] < summary["eval_loss_before"]
     (pair,) = summary["answers"]
     assert pair["prompt"] == "What is the capital of Japan?" and pair["before"] and pair["after"]
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
     assert {"adapter_config.json", "adapter_model.safetensors"} <= names
     # The run is listed for the page's run picker (a reload re-attaches through this list).
-    assert summary["run_id"] in [r["id"] for r in run_manager().runs()]
+    assert summary["run_id"] in [r["id"] for r in app_ctx.runs.runs()]
 
 
 def test_sample_button_reports_the_format(client):

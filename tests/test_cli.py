@@ -31,3 +31,19 @@ def test_bad_input_exits_2_with_a_message(tiny_dir):
     assert out.returncode == 2 and "Unknown model" in out.stderr
     out = run_cli("chat", "--model", str(tiny_dir), "--max-new-tokens", "0", "Hello")
     assert out.returncode == 2 and "max_new_tokens" in out.stderr
+
+
+def test_cli_defaults_are_the_engine_requests():
+    """Each command fills its feature's request; with no options it asks for that request's defaults."""
+    from billion.bench.runner import BenchRequest
+    from billion.cli import build_parser
+    from billion.commands import bench, chat, race
+    from billion.core.chat import ChatRequest
+    from billion.spec.race import RaceRequest
+    from billion.train.config import TrainConfig
+
+    parser = build_parser()
+    assert chat.request_from(parser.parse_args(["chat", "hi"])) == ChatRequest("hi")
+    assert race.request_from(parser.parse_args(["race", "hi"])) == RaceRequest("hi")
+    assert bench.request_from(parser.parse_args(["bench"])) == BenchRequest().validated()
+    assert TrainConfig.from_values(vars(parser.parse_args(["finetune"]))) == TrainConfig()

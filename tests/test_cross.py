@@ -54,9 +54,9 @@ def test_the_text_path_loses_nothing_when_the_draft_is_the_target():
     nearly all are accepted (random tiny models emit broken UTF-8 bytes, hence a real model here)."""
     from billion.core.errors import BillionError
     from billion.core.generation import chat_input_ids
-    from billion.core.loading import load_model
+    from billion.core.loading import load_fresh
     try:
-        smollm2 = load_model("smollm2-135m")
+        smollm2 = load_fresh("smollm2-135m")
     except BillionError as exc:
         pytest.skip(str(exc))
     prompt = chat_input_ids(smollm2, [{"role": "user", "content": "Name three colours."}])[0].tolist()

@@ -2,9 +2,10 @@
 benchmark item that hangs. Each time the person is told what happened and what to do, and the same
 app then answers a normal /chat request. docs/faults.md has the table.
 
-The app is the real one (tests/app_server.py), served from this process with its data, store and
-model cache in temporary folders; the cache starts as hard links to this machine's converted SmolLM2,
-so damaging the test's copy never touches the real one.
+The app is the real one (tests/app_server.py), served from this process in an app context of its
+own (data, store and converted-weights cache in temporary folders, an empty model cache); the
+converted-weights cache starts as hard links to this machine's converted SmolLM2, so damaging the
+test's copy never touches the real one.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from app_server import call_page_event, serve_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from billion.core import weights
 from billion.bench import humaneval
 from billion.bench.sandbox import SandboxLimits
-from billion.core.loading import CACHE
+from billion.context import AppContext, build_context
+from billion.core import weights
 from billion.core.registry import MODELS, resolve
-from billion.train.runs import run_manager, run_path
-from billion.train.config import AnswerOnlyTrainer
+from billion.core.settings import Settings
+from billion.train.trainer import AnswerOnlyTrainer
 from billion.ui.trainer import SAMPLE_DATA
 
 MODEL = "smollm2-135m"
@@ -41,6 +42,8 @@ pytestmark = pytest.mark.skipif(not any(m.alias == MODEL for m in MODELS),
 @dataclass(frozen=True)
 class Served:
     url: str
+    #: the app's context: its model cache, store and runs
+    ctx: AppContext
     #: the app's converted SmolLM2 folder (in the test's cache)
     converted: Path
     #: this machine's converted SmolLM2, which the app's folder links to
@@ -68,12 +71,13 @@ def app(tmp_path_factory) -> Served:
         env.setenv("BILLION_CACHE_DIR", str(cache))
         converted = weights.converted_dir(gguf)
         link_copy(source, converted)
-        CACHE.clear()  # a model loaded elsewhere in this process must not hide the faults
-        with serve_app(data) as url:
-            served = Served(url, converted, source)
+        # A model cache of its own: nothing loaded elsewhere in this process hides the faults.
+        ctx = build_context(Settings.in_folder(data))
+        with serve_app(ctx=ctx) as url:
+            served = Served(url, ctx, converted, source)
             assert answer(Client(url, verbose=False))  # the session works before anything breaks
             yield served
-        CACHE.clear()  # models loaded from the test's cache must not outlive it
+        ctx.close()  # models loaded from the test's cache must not outlive it
 
 
 def answer(client: Client, prompt: str = "Say hello.", tokens: int = 6) -> str:
@@ -105,7 +109,7 @@ def damage(folder: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["truncated", "deleted"])
 def test_damaged_weights_mid_session_say_what_to_do(app, how):
     client = Client(app.url, verbose=False)
-    CACHE.clear()  # the model left memory (the cache evicts the least recently used)
+    app.ctx.models.clear()  # the model left memory (the cache evicts the least recently used)
     damage(app.converted, how)
     with pytest.raises(AppError) as failure:
         answer(client)
@@ -120,7 +124,7 @@ def test_damaged_weights_mid_session_say_what_to_do(app, how):
 @pytest.mark.slow
 def test_retry_after_damaged_weights_rebuilds_them(app):
     client = Client(app.url, verbose=False)
-    CACHE.clear()
+    app.ctx.models.clear()
     damage(app.converted, "garbage")
     with pytest.raises(AppError, match="send the request again"):
         answer(client)
@@ -155,8 +159,8 @@ def test_training_run_out_of_memory_fails_with_the_reason_and_the_next_run_works
     assert "ended failed: Out of memory while training" in message and "lower the batch size" in message
     run_id = re.search(r"Run (\S+) ended failed", message).group(1)
 
-    status = run_manager().status(run_id)
-    record = json.loads((run_path(run_id) / "run.json").read_text())
+    status = app.ctx.runs.status(run_id)
+    record = json.loads((app.ctx.runs.path(run_id) / "run.json").read_text())
     assert status.state == record["status"] == "failed" and status.result is None
     assert "Out of memory" in status.error and "Out of memory" in record["error"]
     # The page's progress (its timer's poll) shows the same reason.

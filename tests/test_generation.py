@@ -6,7 +6,6 @@ import torch
 from billion.core.errors import BillionError
 from billion.core.generation import (Detokenizer, chat_input_ids, generate_chat, interleave, stop_token_ids,
                                 stream_chat, stream_ids)
-from billion.core.loading import load_model
 from billion.core.sampling import SamplingSettings
 
 GREEDY = SamplingSettings(temperature=0, max_new_tokens=24)
@@ -14,8 +13,8 @@ ASK = [{"role": "user", "content": "The capital of France is"}]
 
 
 @pytest.fixture(scope="module")
-def loaded(tiny_dir):
-    return load_model(str(tiny_dir))
+def loaded(tiny_dir, models):
+    return models.load(str(tiny_dir))
 
 
 def hf_greedy(loaded, ids, **kwargs):
@@ -41,12 +40,14 @@ def test_repetition_penalty_matches_transformers(loaded):
 
 
 def test_timings_and_memory_are_reported(loaded):
-    result = generate_chat(loaded, ASK, SamplingSettings(temperature=0, max_new_tokens=8))
+    # ignore_eos: exactly 8 tokens, whatever the random model prefers
+    result = generate_chat(loaded, ASK, SamplingSettings(temperature=0, max_new_tokens=8, ignore_eos=True))
     assert result.ttft_s > 0 and result.total_s >= result.ttft_s
     assert result.peak_memory_bytes > 0
+    assert len(result.token_ids) == len(result.token_times) == 8
     assert list(result.token_times) == sorted(result.token_times)
-    if len(result.token_ids) == 8:
-        assert result.finish_reason == "length" and result.decode_tokens_per_s > 0
+    assert result.token_times[0] == result.ttft_s
+    assert result.finish_reason == "length" and result.decode_tokens_per_s > 0
 
 
 def test_seeded_sampling_is_reproducible(loaded):
@@ -113,14 +114,15 @@ def test_detokenizer_streams_multibyte_text_exactly(tokenizer):
 
 def test_interleave_streams_both_to_the_end(loaded):
     ids = chat_input_ids(loaded, ASK)
-    a = stream_ids(loaded, ids, SamplingSettings(temperature=0, max_new_tokens=5))
-    b = stream_ids(loaded, ids, SamplingSettings(temperature=0, max_new_tokens=9))
+    short, long = (SamplingSettings(temperature=0, max_new_tokens=n, ignore_eos=True) for n in (5, 9))
     last = None
-    for last in interleave(a, b):
+    for last in interleave(stream_ids(loaded, ids, short), stream_ids(loaded, ids, long)):
         pass
     assert last[0].result is not None and last[1].result is not None
-    assert last[0].result.token_ids == last[1].result.token_ids[:len(last[0].result.token_ids)]
-    assert torch.is_tensor(ids)
+    assert (len(last[0].result.token_ids), len(last[1].result.token_ids)) == (5, 9)
+    # Taking turns changes nothing: each answer is the one its stream gives alone.
+    alone = [generate_chat(loaded, ASK, settings).token_ids for settings in (short, long)]
+    assert [last[0].result.token_ids, last[1].result.token_ids] == alone
 
 
 def test_a_suspended_stream_leaves_grad_mode_alone(loaded):

@@ -166,10 +166,8 @@ def test_bad_arguments_are_refused(canonical):
 
 
 @linux_only
-def test_greedy_generation_with_a_tiny_model(tiny_dir):
-    from billion.core.loading import load_model
-
-    loaded = load_model(str(tiny_dir))
+def test_greedy_generation_with_a_tiny_model(tiny_dir, models):
+    loaded = models.load(str(tiny_dir))
     generate = greedy_generate_fn(loaded, max_new_tokens=24)
     prompt = generation_prompt(load_problems()[0])
     first = generate(prompt, STOP_SEQUENCES)

@@ -5,12 +5,12 @@ import torch
 
 from billion.core.availability import available, available_all
 from billion.core.errors import BillionError
-from billion.core.loading import LoadOptions, ModelCache, load_model, pick_dtype
+from billion.core.loading import LoadOptions, ModelCache, pick_dtype
 from billion.core.registry import resolve
 
 
-def test_load_local_dir(tiny_dir):
-    loaded = load_model(str(tiny_dir))
+def test_load_local_dir(tiny_dir, models):
+    loaded = models.load(str(tiny_dir))
     assert loaded.spec.source.kind == "local"
     assert loaded.device.type == "cpu" and loaded.dtype == torch.float32
     assert loaded.weight_bytes == sum(p.numel() * 4 for p in loaded.model.parameters()) + sum(
@@ -62,21 +62,21 @@ def test_dtype_rules():
         pick_dtype("fp8", cpu)
 
 
-def test_bad_options_and_paths(tmp_path):
+def test_bad_options_and_paths(tmp_path, models):
     with pytest.raises(BillionError, match="quantization"):
-        load_model("smollm2-135m", LoadOptions(quantization="int3"))  # type: ignore[arg-type]
+        models.load("smollm2-135m", LoadOptions(quantization="int3"))  # type: ignore[arg-type]
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\x00" * 64)
     with pytest.raises(BillionError, match="corrupt|GGUF"):
-        load_model(str(broken))
+        models.load(str(broken))
     with pytest.raises(BillionError, match="Unknown model"):
-        load_model("definitely-not-a-model")
+        models.load("definitely-not-a-model")
 
 
-def test_offline_hub_model_says_what_to_do(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_offline_hub_model_says_what_to_do(models):
+    # conftest sets HF_HUB_OFFLINE=1 for every test
     with pytest.raises(BillionError, match="offline model|unreachable"):
-        load_model("pythia-160m")
+        models.load("pythia-160m")
 
 
 def test_gated_without_token_is_explained(monkeypatch, tmp_path):
@@ -86,9 +86,8 @@ def test_gated_without_token_is_explained(monkeypatch, tmp_path):
     assert not status.ok and "HF_TOKEN" in status.reason
 
 
-def test_available_lists_every_entry_with_reason(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    rows = available_all()
+def test_available_lists_every_entry_with_reason():
+    rows = available_all()  # offline (conftest): hub models are not in a test machine's cache
     assert {r.spec.alias for r in rows} >= {"smollm2-135m", "gemma3-270m", "tinyllama"}
     assert all(r.reason for r in rows)
     offline = {r.spec.alias: r for r in rows}
@@ -96,16 +95,16 @@ def test_available_lists_every_entry_with_reason(monkeypatch):
     assert not offline["tinyllama"].ok
 
 
-def test_int8_and_int4_on_cpu_use_billions_kernels(tiny_dir, tmp_path, monkeypatch):
+def test_int8_and_int4_on_cpu_use_billions_kernels(tiny_dir, tmp_path, monkeypatch, models):
     from billion.core.quant import model_scheme
 
     monkeypatch.setenv("BILLION_CACHE_DIR", str(tmp_path))  # the quantized cache goes there
-    base = load_model(str(tiny_dir))
+    base = models.load(str(tiny_dir))
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.inference_mode():
         reference = base.model(ids).logits
         for quant in ("int8", "int4"):
-            loaded = load_model(str(tiny_dir), LoadOptions(quantization=quant))
+            loaded = models.load(str(tiny_dir), LoadOptions(quantization=quant))
             assert loaded.quantization == quant and model_scheme(loaded.model).name == quant
             assert loaded.precision == quant and quant in loaded.label
             assert loaded.weight_bytes < base.weight_bytes

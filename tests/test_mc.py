@@ -69,6 +69,43 @@ def test_empty_context_scores_after_the_prefix_token(tokenizer):
     assert cont == tokenizer.encode("hello there", add_special_tokens=False)
 
 
+def cached_tokenizer(alias: str):
+    """The tokenizer of a compared model's tiny stand-in in the offline hub cache (real class)."""
+    from transformers import AutoTokenizer
+
+    from billion.core.hub_cache import complete_snapshot
+    from billion.core.registry import resolve
+
+    spec = resolve(alias)
+    return AutoTokenizer.from_pretrained(complete_snapshot(spec.hub_id, spec.source.revision or "main"))
+
+
+@pytest.mark.parametrize("alias, adds_bos", [("tinyllama", True), ("llama3.2-1b", True),
+                                             ("stablelm", False), ("pythia-1b", False)])
+def test_bos_follows_the_tokenizer_default_as_lm_eval_0_4_13(offline_hub, alias, adds_bos):
+    tok = cached_tokenizer(alias)
+    ctx, cont = mc.encode_pair(tok, "The capital of France is ", "Paris")
+    assert (ctx[0] == tok.bos_token_id) == adds_bos
+    assert ctx == tok.encode("The capital of France is")  # the tokenizer's default special tokens
+    whole = tok.encode("The capital of France is Paris")
+    assert cont == whole[len(ctx):] and tok.bos_token_id not in cont
+
+
+@pytest.mark.parametrize("alias", ["tinyllama", "llama3.2-1b"])
+def test_a_context_that_starts_with_bos_gets_no_second_one(offline_hub, alias):
+    tok = cached_tokenizer(alias)
+    ctx, _ = mc.encode_pair(tok, f"{tok.bos_token}Question: hello?", " there")
+    assert ctx[0] == tok.bos_token_id and ctx.count(tok.bos_token_id) == 1
+
+
+def test_an_empty_context_starts_with_bos_unless_the_continuation_does(offline_hub):
+    tok = cached_tokenizer("tinyllama")
+    assert mc.encode_pair(tok, "", "hello there") == ([tok.bos_token_id],
+                                                       tok.encode("hello there", add_special_tokens=False))
+    ctx, cont = mc.encode_pair(tok, "", f"{tok.bos_token}hello there")
+    assert ctx == [tok.bos_token_id] and tok.bos_token_id not in cont
+
+
 @pytest.mark.parametrize("task_name", ["billion-mc", "billion-mc-cloze"])
 @pytest.mark.parametrize("arch", ["llama", "neox"])
 def test_shared_cache_path_equals_full_passes(request, tokenizer, task_name, arch):

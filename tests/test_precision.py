@@ -75,3 +75,10 @@ def test_committed_quality_file_parses_and_names_its_source():
     data = json.loads(precision.QUALITY_FILE.read_text())
     assert data["source"] and data["machine"] and data["date"]
     assert {r.precision for r in load_quality()} >= {"fp32", "int8", "int4"}
+
+
+def test_models_without_an_fp32_row_do_not_count():
+    partial = rows(0.38, 0.41) + (QualityRow("c", "int8", "int8", 0.05, 0.0, 0.1, 227, 30.0),)
+    assert choose_cpu_precision(partial).precision == "int8"
+    cell = next(c for c in quality_rows(partial) if c[0] == "c")
+    assert cell[7] == "fp32 not measured" and cell[6] is None

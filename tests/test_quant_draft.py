@@ -40,8 +40,18 @@ def test_the_target_itself_drafting_on_its_cache_is_always_accepted(target, toke
     result = speculative_generate(target, prompt, draft, GREEDY, KSchedule(4))
     assert list(result.token_ids) == greedy_reference(target, prompt, 24)
     assert result.stats.acceptance_rate == 1.0
-    # Each draft step costs a whole target step here (c ~ 1), so drafting more than one never pays.
-    assert result.stats.mean_k == 1.0
+
+
+def test_drafting_stops_when_a_draft_step_costs_a_target_step(target, tokenizer):
+    """The stopping rule on given timings (measured ones are noisy): at c ~ 1 one more drafted
+    token, even a sure one, costs more than it brings; at c ~ 0.05 it pays."""
+    draft = SharedCacheDraft(target, len(tokenizer), "itself")
+    draft.cost.observe(1, 0.010)  # a 1-token target step: 10 ms
+    draft._step_s[:] = [0.010] * 5
+    assert not draft.keep_drafting([1.0])
+    draft._step_s[:] = [0.0005] * 5
+    assert draft.keep_drafting([1.0]) and draft.keep_drafting([0.9, 0.9])
+    assert not draft.keep_drafting([0.1])  # an unlikely token is not worth the verify's extra cost
 
 
 def test_a_perturbed_copy_drafts_losslessly(target, tokenizer, prompt):

@@ -8,7 +8,6 @@ import pytest
 
 from billion.commands import race as race_command
 from billion.core.errors import BillionError
-from billion.core.loading import load_model
 from billion.spec.race import DraftChoice, first_difference, k_sweep, parse_draft, run_race
 from billion.core.sampling import SamplingSettings
 from billion.spec.decoding import KSchedule
@@ -23,8 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def target(tiny_dir):
-    return load_model(str(tiny_dir))
+def target(tiny_dir, models):
+    return models.load(str(tiny_dir))
 
 
 def save_model(directory, tokenizer, layers: int):
@@ -65,8 +64,9 @@ def test_prompt_lookup_race_is_lossless_and_matches_hf(target):
     assert result.verify_cost_ratio > 0 and result.predicted_speedup_measured > 0
 
 
-def test_model_and_self_drafts_race_losslessly(target, tiny_dir):
-    itself = run_race(target, str(tiny_dir), KSchedule(3), GREEDY, MESSAGES, reference=True, warmup=False)
+def test_model_and_self_drafts_race_losslessly(target, tiny_dir, models):
+    itself = run_race(target, str(tiny_dir), KSchedule(3), GREEDY, MESSAGES, reference=True, warmup=False,
+                      models=models)
     assert itself.lossless and itself.speculative.stats.acceptance_rate == 1.0
     assert itself.reference is not None and itself.reference.token_ids == itself.plain.token_ids
     shallow = run_race(target, "self:1", KSchedule(2, dynamic=True), GREEDY, MESSAGES, warmup=False)
@@ -98,16 +98,16 @@ def test_bad_self_layers_are_refused(target):
         run_race(target, "self:2", 4, GREEDY, MESSAGES)  # the tiny target has 2 layers
 
 
-def test_larger_draft_races_with_a_note_that_it_cannot_pay(target, tokenizer, tmp_path):
+def test_larger_draft_races_with_a_note_that_it_cannot_pay(target, tokenizer, tmp_path, models):
     bigger = save_model(tmp_path / "bigger", tokenizer, layers=4)
-    result = run_race(target, bigger, 4, GREEDY, MESSAGES, warmup=False)
+    result = run_race(target, bigger, 4, GREEDY, MESSAGES, warmup=False, models=models)
     assert result.lossless
     assert any("cannot pay off" in note for note in result.notes), result.notes
 
 
-def test_draft_with_another_tokenizer_drafts_through_text(target, tmp_path):
+def test_draft_with_another_tokenizer_drafts_through_text(target, tmp_path, models):
     other = save_model(tmp_path / "other-tokenizer", build_tokenizer(vocab_size=300), layers=1)
-    result = run_race(target, other, 4, GREEDY, MESSAGES, reference=True, warmup=False)
+    result = run_race(target, other, 4, GREEDY, MESSAGES, reference=True, warmup=False, models=models)
     assert result.lossless and result.draft.endswith("(via text)")
     assert any("another tokenizer" in note for note in result.notes), result.notes
     # HF's universal assisted generation, with the same draft model and both tokenizers.
@@ -129,23 +129,23 @@ def test_prompt_longer_than_context_is_refused(target):
         run_race(target, "prompt-lookup", 4, GREEDY, long)
 
 
-def test_cli_prints_figures_and_the_lossless_verdict(tiny_dir, capsys):
+def test_cli_prints_figures_and_the_lossless_verdict(tiny_dir, capsys, ctx):
     parser = argparse.ArgumentParser()
     race_command.register(parser.add_subparsers())
     args = parser.parse_args(["race", "--target", str(tiny_dir), "--draft", "prompt-lookup", "--k", "3",
                               "--max-new-tokens", "12", "--reference", MESSAGES[0]["content"]])
-    assert args.func(args) == 0
+    assert args.func(args, ctx) == 0
     out = capsys.readouterr().out
     for expected in ("plain       :", "speculative :", "acceptance  :", "verify cost :", "speedup     :",
                      "lossless    : yes", "HF assisted : prompt_lookup_num_tokens=3"):
         assert expected in out
 
 
-def test_cli_races_the_quantized_self_draft(tiny_dir, capsys):
+def test_cli_races_the_quantized_self_draft(tiny_dir, capsys, ctx):
     parser = argparse.ArgumentParser()
     race_command.register(parser.add_subparsers())
     args = parser.parse_args(["race", "--target", str(tiny_dir), "--draft", "quant:int4", "--k", "3",
                               "--max-new-tokens", "12", "--no-warmup", MESSAGES[0]["content"]])
-    assert args.func(args) == 0
+    assert args.func(args, ctx) == 0
     out = capsys.readouterr().out
     assert "draft quant:int4" in out and "lossless    : yes" in out

@@ -75,11 +75,11 @@ def test_unknown_architecture_names_the_known_ones(configs):
         hub_config("smollm2-360m")
 
 
-def test_bench_random_weights_stores_labelled_speed_rows(configs, tmp_path):
+def test_bench_random_weights_stores_labelled_speed_rows(configs, tmp_path, models):
     store = Store(tmp_path / "b.sqlite3")
     request = BenchRequest(models=("tinyllama",), tasks=("speed",), random_weights=True,
                            quantization="int8", prompt_lengths=(8,), new_tokens=3, warmup=0, repeats=1)
-    outcomes = run_bench(request, store=store)
+    outcomes = run_bench(request, store=store, models=models)
     assert outcomes[0].ok, outcomes[0].error
     rows = outcomes[0].scores
     assert rows and all(LABEL in r.extra["note"] and r.settings["random_weights"] for r in rows)

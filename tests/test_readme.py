@@ -59,3 +59,19 @@ def test_readme_shows_every_tab():
     assert len(tabs) == 5, tabs
     for tab in tabs:
         assert re.search(rf'alt="{re.escape(tab)} tab', text), f"no screenshot of the {tab} tab"
+
+
+def test_space_preloads_the_compared_models_as_billion_loads_them():
+    """preload_from_hub: `repo files commit` for each compared model, the files the loader reads
+    (one copy of the weights) at the commit the registry pins, or main where it pins none."""
+    from billion.core.hub_cache import needed_files, weight_files
+    from billion.core.registry import COMPARED, resolve
+
+    entries = {line.split()[0]: line.split()[1:] for line in front_matter()["preload_from_hub"]}
+    assert set(entries) == {resolve(alias).hub_id for alias in COMPARED}
+    for alias in COMPARED:
+        spec = resolve(alias)
+        files, *commit = entries[spec.hub_id]
+        names = files.split(",")
+        assert needed_files(names) == names and weight_files(names), alias
+        assert commit == ([spec.source.revision] if spec.source.revision else []), alias

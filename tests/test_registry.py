@@ -80,3 +80,40 @@ def test_default_is_the_offline_smollm2_then_its_hub_twin_then_the_first():
     assert resolve("smollm2-135m-hub").hub_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert pick_default(["tinyllama", "pythia-1b"]) == "tinyllama"
     assert pick_default([]) is None
+
+
+def test_pythia_checkpoints_are_the_154_published_branches():
+    from billion.core.registry import PYTHIA_CHECKPOINTS
+
+    assert len(PYTHIA_CHECKPOINTS) == 154 == len(set(PYTHIA_CHECKPOINTS))
+    assert PYTHIA_CHECKPOINTS[:11] == ("step0", "step1", "step2", "step4", "step8", "step16", "step32",
+                                       "step64", "step128", "step256", "step512")
+    assert PYTHIA_CHECKPOINTS[11:] == tuple(f"step{k * 1000}" for k in range(1, 144))
+    for alias in ("pythia-160m", "pythia-410m", "pythia-1b", "pythia-1.4b", "pythia-2.8b"):
+        assert resolve(alias).revisions == PYTHIA_CHECKPOINTS
+
+
+def test_alias_at_revision_picks_a_checkpoint():
+    spec = resolve("pythia-1b@step3000")
+    assert spec.alias == "pythia-1b@step3000" and spec.source.revision == "step3000"
+    assert spec.hub_id == "EleutherAI/pythia-1b" and spec.display_name == "Pythia-1B @ step3000"
+    assert resolve("PYTHIA-1B@step3000").source.revision == "step3000"
+    assert resolve("tinyllama@main").source.revision == "main"
+    assert resolve("tinyllama@" + "a" * 40).source.revision == "a" * 40
+    assert resolve("someorg/some-model@dev").source.revision == "dev"  # unknown repos: any revision
+    with pytest.raises(BillionError, match=r"no revision 'step3001'.*154 checkpoints"):
+        resolve("pythia-1b@step3001")
+    with pytest.raises(BillionError, match=r"no revision 'dev'.*commit sha"):
+        resolve("tinyllama@dev")
+    with pytest.raises(BillionError, match="not a hub model"):
+        resolve("smollm2-135m@step3000")
+    with pytest.raises(BillionError, match="No revision after '@'"):
+        resolve("pythia-1b@")
+
+
+def test_compared_models_pin_a_commit_or_follow_main():
+    from billion.core.registry import COMMIT_SHA, COMPARED
+
+    pinned = {alias: resolve(alias).source.revision for alias in COMPARED}
+    assert pinned.pop("llama3.2-1b") is None  # gated: no commit could be checked, it follows main
+    assert all(COMMIT_SHA.fullmatch(rev or "") for rev in pinned.values())

@@ -11,7 +11,6 @@ from billion.bench.runner import (BenchRequest, RunProgress, canonical_task, est
                                   iter_run, run_bench)
 from billion.bench.tasks import get_task
 from billion.core.errors import BillionError
-from billion.core.loading import load_model
 from billion.core.registry import MODELS
 from billion.store.store import Store
 
@@ -30,10 +29,10 @@ def tiny_request(tiny_dir, tasks, **options) -> BenchRequest:
                         humaneval_max_new_tokens=16, **{**SPEED, **options})
 
 
-def test_each_task_is_stored_with_its_settings(tiny_dir, store):
+def test_each_task_is_stored_with_its_settings(tiny_dir, store, models):
     steps: list[RunProgress] = []
     outcomes = run_bench(tiny_request(tiny_dir, ["offline-mc", "speed", "humaneval"]), store=store,
-                         on_progress=steps.append)
+                         models=models, on_progress=steps.append)
     assert [o.task for o in outcomes] == ["billion-mc", "speed", "humaneval"]
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     # Progress per item: the multiple-choice task reports 0..3 of 3 before its result.
@@ -43,7 +42,7 @@ def test_each_task_is_stored_with_its_settings(tiny_dir, store):
 
     frame = store.bench_results_frame()
     assert sorted(frame["id"]) == sorted(s.id for o in outcomes for s in o.scores)
-    loaded = load_model(str(tiny_dir))
+    loaded = models.load(str(tiny_dir))
     alias = loaded.spec.alias
     assert set(frame["model"]) == {alias}
     assert (frame["machine"].str.len() > 0).all()
@@ -73,14 +72,15 @@ def test_each_task_is_stored_with_its_settings(tiny_dir, store):
     assert human["settings"]["limited"] is True and human["settings"]["decoding"] == "greedy"
 
 
-def test_failing_tasks_and_models_do_not_stop_the_run(tiny_dir, store):
-    context = load_model(str(tiny_dir)).context_length
+def test_failing_tasks_and_models_do_not_stop_the_run(tiny_dir, store, models):
+    context = models.load(str(tiny_dir)).context_length
     request = BenchRequest(models=("/no/such/model", str(tiny_dir)), tasks=("speed", "offline-mc"),
                            limit=2, prompt_lengths=(context,), new_tokens=4, warmup=0, repeats=1)
-    outcomes = run_bench(request, store=store)
+    outcomes = run_bench(request, store=store, models=models)
     assert [(o.model, o.task) for o in outcomes] == [
         ("/no/such/model", "speed"), ("/no/such/model", "billion-mc"),
-        (load_model(str(tiny_dir)).spec.alias, "speed"), (load_model(str(tiny_dir)).spec.alias, "billion-mc")]
+        (models.load(str(tiny_dir)).spec.alias, "speed"),
+        (models.load(str(tiny_dir)).spec.alias, "billion-mc")]
     assert "could not load /no/such/model" in outcomes[0].error
     assert "context" in outcomes[2].error and not outcomes[2].scores
     assert outcomes[3].ok and len(outcomes[3].scores) == 1
@@ -88,10 +88,11 @@ def test_failing_tasks_and_models_do_not_stop_the_run(tiny_dir, store):
     assert list(frame["task"]) == ["billion-mc"]
 
 
-def test_cancel_stops_between_items_and_stores_no_partial_score(tiny_dir, store):
+def test_cancel_stops_between_items_and_stores_no_partial_score(tiny_dir, store, models):
     cancel = threading.Event()
     seen = []
-    for progress in iter_run(tiny_request(tiny_dir, ["offline-mc", "speed"], limit=5), cancel, store):
+    for progress in iter_run(tiny_request(tiny_dir, ["offline-mc", "speed"], limit=5), cancel,
+                            store=store, models=models):
         seen.append(progress)
         if progress.task == "billion-mc" and progress.done == 1:
             cancel.set()
@@ -101,17 +102,18 @@ def test_cancel_stops_between_items_and_stores_no_partial_score(tiny_dir, store)
     assert store.bench_results_frame().empty
 
 
-def test_reruns_add_history_and_quantization_is_recorded(tiny_dir, store):
-    run_bench(tiny_request(tiny_dir, ["offline-mc"], limit=2), store=store)
-    run_bench(tiny_request(tiny_dir, ["offline-mc"], limit=2, quantization="int4"), store=store)
-    run_bench(tiny_request(tiny_dir, ["offline-mc"], limit=2), store=store)
+def test_reruns_add_history_and_quantization_is_recorded(tiny_dir, store, models):
+    run_bench(tiny_request(tiny_dir, ["offline-mc"], limit=2), store=store, models=models)
+    run_bench(tiny_request(tiny_dir, ["offline-mc"], limit=2, quantization="int4"), store=store,
+              models=models)
+    run_bench(tiny_request(tiny_dir, ["offline-mc"], limit=2), store=store, models=models)
     frame = store.bench_results_frame()
     assert len(frame) == 3
     assert [s["quantization"] for s in frame["settings"]] == ["none", "int4", "none"]
     assert frame["created_at"].is_monotonic_increasing
 
 
-def test_requests_are_checked_before_anything_runs():
+def test_requests_are_checked_before_anything_runs(store, models):
     assert canonical_task("offline-mc") == "billion-mc"
     assert canonical_task(" HumanEval ") == "humaneval"
     request = BenchRequest(models=("m",), tasks=("offline-mc", "billion-mc", "speed")).validated()
@@ -123,7 +125,7 @@ def test_requests_are_checked_before_anything_runs():
     with pytest.raises(BillionError, match="limit"):
         BenchRequest(models=("m",), tasks=("speed",), limit=0).validated()
     with pytest.raises(BillionError):
-        next(iter_run(BenchRequest(models=("m",), tasks=())))
+        next(iter_run(BenchRequest(models=("m",), tasks=()), store=store, models=models))
 
 
 def test_device_time_grows_with_the_work():
@@ -137,10 +139,12 @@ def test_device_time_grows_with_the_work():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2")
-def test_real_offline_run_of_smollm2(store):
+def test_real_offline_run_of_smollm2(store, models):
     """The issue's test: SmolLM2-135M-Instruct on 20 offline items and 5 HumanEval problems."""
-    mc = run_bench(BenchRequest(models=("smollm2-135m",), tasks=("offline-mc",), limit=20), store=store)
-    human = run_bench(BenchRequest(models=("smollm2-135m",), tasks=("humaneval",), limit=5), store=store)
+    mc = run_bench(BenchRequest(models=("smollm2-135m",), tasks=("offline-mc",), limit=20), store=store,
+                   models=models)
+    human = run_bench(BenchRequest(models=("smollm2-135m",), tasks=("humaneval",), limit=5), store=store,
+                      models=models)
     assert all(o.ok for o in mc + human), [o.error for o in mc + human]
     frame = store.bench_results_frame(model="smollm2-135m").set_index("task")
     assert frame.at["billion-mc", "n"] == 20 and frame.at["humaneval", "n"] == 5

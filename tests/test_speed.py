@@ -79,10 +79,8 @@ def test_lengths_beyond_the_context_are_refused(llama, tokenizer):
         measure_speed(llama, tokenizer, prompt_lengths=(8,), new_tokens=1)
 
 
-def test_loaded_model_records_name_and_quantization(tiny_dir):
-    from billion.core.loading import load_model
-
-    loaded = load_model(str(tiny_dir))
+def test_loaded_model_records_name_and_quantization(tiny_dir, models):
+    loaded = models.load(str(tiny_dir))
     result = measure_loaded(loaded, prompt_lengths=(8,), new_tokens=3, warmup=0, repeats=1)
     assert result.model == loaded.spec.alias and result.quantization == loaded.quantization
     assert result.weight_bytes == loaded.weight_bytes

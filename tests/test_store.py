@@ -15,16 +15,19 @@ from types import SimpleNamespace
 
 import pytest
 
+from billion.arena.hub_sync import HubSync, start_hub_sync
+from billion.arena.ratings import compute_ratings
+from billion.context import build_context
 from billion.core.errors import BillionError
 from billion.core.paths import REPO_ROOT
-from billion.arena.ratings import compute_ratings
-from billion.store.store import SCHEMA_VERSION, HubSync, Store, open_store, start_hub_sync
+from billion.core.settings import Settings
+from billion.store.store import SCHEMA_VERSION, Store
 
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("BILLION_DB", str(tmp_path / "votes.sqlite3"))
-    s = Store()
+    s = Store(Settings.from_env().db_path)  # the app's settings read BILLION_DB
     yield s
     s.close()
 
@@ -273,18 +276,20 @@ def test_training_runs_upsert(store):
 def test_hub_sync_off_without_token_and_repo(tmp_path, monkeypatch):
     for name in ("HF_TOKEN", "BILLION_HUB_DATASET"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BILLION_DATA_DIR", str(tmp_path / "data"))
-    assert start_hub_sync() is None
-    assert start_hub_sync(repo_id="me/votes") is None
+    folder = tmp_path / "data" / "hub_sync"
+    assert start_hub_sync(None, folder) is None
+    assert start_hub_sync("me/votes", folder) is None
     monkeypatch.setenv("BILLION_HUB_DATASET", "me/votes")
-    assert start_hub_sync() is None
-    assert open_store(tmp_path / "o.sqlite3").hub_sync is None
-    assert open_store(tmp_path / "o.sqlite3") is open_store(str(tmp_path / "o.sqlite3"))
+    settings = Settings.in_folder(tmp_path / "data", hub_dataset=Settings.from_env().hub_dataset)
+    assert settings.hub_dataset == "me/votes"
+    ctx = build_context(settings)
+    assert ctx.hub_sync is None and ctx.store.on_vote is None and not folder.exists()
+    ctx.close()
 
 
 def test_voted_battles_append_to_sync_folder(store, tmp_path):
     # CommitScheduler uploads whatever is in the folder; the store's part is the JSONL it appends.
-    store.hub_sync = HubSync(SimpleNamespace(lock=threading.Lock()), tmp_path / "sync.jsonl")
+    store.on_vote = HubSync(SimpleNamespace(lock=threading.Lock()), tmp_path / "sync.jsonl").append
     battle_id = answered_battle(store)
     answered_battle(store)  # never voted: never synced
     store.record_vote(battle_id, "model_b")
@@ -323,3 +328,14 @@ def test_store_from_schema_v1_migrates_and_keeps_battles(tmp_path):
     with pytest.raises(BillionError, match="needs a 'name'"):
         again.add_arena_contestant({"alias": "x"})
     again.close()
+
+
+def test_a_failing_vote_hook_keeps_the_vote(store):
+    def broken(record):
+        raise OSError("disk full")
+
+    store.on_vote = broken
+    battle_id = answered_battle(store)
+    with pytest.warns(UserWarning, match="disk full"):
+        store.record_vote(battle_id, "tie")
+    assert store.battle_record(battle_id)["winner"] == "tie"

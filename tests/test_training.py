@@ -14,12 +14,14 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from billion.core.errors import BillionError
-from billion.store.store import open_store
+from billion.store.store import Store
+from billion.train.config import TrainConfig, resolve_precision
 from billion.train.data import load_dataset
+from billion.train.lora import target_modules
 from billion.train.runs import RunManager, create_run, read_events, read_run, train_slice
 from billion.train.session import TrainingSession, split_rows
 from billion.train.tokens import pad_batch, tokenize_dataset
-from billion.train.config import (AnswerOnlyTrainer, TrainConfig, resolve_precision, target_modules)
+from billion.train.trainer import AnswerOnlyTrainer
 
 # Two answers the tiny random model can memorise in a few steps at a high learning rate.
 ROWS = [{"instruction": "Say the secret.", "output": "The capital of France is Paris."},
@@ -31,17 +33,6 @@ def data_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "tiny.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def private_store(tmp_path_factory):
-    """Runs are recorded in the store: keep the tests' records out of the real one."""
-    patch = pytest.MonkeyPatch()
-    folder = tmp_path_factory.mktemp("billion-data")
-    patch.setenv("BILLION_DATA_DIR", str(folder))
-    patch.setenv("BILLION_DB", str(folder / "test.sqlite3"))
-    yield folder / "test.sqlite3"
-    patch.undo()
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -169,8 +160,9 @@ def test_probe_measures_and_keeps_the_adapter_fresh(tiny_dir, data_file, tmp_pat
             torch.testing.assert_close(value, fresh[key])
 
 
-def test_stop_keeps_a_loadable_adapter(tiny_dir, data_file, tmp_path, private_store):
-    manager = RunManager(tmp_path)
+def test_stop_keeps_a_loadable_adapter(tiny_dir, data_file, tmp_path):
+    store = Store(tmp_path / "runs.sqlite3")
+    manager = RunManager(tmp_path, store=store)
     run_id = manager.start(tiny_config(tiny_dir, max_steps=500), load_dataset(data_file), ["Count."])
     deadline = time.monotonic() + 120
     while not [e for e in manager.events(run_id) if e.kind == "train"] and time.monotonic() < deadline:
@@ -182,7 +174,7 @@ def test_stop_keeps_a_loadable_adapter(tiny_dir, data_file, tmp_path, private_st
     assert (Path(status.result.adapter_dir) / "adapter_model.safetensors").is_file()
     base = AutoModelForCausalLM.from_pretrained(tiny_dir)
     PeftModel.from_pretrained(base, status.result.adapter_dir)
-    runs = open_store(private_store).training_runs_frame().set_index("id")
+    runs = store.training_runs_frame().set_index("id")
     assert runs.loc[run_id, "status"] == "stopped" and runs.loc[run_id, "base_model"] == str(tiny_dir)
     assert runs.loc[run_id, "results"]["step"] == status.result.steps
     assert runs.loc[run_id, "data_hash"] == load_dataset(data_file).report.data_hash
@@ -192,6 +184,7 @@ def test_stop_keeps_a_loadable_adapter(tiny_dir, data_file, tmp_path, private_st
     assert len(again.events(run_id)) == status.events
     with pytest.raises(BillionError, match="No training run"):
         again.status("missing")
+    store.close()
 
 
 def test_slices_resume_from_the_checkpoint(tiny_dir, data_file, tmp_path):
@@ -221,7 +214,7 @@ def test_one_run_at_a_time(tiny_dir, data_file, tmp_path):
         manager.wait(first, timeout=120)
 
 
-def test_cli_finetune(tiny_dir, data_file, tmp_path, capsys):
+def test_cli_finetune(tiny_dir, data_file, tmp_path, capsys, ctx):
     from billion.commands import finetune
 
     parser = argparse.ArgumentParser()
@@ -231,7 +224,7 @@ def test_cli_finetune(tiny_dir, data_file, tmp_path, capsys):
     args = parser.parse_args(["finetune", "--model", str(tiny_dir), "--data", str(data_file), "--max-steps", "2",
                               "--precision", "fp32", "--prompts", str(prompts), "--out", str(tmp_path),
                               "--probe-steps", "1"])
-    assert args.func(args) == 0
+    assert args.func(args, ctx) == 0
     out = capsys.readouterr().out
     assert "alpaca format, 12/12 usable rows" in out
     assert "probe:" in out and "step    2/2" in out and "eval loss" in out

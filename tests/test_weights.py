@@ -6,7 +6,6 @@ import pytest
 
 from billion.core.availability import available
 from billion.core.generation import generate_chat
-from billion.core.loading import load_model
 from billion.core.registry import WeightSource, resolve
 from billion.core.sampling import SamplingSettings
 from billion.core import weights
@@ -27,8 +26,8 @@ def test_missing_weight_package_is_explained():
         weights.package_gguf_path(spec)
 
 
-def test_smollm2_answers_paris_offline():
-    loaded = load_model("smollm2-135m")
+def test_smollm2_answers_paris_offline(models):
+    loaded = models.load("smollm2-135m")
     assert weights.is_converted(weights.package_gguf_path(loaded.spec))
     result = generate_chat(loaded, [{"role": "user", "content": "What is the capital of France?"}],
                            SamplingSettings(temperature=0, max_new_tokens=32))

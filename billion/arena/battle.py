@@ -1,7 +1,7 @@
 """Blind arena battles: the battle state a UI keeps, its steps, the vote and the reveal.
 
 A `Battle` is an immutable value (kept in gr.State, never in module globals); each step returns a
-new one. A UI round: pick_pair (billion.arena.contestants) -> new_battle -> ask -> record_ask ->
+new one. A UI round (billion.arena.rounds stores each step): start_battle -> ask -> record_ask ->
 stream_pending (or answer_pending) -> record_answers -> (ask again, or regenerate ...) ->
 cast_vote -> reveal. Identity leaks are found by billion.arena.leaks.
 `model_a` and `model_b` are the two contestants as stored; `position` says on which side model_a
@@ -15,18 +15,21 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from billion.arena.contestants import Contestant
-from billion.core.errors import BillionError
 from billion.arena.leaks import detect_identity_leak, identity_terms
+from billion.core.errors import BillionError
+from billion.core.limits import DEFAULT_LIMITS, check_prompt
 from billion.core.registry import resolve
 from billion.core.sampling import SamplingSettings
 
+if TYPE_CHECKING:
+    from billion.core.loading import ModelCache
+
 log = logging.getLogger(__name__)
 
-MAX_PROMPT_CHARS = 4000
 Side = Literal["left", "right"]
 Seat = Literal["a", "b"]
 Choice = Literal["left", "right", "tie", "bothbad"]
@@ -87,14 +90,8 @@ def public_label(side: Side) -> str:
     return "Model A" if side == "left" else "Model B"
 
 
-def validate_prompt(prompt: str) -> str:
-    text = (prompt or "").strip()
-    if not text:
-        raise BillionError("The prompt is empty: type a question or draw an example.")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise BillionError(f"The prompt has {len(text)} characters; the arena takes at most "
-                           f"{MAX_PROMPT_CHARS}: shorten it.")
-    return text
+def validate_prompt(prompt: str, max_chars: int = DEFAULT_LIMITS.arena_prompt_chars) -> str:
+    return check_prompt(prompt, max_chars, "the arena", "type a question or draw an example")
 
 
 def new_battle(model_a: Contestant, model_b: Contestant, settings: SamplingSettings, *,
@@ -112,9 +109,9 @@ def new_battle(model_a: Contestant, model_b: Contestant, settings: SamplingSetti
 
 # ---- the battle steps ----------------------------------------------------------------------------
 
-def ask(battle: Battle, prompt: str) -> Battle:
+def ask(battle: Battle, prompt: str, max_chars: int = DEFAULT_LIMITS.arena_prompt_chars) -> Battle:
     """Add a prompt for both contestants (a new turn); answers come from answer_pending."""
-    text = validate_prompt(prompt)
+    text = validate_prompt(prompt, max_chars)
     if battle.status == "voted":
         raise BillionError("This battle already has its vote: start a new round.")
     if battle.status == "answering":
@@ -164,7 +161,9 @@ def settings_for(battle: Battle, seat: Seat) -> SamplingSettings:
 
 
 def _stats(result: Any, revision: str) -> AnswerStats:
-    return AnswerStats(tokens=len(result.token_ids), tokens_per_s=float(result.decode_tokens_per_s),
+    # Endpoint answers come as text, with the server's token count instead of ids.
+    tokens = getattr(result, "completion_tokens", None) or len(result.token_ids)
+    return AnswerStats(tokens=tokens, tokens_per_s=float(result.decode_tokens_per_s),
                        ttft_s=float(result.ttft_s), finish_reason=result.finish_reason,
                        revision=revision, precision=getattr(result, "precision", ""))
 
@@ -189,6 +188,9 @@ GenerateFn = Callable[[Any, list, SamplingSettings], Any]
 
 def _identifiers(contestant: Contestant) -> list[str]:
     names = [contestant.name, contestant.alias]
+    if contestant.endpoint is not None:
+        e = contestant.endpoint
+        names += [e.alias, e.model, e.display_name, e.base_url, e.host]
     try:
         spec = resolve(contestant.alias)
         names += [spec.display_name, spec.hub_id, spec.source.location]
@@ -204,8 +206,12 @@ def blind_errors(battle: Battle) -> Iterator[None]:
     A BillionError keeps its advice with the names replaced by the side's label; anything else
     becomes a generic message (the original goes to the server log).
     """
+    from billion.endpoints.client import EndpointError
+
     try:
         yield
+    except EndpointError as exc:  # says which server failed: the blind words say only that one did
+        raise BillionError(exc.blind) from None
     except BillionError as exc:
         message = str(exc)
         for side in ("left", "right"):
@@ -218,43 +224,46 @@ def blind_errors(battle: Battle) -> Iterator[None]:
                            "in the server log): start a new round.") from exc
 
 
-def load_contestant(contestant: Contestant):
-    from billion.core.loading import load_model
+def contestant_loader(models: ModelCache) -> LoadFn:
+    """A LoadFn over a billion.core.loading.ModelCache; an endpoint contestant "loads" as its
+    EndpointModel (its server holds the weights)."""
+    def load(contestant: Contestant):
+        if contestant.endpoint is not None:
+            return contestant.endpoint
+        return models.load(contestant.alias, contestant.load_options())
+    return load
 
-    return load_model(contestant.alias, contestant.load_options())
 
-
-def answer_pending(battle: Battle, load: LoadFn | None = None,
-                   generate: GenerateFn | None = None) -> Battle:
+def answer_pending(battle: Battle, load: LoadFn, generate: GenerateFn | None = None) -> Battle:
     """Generate both answers to the pending prompt; both are released together (blind)."""
     if generate is None:
-        from billion.core.generation import generate_chat as generate
-    load = load or load_contestant
+        from billion.endpoints.client import generate_answer as generate
+    from billion.endpoints.client import generate_pair
+
     with blind_errors(battle):
         loaded = [load(battle.contestant(seat)) for seat in ("a", "b")]
-        results = [generate(model, messages_for(battle, seat), settings_for(battle, seat))
-                   for model, seat in zip(loaded, ("a", "b"))]
+        results = generate_pair(generate, [(model, messages_for(battle, seat), settings_for(battle, seat))
+                                           for model, seat in zip(loaded, ("a", "b"))])
     return finish(battle, *results, revisions=tuple(getattr(m, "revision", "") for m in loaded))
 
 
-def answer_turn(battle: Battle, prompt: str, load: LoadFn | None = None,
-                generate: GenerateFn | None = None) -> Battle:
+def answer_turn(battle: Battle, prompt: str, load: LoadFn, generate: GenerateFn | None = None) -> Battle:
     """ask + answer_pending: one whole turn."""
     return answer_pending(ask(battle, prompt), load, generate)
 
 
-def stream_pending(battle: Battle, load: LoadFn | None = None) -> Iterator[Battle]:
+def stream_pending(battle: Battle, load: LoadFn) -> Iterator[Battle]:
     """Battles to show while answering. Blind (default): only the finished battle, since the pace
     of a stream gives a model away; with battle.live_streaming, partial answers as they grow."""
-    from billion.core.generation import interleave, stream_chat
+    from billion.core.generation import interleave
+    from billion.endpoints.client import stream_answer
 
-    load = load or load_contestant
     if not battle.live_streaming:
         yield answer_pending(battle, load)
         return
     with blind_errors(battle):
         loaded = [load(battle.contestant(seat)) for seat in ("a", "b")]
-        streams = [stream_chat(model, messages_for(battle, seat), settings_for(battle, seat))
+        streams = [stream_answer(model, messages_for(battle, seat), settings_for(battle, seat))
                    for model, seat in zip(loaded, ("a", "b"))]
     updates: tuple = (None, None)
     with blind_errors(battle):
@@ -331,6 +340,8 @@ def _revealed(battle: Battle, side: Side) -> RevealedSide:
         display, size = contestant.alias, "?"
     stats = [s for t in battle.turns if (s := t.stats_a if seat == "a" else t.stats_b)]
     speeds = [s.tokens_per_s for s in stats]
+    if contestant.endpoint is not None:
+        display = f"{contestant.endpoint.label} (over the network, from {contestant.endpoint.host})"
     # The precision that ran (auto resolves per machine), else the one asked for.
     precision = next((s.precision for s in reversed(stats) if s.precision), contestant.dtype)
     return RevealedSide(public_label(side), contestant.name, display, size, precision,
@@ -344,44 +355,3 @@ def reveal(battle: Battle) -> Reveal:
     outcome = {"model_a": battle.model_a.name, "model_b": battle.model_b.name,
                "tie": "tie", "tie (bothbad)": "both bad"}[battle.winner or ""]
     return Reveal(_revealed(battle, "left"), _revealed(battle, "right"), outcome, battle.flag_reason)
-
-
-# ---- the store side ------------------------------------------------------------------------------
-
-def record_ask(store, battle: Battle) -> None:
-    """Store the pending prompt (and the battle itself on its first ask)."""
-    if not battle.turns or battle.status != "answering":
-        raise BillionError("No prompt is waiting for answers: ask one first.")
-    if len(battle.turns) == 1 and store_missing(store, battle.id):
-        store.create_battle(model_a=battle.model_a.to_record(), model_b=battle.model_b.to_record(),
-                            position=battle.position, sampling=asdict(battle.settings),
-                            seed=battle.settings.seed, session_id=battle.session_id,
-                            live_streaming=battle.live_streaming, battle_id=battle.id)
-    store.begin_turn(battle.id, len(battle.turns) - 1, battle.turns[-1].prompt)
-
-
-def store_missing(store, battle_id: str) -> bool:
-    try:
-        store.battle_record(battle_id)
-    except BillionError:
-        return True
-    return False
-
-
-def record_answers(store, battle: Battle) -> None:
-    """Store the finished turn's answers and any leak flag."""
-    turn = battle.turns[-1]
-    if not turn.complete:
-        raise BillionError("Both answers must be complete before they are stored.")
-    stats = {"a": asdict(turn.stats_a) if turn.stats_a else None,
-             "b": asdict(turn.stats_b) if turn.stats_b else None}
-    store.finish_turn(battle.id, len(battle.turns) - 1, turn.answer_a, turn.answer_b, stats)
-    if battle.flag_reason:
-        store.flag_battle(battle.id, battle.flag_reason)
-
-
-def cast_vote(store, battle: Battle, choice: Choice) -> Battle:
-    """Vote (checked against the battle state, then stored exactly once); returns the voted battle."""
-    voted = vote(battle, choice)
-    store.record_vote(battle.id, voted.winner)
-    return voted

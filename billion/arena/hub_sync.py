@@ -1,7 +1,8 @@
 """Optional copy of voted arena battles to a Hugging Face dataset repo (a CommitScheduler upload).
 
 The local store stays the record of truth; this only appends each voted battle as a JSONL line to a
-folder that huggingface_hub uploads every few minutes.
+folder that huggingface_hub uploads every few minutes. The store calls `HubSync.append` through its
+on-vote hook (billion.context wires them), so the store itself knows nothing of the arena or the hub.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from billion.core.paths import data_dir
 
 
 @dataclass
@@ -32,20 +31,18 @@ class HubSync:
                 fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
 
 
-def start_hub_sync(repo_id: str | None = None, token: str | None = None,
+def start_hub_sync(repo_id: str | None, folder: Path, token: str | None = None,
                    every_minutes: float = 5.0) -> HubSync | None:
-    """Start uploading votes to a dataset repo; None unless both a repo and a token are configured.
+    """Start uploading votes from `folder` to a dataset repo; None unless a repo and a token are given.
 
-    Defaults come from env BILLION_HUB_DATASET and HF_TOKEN. The local store stays the record of
-    truth: if the Hub cannot be reached this warns and returns None instead of failing the app.
+    The token defaults to env HF_TOKEN. The local store stays the record of truth: if the Hub
+    cannot be reached this warns and returns None instead of failing the app.
     """
-    repo_id = repo_id or os.environ.get("BILLION_HUB_DATASET")
     token = token or os.environ.get("HF_TOKEN")
     if not repo_id or not token:
         return None
     from huggingface_hub import CommitScheduler
 
-    folder = data_dir() / "hub_sync"
     folder.mkdir(parents=True, exist_ok=True)
     try:
         scheduler = CommitScheduler(repo_id=repo_id, repo_type="dataset", folder_path=folder,

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from billion.core.errors import BillionError
-
-WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
+from billion.store.schema import WINNERS
 # Score of model_a for each outcome; both kinds of tie count half a win each.
 _SCORE_A = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
 

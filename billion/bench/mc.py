@@ -1,4 +1,4 @@
-"""Multiple-choice scoring as lm-evaluation-harness defines it.
+"""Multiple-choice scoring as lm-evaluation-harness (0.4.13) defines it.
 
 Each choice's score is the summed log-probability of its continuation tokens given the context.
 `acc` takes the argmax of those sums; `acc_norm` the argmax after dividing each by the choice's
@@ -97,38 +97,44 @@ class Progress:
 
 # -- tokenization --------------------------------------------------------------------------------
 
-def tok_encode(tokenizer, text: str, add_special_tokens: bool = False) -> list[int]:
-    return list(tokenizer.encode(text, add_special_tokens=add_special_tokens))
-
-
-def harness_adds_bos(model) -> bool:
-    """The harness encodes without special tokens for causal models, except Gemma, which it gives a
-    BOS because Gemma models score far worse without one."""
-    return "gemma" in str(getattr(model.config, "model_type", "")).lower()
-
-
 def prefix_token_id(tokenizer) -> int:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def encode_pair(tokenizer, context: str, continuation: str,
-                add_special_tokens: bool = False) -> tuple[list[int], list[int]]:
-    """The harness's split: trailing spaces of the context move to the continuation, and the
-    continuation's tokens are the tail of encode(context + continuation) after encode(context)."""
+def tok_encode(tokenizer, text: str, add_special_tokens: bool | None = None) -> list[int]:
+    """lm-evaluation-harness 0.4.13's HFLM.tok_encode (add_bos_token unset): None follows the
+    tokenizer's own default (Llama, TinyLlama and Gemma tokenizers add a BOS; GPT-NeoX and GPT-2
+    style ones add nothing), except that a text already starting with the BOS gets no second one."""
+    kwargs = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
+    if add_special_tokens is None and text.startswith(tokenizer.decode(prefix_token_id(tokenizer))):
+        kwargs["add_special_tokens"] = False
+    return list(tokenizer.encode(text, **kwargs))
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """The harness's split (TemplateLM.loglikelihood and _encode_pair in lm-eval 0.4.13).
+
+    An empty context becomes the prefix token (BOS, else EOS) unless the continuation already starts
+    with it. Otherwise trailing spaces of the context move to the continuation, and the
+    continuation's tokens are the tail of encode(context + continuation) after encode(context).
+    """
+    if not context:
+        continuation_ids = tok_encode(tokenizer, continuation, add_special_tokens=False)
+        prefix = prefix_token_id(tokenizer)
+        if continuation_ids and continuation_ids[0] == prefix:
+            return continuation_ids[:1], continuation_ids[1:]
+        return [prefix], continuation_ids
     spaces = len(context) - len(context.rstrip())
     if spaces:
         context, continuation = context[:-spaces], context[-spaces:] + continuation
-    if not context:
-        return [prefix_token_id(tokenizer)], tok_encode(tokenizer, continuation)
-    context_ids = tok_encode(tokenizer, context, add_special_tokens)
-    whole = tok_encode(tokenizer, context + continuation, add_special_tokens)
+    whole = tok_encode(tokenizer, context + continuation)
+    context_ids = tok_encode(tokenizer, context)
     return context_ids, whole[len(context_ids):]
 
 
-def encode_choices(tokenizer, context: str, continuations: Sequence[str],
-                   add_special_tokens: bool = False) -> tuple[list[int], list[list[int]]]:
+def encode_choices(tokenizer, context: str, continuations: Sequence[str]) -> tuple[list[int], list[list[int]]]:
     """One context encoding (it does not depend on the continuation) and each continuation's tokens."""
-    pairs = [encode_pair(tokenizer, context, c, add_special_tokens) for c in continuations]
+    pairs = [encode_pair(tokenizer, context, c) for c in continuations]
     return pairs[0][0], [cont for _, cont in pairs]
 
 
@@ -213,8 +219,7 @@ def decide(logprobs: Sequence[float], choice_lengths: Sequence[int]) -> tuple[in
 
 def score_prompt(model, tokenizer, prompt: McPrompt, item: McItem, max_length: int | None = None,
                  method: Method = "shared") -> ItemScore:
-    context_ids, continuations = encode_choices(tokenizer, prompt.context, prompt.continuations,
-                                                harness_adds_bos(model))
+    context_ids, continuations = encode_choices(tokenizer, prompt.context, prompt.continuations)
     context_ids = truncate_context(context_ids, continuations, max_length or max_length_of(model, tokenizer))
     scorer = continuation_logprobs if method == "shared" else continuation_logprobs_full
     logprobs = tuple(scorer(model, context_ids, continuations))

@@ -1,6 +1,6 @@
 """The benchmark runner: models x tasks, with progress per item, every score stored in the project store.
 
-A run loads each model once (through billion.core.loading's cache), runs its tasks in order and stores
+A run loads each model once (through the app's billion.core.loading.ModelCache), runs its tasks in order and stores
 each finished task's scores as soon as it ends, so a later failure loses nothing. A task that fails
 (an unreachable dataset, a prompt longer than the context, a model that will not load) is reported
 in the progress stream and the run goes on. A cancelled task is reported, not stored: a partial
@@ -24,9 +24,12 @@ from billion.bench.random_weights import LABEL as RANDOM_LABEL, random_model
 from billion.bench.speed import SpeedResult, iter_speed_loaded
 from billion.bench.tasks import DEFAULT_SEED, TASKS, get_task
 from billion.core.errors import BillionError
-from billion.core.loading import LoadedModel, LoadOptions, load_model
+from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.registry import DEFAULT_MODEL
 from billion.core.stats import Estimate
-from billion.store.store import Store, open_store
+from billion.bench.endpoint_tasks import endpoint_task_steps
+from billion.endpoints.config import EndpointModel, find_endpoint, is_endpoint_name
+from billion.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,12 @@ _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "f
 
 @dataclass(frozen=True)
 class BenchRequest:
-    """What to run. The UI, the CLI and the tests all build one of these."""
+    """What to run. The UI, the CLI and the tests all build one of these; its defaults are the only ones."""
 
     #: registry aliases, hub ids or local model folders
-    models: tuple[str, ...]
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
     #: names from TASK_CHOICES (aliases such as "offline-mc" allowed)
-    tasks: tuple[str, ...]
+    tasks: tuple[str, ...] = ("billion-mc",)
     #: items (or HumanEval problems) per task; None runs the full task
     limit: int | None = None
     dtype: str = "auto"
@@ -239,13 +242,19 @@ def speed_rows(result: SpeedResult, settings: dict[str, Any]) -> list[dict[str, 
     return rows
 
 
-def store_rows(store: Store, loaded: LoadedModel, task: str,
+def model_name(loaded: Any) -> str:
+    """A loaded model's alias, or an endpoint model's `endpoint:<alias>`."""
+    return loaded.name if isinstance(loaded, EndpointModel) else loaded.spec.alias
+
+
+def store_rows(store: Store, loaded: Any, task: str,
                rows: Sequence[dict[str, Any]]) -> tuple[StoredScore, ...]:
     stored = []
     for row in rows:
-        row_id = store.add_bench_result(model=loaded.spec.alias, revision=loaded.revision or None,
+        row_id = store.add_bench_result(model=model_name(loaded),
+                                        revision=getattr(loaded, "revision", "") or None,
                                         task=task, **row)
-        stored.append(StoredScore(id=row_id, model=loaded.spec.alias, task=task, **row))
+        stored.append(StoredScore(id=row_id, model=model_name(loaded), task=task, **row))
     return tuple(stored)
 
 
@@ -291,6 +300,8 @@ def _speed_steps(loaded: LoadedModel, request: BenchRequest,
 def task_steps(loaded: LoadedModel, task: str, request: BenchRequest,
                cancel: threading.Event | None) -> Iterator[Step]:
     """(done, total, message, rows) per item; rows on the last step, None if cancelled."""
+    if isinstance(loaded, EndpointModel):  # over the API: billion.bench.endpoint_tasks
+        return endpoint_task_steps(loaded, task, request, cancel)
     if task == HUMANEVAL:
         return _humaneval_steps(loaded, request, cancel)
     if task == SPEED:
@@ -312,21 +323,26 @@ def _is_set(cancel: threading.Event | None) -> bool:
     return cancel is not None and cancel.is_set()
 
 
-def iter_run(request: BenchRequest, cancel: threading.Event | None = None,
-             store: Store | None = None) -> Iterator[RunProgress]:
+def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, store: Store,
+             models: ModelCache, endpoints: Sequence[EndpointModel] = ()) -> Iterator[RunProgress]:
     """Run every task on every model; one RunProgress per item, one with `result` per task.
+    `endpoint:<alias>` models are looked up in `endpoints` and run over their API.
 
     Stops between items once `cancel` is set; tasks finished before that stay stored.
     """
     request = request.validated()
-    store = store or open_store()
     steps = len(request.models) * len(request.tasks)
     step = 0
     options = LoadOptions(dtype=request.dtype, quantization=request.quantization)  # type: ignore[arg-type]
     for model in request.models:
         yield RunProgress(model, "", 0, 0, f"loading {model}", step=step, steps=steps)
         try:
-            loaded = random_model(model, options) if request.random_weights else load_model(model, options)
+            if is_endpoint_name(model):
+                loaded = find_endpoint(model, endpoints)
+            elif request.random_weights:
+                loaded = random_model(model, options)
+            else:
+                loaded = models.load(model, options)
         except Exception as exc:  # one model that will not load must not stop the others
             if not isinstance(exc, BillionError):
                 log.exception("loading %s failed", model)
@@ -353,7 +369,7 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None,
 
 def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: threading.Event | None,
               store: Store) -> Iterator[RunProgress]:
-    model = loaded.spec.alias
+    model = model_name(loaded)
     started = time.perf_counter()
     done = total = 0
     try:
@@ -379,12 +395,12 @@ def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: thr
                       TaskOutcome(model, task, cancelled=True, elapsed_s=time.perf_counter() - started))
 
 
-def run_bench(request: BenchRequest, cancel: threading.Event | None = None,
-              store: Store | None = None,
+def run_bench(request: BenchRequest, cancel: threading.Event | None = None, *, store: Store,
+              models: ModelCache, endpoints: Sequence[EndpointModel] = (),
               on_progress: Callable[[RunProgress], None] | None = None) -> tuple[TaskOutcome, ...]:
     """Run to the end; returns every task's outcome in order."""
     outcomes = []
-    for progress in iter_run(request, cancel, store):
+    for progress in iter_run(request, cancel, store=store, models=models, endpoints=endpoints):
         if on_progress is not None:
             on_progress(progress)
         if progress.result is not None:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import random
 import re
-import socket
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Literal
-from urllib.parse import urlparse
 
 from billion.core.errors import BillionError
 from billion.core.paths import ASSETS
@@ -172,24 +170,14 @@ def load_offline_suite() -> McData:
 
 # -- hub datasets --------------------------------------------------------------------------------
 
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
-        return True
-    except OSError:
-        return False
-
-
 def load_hub_dataset(path: str, name: str | None) -> Any:
     """datasets.load_dataset, or a BillionError naming the offline suite when the hub is out of reach."""
     import datasets
-    from huggingface_hub import constants
+
+    from billion.core.availability import hub_answers, hub_offline
 
     # Checked first: unreachable, load_dataset retries for about half a minute before failing.
-    if not constants.HF_HUB_OFFLINE and not hub_reachable():
+    if not hub_offline() and not hub_answers(timeout_s=3.0):
         raise BillionError(f"{HUB_HINT} (needed: {path})")
     try:
         return datasets.load_dataset(path, name)

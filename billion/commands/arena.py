@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from billion.core.errors import BillionError
 from billion.arena.ratings import RatingTable, compute_ratings
-from billion.store.store import open_store
+from billion.context import AppContext
+from billion.core.errors import BillionError
 from billion.core.table import format_table
 
 
@@ -29,10 +29,10 @@ def format_ratings(table: RatingTable) -> str:
             f"CI from {table.bootstrap_rounds} bootstrap rounds.")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, ctx: AppContext) -> int:
     if not args.ratings and not args.export:
         raise BillionError("Nothing to do: pass --ratings and/or --export PATH.")
-    store = open_store(args.db)
+    store = ctx.store  # the file --db names (billion.cli.settings_for)
     if args.export:
         path = Path(args.export)
         if path.suffix == ".jsonl":

@@ -7,13 +7,14 @@ import sys
 
 import torch
 
-from billion.bench.runner import TASK_CHOICES, BenchRequest, RunProgress, TaskOutcome, iter_run
-from billion.bench.tasks import DEFAULT_SEED
 from billion.bench.leaderboard import KINDS, MEASURED, build_leaderboard, filter_leaderboard, run_results_frame
-from billion.core.registry import DEFAULT_MODEL, all_models
-from billion.store.store import open_store
+from billion.bench.runner import TASK_CHOICES, BenchRequest, RunProgress, TaskOutcome, iter_run
+from billion.context import AppContext
+from billion.core.registry import all_models
 from billion.core.table import format_table
+from billion.endpoints.config import configured_endpoints
 
+DEFAULT = BenchRequest()
 SHOW_COLUMNS = ["model", "benchmark", "metric", "score", "unit", "± stderr", "95% CI", "n",
                 "chance", "dtype", "quantization", "date", "source", "note"]
 
@@ -31,19 +32,22 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="run benchmarks and store the scores; --show the leaderboard")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
+    parser.add_argument("--model", default=",".join(DEFAULT.models),
                         help="alias, hub id, folder or .gguf; several separated by commas")
-    parser.add_argument("--tasks", default="offline-mc",
+    parser.add_argument("--tasks", default=",".join(DEFAULT.tasks),
                         help=f"comma-separated, from: {', '.join(TASK_CHOICES)} (offline-mc = billion-mc)")
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=int, default=DEFAULT.limit,
                         help="items (HumanEval problems) per task; such runs are not comparable to full runs")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--quantization", default="none", choices=["none", "int8", "int4"])
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="item sample and few-shot seed")
-    parser.add_argument("--prompt-lengths", type=_ints, default=(128, 512),
-                        help="speed: prompt lengths in tokens (default 128,512)")
-    parser.add_argument("--new-tokens", type=int, default=64, help="speed: tokens generated per run")
-    parser.add_argument("--repeats", type=int, default=3, help="speed: timed runs per prompt length")
+    parser.add_argument("--dtype", default=DEFAULT.dtype, choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--quantization", default=DEFAULT.quantization, choices=["none", "int8", "int4"])
+    parser.add_argument("--seed", type=int, default=DEFAULT.seed, help="item sample and few-shot seed")
+    lengths = ",".join(map(str, DEFAULT.prompt_lengths))
+    parser.add_argument("--prompt-lengths", type=_ints, default=DEFAULT.prompt_lengths,
+                        help=f"speed: prompt lengths in tokens (default {lengths})")
+    parser.add_argument("--new-tokens", type=int, default=DEFAULT.new_tokens,
+                        help="speed: tokens generated per run")
+    parser.add_argument("--repeats", type=int, default=DEFAULT.repeats,
+                        help="speed: timed runs per prompt length")
     parser.add_argument("--speed-only", action="store_true", help="run the speed task only")
     parser.add_argument("--random-weights", action="store_true",
                         help="speed only: the model's exact architecture with random weights, for hub "
@@ -85,8 +89,8 @@ def _report(progress: RunProgress) -> None:
         print(f"\r{label}: {progress.message}", file=sys.stderr, flush=True)
 
 
-def show(args: argparse.Namespace) -> int:
-    results = open_store(args.db).bench_results_frame()
+def show(args: argparse.Namespace, ctx: AppContext) -> int:
+    results = ctx.store.bench_results_frame()
     board = build_leaderboard(results, all_models())
     board = filter_leaderboard(board, kinds=KINDS if args.published else (MEASURED,))
     if board.empty:
@@ -97,19 +101,20 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, ctx: AppContext) -> int:
     if args.show:
-        return show(args)
+        return show(args, ctx)
     if args.threads:
         torch.set_num_threads(args.threads)
     request = request_from(args)
     outcomes = []
-    for progress in iter_run(request, store=open_store(args.db)):
+    for progress in iter_run(request, store=ctx.store, models=ctx.models,
+                             endpoints=configured_endpoints(ctx.settings.models_file)):
         _report(progress)
         if progress.result is not None:
             outcomes.append(progress.result)
     print(run_header(request, outcomes))
     print(results_table(outcomes))
     stored = sum(len(o.scores) for o in outcomes)
-    print(f"{stored} scores stored in {open_store(args.db).path}.")
+    print(f"{stored} scores stored in {ctx.store.path}.")
     return 0 if all(o.ok for o in outcomes) else 1

@@ -6,32 +6,38 @@ import argparse
 import json
 from pathlib import Path
 
+from billion.context import AppContext
 from billion.core.errors import BillionError
 from billion.core.paths import ASSETS
-from billion.core.registry import DEFAULT_MODEL
+from billion.train.config import TrainConfig
 
 SAMPLE_DATA = ASSETS / "sample_lora" / "pirate.jsonl"
 SAMPLE_PROMPTS = ASSETS / "sample_lora" / "held_out.json"
+DEFAULT = TrainConfig()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("finetune", help="train a LoRA adapter and compare answers before/after")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="alias, hub id, folder or .gguf")
+    # dest = the TrainConfig field each option sets (TrainConfig.from_values reads them)
+    parser.add_argument("--model", default=DEFAULT.model, help="alias, hub id, folder or .gguf")
     parser.add_argument("--data", default=str(SAMPLE_DATA),
                         help=".jsonl/.json/.csv/.parquet/.txt (default: the pirate sample)")
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--max-steps", type=int, default=0, help="optimizer steps; 0 = use --epochs")
-    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--epochs", type=float, default=DEFAULT.epochs)
+    parser.add_argument("--max-steps", type=int, default=DEFAULT.max_steps,
+                        help="optimizer steps; 0 = use --epochs")
+    parser.add_argument("--rank", type=int, default=DEFAULT.rank)
     parser.add_argument("--alpha", type=int, default=None, help="default: 2 x rank")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--grad-accum", type=int, default=1)
-    parser.add_argument("--cutoff", type=int, default=256, help="tokens per example")
-    parser.add_argument("--targets", default="attention", help="attention, all-linear, or module names")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--lr", dest="learning_rate", type=float, default=DEFAULT.learning_rate,
+                        help="peak learning rate")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT.batch_size)
+    parser.add_argument("--grad-accum", type=int, default=DEFAULT.grad_accum)
+    parser.add_argument("--cutoff", type=int, default=DEFAULT.cutoff, help="tokens per example")
+    parser.add_argument("--targets", dest="target_modules", default=DEFAULT.target_modules,
+                        help="attention, all-linear, or module names")
+    parser.add_argument("--precision", default=DEFAULT.precision, choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--qlora", action="store_true", help="4-bit base through bitsandbytes")
-    parser.add_argument("--eval-fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-fraction", type=float, default=DEFAULT.eval_fraction)
+    parser.add_argument("--seed", type=int, default=DEFAULT.seed)
     parser.add_argument("--prompts", default=None,
                         help="JSON list of held-out prompts (default: the sample's, with the sample data)")
     parser.add_argument("--merge", action="store_true", help="also export a merged model")
@@ -39,16 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="time this many steps first and print the ETA (0 = skip)")
     parser.add_argument("--out", default=None, help="folder for the run (default: data dir/runs)")
     parser.set_defaults(func=run)
-
-
-def config_from(args: argparse.Namespace):
-    from billion.train.config import TrainConfig
-
-    return TrainConfig(model=args.model, rank=args.rank, alpha=args.alpha or 2 * args.rank,
-                       learning_rate=args.lr, epochs=args.epochs, max_steps=args.max_steps,
-                       cutoff=args.cutoff, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                       eval_fraction=args.eval_fraction, seed=args.seed, target_modules=args.targets,
-                       precision=args.precision, qlora=args.qlora).validate()
 
 
 def held_out_prompts(args: argparse.Namespace) -> list[str]:
@@ -74,17 +70,17 @@ def print_event(event) -> None:
         print(event.message, flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, ctx: AppContext) -> int:
     from billion.train.data import load_dataset
     from billion.train.runs import FINAL_STATES, RunManager
 
-    config = config_from(args)
+    config = TrainConfig.from_values(vars(args))
     dataset = load_dataset(args.data)
     report = dataset.report
     print(f"{report.path}: {report.format} format, {report.usable}/{report.rows} usable rows")
     for line in [*map(str, report.problems[:10]), *report.warnings]:
         print(f"  {line}")
-    manager = RunManager(Path(args.out) if args.out else None)
+    manager = RunManager(Path(args.out), store=ctx.store) if args.out else ctx.runs
     run_id = manager.start(config, dataset, held_out_prompts(args), merge=args.merge,
                            probe_steps=args.probe_steps)
     print(f"run {run_id}: training {config.model} (rank {config.rank}, lr {config.learning_rate}, "

@@ -5,21 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 
-from billion.commands.chat import add_generation_args, messages_from, settings_from
-from billion.core.loading import LoadOptions, load_model
-from billion.spec.race import RaceResult, SweepPoint, k_sweep, run_race
-from billion.core.registry import DEFAULT_MODEL
+from billion.commands.chat import add_generation_args
+from billion.context import AppContext
+from billion.core.errors import BillionError
+from billion.core.sampling import sampling_from
+from billion.endpoints.config import RACE_LOCAL_ONLY, is_endpoint_name
 from billion.spec.decoding import MAX_K, KSchedule
+from billion.spec.race import RACE_DEFAULTS, RaceRequest, RaceResult, SweepPoint, k_sweep, run_race
+
+DEFAULT = RaceRequest("")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("race", help="plain vs speculative decoding: speedup and lossless check")
-    parser.add_argument("--target", default=DEFAULT_MODEL, help="alias, hub id, folder or .gguf")
-    parser.add_argument("--draft", default="prompt-lookup",
+    parser.add_argument("--target", default=DEFAULT.target, help="alias, hub id, folder or .gguf")
+    parser.add_argument("--draft", default=DEFAULT.draft,
                         help="prompt-lookup, self:N (the target's first N layers), quant:int8 / "
                              "quant:int4 (the target itself quantized), or a model's alias (another "
                              "tokenizer drafts through text)")
-    parser.add_argument("--k", type=int, default=4, help=f"tokens drafted per round (1..{MAX_K})")
+    parser.add_argument("--k", type=int, default=DEFAULT.schedule.k,
+                        help=f"tokens drafted per round (1..{MAX_K})")
     parser.add_argument("--dynamic", action="store_true",
                         help="grow k after a fully accepted round, shrink it after a rejection")
     parser.add_argument("--reference", action="store_true",
@@ -27,21 +32,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--sweep", action="store_true", help="measured vs predicted speedup for k = 1..8")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up runs")
     parser.add_argument("prompt")
-    add_generation_args(parser)
+    add_generation_args(parser, RACE_DEFAULTS)
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    target = load_model(args.target, LoadOptions(dtype=args.dtype, quantization=args.quantization))
-    messages = messages_from(args)
+def dtype_and_quantization(args: argparse.Namespace) -> dict[str, str]:
+    """--precision (int8/int4 are quantizations, the rest dtypes), else --dtype and --quantization."""
+    if getattr(args, "precision", None):
+        quantized = args.precision in ("int8", "int4")
+        return {"dtype": "auto" if quantized else args.precision,
+                "quantization": args.precision if quantized else "none"}
+    return {"dtype": args.dtype, "quantization": args.quantization}
+
+
+def request_from(args: argparse.Namespace) -> RaceRequest:
+    return RaceRequest(args.prompt, target=args.target, draft=args.draft,
+                       schedule=KSchedule(args.k, dynamic=args.dynamic),
+                       settings=sampling_from(vars(args), RACE_DEFAULTS), reference=args.reference,
+                       warmup=not args.no_warmup, **dtype_and_quantization(args),
+                       system=args.system or "")
+
+
+def run(args: argparse.Namespace, ctx: AppContext) -> int:
+    if is_endpoint_name(args.target) or is_endpoint_name(args.draft):
+        raise BillionError(RACE_LOCAL_ONLY)
+    request = request_from(args).validated(ctx.limits)
+    target = ctx.models.load(request.target, request.load_options())
     progress = (lambda step: print(f"[{step}]", file=sys.stderr))
     if args.sweep:
-        points = k_sweep(target, args.draft, settings, messages, warmup=not args.no_warmup, progress=progress)
+        points = k_sweep(target, request.draft, request.settings, request.messages, warmup=request.warmup,
+                         progress=progress, models=ctx.models)
         print(sweep_table(points))
         return 0
-    result = run_race(target, args.draft, KSchedule(args.k, dynamic=args.dynamic), settings, messages,
-                      reference=args.reference, warmup=not args.no_warmup, progress=progress)
+    result = run_race(target, request.draft, request.schedule, request.settings, request.messages,
+                      reference=request.reference, warmup=request.warmup, progress=progress,
+                      models=ctx.models)
     print(report(result, target.label))
     return 0
 

@@ -1,4 +1,8 @@
-"""Loading models: any alias, hub id, local folder or .gguf, on the best device, in one shared cache."""
+"""Loading models: any alias, hub id, local folder or .gguf, on the best device, into a ModelCache.
+
+The app holds one ModelCache (billion.context.AppContext.models); `models.load(name, options)`
+loads a model or hands back the copy already loaded.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil
 import torch
 
 from billion.core.errors import BillionError
 from billion.core.registry import ModelSpec, resolve
 from billion.core import quant_cache, weights
+from billion.core.download_jobs import ensure_local
 from billion.core.quant import model_scheme, scheme_for
+
 log = logging.getLogger(__name__)
 
-Quantization = Literal["none", "int8", "int4"]
+#: int8/int4: billion's kernels on CPU, bitsandbytes on CUDA; nf4: bitsandbytes' 4-bit anywhere
+#: (QLoRA trains on it, on CPU too: billion's CPU kernels have no backward pass)
+Quantization = Literal["none", "int8", "int4", "nf4"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 OFFLINE_HINT = "pick an offline model (smollm2-135m, gemma3-270m) or connect to the internet"
 
@@ -33,7 +40,8 @@ class LoadOptions:
     device: str = "auto"
     #: "auto", "fp32", "bf16" or "fp16"
     dtype: str = "auto"
-    #: int8/int4 weights: billion's kernels on CPU (billion.core.quant), bitsandbytes on CUDA
+    #: int8/int4 weights: billion's kernels on CPU (billion.core.quant), bitsandbytes on CUDA;
+    #: "nf4": bitsandbytes' 4-bit on any device (the QLoRA base)
     quantization: Quantization = "none"
     #: path of a PEFT LoRA adapter to apply on top
     adapter: str | None = None
@@ -77,7 +85,7 @@ class LoadedModel:
             return scheme.label
         if self.quantization == "int8":
             return "int8 (bitsandbytes LLM.int8)"
-        if self.quantization == "int4":
+        if self.quantization in ("int4", "nf4"):
             return "int4 (bitsandbytes nf4)"
         return self.precision
 
@@ -119,7 +127,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 def quantization_config(quantization: str, device: torch.device, dtype: torch.dtype):
     if quantization == "none":
         return None
-    if quantization not in ("int8", "int4"):
+    if quantization not in ("int8", "int4", "nf4"):
         raise BillionError(f"Unknown quantization '{quantization}': use none, int8 or int4.")
     if device.type == "mps":
         raise BillionError("bitsandbytes int8/int4 does not run on Apple MPS: use quantization 'none'.")
@@ -164,20 +172,8 @@ def weights_location(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
                 raise BillionError(f"{path} does not exist: check the path.")
             return str(weights.ensure_converted(path)), {}
         return str(path), {}
-    return source.location, {"revision": source.revision, "token": hf_token()}
-
-
-def _explain_hub_error(spec: ModelSpec, exc: Exception) -> BillionError:
-    name = type(exc).__name__
-    text = str(exc)
-    if "Gated" in name or "gated" in text or "401" in text or "403" in text:
-        return BillionError(f"{spec.hub_id} is gated: accept its license at "
-                            f"https://huggingface.co/{spec.hub_id} and set HF_TOKEN to a token "
-                            "of that account.")
-    if "RepositoryNotFound" in name or "404" in text:
-        return BillionError(f"{spec.hub_id} was not found on the Hugging Face hub: check the id.")
-    return BillionError(f"{spec.hub_id} is not in the local cache and the hub is unreachable "
-                        f"({name}): {OFFLINE_HINT}.")
+    # The snapshot folder in the hub cache, downloaded first (one shared download) when missing.
+    return str(ensure_local(spec)), {}
 
 
 def _explain_load_error(spec: ModelSpec, location: str, exc: Exception) -> BillionError:
@@ -189,8 +185,8 @@ def _explain_load_error(spec: ModelSpec, location: str, exc: Exception) -> Billi
                             "and billion rebuilds it from the GGUF (about 20-40 s).")
     if spec.source.kind == "hub":
         return BillionError(f"Could not load {spec.hub_id} from the Hugging Face cache ({detail}): "
-                            f"its cached files may be damaged: run `hf cache rm model/{spec.hub_id}` "
-                            "and try again.")
+                            f"its cached files may be damaged: check them with `python -m billion "
+                            f"download {spec.alias}` (it fetches what is missing or wrong).")
     if not Path(location).exists():
         return BillionError(f"{location} no longer exists: put the model folder back or pick another model.")
     return BillionError(f"Could not load {location} ({detail}): check that the folder holds config.json, "
@@ -206,7 +202,7 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> L
     device = pick_device(options.device)
     dtype = pick_dtype(options.dtype, device)
     # int8/int4 on CPU go through billion's kernels (billion.core.quant), bitsandbytes elsewhere.
-    cpu_quant = options.quantization != "none" and device.type == "cpu"
+    cpu_quant = options.quantization not in ("none", "nf4") and device.type == "cpu"
     if cpu_quant:
         scheme_for(options.quantization)  # an unknown scheme fails before the weights are read
     quant = None if cpu_quant else quantization_config(options.quantization, device, dtype)
@@ -227,13 +223,13 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> L
         raise BillionError(f"Not enough memory to load {spec.alias} in {dtype}: pick a smaller model, "
                            "int8/int4, or unload others (lower BILLION_MODEL_BUDGET_GB).") from exc
     except Exception as exc:  # damaged files raise many types (OSError, ValueError, SafetensorError)
-        if spec.source.kind == "hub" and isinstance(exc, (OSError, ValueError)):
-            raise _explain_hub_error(spec, exc) from exc
         raise _explain_load_error(spec, location, exc) from exc
     if quant is None:
         model.to(device)
     model.eval()
-    revision = getattr(model.config, "_commit_hash", None) or spec.source.revision or ""
+    # A hub model loads from its snapshot folder, which is named after the commit.
+    snapshot = Path(location).name if spec.source.kind == "hub" else ""
+    revision = getattr(model.config, "_commit_hash", None) or snapshot or spec.source.revision or ""
     if options.adapter:
         model = _apply_adapter(model, options.adapter)
         if cpu_quant:  # LoRA folded into the float weights, then quantized with them
@@ -259,7 +255,7 @@ def _apply_adapter(model, adapter: str):
 
 
 class ModelCache:
-    """Process-wide LRU of loaded models within a memory budget.
+    """An LRU of loaded models within a memory budget, shared by everything one app does.
 
     One lock per key makes concurrent requests for the same model wait for a single load, so there
     are never two copies; the LRU evicts the least recently used models to stay within budget.
@@ -270,6 +266,10 @@ class ModelCache:
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._key_locks: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    def load(self, name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
+        """Load (or reuse) a model by alias, hub id, local folder, .gguf path or spec."""
+        return self.get(resolve(name) if isinstance(name, str) else name, options)
 
     def get(self, spec: ModelSpec, options: LoadOptions) -> LoadedModel:
         key = (spec.alias, spec.source, options)
@@ -310,22 +310,6 @@ class ModelCache:
 
 
 def _estimate_bytes(spec: ModelSpec, options: LoadOptions) -> int:
-    per_param = {"int8": 1, "int4": 0.5}.get(options.quantization,
+    per_param = {"int8": 1, "int4": 0.5, "nf4": 0.5}.get(options.quantization,
                                               2 if options.dtype in ("bf16", "fp16") else 4)
     return int(spec.params_m * 1e6 * per_param)
-
-
-def _default_budget() -> int:
-    env = os.environ.get("BILLION_MODEL_BUDGET_GB")
-    if env:
-        return int(float(env) * 2**30)
-    return int(psutil.virtual_memory().total * 0.5)
-
-
-CACHE = ModelCache(_default_budget())
-
-
-def load_model(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
-    """Load (or reuse) a model by alias, hub id, local folder, .gguf path or spec."""
-    spec = resolve(name) if isinstance(name, str) else name
-    return CACHE.get(spec, options)

@@ -33,7 +33,7 @@ def cache_dir() -> Path:
     return path
 
 
-def db_path() -> Path:
-    """The project's one SQLite store. BILLION_DB overrides."""
+def db_path(folder: Path | None = None) -> Path:
+    """The project's one SQLite store, in the data folder (or `folder`). BILLION_DB overrides."""
     env = os.environ.get("BILLION_DB")
-    return Path(env) if env else data_dir() / "billion.sqlite3"
+    return Path(env) if env else (folder or data_dir()) / "billion.sqlite3"

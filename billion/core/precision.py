@@ -63,9 +63,9 @@ def load_quality(path: Path = QUALITY_FILE) -> tuple[QualityRow, ...]:
 
 
 def within_fp32_interval(rows: tuple[QualityRow, ...], precision: str) -> tuple[bool, list[str]]:
-    """Whether `precision`'s acc_norm lies in fp32's 95% interval on every measured model."""
+    """Whether `precision`'s acc_norm lies in fp32's 95% interval on every model with an fp32 row."""
     notes, ok = [], True
-    models = sorted({r.model for r in rows})
+    models = sorted({r.model for r in rows if r.precision == "fp32"})
     for model in models:
         base = next((r for r in rows if r.model == model and r.precision == "fp32"), None)
         other = next((r for r in rows if r.model == model and r.precision == precision), None)
@@ -123,12 +123,13 @@ def quality_rows(rows: tuple[QualityRow, ...] | None = None) -> list[list]:
     for row in rows:
         base = next((r for r in rows if r.model == row.model and r.precision == "fp32"), None)
         delta = (row.acc_norm - base.acc_norm) * 100 if base else None
-        inside = base is not None and base.ci_low <= row.acc_norm <= base.ci_high
+        inside = ("fp32 not measured" if base is None
+                  else "yes" if base.ci_low <= row.acc_norm <= base.ci_high else "no")
         speed = (row.decode_tok_s / base.decode_tok_s
                  if base and row.decode_tok_s and base.decode_tok_s else None)
         cells.append([row.model, row.precision, row.label, round(row.acc_norm * 100, 1),
                       f"{row.ci_low * 100:.1f} to {row.ci_high * 100:.1f}", row.n,
-                      None if delta is None else round(delta, 1), "yes" if inside else "no",
+                      None if delta is None else round(delta, 1), inside,
                       None if row.decode_tok_s is None else round(row.decode_tok_s, 1),
                       None if speed is None else f"{speed:.2f}x"])
     return cells

@@ -121,7 +121,9 @@ class Int8Linear(nn.Module):
     Activations are quantized per token on the fly (7-bit asymmetric: fbgemm's reduce_range, which
     keeps AVX2's 16-bit pair sums from saturating). fbgemm takes one range for the whole input, so
     rows of a multi-token input are first scaled to the same absolute maximum and scaled back:
-    each token keeps its own range, whatever the batch. LLM activations have a few huge channels
+    every token is quantized on the scale of its own largest value, whatever the batch (a lone
+    token also uses its own minimum, so single- and multi-token results differ by rounding).
+    LLM activations have a few huge channels
     that would flatten every other channel to zero, so (SmoothQuant) each input channel c is
     divided by smooth[c] and the weight column multiplied by it, from calibration statistics.
     """

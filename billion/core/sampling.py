@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 
@@ -45,6 +47,29 @@ class SamplingSettings:
         if self.repetition_penalty <= 0:
             raise BillionError(f"repetition_penalty must be positive (got {self.repetition_penalty}).")
         return self
+
+
+def sampling_from(values: Mapping[str, Any], base: SamplingSettings = SamplingSettings()) -> SamplingSettings:
+    """Checked settings from form or command-line values: `base` with every field named in values.
+
+    Other keys are ignored, so a whole argparse namespace (`vars(args)`) or a form's values can be
+    passed. Numbers may arrive as floats (Gradio sliders); a seed of None, "" or -1 means random.
+    """
+    changes: dict[str, Any] = {}
+    for f in fields(SamplingSettings):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        try:
+            if f.name == "seed":
+                changes["seed"] = None if value in (None, "", -1) else int(value)
+            elif f.name == "stop":
+                changes["stop"] = tuple(value or ())
+            else:
+                changes[f.name] = type(getattr(base, f.name))(value)
+        except (TypeError, ValueError):
+            raise BillionError(f"{f.name} must be a number (got {value!r}).") from None
+    return replace(base, **changes).validate()
 
 
 def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:

@@ -8,115 +8,76 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
 from billion.core.errors import BillionError
 from billion.core.generation import (GenerationResult, Message, chat_input_ids, check_length, stop_token_ids,
                                      stream_ids, uses_fallback)
-from billion.core.loading import LoadedModel, LoadOptions, load_model
-from billion.core.registry import FALLBACK_STOPS
+from billion.core.limits import DEFAULT_LIMITS, Limits, check_prompt
+from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.registry import DEFAULT_MODEL, FALLBACK_STOPS
 from billion.core.sampling import SamplingSettings
 from billion.spec.cost import break_even_alpha, predicted_speedup
 from billion.spec.cross import TextDraft
 from billion.spec.decoding import KSchedule, SpeculativeResult, speculative_generate
 from billion.spec.drafts import ModelDraft, parameters_per_token, same_tokenizer, self_draft
 from billion.spec.lookup import PromptLookupDraft
-from billion.spec.numerics import Divergence, diagnose
+from billion.spec.numerics import diagnose
+from billion.spec.outcome import BuiltDraft, DraftChoice, RaceResult, SweepPoint
 from billion.spec.prompts import EXAMPLE_PROMPTS
 from billion.spec.quant_draft import SCHEMES, SharedCacheDraft, quantized_copy
 from billion.spec.reference import ReferenceRun, hf_assisted
 from billion.spec.source import DraftSource
 from billion.spec.verifier import verifier
 
-__all__ = ["EXAMPLE_PROMPTS", "ReferenceRun", "DraftChoice", "RaceResult", "SweepPoint", "parse_draft",
-           "build_draft", "run_race", "k_sweep", "first_difference"]
+__all__ = ["EXAMPLE_PROMPTS", "RACE_DEFAULTS", "RaceRequest", "ReferenceRun", "DraftChoice", "RaceResult",
+           "SweepPoint", "parse_draft", "build_draft", "run_race", "k_sweep", "first_difference"]
 
-DraftKind = Literal["model", "prompt_lookup", "self", "quant"]
 PROMPT_LOOKUP_NAMES = ("prompt-lookup", "prompt_lookup", "lookup", "pld")
 
 
-@dataclass(frozen=True)
-class DraftChoice:
-    """Which draft source to race with, as a person names it."""
+#: how a race samples unless asked otherwise: greedy, so the lossless check applies
+RACE_DEFAULTS = SamplingSettings(temperature=0.0, max_new_tokens=128)
 
-    kind: DraftKind
-    #: registry alias (or path) of the draft model, for kind "model"
-    model: str = ""
-    #: how many of the target's layers draft, for kind "self"
-    layers: int = 0
-    #: "int8" or "int4", for kind "quant"
-    scheme: str = ""
+
+@dataclass(frozen=True)
+class RaceRequest:
+    """One race as a person asks for it; the race tab and `python -m billion race` both fill this."""
+
+    prompt: str
+    #: the model whose output both runs must produce: alias, hub id, local folder or .gguf
+    target: str = DEFAULT_MODEL
+    #: as parse_draft reads it: prompt-lookup, self:N, quant:int8, quant:int4 or a draft model's alias
+    draft: str = "prompt-lookup"
+    schedule: KSchedule = KSchedule(4)
+    settings: SamplingSettings = RACE_DEFAULTS
+    #: also run Hugging Face's assisted generation with the same draft and k
+    reference: bool = False
+    #: a few tokens of each run first, so neither timed run pays for first calls
+    warmup: bool = True
+    dtype: str = "auto"
+    quantization: str = "none"
+    #: system message ("" = none)
+    system: str = ""
 
     @property
-    def label(self) -> str:
-        labels = {"model": self.model, "prompt_lookup": "prompt-lookup", "self": f"self:{self.layers}",
-                  "quant": f"quant:{self.scheme}"}
-        return labels[self.kind]
+    def messages(self) -> list[Message]:
+        system = [{"role": "system", "content": self.system}] if self.system.strip() else []
+        return system + [{"role": "user", "content": self.prompt}]
 
+    def validated(self, limits: Limits = DEFAULT_LIMITS) -> RaceRequest:
+        """Checks that need no model; the engine checks the rest (context, draft size, tokenizer)."""
+        prompt = check_prompt(self.prompt, limits.race_prompt_chars, "a race", "type one or pick an example")
+        if not self.target:
+            raise BillionError("Pick a target model first (the list shows the models that can load here).")
+        parse_draft(self.draft)
+        return replace(self, prompt=prompt, schedule=self.schedule.validate(),
+                       settings=self.settings.validate())
 
-@dataclass(frozen=True)
-class BuiltDraft:
-    """A draft source ready to race, with what a person should know about it."""
-
-    choice: DraftChoice
-    source: DraftSource
-    #: how it relates to the target: "same tokenizer", "via text" (another tokenizer), "" otherwise
-    pairing: str = ""
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RaceResult:
-    target: str
-    draft: str
-    schedule: KSchedule
-    settings: SamplingSettings
-    prompt_tokens: int
-    plain: GenerationResult
-    speculative: SpeculativeResult
-    #: speculative decode tokens/s over plain decode tokens/s
-    speedup: float
-    #: plain total time over speculative total time (prefill included)
-    wall_speedup: float
-    #: greedy only: are both outputs identical? None when sampling (outputs differ by chance)
-    lossless: bool | None
-    #: greedy only: the first token position where the outputs differ, None if they do not
-    first_difference: int | None
-    reference: ReferenceRun | None = None
-    #: measured: the mean verify forward's time over one plain decoding step (c of the (k+1)-token
-    #: verify; the paper assumes 1)
-    verify_cost_ratio: float = 0.0
-    #: Leviathan's prediction with that measured verify cost in place of 1
-    predicted_speedup_measured: float = 0.0
-    #: greedy outputs that differ: the target's logits where they part (numerics or a real difference)
-    divergence: Divergence | None = None
-    #: what a person should know: a draft that cannot pay off, the acceptance it would need
-    notes: tuple[str, ...] = ()
-
-    @property
-    def verdict(self) -> str:
-        """"identical", "numerics" (differs only by verify-vs-step rounding), "differs" or "sampling"."""
-        if self.lossless is None:
-            return "sampling"
-        if self.lossless:
-            return "identical"
-        return "numerics" if self.divergence is not None and self.divergence.numerics else "differs"
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    k: int
-    measured_speedup: float
-    predicted_speedup: float
-    acceptance_rate: float
-    tokens_per_target_forward: float
-    cost_ratio: float
-    #: greedy only: output identical to plain decoding
-    identical: bool | None
-    #: the mean verify forward over one plain step
-    verify_cost_ratio: float = 0.0
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(dtype=self.dtype, quantization=self.quantization)  # type: ignore[arg-type]
 
 
 def parse_draft(text: str) -> DraftChoice:
@@ -152,7 +113,14 @@ def output_vocab_size(model) -> int:
     return int(getattr(head, "out_features", None) or head.weight.shape[0])
 
 
-def build_draft(target: LoadedModel, choice: DraftChoice) -> BuiltDraft:
+def load_draft(models: ModelCache | None, choice: DraftChoice, target: LoadedModel) -> LoadedModel:
+    """The draft model of a "model" choice, on the target's device."""
+    if models is None:
+        raise BillionError(f"Drafting with the model {choice.model} needs the model cache: pass models=.")
+    return models.load(choice.model, LoadOptions(device=str(target.device)))
+
+
+def build_draft(target: LoadedModel, choice: DraftChoice, models: ModelCache | None = None) -> BuiltDraft:
     vocab = output_vocab_size(target.model)
     if choice.kind == "prompt_lookup":
         return BuiltDraft(choice, PromptLookupDraft(vocab))
@@ -165,7 +133,7 @@ def build_draft(target: LoadedModel, choice: DraftChoice) -> BuiltDraft:
         name = f"quant:{choice.scheme}"
         return BuiltDraft(choice, SharedCacheDraft(quantized_copy(target.model, choice.scheme, target.tokenizer), vocab,
                                                         name))
-    draft = load_model(choice.model, LoadOptions(device=str(target.device)))
+    draft = load_draft(models, choice, target)
     notes = size_notes(target, draft)
     if same_tokenizer(target.tokenizer, draft.tokenizer):
         return BuiltDraft(choice, ModelDraft(draft.model, vocab, name=draft.spec.alias), "same tokenizer", notes)
@@ -233,14 +201,15 @@ def _schedule(k: int | KSchedule) -> KSchedule:
 
 
 def _prepare(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSettings,
-             messages: Sequence[Message]) -> tuple[LoadedModel, BuiltDraft, torch.Tensor]:
+             messages: Sequence[Message], models: ModelCache | None
+             ) -> tuple[LoadedModel, BuiltDraft, torch.Tensor]:
     """(the target with its cheaper verify path, the draft, the prompt's ids). Plain decoding and HF
     run on that same target, whose 1-token steps are exactly the loaded model's."""
     settings.validate()
     choice = parse_draft(draft) if isinstance(draft, str) else draft
     input_ids = chat_input_ids(target, messages)
     check_length(target, input_ids.shape[1], settings)
-    built = build_draft(target, choice)
+    built = build_draft(target, choice, models)
     return replace(target, model=verifier(target.model)), built, input_ids
 
 
@@ -275,11 +244,14 @@ def outcome_notes(built: BuiltDraft, spec: SpeculativeResult, speedup: float, ve
 
 def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, settings: SamplingSettings,
              messages: Sequence[Message], *, reference: bool = False, warmup: bool = True,
-             cancel: threading.Event | None = None,
-             progress: Callable[[str], None] | None = None) -> RaceResult:
-    """Plain decoding, then speculative decoding (and optionally HF's assisted generation)."""
+             cancel: threading.Event | None = None, progress: Callable[[str], None] | None = None,
+             models: ModelCache | None = None) -> RaceResult:
+    """Plain decoding, then speculative decoding (and optionally HF's assisted generation).
+
+    models: the cache a draft model loads from (needed only when the draft is a model).
+    """
     schedule = _schedule(k)
-    target, built, input_ids = _prepare(target, draft, settings, messages)
+    target, built, input_ids = _prepare(target, draft, settings, messages, models)
     source = built.source
     say = progress or (lambda _: None)
     if warmup:
@@ -315,12 +287,13 @@ def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, 
 
 def k_sweep(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSettings,
             messages: Sequence[Message], ks: Iterable[int] = range(1, 9), *, warmup: bool = True,
-            progress: Callable[[str], None] | None = None) -> tuple[SweepPoint, ...]:
+            progress: Callable[[str], None] | None = None,
+            models: ModelCache | None = None) -> tuple[SweepPoint, ...]:
     """Measured vs predicted speedup for each k, against one plain run."""
     schedules = [_schedule(k) for k in ks]
     if not schedules:
         raise BillionError("The k sweep needs at least one k, e.g. 1 to 8.")
-    target, built, input_ids = _prepare(target, draft, settings, messages)
+    target, built, input_ids = _prepare(target, draft, settings, messages, models)
     source = built.source
     say = progress or (lambda _: None)
     if warmup:

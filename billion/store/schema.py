@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+#: what a vote may say: the left/right contestant won, a tie, or both answers were bad
+WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
+#: where model_a sat on the page
+POSITIONS = ("left", "right")
+
 # Each entry is one schema version: statements run in one transaction. Only ever append.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (

@@ -1,8 +1,8 @@
 """The project's one SQLite store: arena battles and votes, benchmark results, training runs.
 
-A real file (path from `billion.core.paths.db_path()`, env BILLION_DB) in WAL mode with
-`synchronous=FULL`, so a vote whose call returned survives a crash or SIGKILL. One connection per
-Store, behind a lock: Gradio runs handlers in threads. The schema is versioned: MIGRATIONS
+A real file (the app's is `Settings.db_path`, env BILLION_DB) in WAL mode with `synchronous=FULL`,
+so a vote whose call returned survives a crash or SIGKILL. One connection per Store, behind a lock:
+Gradio runs handlers in threads. The schema is versioned: MIGRATIONS
 (billion.store.schema) is an ordered list and a new version only ever appends to it.
 """
 
@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,15 +23,13 @@ from typing import Any
 import pandas as pd
 
 from billion.core.errors import BillionError
-from billion.arena.hub_sync import HubSync, start_hub_sync
 from billion.core.machine import describe_machine, library_versions
-from billion.core.paths import db_path
-from billion.arena.ratings import WINNERS
-from billion.store.schema import MIGRATIONS, SCHEMA_VERSION
+from billion.store.schema import MIGRATIONS, POSITIONS, SCHEMA_VERSION, WINNERS
 
-__all__ = ["POSITIONS", "SCHEMA_VERSION", "HubSync", "Store", "open_store", "start_hub_sync"]
+__all__ = ["POSITIONS", "SCHEMA_VERSION", "WINNERS", "Store", "VoteHook"]
 
-POSITIONS = ("left", "right")
+#: called with each voted battle's record once its vote is stored (e.g. to copy it elsewhere)
+VoteHook = Callable[[dict[str, Any]], None]
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -48,11 +46,11 @@ def _loads(text: str | None) -> Any:
 class Store:
     """One SQLite file. All methods are thread-safe; writes are single transactions."""
 
-    def __init__(self, path: Path | str | None = None):
-        self.path = Path(path) if path is not None else db_path()
+    def __init__(self, path: Path | str, on_vote: VoteHook | None = None):
+        self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self.hub_sync: HubSync | None = None
+        self.on_vote = on_vote
         try:
             self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                         timeout=30.0)
@@ -201,11 +199,11 @@ class Store:
             if cur.rowcount != 1:
                 self._open_battle(con, battle_id)
                 raise BillionError("Both answers must be complete before voting: wait for them.")
-        if self.hub_sync is not None:
+        if self.on_vote is not None:
             try:
-                self.hub_sync.append(self.battle_record(battle_id))
-            except OSError as exc:  # the vote is already stored; a sync hiccup must not undo that
-                warnings.warn(f"Could not queue battle {battle_id} for Hub sync: {exc}")
+                self.on_vote(self.battle_record(battle_id))
+            except Exception as exc:  # the vote is already stored; a copy that fails must not undo it
+                warnings.warn(f"Battle {battle_id} is stored, but passing its vote on failed: {exc}")
         return voted_at
 
     def battle_record(self, battle_id: str) -> dict[str, Any]:
@@ -357,18 +355,3 @@ class Store:
         for col in ("config", "results"):
             frame[col] = frame.pop(f"{col}_json").map(_loads)
         return frame
-
-
-_OPEN: dict[Path, Store] = {}
-_OPEN_LOCK = threading.Lock()
-
-
-def open_store(path: Path | str | None = None) -> Store:
-    """The process-wide Store for path (default db_path()), with Hub sync when it is configured."""
-    resolved = (Path(path) if path is not None else db_path()).resolve()
-    with _OPEN_LOCK:
-        if resolved not in _OPEN:
-            store = Store(resolved)
-            store.hub_sync = start_hub_sync()
-            _OPEN[resolved] = store
-        return _OPEN[resolved]

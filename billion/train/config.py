@@ -1,8 +1,7 @@
-"""LoRA fine-tuning on transformers' Trainer: the config, the model, the trainer and its progress events.
+"""LoRA run settings: one typed config the UI, the CLI and the tests fill, and the precision choice.
 
-Transformers and PEFT do the training; this module adds what they lack for billion: one typed
-config, a precision choice measured on this machine, loss computed on answer tokens only (the LM
-head skips prompt positions), and progress events a UI can poll from another thread.
+Light on purpose (torch only): the UI imports it. The model side lives in billion.train.lora, the
+Trainer side in billion.train.trainer, the whole run in billion.train.session.
 """
 
 from __future__ import annotations
@@ -10,23 +9,17 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_callback import PrinterCallback
 
 from billion.core.errors import BillionError
 from billion.core.registry import DEFAULT_MODEL
-from billion.train.tokens import IGNORE, TokenizedExample, pad_batch
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-# Last names of attention projections across the families billion knows (Llama, Gemma, SmolLM,
-# StableLM: q/k/v/o_proj; GPT-NeoX: query_key_value + dense; GPT-2 style: c_attn, c_proj).
-ATTENTION_NAMES = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "query_key_value", "dense",
-                             "qkv_proj", "out_proj", "c_attn", "c_proj", "Wqkv", "query", "key", "value"})
 TARGET_PRESETS = ("attention", "all-linear")
 
 
@@ -101,6 +94,29 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """A checked config from form or command-line values (a form's numbers arrive as floats).
+
+        Keys that are not fields are ignored (a whole `vars(args)` may be passed); missing or
+        empty ones keep their defaults, except alpha, which follows the rank (alpha = 2 x rank).
+        """
+        if not values.get("model", DEFAULT_MODEL):
+            raise BillionError("Pick a base model first (the list shows the models that can load here).")
+        defaults = cls()
+        changes: dict[str, Any] = {}
+        for f in fields(cls):
+            value = values.get(f.name)
+            if value is None or value == "":
+                continue
+            kind = type(getattr(defaults, f.name))
+            try:
+                changes[f.name] = value if kind is str else kind(value)
+            except (TypeError, ValueError):
+                raise BillionError(f"{f.name} must be a {kind.__name__} (got {value!r}).") from None
+        changes.setdefault("alpha", 2 * changes.get("rank", defaults.rank))
+        return cls(**changes).validate()
+
 
 # ---- precision ----------------------------------------------------------------------------------
 
@@ -161,101 +177,7 @@ def base_dtype(precision: str) -> str:
     return precision
 
 
-# ---- LoRA ---------------------------------------------------------------------------------------
-
-def linear_names(model: torch.nn.Module) -> dict[str, str]:
-    """Full module path -> last name, for every linear layer LoRA can wrap (bitsandbytes ones too)."""
-    kinds = (torch.nn.Linear,)
-    try:
-        import bitsandbytes as bnb
-        kinds += (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
-    except Exception:  # bitsandbytes is optional
-        pass
-    return {path: path.rsplit(".", 1)[-1] for path, module in model.named_modules() if isinstance(module, kinds)}
-
-
-def target_modules(model: torch.nn.Module, preset: str) -> list[str] | str:
-    """Module names for LoRA: a preset resolved against this model, or the names given."""
-    if preset == "all-linear":
-        return "all-linear"
-    names = linear_names(model)
-    if preset == "attention":
-        found = sorted({last for path, last in names.items() if last in ATTENTION_NAMES
-                        and ("attn" in path.lower() or "attention" in path.lower())})
-        if not found:
-            raise BillionError("No attention projections found in this model: use target modules "
-                               "'all-linear' or name the modules (comma-separated).")
-        return found
-    wanted = [n.strip() for n in preset.split(",") if n.strip()]
-    missing = [n for n in wanted if n not in set(names.values())]
-    if missing:
-        raise BillionError(f"Module(s) {', '.join(missing)} are not linear layers of this model; it has: "
-                           f"{', '.join(sorted(set(names.values())))}.")
-    return wanted
-
-
-def keep_4bit_differentiable(model: torch.nn.Module) -> None:
-    """Keep bitsandbytes 4-bit layers on the path that has a backward.
-
-    On CPUs with AVX-512 BF16, bitsandbytes (0.50) repacks a 4-bit weight for fast inference the
-    first time its layer runs in eval mode, and never unpacks it when training resumes; the repacked
-    kernel has no backward, so gradients through the frozen base would silently be wrong.
-    """
-    try:
-        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
-        from bitsandbytes.nn import Linear4bit
-    except ImportError:
-        return
-    for module in model.modules():
-        if isinstance(module, Linear4bit):
-            module.support_avx512bf16_for_cpu = False
-            state = module.weight.quant_state
-            if getattr(state, "packing_format_for_cpu", False):
-                module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
-                    module.weight.data, state)
-
-
-def attach_lora(model: torch.nn.Module, config: TrainConfig):
-    """The model with fresh LoRA adapters; only their weights are trainable."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if config.qlora:
-        keep_4bit_differentiable(model)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=target_modules(model, config.target_modules), bias="none",
-                      task_type="CAUSAL_LM")
-    torch.manual_seed(config.seed)
-    return get_peft_model(model, lora)
-
-
-# ---- trainer ------------------------------------------------------------------------------------
-
-class AnswerOnlyTrainer(Trainer):
-    """A Trainer whose loss runs the LM head only where a label is trained.
-
-    Prompt positions never reach the loss, so computing their logits (hidden x vocabulary, the
-    largest matmul of a small model) is wasted work; `logits_to_keep` takes the positions to keep.
-    """
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs.pop("labels")
-        targets = labels[:, 1:]
-        keep = targets.ne(IGNORE).any(dim=0).nonzero().squeeze(1)
-        outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
-        logits = outputs.logits.float()
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                 targets[:, keep].reshape(-1).to(logits.device),
-                                                 ignore_index=IGNORE, reduction="sum")
-        # Dividing by the tokens of the whole accumulated batch weighs every answer token equally.
-        count = num_items_in_batch if num_items_in_batch is not None else targets.ne(IGNORE).sum()
-        loss = loss / count
-        return (loss, outputs) if return_outputs else loss
-
-
-def as_features(examples: Sequence[TokenizedExample]) -> list[dict[str, list[int]]]:
-    return [{"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in examples]
-
+# ---- steps ----------------------------------------------------------------------------------------
 
 def steps_per_epoch(train_rows: int, config: TrainConfig) -> int:
     return max(1, math.ceil(math.ceil(train_rows / config.batch_size) / config.grad_accum))
@@ -265,38 +187,3 @@ def total_steps(train_rows: int, config: TrainConfig) -> int:
     if config.max_steps > 0:
         return config.max_steps
     return max(1, math.ceil(steps_per_epoch(train_rows, config) * config.epochs))
-
-
-def training_arguments(config: TrainConfig, output_dir: str, precision: str, device: torch.device,
-                       train_rows: int, has_eval: bool) -> TrainingArguments:
-    steps = total_steps(train_rows, config)
-    eval_every = config.eval_every or max(1, steps // 6)
-    return TrainingArguments(
-        output_dir=output_dir, per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
-        lr_scheduler_type="cosine", warmup_steps=int(config.warmup_fraction * steps), weight_decay=0.0,
-        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device.type == "cpu",
-        activation_checkpointing=config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
-        logging_strategy="steps", logging_steps=1, eval_strategy="steps" if has_eval else "no",
-        eval_steps=eval_every, prediction_loss_only=True, save_strategy="no", save_total_limit=1,
-        report_to="none", disable_tqdm=True, seed=config.seed, data_seed=config.seed,
-        include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
-        dataloader_num_workers=0, dataloader_pin_memory=False,
-        # Rows of similar length share a batch, so little compute goes to padding.
-        train_sampling_strategy="group_by_length" if config.batch_size > 1 else "random",
-    )
-
-
-def build_trainer(model, tokenizer, train: Sequence[TokenizedExample], evaluation: Sequence[TokenizedExample],
-                  config: TrainConfig, output_dir: str, precision: str, device: torch.device,
-                  callbacks: Sequence[TrainerCallback] = ()) -> AnswerOnlyTrainer:
-    args = training_arguments(config, output_dir, precision, device, len(train), bool(evaluation))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = AnswerOnlyTrainer(model=model, args=args, train_dataset=as_features(train),
-                                eval_dataset=as_features(evaluation) or None,
-                                data_collator=functools.partial(pad_batch, pad_id=pad_id),
-                                callbacks=list(callbacks))
-    trainer.remove_callback(PrinterCallback)  # progress goes to our events, not stdout
-    return trainer

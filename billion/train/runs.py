@@ -1,12 +1,14 @@
 """Training runs: one folder each, trained to the end in a background thread or in time slices.
 
-A run folder (data_dir()/runs/<run_id>/) holds everything needed to resume it in a new process:
+A run folder (<runs root>/<run_id>/, the app's root is Settings.runs_dir) holds everything needed
+to resume it in a new process:
   run.json       config, data hash, dataset report, prompts, status, results
   data.jsonl     the normalised rows (chat messages)
   events.jsonl   progress events, so a reloaded page can re-attach
   checkpoints/   the trainer's last checkpoint while the run is unfinished
   adapter/ adapter.zip   the PEFT adapter once trained or stopped (merged/ when asked)
-Runs are also listed in the project's store (billion.store.store) with config, data hash and results.
+Runs are also listed in the project's store (billion.store.store) with config, data hash and
+results, when one is given (`store=`): the run folder stays the source of truth.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from billion.core.errors import BillionError
-from billion.core.paths import data_dir
+from billion.store.store import Store
 from billion.train.data import Example, TrainDataset
 from billion.train.events import AnswerPair, EventLog, TrainEvent
 from billion.train.config import TrainConfig
@@ -68,22 +70,16 @@ class RunStatus:
     result: TrainResult | None = None
 
 
-def runs_root() -> Path:
-    path = data_dir() / "runs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-def run_path(run_id: str, root: Path | None = None) -> Path:
+def run_path(run_id: str, root: Path) -> Path:
     """The folder of run `run_id` under the runs root. Run ids come from pages and API calls, so
     anything but one plain folder name (a path, "..") is refused before it touches the disk."""
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
         raise BillionError(f"No training run {run_id!r}: pick a run from the list.")
-    return Path(root or runs_root()) / run_id
+    return Path(root) / run_id
 
 
 def failure_message(exc: BaseException) -> str:
@@ -106,11 +102,11 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def update_run(run_dir: Path, **changes: Any) -> dict[str, Any]:
-    """Write changes to run.json and mirror them into the store."""
+def update_run(run_dir: Path, changes: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
+    """Write changes to run.json and mirror them into the store (if given)."""
     record = {**read_run(run_dir), **changes}
     _write_json(Path(run_dir) / "run.json", record)
-    record_in_store(record, created=False)
+    record_in_store(store, record, created=False)
     return record
 
 
@@ -120,12 +116,11 @@ def _write_json(path: Path, value: Any) -> None:
     temporary.replace(path)  # atomic: a reader never sees half a file
 
 
-def record_in_store(record: dict[str, Any], created: bool) -> None:
+def record_in_store(store: Store | None, record: dict[str, Any], created: bool) -> None:
     """Best effort: a store problem must not break a training run."""
+    if store is None:
+        return
     try:
-        from billion.store.store import open_store
-
-        store = open_store()
         fields = dict(status=record["status"], output_dir=record["output_dir"],
                       results=record.get("results"), data_hash=record["data_hash"])
         if created:
@@ -135,12 +130,12 @@ def record_in_store(record: dict[str, Any], created: bool) -> None:
         log.warning("could not record training run %s in the store: %s", record.get("id"), exc)
 
 
-def create_run(config: TrainConfig, dataset: TrainDataset, prompts: Sequence[str] = (),
-               root: Path | None = None, merge: bool = False) -> Path:
-    """A new run folder with its config, data and held-out prompts; nothing is trained yet."""
+def create_run(config: TrainConfig, dataset: TrainDataset, prompts: Sequence[str] = (), *,
+               root: Path, merge: bool = False, store: Store | None = None) -> Path:
+    """A new run folder under root with its config, data and held-out prompts; nothing is trained yet."""
     config.validate()
     run_id = new_run_id()
-    run_dir = Path(root or runs_root()) / run_id
+    run_dir = Path(root) / run_id
     run_dir.mkdir(parents=True)
     with (run_dir / "data.jsonl").open("w", encoding="utf-8") as out:
         for example in dataset.examples:
@@ -155,7 +150,7 @@ def create_run(config: TrainConfig, dataset: TrainDataset, prompts: Sequence[str
               "prompts": [p for p in prompts if p.strip()], "merge": merge, "status": "created",
               "results": None, "error": None}
     _write_json(run_dir / "run.json", record)
-    record_in_store(record, created=True)
+    record_in_store(store, record, created=True)
     return run_dir
 
 
@@ -208,13 +203,15 @@ def probe_run(config: TrainConfig, dataset: TrainDataset, steps: int = 3, time_b
 
 
 def train_slice(run_dir: Path, max_seconds: float | None = None, stop: threading.Event | None = None,
-                events: EventLog | None = None, loaded=None, probe_steps: int = 0) -> TrainResult | None:
+                events: EventLog | None = None, loaded=None, probe_steps: int = 0,
+                store: Store | None = None) -> TrainResult | None:
     """Train a run for up to max_seconds, checkpoint, and finish it when its last step is done.
 
     Returns the result when the run is finished (or stopped), None when another slice is needed.
     Everything is read from and written to the run folder, so slices may run in separate processes
     (e.g. separate ZeroGPU calls); `loaded` lets tests pass a ready model. probe_steps > 0 first
     times that many steps (on a throwaway copy of the adapter) and emits a "probe" event with the ETA.
+    store: where the run's state is mirrored (None: the run folder only).
     """
     started = time.monotonic()
     run_dir = Path(run_dir)
@@ -224,14 +221,14 @@ def train_slice(run_dir: Path, max_seconds: float | None = None, stop: threading
     events = events if events is not None else event_log(run_dir)
     try:
         session = open_session(run_dir, events, loaded)
-        update_run(run_dir, status="training", error=None)
+        update_run(run_dir, {"status": "training", "error": None}, store)
         results = dict(record.get("results") or {})
         if "eval_loss_before" not in results:
             results["eval_loss_before"] = session.evaluate()
-            update_run(run_dir, results=results)
+            update_run(run_dir, {"results": results}, store)
         if probe_steps and "probe" not in results:
             results["probe"] = dataclasses.asdict(session.probe(probe_steps))
-            update_run(run_dir, results=results)
+            update_run(run_dir, {"results": results}, store)
         session.elapsed_s = results.get("train_seconds", 0.0)
         deadline = started + max_seconds if max_seconds else None
         outcome = session.train(stop=stop, deadline=deadline)
@@ -240,21 +237,22 @@ def train_slice(run_dir: Path, max_seconds: float | None = None, stop: threading
         if not outcome.finished and not outcome.stopped:
             events.append(TrainEvent("status", step=outcome.step, max_steps=outcome.max_steps,
                                      message=f"slice ended at step {outcome.step}; resume to continue"))
-            update_run(run_dir, status="paused", results=results)
+            update_run(run_dir, {"status": "paused", "results": results}, store)
             return None
-        return finish(run_dir, session, results, stopped=outcome.stopped)
+        return finish(run_dir, session, results, stopped=outcome.stopped, store=store)
     except Exception as exc:
         message = failure_message(exc)
         events.append(TrainEvent("error", message=message))
-        update_run(run_dir, status="failed", error=message)
+        update_run(run_dir, {"status": "failed", "error": message}, store)
         raise
 
 
-def finish(run_dir: Path, session, results: dict[str, Any], stopped: bool) -> TrainResult:
+def finish(run_dir: Path, session, results: dict[str, Any], stopped: bool,
+           store: Store | None = None) -> TrainResult:
     """Eval loss after, before/after answers, the adapter and its zip (and a merged model if asked)."""
     from billion.train.session import remove_checkpoints, zip_adapter
 
-    record = update_run(run_dir, status="evaluating")
+    record = update_run(run_dir, {"status": "evaluating"}, store)
     events = session.events
     train_events = [e for e in events.since(0) if e.kind == "train"]
     results["train_loss"] = train_events[-1].loss if train_events else None
@@ -268,7 +266,7 @@ def finish(run_dir: Path, session, results: dict[str, Any], stopped: bool) -> Tr
     results["answers"] = [[p.prompt, p.before, p.after] for p in pairs]
     remove_checkpoints(session)
     state = "stopped" if stopped else "done"
-    record = update_run(run_dir, status=state, results=results)
+    record = update_run(run_dir, {"status": state, "results": results}, store)
     events.append(TrainEvent("stopped" if stopped else "done", step=results.get("step", 0),
                              max_steps=results.get("max_steps", 0), eval_loss=results["eval_loss_after"],
                              message=f"adapter saved to {adapter}"))
@@ -309,16 +307,28 @@ class RunManager:
     """Background training runs that outlive any browser tab; one run trains at a time.
 
     A page that reloads calls status() and events(run_id, since) to re-attach; stop() ends a run at
-    the next step and keeps its adapter.
+    the next step and keeps its adapter. Runs live in folders under `root` and are mirrored into
+    `store` when one is given.
     """
 
-    def __init__(self, root: Path | None = None):
-        self.root = root
+    def __init__(self, root: Path | str, store: Store | None = None):
+        self.root = Path(root)
+        self.store = store
         self._runs: dict[str, _ActiveRun] = {}
         self._lock = threading.Lock()
 
-    def _root(self) -> Path:
-        return Path(self.root) if self.root else runs_root()
+    def path(self, run_id: str) -> Path:
+        """The folder of run_id (checked to be one plain folder name under root)."""
+        return run_path(run_id, self.root)
+
+    def create(self, config: TrainConfig, dataset: TrainDataset, prompts: Sequence[str] = (),
+               merge: bool = False) -> str:
+        """A run folder only: train_slice trains it (in time slices, e.g. on ZeroGPU)."""
+        return create_run(config, dataset, prompts, root=self.root, merge=merge, store=self.store).name
+
+    def train_slice(self, run_id: str, max_seconds: float | None = None) -> TrainResult | None:
+        """Train run_id for up to max_seconds; its result once finished, else None (see train_slice)."""
+        return train_slice(self.path(run_id), max_seconds=max_seconds, store=self.store)
 
     def start(self, config: TrainConfig, dataset: TrainDataset, prompts: Sequence[str] = (),
               merge: bool = False, loaded=None, probe_steps: int = 0) -> str:
@@ -326,7 +336,7 @@ class RunManager:
             busy = [rid for rid, run in self._runs.items() if run.thread and run.thread.is_alive()]
             if busy:
                 raise BillionError(f"Run {busy[0]} is still training: stop it or wait for it to finish.")
-            run_dir = create_run(config, dataset, prompts, self._root(), merge)
+            run_dir = create_run(config, dataset, prompts, root=self.root, merge=merge, store=self.store)
             run = _ActiveRun(run_dir, event_log(run_dir), threading.Event())
             run_id = run_dir.name
             run.thread = threading.Thread(target=self._train, args=(run, loaded, probe_steps),
@@ -338,14 +348,14 @@ class RunManager:
     def _train(self, run: _ActiveRun, loaded, probe_steps: int) -> None:
         try:
             run.result = train_slice(run.run_dir, stop=run.stop, events=run.events, loaded=loaded,
-                                     probe_steps=probe_steps)
+                                     probe_steps=probe_steps, store=self.store)
         except Exception as exc:  # noqa: BLE001 - recorded in run.json and as an error event
             run.error = failure_message(exc)
             log.exception("training run %s failed", run.run_dir.name)
 
     def _dir(self, run_id: str) -> Path:
         run = self._runs.get(run_id)
-        path = run.run_dir if run else run_path(run_id, self._root())
+        path = run.run_dir if run else self.path(run_id)
         if not (path / "run.json").is_file():
             raise BillionError(f"No training run {run_id!r}.")
         return path
@@ -384,23 +394,9 @@ class RunManager:
     def runs(self) -> list[dict[str, Any]]:
         """Every run folder's record, newest first."""
         records = []
-        for path in self._root().glob("*/run.json"):
+        for path in self.root.glob("*/run.json"):
             try:
                 records.append(json.loads(path.read_text()))
             except (OSError, json.JSONDecodeError):
                 continue
         return sorted(records, key=lambda r: r.get("created_at", ""), reverse=True)
-
-
-_MANAGER: RunManager | None = None
-_MANAGER_LOCK = threading.Lock()
-
-
-def run_manager() -> RunManager:
-    """The process-wide RunManager (runs under data_dir()/runs)."""
-    global _MANAGER
-    with _MANAGER_LOCK:
-        if _MANAGER is None:
-            _MANAGER = RunManager()
-        return _MANAGER
-

@@ -26,9 +26,10 @@ from transformers import TrainerCallback
 from billion.core.errors import BillionError
 from billion.train.data import Example, describe_problems
 from billion.train.tokens import TokenizedExample, tokenize_dataset
-from billion.train.events import AnswerPair, EventLog, ProgressCallback, TrainEvent
-from billion.train.config import (TrainConfig, attach_lora, base_dtype, build_trainer, resolve_precision,
-                              steps_per_epoch, total_steps)
+from billion.train.events import AnswerPair, EventLog, TrainEvent
+from billion.train.config import TrainConfig, base_dtype, resolve_precision, steps_per_epoch, total_steps
+from billion.train.lora import attach_lora
+from billion.train.trainer import ProgressCallback, build_trainer
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def load_private(config: TrainConfig, precision_dtype: str):
     from billion.core.registry import resolve
 
     options = loading.LoadOptions(device=config.device, dtype=precision_dtype,
-                                  quantization="int4" if config.qlora else "none")
+                                  quantization="nf4" if config.qlora else "none")
     return loading.load_fresh(resolve(config.model), options)
 
 

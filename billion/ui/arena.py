@@ -14,33 +14,38 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
 import gradio as gr
 
-from billion.arena.battle import (MAX_PROMPT_CHARS, Battle, Reveal, abandon_pending, ask, cast_vote,
-                           conversation, new_battle, public_label, record_answers, record_ask,
-                           regenerate, reveal, stream_pending, validate_prompt)
+from billion.arena.battle import (Battle, Reveal, abandon_pending, ask, contestant_loader, conversation,
+                                  public_label, regenerate, reveal, stream_pending, validate_prompt)
+from billion.arena.contestants import registered_contestants
+from billion.arena.rounds import BattleRequest, cast_vote, record_answers, record_ask, start_battle
+from billion.context import AppContext
 from billion.core.availability import available_aliases
-from billion.arena.contestants import contestant_pool, pick_pair, registered_contestants, with_precision
 from billion.core.precision import available_precisions
 from billion.core.errors import BillionError
 from billion.core.paths import ASSETS
-from billion.core.sampling import SamplingSettings
-from billion.store.store import open_store
+from billion.core.sampling import sampling_from
 from billion.ui.arena_ratings import (battle_count_figure, current_ratings, export_voted_battles,
                                       ratings_figure, ratings_frame, ratings_summary, ratings_view,
                                       win_rate_figure)
-from billion.ui.common import friendly_errors, gpu
+from billion.ui.common import bind, friendly_errors, on_device
+from billion.ui.downloads import arena_downloads, weight_sizes
+from billion.ui.endpoints import all_endpoints, build_endpoint_adder
 
 POOL_CHOICES = [("Every available model", "all"),
                 ("One model at two temperatures (0.2 and 1.0)", "temperature"),
-                ("One model in two precisions (fp32 and bf16)", "dtype")]
+                ("One model in two precisions (fp32 and bf16)", "dtype"),
+                ("The local default model against endpoint models", "mixed"),
+                ("Endpoint models only", "endpoints")]
 VOTE_CHOICES = [("A is better", "left"), ("B is better", "right"), ("Tie", "tie"),
                 ("Both are bad", "bothbad")]
 PROMPTS_FILE = ASSETS / "arena_prompts.txt"
+DEFAULT_BATTLE = BattleRequest()
 
 # What the page shows of a battle: (chat A, chat B, battle token, status, reveal).
 View = tuple[list[dict[str, str]], list[dict[str, str]], str, str, str]
@@ -73,19 +78,21 @@ def status_text(battle: Battle) -> str:
     return "Ask a prompt to start."
 
 
-def battle_view(battle: Battle) -> View:
+def battle_view(battle: Battle, status: str | None = None) -> View:
     """The page's part of a battle: answers under public labels, token, status; never a name."""
-    shown_reveal = reveal_markdown(reveal(battle)) if battle.status == "voted" else ""
+    shown_reveal = reveal_markdown(reveal(battle), weight_sizes(battle)) if battle.status == "voted" else ""
     return (conversation(battle, "left"), conversation(battle, "right"), battle.id,
-            status_text(battle), shown_reveal)
+            status or status_text(battle), shown_reveal)
 
 
-def reveal_markdown(shown: Reveal) -> str:
+def reveal_markdown(shown: Reveal, sizes: tuple[str, str] | None = None) -> str:
     rows = [("model", shown.left.display_name, shown.right.display_name),
             ("contestant", f"`{shown.left.name}`", f"`{shown.right.name}`"),
             ("size", shown.left.size, shown.right.size),
             ("precision", shown.left.dtype, shown.right.dtype),
             ("tokens/s", f"{shown.left.tokens_per_s:.1f}", f"{shown.right.tokens_per_s:.1f}")]
+    if sizes:
+        rows.append(("weights", *sizes))
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     outcome = {"tie": "a tie", "both bad": "both bad"}.get(shown.outcome, f"**{shown.outcome}** wins")
     text = (f"### Revealed\n| | {shown.left.label} | {shown.right.label} |\n|---|---|---|\n{table}\n\n"
@@ -99,76 +106,76 @@ def reveal_record(battle: Battle) -> dict[str, Any]:
     return {"battle": battle.id, **asdict(reveal(battle))}
 
 
-def settings_from(temperature: float, top_p: float, max_new_tokens: float,
-                  seed: float | None) -> SamplingSettings:
-    return SamplingSettings(temperature=float(temperature), top_p=float(top_p),
-                            max_new_tokens=int(max_new_tokens),
-                            seed=None if seed in (None, "", -1) else int(seed)).validate()
-
-
-def start_battle(pool: str, settings: SamplingSettings, live: bool, session_id: str,
-                 precision: str = "auto") -> Battle:
-    """Pick a pair from the pool (few battles and overlapping intervals first), sides at random."""
-    available = available_aliases()
-    contestants = contestant_pool(pool, available, registered_contestants())  # type: ignore[arg-type]
-    contestants = with_precision(contestants, precision)
-    first, second = pick_pair(contestants, current_ratings())
-    return new_battle(first, second, settings, session_id=session_id, live_streaming=bool(live))
+def new_battle_for(ctx: AppContext, request: BattleRequest, session_id: str,
+                   endpoints=None) -> Battle:
+    """A battle from the pool of models that load here, registered adapters and endpoint models
+    (this session's, endpoints, and the configured ones)."""
+    return start_battle(request, available_aliases(ctx.hub), registered_contestants(ctx.store),
+                        current_ratings(ctx.store), session_id,
+                        endpoints=all_endpoints(ctx, endpoints))
 
 
 def _answer_seconds(battle: Battle) -> int:
     return int(30 + 0.2 * battle.settings.max_new_tokens)
 
 
-@gpu(duration=_answer_seconds)
-def answer_both(battle: Battle) -> Iterator[Battle]:
+def answer_both(ctx: AppContext, battle: Battle) -> Iterator[Battle]:
     """The GPU part of a round: both answers to the pending prompt (a picklable Battle in and out)."""
-    yield from stream_pending(battle)
+    yield from stream_pending(battle, contestant_loader(ctx.models))
 
 
-def _answered(battle: Battle) -> Iterator[tuple[Battle, View]]:
-    """Store the pending prompt, answer it, store the answers; yields (battle, view) to show."""
-    store = open_store()
-    record_ask(store, battle)
+AnswerFn = Callable[[Battle], Iterator[Battle]]
+
+
+def _answered(ctx: AppContext, answer: AnswerFn, battle: Battle) -> Iterator[tuple[Battle, View]]:
+    """Store the pending prompt, fetch missing weights, answer it, store the answers; yields
+    (battle, view) to show."""
+    record_ask(ctx.store, battle)
     yield battle, battle_view(battle)
-    for battle in answer_both(battle):
+    for line in arena_downloads(battle):  # outside the GPU part: a download needs no GPU
+        yield battle, battle_view(battle, line)
+    for battle in answer(battle):
         if battle.status == "ready":
-            record_answers(store, battle)  # stored before the page can vote on it
+            record_answers(ctx.store, battle)  # stored before the page can vote on it
         yield battle, battle_view(battle)
 
 
 @friendly_errors
-def battle_round(prompt: str, pool: str, temperature: float, top_p: float, max_new_tokens: float,
-                 seed: float | None, live: bool, precision: str, battle: Battle | None,
+def battle_round(ctx: AppContext, answer: AnswerFn, prompt: str, pool: str, temperature: float,
+                 top_p: float, max_new_tokens: float, seed: float | None, live: bool,
+                 precision: str, battle: Battle | None, endpoints=None,
                  request: gr.Request = None):  # type: ignore[assignment]
     """Ask both models: a follow-up in the open battle, or the first prompt of a new one.
 
     Yields (chat A, chat B, battle token, status, reveal, prompt box, battle state).
     """
-    text = validate_prompt(prompt)
+    limit = ctx.limits.arena_prompt_chars
+    text = validate_prompt(prompt, limit)
     if battle is None or battle.status == "voted":
-        settings = settings_from(temperature, top_p, max_new_tokens, seed)
-        battle = start_battle(pool, settings, live, anonymous_session(request), precision or "auto")
-    battle = ask(abandon_pending(battle), text)
-    for battle, view in _answered(battle):
+        settings = sampling_from(dict(temperature=temperature, top_p=top_p,
+                                      max_new_tokens=max_new_tokens, seed=seed), DEFAULT_BATTLE.settings)
+        wanted = BattleRequest(pool, settings, bool(live), precision or "auto")  # type: ignore[arg-type]
+        battle = new_battle_for(ctx, wanted, anonymous_session(request), endpoints)
+    battle = ask(abandon_pending(battle), text, limit)
+    for battle, view in _answered(ctx, answer, battle):
         yield (*view, "", battle)
 
 
 @friendly_errors
-def regenerate_round(battle: Battle | None):
+def regenerate_round(ctx: AppContext, answer: AnswerFn, battle: Battle | None):
     """Ask the last prompt again. Yields (chat A, chat B, battle token, status, reveal, battle state)."""
     if battle is None or not battle.turns:
         raise BillionError("Nothing to regenerate yet: ask a prompt first.")
     if battle.status == "answering":  # the last run died: ask its prompt again
-        battle = ask(abandon_pending(battle), battle.turns[-1].prompt)
+        battle = ask(abandon_pending(battle), battle.turns[-1].prompt, ctx.limits.arena_prompt_chars)
     else:
         battle = regenerate(battle)
-    for battle, view in _answered(battle):
+    for battle, view in _answered(ctx, answer, battle):
         yield (*view, battle)
 
 
 @friendly_errors
-def vote_round(choice: str, token: str, battle: Battle | None):
+def vote_round(ctx: AppContext, choice: str, token: str, battle: Battle | None):
     """Store the one vote of the open battle and reveal it. Returns (reveal, reveal record,
     status, battle state)."""
     if battle is None:
@@ -176,8 +183,8 @@ def vote_round(choice: str, token: str, battle: Battle | None):
     if token and token.strip() != battle.id:
         raise BillionError(f"Battle {token.strip()!r} is not the one open in this session: vote on "
                            "the battle shown, or start a new round.")
-    voted = cast_vote(open_store(), battle, choice)  # type: ignore[arg-type]
-    return reveal_markdown(reveal(voted)), reveal_record(voted), status_text(voted), voted
+    voted = cast_vote(ctx.store, battle, choice)  # type: ignore[arg-type]
+    return reveal_markdown(reveal(voted), weight_sizes(voted)), reveal_record(voted), status_text(voted), voted
 
 
 def new_round():
@@ -199,40 +206,49 @@ def controls(battle: Battle | None):
             gr.update(label=labels[0]), gr.update(label=labels[1]))
 
 
+def stopped(battle: Battle | None):
+    """After Stop: the controls for the battle as it was left, and why nothing more comes."""
+    note = ("Stopped. **Regenerate** asks the same prompt again, **New round** starts over."
+            if battle is not None and battle.status == "answering" else status_text(battle) if battle
+            else "Ask a prompt to start.")
+    return (*controls(battle), note)
+
+
 def lock_controls():
     """While both models answer, nobody votes, regenerates or drops the battle."""
     return tuple(gr.update(interactive=False) for _ in range(len(VOTE_CHOICES) + 2))
 
 
-def _vote_button_handler(choice: str):
+def _vote_button_handler(ctx: AppContext, choice: str):
     def handler(token: str, battle: Battle | None):
-        return vote_round(choice, token, battle)
+        return vote_round(ctx, choice, token, battle)
     handler.__name__ = f"vote_{choice}"
     return handler
 
 
-def arena_ratings_summary() -> str:
-    return ratings_summary(current_ratings())
+def arena_ratings_summary(ctx: AppContext) -> str:
+    return ratings_summary(current_ratings(ctx.store))
 
 
-def arena_ratings_table():
-    return ratings_frame(current_ratings())
+def arena_ratings_table(ctx: AppContext):
+    return ratings_frame(current_ratings(ctx.store))
 
 
-def arena_ratings_plot():
-    return ratings_figure(current_ratings())
+def arena_ratings_plot(ctx: AppContext):
+    return ratings_figure(current_ratings(ctx.store))
 
 
-def arena_win_rate_plot():
-    return win_rate_figure(current_ratings())
+def arena_win_rate_plot(ctx: AppContext):
+    return win_rate_figure(current_ratings(ctx.store))
 
 
-def arena_battle_count_plot():
-    return battle_count_figure(current_ratings())
+def arena_battle_count_plot(ctx: AppContext):
+    return battle_count_figure(current_ratings(ctx.store))
 
 
-def build_arena_tab() -> None:
+def build_arena_tab(ctx: AppContext) -> None:
     battle = gr.State(None)
+    session_endpoints = gr.State([])
     gr.Markdown("Two anonymous models answer your prompt. Vote for the better answer; the names "
                 "are revealed after your vote. Answers that name their own model are flagged and "
                 "left out of the ratings.")
@@ -245,24 +261,30 @@ def build_arena_tab() -> None:
     revealed = gr.Markdown(label="Revealed")
     with gr.Row():
         prompt = gr.Textbox(placeholder="Ask both models something…", label="Prompt",
-                            show_label=False, scale=6, max_lines=8, max_length=MAX_PROMPT_CHARS)
+                            show_label=False, scale=6, max_lines=8,
+                            max_length=ctx.limits.arena_prompt_chars)
         send = gr.Button("Send", variant="primary", scale=1)
     with gr.Row():
         draw = gr.Button("🎲 Random prompt")
         regen = gr.Button("🔄 Regenerate", interactive=False)
         next_round = gr.Button("🆕 New round")
+        stop = gr.Button("⏹ Stop")
     with gr.Accordion("Battle settings (apply from the next new battle)", open=False):
-        pool = gr.Radio(POOL_CHOICES, value="all", label="Contestants")
-        live = gr.Checkbox(False, label="Stream answers live (off: both appear together, since "
-                                        "the pace of a stream can give a model away)")
+        pool = gr.Radio(POOL_CHOICES, value=DEFAULT_BATTLE.pool, label="Contestants")
+        live = gr.Checkbox(DEFAULT_BATTLE.live_streaming,
+                           label="Stream answers live (off: both appear together, since "
+                                 "the pace of a stream can give a model away)")
         with gr.Row():
-            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature (both sides)")
-            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
-            max_new_tokens = gr.Slider(1, 1024, value=256, step=1, label="Max new tokens")
+            temperature = gr.Slider(0, 2, value=DEFAULT_BATTLE.settings.temperature, step=0.05,
+                                    label="Temperature (both sides)")
+            top_p = gr.Slider(0.05, 1, value=DEFAULT_BATTLE.settings.top_p, step=0.05, label="Top-p")
+            max_new_tokens = gr.Slider(1, 1024, value=DEFAULT_BATTLE.settings.max_new_tokens, step=1,
+                                       label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
         precision = gr.Radio(list(available_precisions()), value="auto", label="Precision (both sides)",
                              info="auto: this machine's fast precision (on CPU the measured choice "
                                   "shown on the Leaderboard); the reveal says what ran")
+        build_endpoint_adder(ctx, session_endpoints)
     # API plumbing: never shown; the token is a random id that says nothing about the models.
     token = gr.Textbox(visible=False, label="Battle token")
     vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
@@ -271,12 +293,13 @@ def build_arena_tab() -> None:
 
     with gr.Accordion("Ratings", open=True):
         # Callables: Gradio recomputes each on page load (from one cached rating table).
-        summary = gr.Markdown(arena_ratings_summary, label="Summary")
-        table = gr.Dataframe(arena_ratings_table, interactive=False, label="Leaderboard")
+        summary = gr.Markdown(bind(arena_ratings_summary, ctx), label="Summary")
+        table = gr.Dataframe(bind(arena_ratings_table, ctx), interactive=False, label="Leaderboard")
         with gr.Row():
-            rating_plot = gr.Plot(arena_ratings_plot, label="Ratings", show_label=False)
-            win_plot = gr.Plot(arena_win_rate_plot, label="Win rates", show_label=False)
-            count_plot = gr.Plot(arena_battle_count_plot, label="Battle counts", show_label=False)
+            rating_plot = gr.Plot(bind(arena_ratings_plot, ctx), label="Ratings", show_label=False)
+            win_plot = gr.Plot(bind(arena_win_rate_plot, ctx), label="Win rates", show_label=False)
+            count_plot = gr.Plot(bind(arena_battle_count_plot, ctx), label="Battle counts",
+                                 show_label=False)
         with gr.Row():
             refresh = gr.Button("Refresh ratings")
             export = gr.Button("Export voted battles (JSONL + CSV)")
@@ -286,25 +309,34 @@ def build_arena_tab() -> None:
     locked = [*vote_buttons, regen, next_round]
     control_out = [*locked, chat_left, chat_right]
     round_out = [chat_left, chat_right, token, status, revealed]
-    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, precision, battle]
+    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, precision, battle,
+              session_endpoints]
     vote_out = [revealed, reveal_json, status, battle]
 
+    answer = on_device(answer_both, ctx, _answer_seconds)
+    refresh_ratings = bind(ratings_view, ctx.store)
+    rounds = []
     for trigger, name in ((send.click, "arena_battle"), (prompt.submit, False)):
-        trigger(lock_controls, None, locked, api_name=False, queue=False) \
-            .then(battle_round, ask_in, [*round_out, prompt, battle], api_name=name) \
-            .then(controls, battle, control_out, api_name=False)
-    regen.click(lock_controls, None, locked, api_name=False, queue=False) \
-        .then(regenerate_round, battle, [*round_out, battle], api_name="arena_regenerate") \
-        .then(controls, battle, control_out, api_name=False)
-    votes = [button.click(_vote_button_handler(choice), [token, battle], vote_out, api_name=False)
+        asked = trigger(lock_controls, None, locked, api_name=False, queue=False) \
+            .then(bind(battle_round, ctx, answer), ask_in, [*round_out, prompt, battle], api_name=name)
+        asked.then(controls, battle, control_out, api_name=False)
+        rounds.append(asked)
+    regenerated = regen.click(lock_controls, None, locked, api_name=False, queue=False) \
+        .then(bind(regenerate_round, ctx, answer), battle, [*round_out, battle],
+              api_name="arena_regenerate")
+    regenerated.then(controls, battle, control_out, api_name=False)
+    # Stop ends the answering (and a download nobody else waits for); the battle can be asked again.
+    stop.click(stopped, battle, [*control_out, status], cancels=[*rounds, regenerated], api_name=False)
+    votes = [button.click(_vote_button_handler(ctx, choice), [token, battle], vote_out, api_name=False)
              for button, (_, choice) in zip(vote_buttons, VOTE_CHOICES)]
-    votes.append(vote_api.click(vote_round, [vote_choice, token, battle], vote_out,
+    votes.append(vote_api.click(bind(vote_round, ctx), [vote_choice, token, battle], vote_out,
                                 api_name="arena_vote"))
     for voted in votes:
         voted.then(controls, battle, control_out, api_name=False) \
-            .then(ratings_view, None, ratings_out, api_name=False)
+            .then(refresh_ratings, None, ratings_out, api_name=False)
     next_round.click(new_round, None, [*round_out, battle], api_name="arena_new_round") \
         .then(controls, battle, control_out, api_name=False)
     draw.click(random_prompt, None, prompt, api_name=False)
-    refresh.click(ratings_view, None, ratings_out, api_name="arena_ratings")
-    export.click(export_voted_battles, None, files, api_name="arena_export")
+    refresh.click(refresh_ratings, None, ratings_out, api_name="arena_ratings")
+    export.click(bind(export_voted_battles, ctx.store, ctx.settings.exports_dir), None, files,
+                 api_name="arena_export")

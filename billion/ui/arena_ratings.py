@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from billion.core.paths import data_dir
 from billion.arena.ratings import ANCHOR, RatingTable, compute_ratings
-from billion.store.store import open_store
+from billion.store.store import Store
 
 RATING_ROUNDS = 200
 TABLE_COLUMNS = ["rank", "model", "rating", "95% CI", "votes", "win rate", "Elo"]
@@ -26,16 +25,14 @@ EXPORT_MAX_AGE_S = 3600.0
 
 
 @functools.lru_cache(maxsize=8)
-def _ratings_for(path: str, fingerprint: tuple) -> RatingTable:
+def _ratings_for(store: Store, fingerprint: tuple) -> RatingTable:
     # fingerprint is part of the key only: a new vote makes a new key, so the table is recomputed.
-    return compute_ratings(open_store(path).battles_frame(voted_only=True),
-                           bootstrap_rounds=RATING_ROUNDS)
+    return compute_ratings(store.battles_frame(voted_only=True), bootstrap_rounds=RATING_ROUNDS)
 
 
-def current_ratings() -> RatingTable:
+def current_ratings(store: Store) -> RatingTable:
     """Ratings over every counted vote in the store, recomputed only when votes change."""
-    store = open_store()
-    return _ratings_for(str(store.path), store.vote_fingerprint())
+    return _ratings_for(store, store.vote_fingerprint())
 
 
 def ratings_frame(table: RatingTable) -> pd.DataFrame:
@@ -115,9 +112,9 @@ def battle_count_figure(table: RatingTable) -> Figure:
     return heatmap_figure(table.battle_counts, "Battles per pair", ".0f", "Blues", 0)
 
 
-def ratings_view() -> tuple[str, pd.DataFrame, Figure, Figure, Figure]:
+def ratings_view(store: Store) -> tuple[str, pd.DataFrame, Figure, Figure, Figure]:
     """Everything the ratings section shows, from one rating computation."""
-    table = current_ratings()
+    table = current_ratings(store)
     return (ratings_summary(table), ratings_frame(table), ratings_figure(table),
             win_rate_figure(table), battle_count_figure(table))
 
@@ -129,16 +126,14 @@ def _prune_exports(root: Path, max_age_s: float) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def export_voted_battles() -> list[str]:
-    """Write every voted battle as JSONL and CSV into a fresh folder under the data dir's exports.
+def export_voted_battles(store: Store, root: Path) -> list[str]:
+    """Write every voted battle as JSONL and CSV into a fresh folder under root (the exports folder).
 
     Open battles stay out: their contestants are still secret.
     """
-    root = data_dir() / "exports"
     root.mkdir(parents=True, exist_ok=True)
     _prune_exports(root, EXPORT_MAX_AGE_S)
     folder = Path(tempfile.mkdtemp(prefix="battles-", dir=root))
-    store = open_store()
     jsonl, csv = folder / "arena_battles.jsonl", folder / "arena_battles.csv"
     store.export_jsonl(jsonl, voted_only=True)
     store.export_csv(csv, voted_only=True)

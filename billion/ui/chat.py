@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import gradio as gr
 
-from billion.core.generation import GenerationResult, GenerationUpdate, interleave, stream_chat
-from billion.core.loading import load_model, pick_device
-from billion.core.precision import auto_cpu_choice, available_precisions, options_for
-from billion.core.sampling import SamplingSettings
-from billion.ui.common import default_model, friendly_errors, gpu, model_choices
-
-MAX_PROMPT_CHARS = 8000
-
-
-def settings_from(temperature: float, top_p: float, top_k: float, repetition_penalty: float,
-                  max_new_tokens: float, seed: float | None) -> SamplingSettings:
-    return SamplingSettings(temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
-                            repetition_penalty=float(repetition_penalty),
-                            max_new_tokens=int(max_new_tokens),
-                            seed=None if seed in (None, "", -1) else int(seed)).validate()
+from billion.context import AppContext
+from billion.core.chat import CHAT_DEFAULTS, ChatRequest, plain_messages
+from billion.core.download_jobs import follow_many, needs_download
+from billion.core.generation import GenerationResult, GenerationUpdate, interleave
+from billion.core.loading import pick_device
+from billion.core.precision import auto_cpu_choice, available_precisions
+from billion.core.registry import PYTHIA_CHECKPOINTS, resolve
+from billion.core.sampling import sampling_from
+from billion.endpoints.client import chat_streams
+from billion.endpoints.config import is_endpoint_name
+from billion.ui.common import bind, default_model, friendly_errors, model_choices, on_device
+from billion.ui.downloads import progress_line
+from billion.ui.endpoints import all_endpoints, build_endpoint_adder, endpoint_choices
 
 
 def stats_line(result: GenerationResult | None) -> str:
     if result is None:
         return ""
     precision = f" ({result.precision})" if result.precision else ""
+    host = getattr(result, "host", None)
+    if host is not None:  # an endpoint's answer: timed here, memory is the server's business
+        return (f"**{result.decode_tokens_per_s:.1f} tokens/s** over the network, from {host} · "
+                f"first token {result.ttft_s:.2f} s · {result.completion_tokens} tokens · "
+                f"stop: {result.finish_reason}")
     return (f"**{result.decode_tokens_per_s:.1f} tokens/s**{precision} · first token {result.ttft_s:.2f} s · "
             f"{len(result.token_ids)} tokens · peak memory {result.peak_memory_bytes / 2**20:.0f} MiB · "
             f"stop: {result.finish_reason}")
@@ -44,32 +47,67 @@ def _turn(history: list[dict], prompt: str, update: GenerationUpdate | None) -> 
 
 
 def _generation_seconds(prompt, history_a, history_b, compare, model_a, model_b, system, temperature,
-                        top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype) -> int:
+                        top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype,
+                        checkpoint="main", endpoints=None) -> int:
     return int(30 + int(max_new_tokens) * (0.2 if compare else 0.1))
 
 
-@gpu(duration=_generation_seconds)
+def with_checkpoint(name: str, checkpoint: str | None) -> str:
+    """The model at the picked training checkpoint, where it has published ones (Pythia)."""
+    if not checkpoint or checkpoint == "main" or not name or is_endpoint_name(name) \
+            or not resolve(name).revisions:
+        return name
+    return f"{name}@{checkpoint}"
+
+
+def chat_request(ctx: AppContext, prompt: str, histories: list[list[dict]], compare: bool,
+                 model_a: str, model_b: str, system: str, temperature: float, top_p: float,
+                 top_k: float, repetition_penalty: float, max_new_tokens: float,
+                 seed: float | None, dtype: str, checkpoint: str) -> ChatRequest:
+    settings = sampling_from(dict(temperature=temperature, top_p=top_p, top_k=top_k,
+                                  repetition_penalty=repetition_penalty,
+                                  max_new_tokens=max_new_tokens, seed=seed), CHAT_DEFAULTS)
+    names = (model_a, model_b) if compare else (model_a,)
+    return ChatRequest(prompt, models=tuple(with_checkpoint(n, checkpoint) for n in names),
+                       system=system or "", histories=tuple(map(plain_messages, histories)),
+                       settings=settings, precision=dtype or "auto").validated(ctx.limits)
+
+
 @friendly_errors
-def chat(prompt: str, history_a: list[dict], history_b: list[dict], compare: bool, model_a: str,
-         model_b: str, system: str, temperature: float, top_p: float, top_k: float,
-         repetition_penalty: float, max_new_tokens: float, seed: float | None, dtype: str):
-    """Stream one or two answers. Yields (chat A, chat B, stats A, stats B, prompt box)."""
-    prompt = (prompt or "").strip()
-    if not prompt:
-        raise gr.Error("The prompt is empty: type a question.")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise gr.Error(f"The prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}.")
-    if not model_a or (compare and not model_b):
-        raise gr.Error("Pick a model first (the list shows the models that can load here).")
-    settings = settings_from(temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed)
-    system_turn = [{"role": "system", "content": system}] if system and system.strip() else []
+def chat(ctx: AppContext, answer_fn, prompt: str, history_a: list[dict], history_b: list[dict],
+         compare: bool, model_a: str, model_b: str, system: str, temperature: float, top_p: float,
+         top_k: float, repetition_penalty: float, max_new_tokens: float, seed: float | None,
+         dtype: str, checkpoint: str = "main", endpoints=None):
+    """Download a hub model that is not cached yet (its progress shows under its answer; Stop
+    cancels it), then stream through `answer_fn` (answer, on the device)."""
     histories = [history_a or [], history_b or []] if compare else [history_a or []]
-    names = [model_a, model_b] if compare else [model_a]
-    streams = []
-    for name, history in zip(names, histories):
-        loaded = load_model(name, options_for(dtype or "auto"))
-        messages = system_turn + _plain(history) + [{"role": "user", "content": prompt}]
-        streams.append(stream_chat(loaded, messages, settings))
+    request = chat_request(ctx, prompt, histories, compare, model_a, model_b, system, temperature,
+                           top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype,
+                           checkpoint)  # validated before any download starts
+    specs = [resolve(name) for name in request.models if not is_endpoint_name(name)]
+    waiting = [i for i, spec in enumerate(specs) if needs_download(spec)]
+    for updates in follow_many([specs[i] for i in waiting]):
+        stats = ["", ""]
+        for i, update in zip(waiting, updates):
+            stats[i] = progress_line(update, specs[i].display_name)
+        yield history_a or [], history_b or [], stats[0], stats[1], prompt
+    yield from answer_fn(prompt, history_a, history_b, compare, model_a, model_b, system,
+                         temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype,
+                         checkpoint, endpoints)
+
+
+@friendly_errors
+def answer(ctx: AppContext, prompt: str, history_a: list[dict], history_b: list[dict],
+           compare: bool, model_a: str, model_b: str, system: str, temperature: float, top_p: float,
+           top_k: float, repetition_penalty: float, max_new_tokens: float, seed: float | None,
+           dtype: str, checkpoint: str = "main", endpoints=None):
+    """The device part: load and stream (weights are in the cache by now); endpoint models
+    stream from their server. Yields (chat A, chat B, stats A, stats B, prompt box)."""
+    histories = [history_a or [], history_b or []] if compare else [history_a or []]
+    request = chat_request(ctx, prompt, histories, compare, model_a, model_b, system, temperature,
+                           top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype, checkpoint)
+    prompt = request.prompt
+    streams = [stream for _, stream in chat_streams(request, ctx.models, all_endpoints(ctx, endpoints))]
     for updates in interleave(*streams):
         chats = [_turn(h, prompt, u) for h, u in zip(histories, updates)]
         stats = [stats_line(u.result) if u else "" for u in updates]
@@ -79,28 +117,20 @@ def chat(prompt: str, history_a: list[dict], history_b: list[dict], compare: boo
         yield chats[0], chats[1], stats[0], stats[1], ""
 
 
-def _plain(history: list[dict]) -> list[dict]:
-    """Chatbot messages back to plain role/content dicts (Gradio adds metadata fields)."""
-    return [{"role": m["role"], "content": _text(m["content"])} for m in history]
-
-
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # Gradio 6 may hand back [{"type": "text", "text": ...}]
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return str(content)
-
-
-def build_chat_tab() -> None:
-    choices, unavailable = model_choices()
+def build_chat_tab(ctx: AppContext) -> None:
+    choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
+    choices = choices + endpoint_choices(ctx)
+    session_endpoints = gr.State([])
     with gr.Row():
         compare = gr.Checkbox(label="Two models side by side", value=False)
         model_a = gr.Dropdown(choices, value=default, label="Model", scale=3)
         model_b = gr.Dropdown(choices, value=default, label="Second model", visible=False, scale=3)
+        checkpoint = gr.Dropdown(["main", *PYTHIA_CHECKPOINTS], value="main", scale=2, visible=False,
+                                 label="Training checkpoint (Pythia: step0 ... step143000)")
     with gr.Accordion("Models that cannot load here, and why", open=False):
         gr.Markdown(unavailable)
+    added = build_endpoint_adder(ctx, session_endpoints)
     with gr.Row():
         with gr.Column():
             chat_a = gr.Chatbot(label="Answer", height=380)
@@ -110,19 +140,22 @@ def build_chat_tab() -> None:
             stats_b = gr.Markdown()
     with gr.Row():
         prompt = gr.Textbox(placeholder="Ask something…", show_label=False, scale=6,
-                            max_length=MAX_PROMPT_CHARS)
+                            max_length=ctx.limits.chat_prompt_chars)
         send = gr.Button("Send", variant="primary", scale=1)
         stop = gr.Button("Stop", scale=1)
         clear = gr.Button("Clear", scale=1)
     with gr.Accordion("Generation settings", open=False):
         system = gr.Textbox(label="System message (optional)")
         with gr.Row():
-            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature (0 = greedy)")
-            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
-            top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0 = off)")
+            temperature = gr.Slider(0, 2, value=CHAT_DEFAULTS.temperature, step=0.05,
+                                    label="Temperature (0 = greedy)")
+            top_p = gr.Slider(0.05, 1, value=CHAT_DEFAULTS.top_p, step=0.05, label="Top-p")
+            top_k = gr.Slider(0, 200, value=CHAT_DEFAULTS.top_k, step=1, label="Top-k (0 = off)")
         with gr.Row():
-            repetition_penalty = gr.Slider(1, 2, value=1.0, step=0.05, label="Repetition penalty")
-            max_new_tokens = gr.Slider(1, 1024, value=256, step=1, label="Max new tokens")
+            repetition_penalty = gr.Slider(1, 2, value=CHAT_DEFAULTS.repetition_penalty, step=0.05,
+                                           label="Repetition penalty")
+            max_new_tokens = gr.Slider(1, 1024, value=CHAT_DEFAULTS.max_new_tokens, step=1,
+                                       label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
             dtype = gr.Radio(list(available_precisions()), value="auto", label="Precision",
                              info=precision_info())
@@ -130,11 +163,24 @@ def build_chat_tab() -> None:
     def toggle(on: bool):
         return gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer")
 
+    def checkpoints_for(*names: str):
+        return gr.update(visible=any(name and not is_endpoint_name(name) and resolve(name).revisions
+                                     for name in names))
+
     compare.change(toggle, compare, [model_b, column_b, chat_a], api_name=False)
+    for picker in (model_a, model_b):
+        picker.change(checkpoints_for, [model_a, model_b], checkpoint, api_name=False)
     inputs = [prompt, chat_a, chat_b, compare, model_a, model_b, system, temperature, top_p, top_k,
-              repetition_penalty, max_new_tokens, seed, dtype]
+              repetition_penalty, max_new_tokens, seed, dtype, checkpoint, session_endpoints]
     outputs = [chat_a, chat_b, stats_a, stats_b, prompt]
-    sent = send.click(chat, inputs, outputs, api_name="chat")
-    submitted = prompt.submit(chat, inputs, outputs, api_name=False)
+    handler = bind(chat, ctx, on_device(answer, ctx, _generation_seconds))
+    sent = send.click(handler, inputs, outputs, api_name="chat")
+    submitted = prompt.submit(handler, inputs, outputs, api_name=False)
     stop.click(None, None, None, cancels=[sent, submitted], api_name=False)
     clear.click(lambda: ([], [], "", ""), None, [chat_a, chat_b, stats_a, stats_b], api_name=False)
+    if added is not None:
+        def pickers(session):
+            every = model_choices(ctx.hub)[0] + endpoint_choices(ctx, session)
+            return gr.update(choices=every), gr.update(choices=every)
+
+        added.then(pickers, session_endpoints, [model_a, model_b], api_name=False)

@@ -1,4 +1,9 @@
-"""What the tabs share: model choices, the GPU boundary, and turning engine errors into warnings."""
+"""What the tabs share: handlers bound to the app context, model choices, the GPU boundary, and
+turning engine errors into warnings.
+
+Handlers are module functions whose first argument is the app context (billion.context.AppContext);
+`build_*_tab(ctx)` binds them with `bind`, and `on_device` for the ones that need the GPU.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Callable
 
 import gradio as gr
 
-from billion.core.availability import available_all
+from billion.core.availability import HubProbe, available_all
 from billion.core.errors import BillionError
 from billion.core.registry import pick_default
 
@@ -32,9 +37,25 @@ def gpu(duration: int | Callable[..., int] = 60):
     return wrap
 
 
-def model_choices() -> tuple[list[tuple[str, str]], str]:
+def bind(fn: Callable, *first) -> Callable:
+    """fn with its first arguments (the app context, ...) given: a handler of the rest.
+
+    Gradio reads the remaining signature (gr.Request, gr.Progress) and the name, as for fn itself.
+    """
+    bound = functools.partial(fn, *first)
+    bound.__name__ = fn.__name__  # type: ignore[attr-defined]
+    return bound
+
+
+def on_device(fn: Callable, ctx, duration: int | Callable[..., int] = 60) -> Callable:
+    """bind(fn, ctx), marked for the GPU (see gpu). On ZeroGPU the call runs in a forked process
+    that already holds ctx in its memory: only the other arguments are pickled across."""
+    return gpu(duration)(bind(fn, ctx))
+
+
+def model_choices(hub: HubProbe | None = None) -> tuple[list[tuple[str, str]], str]:
     """(dropdown choices of loadable models, markdown explaining the others)."""
-    items = available_all()
+    items = available_all(hub)
     choices = [(f"{a.spec.alias} · {a.spec.size_label} · {a.spec.family}", a.spec.alias)
                for a in items if a.ok]
     missing = [f"| `{a.spec.alias}` | {a.spec.hub_id} | {a.reason} |" for a in items if not a.ok]

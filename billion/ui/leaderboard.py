@@ -10,7 +10,7 @@ matplotlib's object API (no pyplot state); gr.Plot closes them once drawn.
 from __future__ import annotations
 
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 import gradio as gr
 import pandas as pd
@@ -19,17 +19,20 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from billion.bench.runner import (HUMANEVAL, SPEED, BenchRequest, RunProgress, TaskOutcome,
                                   estimate_seconds, iter_run)
-from billion.bench.tasks import DEFAULT_SEED, TASKS
+from billion.bench.tasks import TASKS
 from billion.core.errors import BillionError
 from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, MEASURED, SIZE_BANDS,
                                  build_leaderboard, families, filter_leaderboard,
                                  run_results_frame, run_summary, score_points, select_columns,
                                  speed_points)
+from billion.context import AppContext
 from billion.core.precision import QUALITY_COLUMNS, auto_cpu_choice, quality_rows
 from billion.core.registry import all_models
-from billion.store.store import open_store
+from billion.store.store import Store
 from billion.ui.arena_ratings import current_ratings
-from billion.ui.common import ON_ZEROGPU, default_model, friendly_errors, gpu, model_choices
+from billion.ui.common import ON_ZEROGPU, bind, default_model, friendly_errors, model_choices, on_device
+from billion.endpoints.config import configured_endpoints
+from billion.ui.endpoints import endpoint_choices
 
 TASK_LABELS = [(f"{t.name} · {t.display_name}" + ("" if t.offline else " (needs the hub)"), t.name)
                for t in TASKS] + [("humaneval · HumanEval pass@1 (greedy)", HUMANEVAL),
@@ -39,21 +42,23 @@ PLOT_MARKERS = {"billion-mc": ("o", "tab:blue"), "billion-mc-cloze": ("D", "tab:
 PUBLISHED_MARKERS = ["s", "v", "X", "P"]
 SIZE_TICKS = [100, 200, 500, 1000, 2000, 5000, 10000]
 QUANT_OFFSET = {"none": 1.0, "int8": 1.07, "int4": 1.14}  # spread variants of one size apart
+BENCH_DEFAULTS = BenchRequest()
+#: items per task of a run started from the page: a click should take minutes, not hours
+PAGE_LIMIT = 20
 
 
 # -- the table and plots -------------------------------------------------------------------------
 
-def current_board() -> pd.DataFrame:
-    ratings = current_ratings()
-    return build_leaderboard(open_store().bench_results_frame(), all_models(),
-                             ratings if ratings.ratings else None)
+def current_board(store: Store) -> pd.DataFrame:
+    ratings = current_ratings(store)
+    return build_leaderboard(store.bench_results_frame(), all_models(), ratings if ratings.ratings else None)
 
 
-def filtered_board(family: list[str] | None, size: str, kinds: list[str] | None,
+def filtered_board(store: Store, family: list[str] | None, size: str, kinds: list[str] | None,
                    search: str) -> pd.DataFrame:
     if size not in SIZE_BANDS:
         raise BillionError(f"Unknown size band {size!r}: use one of {', '.join(SIZE_BANDS)}.")
-    return filter_leaderboard(current_board(), family or None, SIZE_BANDS[size],
+    return filter_leaderboard(current_board(store), family or None, SIZE_BANDS[size],
                               kinds if kinds is not None else KINDS, search or "")
 
 
@@ -119,24 +124,24 @@ def speed_figure(points: pd.DataFrame) -> Figure:
 
 
 @friendly_errors
-def leaderboard_view(family: list[str] | None, size: str, kinds: list[str] | None, search: str,
-                     columns: list[str] | None) -> tuple[pd.DataFrame, Figure, Figure]:
+def leaderboard_view(store: Store, family: list[str] | None, size: str, kinds: list[str] | None,
+                     search: str, columns: list[str] | None) -> tuple[pd.DataFrame, Figure, Figure]:
     """The table with the chosen columns, and both plots of the filtered rows."""
-    board = filtered_board(family, size, kinds, search)
+    board = filtered_board(store, family, size, kinds, search)
     return (select_columns(board, columns), score_figure(score_points(board)),
             speed_figure(speed_points(board)))
 
 
-def initial_table() -> pd.DataFrame:
-    return select_columns(current_board(), DEFAULT_COLUMNS)
+def initial_table(store: Store) -> pd.DataFrame:
+    return select_columns(current_board(store), DEFAULT_COLUMNS)
 
 
-def initial_score_plot() -> Figure:
-    return score_figure(score_points(current_board()))
+def initial_score_plot(store: Store) -> Figure:
+    return score_figure(score_points(current_board(store)))
 
 
-def initial_speed_plot() -> Figure:
-    return speed_figure(speed_points(current_board()))
+def initial_speed_plot(store: Store) -> Figure:
+    return speed_figure(speed_points(current_board(store)))
 
 
 # -- running benchmarks --------------------------------------------------------------------------
@@ -160,7 +165,7 @@ def request_from(models: list[str] | str | None, tasks: list[str] | None, limit:
         models=tuple(chosen), tasks=tuple(tasks or ()),
         limit=None if limit in (None, "") or int(limit) <= 0 else int(limit),
         dtype=dtype or "auto", quantization=quantization or "none",
-        seed=DEFAULT_SEED if seed in (None, "") else int(seed),
+        seed=BENCH_DEFAULTS.seed if seed in (None, "") else int(seed),
         prompt_lengths=parse_lengths(prompt_lengths), new_tokens=int(new_tokens),
         repeats=int(repeats)).validated()
 
@@ -169,10 +174,14 @@ def _device_seconds(request: BenchRequest, cancel: threading.Event | None = None
     return estimate_seconds(request)
 
 
-@gpu(duration=_device_seconds)
-def bench_on_device(request: BenchRequest, cancel: threading.Event | None = None) -> Iterator[RunProgress]:
+def bench_on_device(ctx: AppContext, request: BenchRequest,
+                    cancel: threading.Event | None = None) -> Iterator[RunProgress]:
     """The GPU part: load, score and store (a picklable request in, progress records out)."""
-    yield from iter_run(request, cancel)
+    yield from iter_run(request, cancel, store=ctx.store, models=ctx.models,
+                        endpoints=configured_endpoints(ctx.settings.models_file))
+
+
+BenchFn = Callable[..., Iterator[RunProgress]]
 
 
 def status_markdown(outcomes: list[TaskOutcome], request: BenchRequest, running: str = "") -> str:
@@ -189,8 +198,8 @@ def status_markdown(outcomes: list[TaskOutcome], request: BenchRequest, running:
 
 
 @friendly_errors
-def run_benchmark(models, tasks, limit, dtype, quantization, seed, prompt_lengths, new_tokens,
-                  repeats, progress=gr.Progress()):
+def run_benchmark(bench: BenchFn, models, tasks, limit, dtype, quantization, seed, prompt_lengths,
+                  new_tokens, repeats, progress=gr.Progress()):
     """Run and store. Yields (status, this run's table, JSON summary, cancel-event state)."""
     request = request_from(models, tasks, limit, dtype, quantization, seed, prompt_lengths,
                            new_tokens, repeats)
@@ -198,7 +207,7 @@ def run_benchmark(models, tasks, limit, dtype, quantization, seed, prompt_length
     outcomes: list[TaskOutcome] = []
     yield status_markdown(outcomes, request, "starting"), run_results_frame(outcomes), None, cancel
     # On ZeroGPU the run happens in another process the event cannot reach; `cancels=` stops it.
-    for step in bench_on_device(request, None if ON_ZEROGPU else cancel):
+    for step in bench(request, None if ON_ZEROGPU else cancel):
         if step.total:
             progress((step.done, step.total), desc=f"{step.model} · {step.task}", unit="items")
         if step.result is not None:
@@ -229,9 +238,10 @@ def cancel_run(cancel: threading.Event | None) -> str:
 
 # -- the tab -------------------------------------------------------------------------------------
 
-def build_leaderboard_tab() -> None:
-    choices, unavailable = model_choices()
+def build_leaderboard_tab(ctx: AppContext) -> None:
+    choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
+    choices = choices + endpoint_choices(ctx)  # models.yaml's: results are stored for everyone
     gr.Markdown("Scores measured here (latest run per model, task, metric, dtype and quantization; "
                 "every run stays stored) beside **published** figures from model cards and papers, "
                 "labelled with their source, setting and checkpoint. Published figures were measured "
@@ -244,10 +254,10 @@ def build_leaderboard_tab() -> None:
         search = gr.Textbox(label="Search", placeholder="e.g. smollm2 humaneval")
     with gr.Accordion("Columns", open=False):
         columns = gr.CheckboxGroup(COLUMNS, value=DEFAULT_COLUMNS, label="Columns shown")
-    table = gr.Dataframe(initial_table, interactive=False, wrap=True, label="Leaderboard")
+    table = gr.Dataframe(bind(initial_table, ctx.store), interactive=False, wrap=True, label="Leaderboard")
     with gr.Row():
-        score_plot = gr.Plot(initial_score_plot, label="Accuracy vs size", show_label=False)
-        speed_plot = gr.Plot(initial_speed_plot, label="Speed vs memory", show_label=False)
+        score_plot = gr.Plot(bind(initial_score_plot, ctx.store), label="Accuracy vs size", show_label=False)
+        speed_plot = gr.Plot(bind(initial_speed_plot, ctx.store), label="Speed vs memory", show_label=False)
     refresh = gr.Button("Refresh")
     with gr.Accordion("Precision on CPU: quality cost and speed (what \"auto\" picks)", open=False):
         gr.Markdown(precision_summary)
@@ -257,19 +267,22 @@ def build_leaderboard_tab() -> None:
         with gr.Row():
             models = gr.Dropdown(choices, value=[default] if default else [], multiselect=True,
                                  label="Models (those that can load here)", scale=2)
-            tasks = gr.CheckboxGroup(TASK_LABELS, value=["billion-mc"], label="Tasks", scale=3)
+            tasks = gr.CheckboxGroup(TASK_LABELS, value=list(BENCH_DEFAULTS.tasks), label="Tasks", scale=3)
         with gr.Accordion("Models that cannot load here, and why", open=False):
             gr.Markdown(unavailable)
         with gr.Row():
-            limit = gr.Number(value=20, precision=0, label="Limit per task (0: full task)")
-            dtype = gr.Radio(["auto", "fp32", "bf16"], value="auto", label="Precision (float dtype)")
-            quantization = gr.Radio(["none", "int8", "int4"], value="none",
+            limit = gr.Number(value=PAGE_LIMIT, precision=0, label="Limit per task (0: full task)")
+            dtype = gr.Radio(["auto", "fp32", "bf16"], value=BENCH_DEFAULTS.dtype,
+                             label="Precision (float dtype)")
+            quantization = gr.Radio(["none", "int8", "int4"], value=BENCH_DEFAULTS.quantization,
                                     label="int8 / int4 (CPU: billion's kernels; GPU: bitsandbytes)")
-            seed = gr.Number(value=DEFAULT_SEED, precision=0, label="Seed (item sample, few-shot)")
+            seed = gr.Number(value=BENCH_DEFAULTS.seed, precision=0, label="Seed (item sample, few-shot)")
         with gr.Row():
-            prompt_lengths = gr.Textbox("128,512", label="Speed: prompt lengths (tokens)")
-            new_tokens = gr.Slider(2, 256, value=64, step=1, label="Speed: new tokens per run")
-            repeats = gr.Slider(1, 10, value=3, step=1, label="Speed: timed runs")
+            prompt_lengths = gr.Textbox(",".join(map(str, BENCH_DEFAULTS.prompt_lengths)),
+                                        label="Speed: prompt lengths (tokens)")
+            new_tokens = gr.Slider(2, 256, value=BENCH_DEFAULTS.new_tokens, step=1,
+                                   label="Speed: new tokens per run")
+            repeats = gr.Slider(1, 10, value=BENCH_DEFAULTS.repeats, step=1, label="Speed: timed runs")
         with gr.Row():
             run = gr.Button("Run benchmark", variant="primary")
             stop = gr.Button("Cancel")
@@ -280,14 +293,16 @@ def build_leaderboard_tab() -> None:
 
     filters = [family, size, kinds, search, columns]
     view = [table, score_plot, speed_plot]
+    show = bind(leaderboard_view, ctx.store)
     for control in (family, size, kinds, columns):
-        control.change(leaderboard_view, filters, view, api_name=False)
-    search.submit(leaderboard_view, filters, view, api_name=False)
-    refresh.click(leaderboard_view, filters, view, api_name="leaderboard")
+        control.change(show, filters, view, api_name=False)
+    search.submit(show, filters, view, api_name=False)
+    refresh.click(show, filters, view, api_name="leaderboard")
     bench_inputs = [models, tasks, limit, dtype, quantization, seed, prompt_lengths, new_tokens,
                     repeats]
-    running = run.click(run_benchmark, bench_inputs, [status, run_table, summary, cancel],
+    bench = on_device(bench_on_device, ctx, _device_seconds)
+    running = run.click(bind(run_benchmark, bench), bench_inputs, [status, run_table, summary, cancel],
                         api_name="bench")
-    running.then(leaderboard_view, filters, view, api_name=False)
+    running.then(show, filters, view, api_name=False)
     stop.click(cancel_run, cancel, status, api_name="bench_cancel",
                cancels=[running] if ON_ZEROGPU else None)

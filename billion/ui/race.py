@@ -12,44 +12,30 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
 import gradio as gr
 
-from billion.core.availability import available
+from billion.context import AppContext
+from billion.core.availability import HubProbe, available
 from billion.core.errors import BillionError
-from billion.core.loading import load_model, pick_device
-from billion.spec.race import EXAMPLE_PROMPTS, RaceResult, SweepPoint, k_sweep, parse_draft, run_race
+from billion.core.loading import pick_device
 from billion.core.registry import all_models, drafts_for, resolve
-from billion.core.sampling import SamplingSettings
+from billion.core.sampling import sampling_from
 from billion.spec.decoding import MAX_K, KSchedule
-from billion.ui.common import default_model, friendly_errors, gpu, model_choices
+from billion.endpoints.config import RACE_LOCAL_ONLY
+from billion.spec.race import (EXAMPLE_PROMPTS, RACE_DEFAULTS, RaceRequest, RaceResult, SweepPoint, k_sweep,
+                               parse_draft, run_race)
+from billion.ui.common import bind, default_model, friendly_errors, model_choices, on_device
 from billion.ui.race_render import (RaceView, badge_html, build_view, figures_markdown, plain_pane,
                                     race_summary, replay_frames, rounds_html, spec_pane, stats_markdown,
                                     sweep_figure, sweep_markdown)
 
-MAX_PROMPT_CHARS = 32000  # the real limit is the model's context, checked in tokens by the engine
 SWEEP_KS = tuple(range(1, 9))
 PROMPT_LOOKUP = "prompt-lookup"
 SELF = "self"
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RaceRequest:
-    target: str
-    #: as billion.spec.race.parse_draft reads it: prompt-lookup, self:N, quant:int8/int4 or a model's alias
-    draft: str
-    schedule: KSchedule
-    settings: SamplingSettings
-    prompt: str
-    reference: bool = False
-    warmup: bool = True
-
-    @property
-    def messages(self) -> list[dict]:
-        return [{"role": "user", "content": self.prompt}]
+DEFAULT_RACE = RaceRequest("")
 
 
 QUANT_CHOICES = [("Quantized self-draft: the target itself at int8 (same weights, shares its cache)",
@@ -58,7 +44,7 @@ QUANT_CHOICES = [("Quantized self-draft: the target itself at int8 (same weights
                   "quant:int4")]
 
 
-def draft_choices(target: str | None) -> list[tuple[str, str]]:
+def draft_choices(target: str | None, hub: HubProbe | None = None) -> list[tuple[str, str]]:
     """Prompt lookup, self-speculation, the target quantized (CPU kernels), the registry's smaller
     same-tokenizer models, then other models that load here, drafting through text."""
     choices = [("Prompt lookup (copies n-grams from the prompt, no model)", PROMPT_LOOKUP),
@@ -70,9 +56,10 @@ def draft_choices(target: str | None) -> list[tuple[str, str]]:
             spec = resolve(target)
         except BillionError:
             return choices
-        same = [d for d in drafts_for(spec) if available(d).ok]
+        same = [d for d in drafts_for(spec) if available(d, hub).ok]
         choices += [(f"{d.alias} · {d.size_label} (draft model)", d.alias) for d in same]
-        others = [m for m in all_models() if m.tokenizer_group != spec.tokenizer_group and available(m).ok]
+        others = [m for m in all_models()
+                  if m.tokenizer_group != spec.tokenizer_group and available(m, hub).ok]
         choices += [(f"{m.alias} · {m.size_label} (another tokenizer: drafts through text)", m.alias)
                     for m in others]
     return choices
@@ -88,25 +75,20 @@ def whole_k(k: float) -> int:
     return int(k)
 
 
-def race_request(prompt: str, target: str, draft: str, self_layers: float, k: float, dynamic: bool,
-                 temperature: float, max_new_tokens: float, reference: bool = False,
+def race_request(ctx: AppContext, prompt: str, target: str, draft: str, self_layers: float, k: float,
+                 dynamic: bool, temperature: float, max_new_tokens: float, reference: bool = False,
                  warmup: bool = True) -> RaceRequest:
     """Check the page's input; the engine checks the rest (context length, draft size, tokenizer)."""
-    prompt = (prompt or "").strip()
-    if not prompt:
-        raise gr.Error("The prompt is empty: type one or pick an example.")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise gr.Error(f"The prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}.")
-    if not target:
-        raise gr.Error("Pick a target model first (the list shows the models that can load here).")
     name = draft_name(draft or "", self_layers)
+    settings = sampling_from(dict(temperature=temperature, max_new_tokens=max_new_tokens), RACE_DEFAULTS)
+    request = RaceRequest(prompt, target, name, KSchedule(whole_k(k), dynamic=bool(dynamic)), settings,
+                          bool(reference), bool(warmup)).validated(ctx.limits)
     choice = parse_draft(name)
-    if choice.kind in ("model", "quant") and choice.label not in {value for _, value in draft_choices(target)}:
+    offered = {value for _, value in draft_choices(target, ctx.hub)}
+    if choice.kind in ("model", "quant") and choice.label not in offered:
         raise gr.Error(f"'{choice.label}' is not an available draft for {target}: pick prompt "
                        "lookup, self-speculation, or one of the drafts listed for this target.")
-    settings = SamplingSettings(temperature=float(temperature), max_new_tokens=int(max_new_tokens)).validate()
-    return RaceRequest(target, name, KSchedule(whole_k(k), dynamic=bool(dynamic)).validate(), settings,
-                       prompt, bool(reference), bool(warmup))
+    return request
 
 
 def in_steps(work: Callable[[Callable[[str], None], threading.Event], T]) -> Iterator[str | T]:
@@ -145,14 +127,14 @@ def _race_seconds(request: RaceRequest) -> int:
     return int(60 + request.settings.max_new_tokens * (0.4 if request.reference else 0.3))
 
 
-@gpu(duration=_race_seconds)
-def race_steps(request: RaceRequest) -> Iterator[str | RaceView]:
+def race_steps(ctx: AppContext, request: RaceRequest) -> Iterator[str | RaceView]:
     """Load the target, warm up, race; yields step names, then a RaceView (all picklable)."""
     def work(say: Callable[[str], None], cancel: threading.Event) -> RaceView:
         say(f"loading {request.target}")
-        target = load_model(request.target)
+        target = ctx.models.load(request.target, request.load_options())
         result = run_race(target, request.draft, request.schedule, request.settings, request.messages,
-                          reference=request.reference, warmup=request.warmup, cancel=cancel, progress=say)
+                          reference=request.reference, warmup=request.warmup, cancel=cancel, progress=say,
+                          models=ctx.models)
         return build_view(result, target.tokenizer)
     yield from in_steps(work)
 
@@ -161,13 +143,12 @@ def _sweep_seconds(request: RaceRequest) -> int:
     return int(60 + request.settings.max_new_tokens * 0.3 * (len(SWEEP_KS) + 2))
 
 
-@gpu(duration=_sweep_seconds)
-def sweep_steps(request: RaceRequest) -> Iterator[str | tuple[SweepPoint, ...]]:
+def sweep_steps(ctx: AppContext, request: RaceRequest) -> Iterator[str | tuple[SweepPoint, ...]]:
     def work(say: Callable[[str], None], cancel: threading.Event) -> tuple[SweepPoint, ...]:
         say(f"loading {request.target}")
-        target = load_model(request.target)
+        target = ctx.models.load(request.target, request.load_options())
         return k_sweep(target, request.draft, request.settings, request.messages, SWEEP_KS,
-                       warmup=request.warmup, progress=say)
+                       warmup=request.warmup, progress=say, models=ctx.models)
     yield from in_steps(work)
 
 
@@ -182,26 +163,29 @@ def drive(steps: Iterator[str | T], progress: gr.Progress, expected: int) -> T:
     raise BillionError("The race ended without a result: try again.")
 
 
+StepsFn = Callable[[RaceRequest], Iterator[Any]]
+
+
 @friendly_errors
-def race(prompt: str, target: str, draft: str, self_layers: float, k: float, dynamic: bool,
-         temperature: float, max_new_tokens: float, reference: bool, warmup: bool,
-         progress: gr.Progress = gr.Progress()):
+def race(ctx: AppContext, steps: StepsFn, prompt: str, target: str, draft: str, self_layers: float,
+         k: float, dynamic: bool, temperature: float, max_new_tokens: float, reference: bool,
+         warmup: bool, progress: gr.Progress = gr.Progress()):
     """Returns (JSON summary, lossless badge, figures, detail stats, rounds, race state)."""
-    request = race_request(prompt, target, draft, self_layers, k, dynamic, temperature, max_new_tokens,
-                           reference, warmup)
-    view = drive(race_steps(request), progress, expected=3 + request.warmup + request.reference)
+    request = race_request(ctx, prompt, target, draft, self_layers, k, dynamic, temperature,
+                           max_new_tokens, reference, warmup)
+    view = drive(steps(request), progress, expected=3 + request.warmup + request.reference)
     result: RaceResult = view.result
     return (race_summary(result), badge_html(result), figures_markdown(result), stats_markdown(result),
             rounds_html(view), view)
 
 
 @friendly_errors
-def sweep(prompt: str, target: str, draft: str, self_layers: float, temperature: float,
-          max_new_tokens: float, warmup: bool, progress: gr.Progress = gr.Progress()):
+def sweep(ctx: AppContext, steps: StepsFn, prompt: str, target: str, draft: str, self_layers: float,
+          temperature: float, max_new_tokens: float, warmup: bool, progress: gr.Progress = gr.Progress()):
     """Returns (plot of measured vs predicted speedup, table)."""
-    request = race_request(prompt, target, draft, self_layers, 1, False, temperature, max_new_tokens,
-                           warmup=warmup)
-    points = drive(sweep_steps(request), progress, expected=2 + request.warmup + len(SWEEP_KS))
+    request = race_request(ctx, prompt, target, draft, self_layers, 1, False, temperature,
+                           max_new_tokens, warmup=warmup)
+    points = drive(steps(request), progress, expected=2 + request.warmup + len(SWEEP_KS))
     return sweep_figure(points), sweep_markdown(points)
 
 
@@ -217,35 +201,38 @@ def replay(view: RaceView | None) -> Iterator[tuple[str, str]]:
         yield plain_pane(view, frame.plain, frame.clock_s), spec_pane(view, frame.speculative, frame.clock_s)
 
 
-def _draft_update(target: str):
-    choices = draft_choices(target)
+def _draft_update(ctx: AppContext, target: str):
+    choices = draft_choices(target, ctx.hub)
     return gr.update(choices=choices, value=PROMPT_LOOKUP)
 
 
-def build_race_tab() -> None:
-    choices, unavailable = model_choices()
+def build_race_tab(ctx: AppContext) -> None:
+    choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
     gr.Markdown("Plain decoding runs first, then speculative decoding (never both at once: they would "
                 "share the cores), after a short warm-up. Then both outputs replay side by side at "
                 "their recorded pace. Grounded prompts (repeat, edit, answer from a text) are where "
                 "prompt lookup shines; the quantized self-draft (the target itself at int8/int4) also "
-                "helps on open questions; a model with another tokenizer drafts through text.")
+                "helps on open questions; a model with another tokenizer drafts through text.\n\n"
+                + RACE_LOCAL_ONLY)
     with gr.Row():
         target = gr.Dropdown(choices, value=default, label="Target model", scale=3)
-        draft = gr.Dropdown(draft_choices(default), value=PROMPT_LOOKUP, label="Draft source", scale=3,
-                            allow_custom_value=True)
+        draft = gr.Dropdown(draft_choices(default, ctx.hub), value=PROMPT_LOOKUP, label="Draft source",
+                            scale=3, allow_custom_value=True)
         self_layers = gr.Slider(1, 40, value=8, step=1, label="N (layers that draft)", visible=False,
                                 info="fewer than the target's layers (SmolLM2-135M has 30)", scale=2)
     with gr.Accordion("Models that cannot load here, and why", open=False):
         gr.Markdown(unavailable)
     with gr.Row():
-        k = gr.Slider(1, MAX_K, value=4, step=1, label="k (tokens drafted per round)")
+        k = gr.Slider(1, MAX_K, value=DEFAULT_RACE.schedule.k, step=1, label="k (tokens drafted per round)")
         dynamic = gr.Checkbox(label="Dynamic k (grow after a fully accepted round, shrink after a rejection)")
-        temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature (0 = greedy)")
-        max_new_tokens = gr.Slider(1, 1024, value=128, step=1, label="Max new tokens")
+        temperature = gr.Slider(0, 2, value=RACE_DEFAULTS.temperature, step=0.05,
+                                label="Temperature (0 = greedy)")
+        max_new_tokens = gr.Slider(1, 1024, value=RACE_DEFAULTS.max_new_tokens, step=1,
+                                   label="Max new tokens")
     with gr.Row():
         reference = gr.Checkbox(label="Also run Hugging Face's assisted generation (reference)")
-        warmup = gr.Checkbox(value=True, label="Warm up first (a few tokens of each run)")
+        warmup = gr.Checkbox(value=DEFAULT_RACE.warmup, label="Warm up first (a few tokens of each run)")
     prompt = gr.Textbox(label="Prompt", lines=5, max_lines=14, value=EXAMPLE_PROMPTS[0][1])
     gr.Examples([[text] for _, text in EXAMPLE_PROMPTS], inputs=[prompt],
                 example_labels=[label for label, _ in EXAMPLE_PROMPTS], label="Examples")
@@ -267,12 +254,16 @@ def build_race_tab() -> None:
     sweep_table = gr.Markdown()
     state = gr.State()
 
-    target.change(_draft_update, target, draft, api_name=False)
+    target.change(bind(_draft_update, ctx), target, draft, api_name=False)
     draft.change(lambda d: gr.update(visible=d == SELF), draft, self_layers, api_name=False)
     race_inputs = [prompt, target, draft, self_layers, k, dynamic, temperature, max_new_tokens, reference,
                    warmup]
-    raced = go.click(race, race_inputs, [summary, badge, figures, stats, rounds, state], api_name="race")
+    race_on_device = on_device(race_steps, ctx, _race_seconds)
+    raced = go.click(bind(race, ctx, race_on_device), race_inputs,
+                     [summary, badge, figures, stats, rounds, state], api_name="race")
     raced.success(replay, state, [plain_out, spec_out], api_name=False, show_progress="hidden")
     again.click(replay, state, [plain_out, spec_out], api_name=False, show_progress="hidden")
-    sweep_button.click(sweep, [prompt, target, draft, self_layers, temperature, max_new_tokens, warmup],
+    sweep_on_device = on_device(sweep_steps, ctx, _sweep_seconds)
+    sweep_button.click(bind(sweep, ctx, sweep_on_device),
+                       [prompt, target, draft, self_layers, temperature, max_new_tokens, warmup],
                        [sweep_plot, sweep_table], api_name="race_sweep")

@@ -11,18 +11,22 @@ import pandas as pd
 import pytest
 
 from billion.arena import battle as arena
-from billion.arena.battle import (MAX_PROMPT_CHARS, abandon_pending, answer_pending, answer_turn, ask,
-                           cast_vote, conversation, finish, messages_for, new_battle, public_label,
-                           record_answers, record_ask, regenerate, reveal, settings_for,
-                           validate_prompt, vote, winner_for)
-from billion.commands import arena as arena_command
+from billion.arena.battle import (abandon_pending, answer_pending, answer_turn, ask, contestant_loader,
+                                  conversation, finish, messages_for, new_battle, public_label, regenerate,
+                                  reveal, settings_for, validate_prompt, vote, winner_for)
 from billion.arena.contestants import Contestant
+from billion.arena.rounds import cast_vote, record_answers, record_ask
+from billion.cli import settings_for as cli_settings
+from billion.commands import arena as arena_command
+from billion.context import build_context
 from billion.core.errors import BillionError
 from billion.core.generation import GenerationResult
+from billion.core.limits import DEFAULT_LIMITS
 from billion.core.sampling import SamplingSettings
 from billion.store.store import Store
 
 SETTINGS = SamplingSettings(temperature=0.8, max_new_tokens=6)
+MAX_PROMPT_CHARS = DEFAULT_LIMITS.arena_prompt_chars
 
 
 def result(text: str, tps: float = 10.0) -> GenerationResult:
@@ -65,6 +69,9 @@ def test_validate_prompt():
     with pytest.raises(BillionError, match=f"at most {MAX_PROMPT_CHARS}"):
         validate_prompt("x" * (MAX_PROMPT_CHARS + 1))
     assert validate_prompt("  " + "x" * MAX_PROMPT_CHARS + " ") == "x" * MAX_PROMPT_CHARS
+    # The app's own limit, when its settings set one, is the one asked for.
+    with pytest.raises(BillionError, match="at most 10"):
+        ask(battle_of(), "x" * 11, max_chars=10)
 
 
 def test_new_battle_randomises_side_and_fixes_seed():
@@ -126,6 +133,22 @@ def test_reveal_only_after_vote():
     assert (shown.left.label, shown.right.label) == ("Model A", "Model B")
 
 
+def test_reveal_names_the_precision_that_ran():
+    battle = finish(ask(battle_of(), "2+2?"), replace(result("four"), precision="int8 (w8a8 per-token, fbgemm)"),
+                    result("4"))
+    shown = reveal(vote(battle, "left"))
+    by_name = {shown.left.name: shown.left, shown.right.name: shown.right}
+    assert by_name["smollm2-135m"].dtype == "int8 (w8a8 per-token, fbgemm)"
+    assert by_name["gemma3-270m"].dtype == "auto"  # nothing recorded: the precision asked for
+    assert "int8 (w8a8 per-token, fbgemm)" in arena_ui_reveal(shown)
+
+
+def arena_ui_reveal(shown) -> str:
+    from billion.ui.arena import reveal_markdown
+
+    return reveal_markdown(shown)
+
+
 def test_multi_turn_each_side_sees_its_own_answers_and_regenerate_reseeds():
     battle = answered(battle_of())
     battle = ask(battle, "and 3+3?")
@@ -170,7 +193,8 @@ def tiny_pair(tiny_dir):
             Contestant(str(tiny_dir), settings=SamplingSettings(temperature=1.0, max_new_tokens=5)))
 
 
-def test_whole_battle_with_tiny_models_and_store(tiny_pair, tmp_path):
+def test_whole_battle_with_tiny_models_and_store(tiny_pair, tmp_path, models):
+    load = contestant_loader(models)
     store = Store(tmp_path / "arena.sqlite3")
     battle = new_battle(*tiny_pair, SETTINGS, session_id="sess", rng=random.Random(0))
     battle = ask(battle, "Hello there")
@@ -179,14 +203,14 @@ def test_whole_battle_with_tiny_models_and_store(tiny_pair, tmp_path):
         cast_vote(store, battle, "left")
     with pytest.raises(BillionError, match="complete before voting"):
         store.record_vote(battle.id, "model_a")
-    battle = answer_pending(battle)
+    battle = answer_pending(battle, load)
     assert battle.status == "ready" and battle.turns[-1].stats_a.tokens <= 5
     record_answers(store, battle)
     battle = ask(battle, "Tell me more")
     record_ask(store, battle)
     with pytest.raises(BillionError, match="complete before voting"):
         store.record_vote(battle.id, "model_a")  # turn 2 still pending in the store
-    battle = answer_pending(battle)
+    battle = answer_pending(battle, load)
     record_answers(store, battle)
     voted = cast_vote(store, battle, "right")
     with pytest.raises(BillionError, match="already has its vote"):
@@ -202,11 +226,12 @@ def test_whole_battle_with_tiny_models_and_store(tiny_pair, tmp_path):
     store.close()
 
 
-def test_blind_release_yields_once_live_streams_partials(tiny_pair):
-    blind = list(arena.stream_pending(ask(new_battle(*tiny_pair, SETTINGS, session_id="s"), "Hi")))
+def test_blind_release_yields_once_live_streams_partials(tiny_pair, models):
+    load = contestant_loader(models)
+    blind = list(arena.stream_pending(ask(new_battle(*tiny_pair, SETTINGS, session_id="s"), "Hi"), load))
     assert len(blind) == 1 and blind[0].status == "ready"
     live = list(arena.stream_pending(ask(new_battle(*tiny_pair, SETTINGS, session_id="s",
-                                                    live_streaming=True), "Hi")))
+                                                    live_streaming=True), "Hi"), load))
     assert len(live) > 2 and live[-1].status == "ready" and live[-1].turns[-1].complete
     assert all(b.status == "answering" and not b.turns[-1].complete for b in live[:-1])
     final = live[-1].turns[-1]
@@ -214,7 +239,7 @@ def test_blind_release_yields_once_live_streams_partials(tiny_pair):
                0 < len(b.turns[-1].answer_b) < len(final.answer_b) for b in live[:-1])
 
 
-def test_lora_adapter_contestant_battles_its_base(tiny_dir, tmp_path):
+def test_lora_adapter_contestant_battles_its_base(tiny_dir, tmp_path, models):
     # A real (random, nonzero) LoRA adapter on the tiny model, registered as a trainer would.
     import torch
     from peft import LoraConfig, get_peft_model
@@ -230,24 +255,26 @@ def test_lora_adapter_contestant_battles_its_base(tiny_dir, tmp_path):
     store = Store(tmp_path / "arena.sqlite3")
     tuned = register_adapter_contestant(tmp_path / "lora-run", str(tiny_dir), "tuned", store=store)
     greedy = SamplingSettings(temperature=0.0, max_new_tokens=8)
-    battle = new_battle(Contestant(str(tiny_dir)), tuned, greedy, session_id="s", rng=random.Random(0))
-    battle = answer_turn(battle, "Hello there")
+    base_contestant = Contestant(str(tiny_dir))
+    battle = new_battle(base_contestant, tuned, greedy, session_id="s", rng=random.Random(0))
+    battle = answer_turn(battle, "Hello there", contestant_loader(models))
     turn = battle.turns[-1]
     assert turn.complete and turn.answer_a != turn.answer_b
-    assert reveal(vote(battle, "tie")).left.adapter in (None, tuned.adapter)
+    shown = reveal(vote(battle, "tie"))
+    adapters = {side.name: side.adapter for side in (shown.left, shown.right)}
+    assert adapters == {base_contestant.name: None, tuned.name: tuned.adapter}
     store.close()
 
 
-def test_answer_turn_with_plain_functions(tiny_pair):
+def test_answer_turn_with_plain_functions(tiny_pair, models):
     # load/generate are injectable: any callables with the loading/generation signatures.
     from billion.core.generation import generate_chat
-    from billion.core.loading import load_model
 
     calls = []
 
     def load(contestant):
         calls.append(contestant.name)
-        return load_model(contestant.alias, contestant.load_options())
+        return models.load(contestant.alias, contestant.load_options())
 
     battle = answer_turn(new_battle(*tiny_pair, SETTINGS, session_id="s"), "Hi", load, generate_chat)
     assert battle.status == "ready" and calls == [tiny_pair[0].name, tiny_pair[1].name]
@@ -261,7 +288,11 @@ def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     arena_command.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    ctx = build_context(cli_settings(args))  # as billion.cli builds it: the store --db names
+    try:
+        return args.func(args, ctx)
+    finally:
+        ctx.store.close()
 
 
 def test_cli_ratings_and_export(tmp_path, capsys):

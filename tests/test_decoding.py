@@ -292,10 +292,9 @@ def test_leviathan_formula():
 # --- the real offline model --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def smollm2():
-    from billion.core.loading import load_model
+def smollm2(models):
     try:
-        return load_model("smollm2-135m")
+        return models.load("smollm2-135m")
     except BillionError as exc:  # the package that ships its GGUF is not installed
         pytest.skip(str(exc))
 

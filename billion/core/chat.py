@@ -1,0 +1,80 @@
+"""A chat turn: one model, or two named models side by side, answering the same prompt.
+
+The Chat tab and `python -m billion chat` both fill a ChatRequest (its defaults are the only ones);
+`chat_streams` loads the models and starts their answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from billion.core.errors import BillionError
+from billion.core.generation import GenerationUpdate, Message, stream_chat
+from billion.core.limits import DEFAULT_LIMITS, Limits, check_prompt
+from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.precision import options_for
+from billion.core.registry import DEFAULT_MODEL
+from billion.core.sampling import SamplingSettings
+
+#: how chat samples unless asked otherwise
+CHAT_DEFAULTS = SamplingSettings()
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """What to ask whom, and how."""
+
+    prompt: str
+    #: one model, or two answering side by side: alias, hub id, local folder or .gguf
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    #: system message ("" = none)
+    system: str = ""
+    #: each model's earlier turns (role/content dicts), in the order of `models`; () = a new chat
+    histories: tuple[tuple[Message, ...], ...] = ()
+    settings: SamplingSettings = CHAT_DEFAULTS
+    #: "auto" (on CPU: the measured fast choice, billion.core.precision), fp32, bf16, fp16, int8, int4
+    precision: str = "auto"
+
+    def validated(self, limits: Limits = DEFAULT_LIMITS) -> ChatRequest:
+        """The request with its prompt trimmed; a BillionError names what is wrong."""
+        prompt = check_prompt(self.prompt, limits.chat_prompt_chars, "chat")
+        if not 1 <= len(self.models) <= 2 or not all(self.models):
+            raise BillionError("Pick a model first (the list shows the models that can load here).")
+        if self.histories and len(self.histories) != len(self.models):
+            raise BillionError("Give one earlier conversation per model, or none.")
+        return replace(self, prompt=prompt, settings=self.settings.validate())
+
+    def messages(self, index: int = 0) -> list[Message]:
+        """The conversation model `index` answers: system message, its earlier turns, the prompt."""
+        system = [{"role": "system", "content": self.system}] if self.system.strip() else []
+        history = list(self.histories[index]) if self.histories else []
+        return system + history + [{"role": "user", "content": self.prompt}]
+
+    def load_options(self) -> LoadOptions:
+        return options_for(self.precision)
+
+
+def chat_streams(request: ChatRequest, models: ModelCache
+                 ) -> list[tuple[LoadedModel, Iterator[GenerationUpdate]]]:
+    """Each model of a validated request loaded, with its answer ready to stream (nothing is
+    generated until it is read). Read two with billion.core.generation.interleave: they grow together.
+    """
+    streams = []
+    for index, name in enumerate(request.models):
+        loaded = models.load(name, request.load_options())
+        streams.append((loaded, stream_chat(loaded, request.messages(index), request.settings)))
+    return streams
+
+
+def plain_messages(history: Sequence[dict]) -> tuple[Message, ...]:
+    """Chat messages as role/content dicts only (a chat widget may add fields or content parts)."""
+    return tuple({"role": m["role"], "content": _text(m["content"])} for m in history)
+
+
+def _text(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # e.g. Gradio 6's [{"type": "text", "text": ...}]
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content)

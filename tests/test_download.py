@@ -1,0 +1,118 @@
+"""Downloading from a hub (a loopback server speaking the hub's API): plan, resume, errors, checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+
+from billion.core import download as download_module
+from billion.core.download import GatedModel, HubUnreachable, plan_download
+from billion.core.download_jobs import download, follow
+from billion.core.errors import BillionError
+from billion.core.hub_cache import complete_snapshot
+from billion.core.loading import load_fresh
+from billion.core.registry import resolve
+
+TINYLLAMA = resolve("tinyllama")
+
+
+def extras_added(hub, alias_repo_id: str) -> dict[str, bytes]:
+    """Give a served repo the files a real one also has, which the loader must not fetch."""
+    repo = hub.repos[alias_repo_id]
+    extra = {"pytorch_model.bin": b"pickled copy", "model.onnx": b"onnx", "model.gguf": b"gguf",
+             "original/consolidated.00.pth": b"pth", "README.md": b"# card", ".gitattributes": b"*.bin lfs",
+             "tokenizer.model": b"sentencepiece model"}
+    hub.repos[alias_repo_id] = dataclasses.replace(repo, files={**repo.files, **extra})
+    return extra
+
+
+def fetched(hub) -> list[str]:
+    return [path.rsplit("/", 1)[-1] for method, path, _ in hub.requests if method == "GET" and "/resolve/" in path]
+
+
+def test_only_the_files_the_loader_reads_are_fetched(online_hub):
+    extras_added(online_hub, TINYLLAMA.hub_id)
+    plan = plan_download(TINYLLAMA.hub_id, TINYLLAMA.source.revision)
+    assert plan.commit == TINYLLAMA.source.revision
+    assert [f.path for f in plan.files] == ["config.json", "generation_config.json", "model.safetensors",
+                                            "special_tokens_map.json", "tokenizer.json", "tokenizer.model",
+                                            "tokenizer_config.json"]
+    outcome = download(TINYLLAMA, poll_s=0.05)
+    assert outcome.check.ok and not outcome.note
+    assert sorted(fetched(online_hub)) == sorted(f.path for f in plan.files)
+
+
+def test_a_downloaded_model_loads_and_is_verified(online_hub):
+    outcome = download(TINYLLAMA, poll_s=0.05)
+    assert {f.check for f in outcome.check.files} == {"sha256", "git-sha1"}
+    assert outcome.check.commit == TINYLLAMA.source.revision
+    loaded = load_fresh(TINYLLAMA)
+    assert loaded.revision == TINYLLAMA.source.revision
+    # A second run asks the hub, finds every blob in place and fetches nothing.
+    before = len(fetched(online_hub))
+    assert download(TINYLLAMA, poll_s=0.05).check.ok and len(fetched(online_hub)) == before
+
+
+def test_a_damaged_file_is_fetched_again(online_hub):
+    assert download(TINYLLAMA, poll_s=0.05).check.ok
+    weights = complete_snapshot(TINYLLAMA.hub_id, TINYLLAMA.source.revision) / "model.safetensors"
+    blob = weights.resolve()
+    blob.write_bytes(bytes(b ^ 0xFF for b in blob.read_bytes()))  # same size, wrong content
+    outcome = download(TINYLLAMA, poll_s=0.05)
+    assert outcome.check.ok and fetched(online_hub).count("model.safetensors") == 2
+
+
+def test_an_interrupted_download_resumes_with_a_range_request(online_hub):
+    online_hub.rate_bytes_s = 60_000
+    progress = follow(TINYLLAMA, poll_s=0.05)
+    for update in progress:
+        weights = next(f for f in update.files if f.path == "model.safetensors")
+        if weights.done_bytes > 20_000:
+            break
+    progress.close()  # the only follower leaves: the job stops, its partial file stays
+    partials = list(download_module.repo_folder(TINYLLAMA.hub_id).glob("blobs/*.partial"))
+    assert len(partials) == 1
+    online_hub.rate_bytes_s = None
+    online_hub.requests.clear()
+    outcome = download(TINYLLAMA, poll_s=0.05)
+    assert outcome.check.ok
+    kept = int(next(r for m, p, r in online_hub.requests if p.endswith("model.safetensors") and m == "GET")
+               .removeprefix("bytes=").rstrip("-"))
+    assert kept >= 20_000 and not list(download_module.repo_folder(TINYLLAMA.hub_id).glob("blobs/*.partial"))
+
+
+def test_a_gated_model_without_token_says_where_to_accept_and_what_to_set(online_hub, monkeypatch):
+    spec = resolve("llama3.2-1b")
+    with pytest.raises(GatedModel) as caught:
+        download(spec)
+    message = str(caught.value)
+    assert "HF_TOKEN" in message and f"{online_hub.url}/meta-llama/Llama-3.2-1B-Instruct" in message
+    assert "\n" not in message
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")  # the loopback hub accepts any token
+    assert download(spec, poll_s=0.05).check.ok
+
+
+def test_a_revision_the_hub_does_not_have(online_hub):
+    with pytest.raises(BillionError, match=r"no revision 'step5000' on the hub"):
+        download(resolve("pythia-1b@step5000"))
+    outcome = download(resolve("pythia-1b@step3000"), poll_s=0.05)
+    assert outcome.check.ok and [f.path for f in outcome.check.files if f.path.endswith(".bin")] == [
+        "pytorch_model.bin"]
+
+
+def test_disk_space_is_checked_before_any_file_is_fetched(online_hub, monkeypatch):
+    real = shutil.disk_usage(".")
+    monkeypatch.setattr(download_module.shutil, "disk_usage",
+                        lambda path: real._replace(free=1000))  # a full disk is not cheap to make
+    with pytest.raises(BillionError, match=r"needs 0\.2 MB more .* has 0\.0 MB free.*HF_HUB_CACHE"):
+        download(TINYLLAMA)
+    assert fetched(online_hub) == [] and complete_snapshot(TINYLLAMA.hub_id, "main") is None
+
+
+def test_an_unreachable_hub_is_one_line(online_hub, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(HubUnreachable) as caught:
+        download(TINYLLAMA)
+    assert "unreachable" in str(caught.value) and "\n" not in str(caught.value)
