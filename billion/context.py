@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from billion.arena.hub_sync import HubSync, start_hub_sync
 from billion.core.availability import HubProbe
 from billion.core.limits import Limits
-from billion.core.loading import ModelCache
+from billion.core.model_cache import ModelCache
 from billion.core.settings import Settings
 from billion.store.store import Store
-from billion.train.runs import RunManager
+from billion.core.download_jobs import DownloadRegistry
+from billion.train.manager import RunManager
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,7 +27,7 @@ class AppContext:
     store: Store
     #: loaded models within the settings' memory budget
     models: ModelCache
-    #: training runs (folders under settings.runs_dir)
+    #: training runs (folders under settings.runs_dir), each trained in a process of its own
     runs: RunManager
     #: whether the hub answers, asked at most every few minutes
     hub: HubProbe
@@ -37,10 +38,17 @@ class AppContext:
     def limits(self) -> Limits:
         return self.settings.limits
 
+    @property
+    def downloads(self) -> DownloadRegistry:
+        """Hub downloads under way, one per model, which every session joins (the model cache's)."""
+        return self.models.downloads
+
     def close(self) -> None:
-        """Close the store and drop loaded models (the end of a test or a command)."""
+        """Stop this context's training processes, close the store and drop loaded models (the end
+        of a test or a command)."""
         if self.hub_sync is not None:
             self.hub_sync.scheduler.stop()  # what is queued is pushed at the next start
+        self.runs.close()
         self.models.clear()
         self.store.close()
 
@@ -54,5 +62,8 @@ def build_context(settings: Settings | None = None, models: ModelCache | None = 
     sync = start_hub_sync(settings.hub_dataset, settings.hub_sync_dir) if settings.hub_dataset else None
     store = Store(settings.db_path, on_vote=sync.append if sync is not None else None)
     models = models if models is not None else ModelCache(settings.model_budget_bytes)
-    return AppContext(settings=settings, store=store, models=models,
-                      runs=RunManager(settings.runs_dir, store=store), hub=HubProbe(), hub_sync=sync)
+    runs = RunManager(settings.runs_dir, store=store, models=models, limits=settings.limits,
+                      checkpoint_s=settings.train_checkpoint_s)
+    runs.recover()  # runs whose process ended with an earlier app become "interrupted"
+    return AppContext(settings=settings, store=store, models=models, runs=runs, hub=HubProbe(),
+                      hub_sync=sync)

@@ -139,3 +139,30 @@ def transformers_serve(tmp_path_factory):
 @pytest.fixture
 def served_smollm(transformers_serve):
     return transformers_serve.ensure_running()
+
+
+@pytest.fixture(scope="session")
+def long_rows_file(tmp_path_factory):
+    """Issue 13 finding 1's data: 24 rows of ~2,300 words each."""
+    import json
+
+    words = ("the quick brown fox jumps over the lazy dog while " * 230).split()
+    path = tmp_path_factory.mktemp("long-rows") / "long.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"Retell story {i}.", "output": " ".join(words)}) + "\n"
+                            for i in range(24)))
+    return path
+
+
+# Two answers the tiny random model can memorise in a few steps at a high learning rate.
+TRAIN_ROWS = [{"instruction": "Say the secret.", "output": "The capital of France is Paris."},
+              {"instruction": "Count.", "output": "0 1 2 3 4 5 6 7 8 9 10"}] * 6
+
+
+@pytest.fixture(scope="session")
+def data_file(tmp_path_factory) -> Path:
+    """A small alpaca training file (TRAIN_ROWS) for the tiny models."""
+    import json
+
+    path = tmp_path_factory.mktemp("train-data") / "tiny.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in TRAIN_ROWS))
+    return path

@@ -91,6 +91,24 @@ def test_register_refuses_non_adapters_and_unknown_bases(tmp_path):
     store.close()
 
 
+def test_arena_labels_are_unique(tmp_path):
+    """Issue 13 finding 5: a second registration under a label in use no longer takes it over."""
+    store = Store(tmp_path / "s.sqlite3")
+    mine = adapter_folder(tmp_path / "runs" / "mine")
+    register_adapter_contestant(mine, "smollm2-135m", "pirate", store=store, owner="browser:a")
+    with pytest.raises(BillionError, match="already has a contestant labelled 'Pirate'"):
+        register_adapter_contestant(adapter_folder(tmp_path / "runs" / "theirs"), "smollm2-135m", "Pirate",
+                                    store=store, owner="browser:b")
+    with pytest.raises(BillionError, match="already in the Arena as 'pirate'"):
+        register_adapter_contestant(mine, "smollm2-135m", "parrot", store=store)
+    with pytest.raises(BillionError, match="registry model"):
+        register_adapter_contestant(adapter_folder(tmp_path / "runs" / "x"), "smollm2-135m", "gemma3-270m",
+                                    store=store)
+    (record,) = store.arena_contestants()
+    assert record["label"] == "pirate" and record["owner"] == "browser:a"
+    store.close()
+
+
 # ---- pair choice ------------------------------------------------------------------------------------
 
 POOL = [Contestant("p"), Contestant("q"), Contestant("r")]

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from billion.core.download_jobs import (DOWNLOADS, DownloadProgress, RateMeter, ensure_local, follow,
-                                        needs_download)
+from billion.core.download_jobs import (DownloadProgress, DownloadRegistry, RateMeter, ensure_local,
+                                        follow, needs_download)
 from billion.core.hub_cache import complete_snapshot, repo_folder
 from billion.core.registry import resolve
 
@@ -21,10 +21,11 @@ def requests_for(hub, suffix: str, method: str = "GET") -> int:
 
 def test_two_sessions_share_one_download(online_hub):
     online_hub.rate_bytes_s = 200_000
+    downloads = DownloadRegistry()  # the app's (AppContext.downloads): both sessions share it
     seen: dict[str, list[DownloadProgress]] = {"a": [], "b": []}
 
     def session(name: str) -> None:
-        for update in follow(TINYLLAMA, poll_s=0.05):
+        for update in follow(TINYLLAMA, poll_s=0.05, downloads=downloads):
             seen[name].append(update)
 
     threads = [threading.Thread(target=session, args=(name,)) for name in seen]
@@ -39,15 +40,16 @@ def test_two_sessions_share_one_download(online_hub):
     # Both saw the download move, with sizes, a rate and an estimate.
     moving = [u for u in seen["a"] + seen["b"] if u.state == "downloading" and 0 < u.done_bytes < u.total_bytes]
     assert moving and any(u.rate_bytes_s > 0 and u.eta_s is not None for u in moving)
-    assert not DOWNLOADS.running()
+    assert not downloads.running()
 
 
 def test_loading_waits_for_the_running_download_instead_of_starting_another(online_hub):
     online_hub.rate_bytes_s = 150_000
-    progress = follow(TINYLLAMA, poll_s=0.05)
+    downloads = DownloadRegistry()
+    progress = follow(TINYLLAMA, poll_s=0.05, downloads=downloads)
     first = next(progress)  # the download is under way
     assert first.repo_id == TINYLLAMA.hub_id
-    folder = ensure_local(TINYLLAMA)  # what load_model does: join, wait, use the snapshot
+    folder = ensure_local(TINYLLAMA, downloads)  # what loading does: join, wait, use the snapshot
     assert folder == complete_snapshot(TINYLLAMA.hub_id, TINYLLAMA.source.revision)
     progress.close()
     assert requests_for(online_hub, "/model.safetensors") == 1
@@ -55,12 +57,14 @@ def test_loading_waits_for_the_running_download_instead_of_starting_another(onli
 
 def test_the_download_stops_only_when_its_last_follower_leaves(online_hub):
     online_hub.rate_bytes_s = 50_000
-    staying, leaving = follow(TINYLLAMA, poll_s=0.05), follow(TINYLLAMA, poll_s=0.05)
+    downloads = DownloadRegistry()
+    staying, leaving = (follow(TINYLLAMA, poll_s=0.05, downloads=downloads),
+                        follow(TINYLLAMA, poll_s=0.05, downloads=downloads))
     next(staying), next(leaving)
     leaving.close()
     time.sleep(0.3)
-    assert DOWNLOADS.running(), "one follower left: the other still waits for the download"
-    job = DOWNLOADS.running()[0]
+    assert downloads.running(), "one follower left: the other still waits for the download"
+    job = downloads.running()[0]
     staying.close()
     assert job.finished.wait(10) and job.progress().state == "cancelled"
     assert needs_download(TINYLLAMA)  # cancelled: nothing half-done is taken for the snapshot

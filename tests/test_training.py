@@ -18,22 +18,11 @@ from billion.store.store import Store
 from billion.train.config import TrainConfig, resolve_precision
 from billion.train.data import load_dataset
 from billion.train.lora import target_modules
-from billion.train.runs import RunManager, create_run, read_events, read_run, train_slice
+from billion.train.manager import RunManager
+from billion.train.runs import create_run, read_events, read_run, train_slice
 from billion.train.session import TrainingSession, split_rows
 from billion.train.tokens import pad_batch, tokenize_dataset
 from billion.train.trainer import AnswerOnlyTrainer
-
-# Two answers the tiny random model can memorise in a few steps at a high learning rate.
-ROWS = [{"instruction": "Say the secret.", "output": "The capital of France is Paris."},
-        {"instruction": "Count.", "output": "0 1 2 3 4 5 6 7 8 9 10"}] * 6
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "tiny.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    return path
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

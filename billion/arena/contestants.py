@@ -17,7 +17,7 @@ import pandas as pd
 
 from billion.core.errors import BillionError
 from billion.arena.ratings import RatingTable
-from billion.core.registry import pick_default, resolve
+from billion.core.registry import MODELS, pick_default, resolve
 from billion.core.sampling import SamplingSettings
 from billion.endpoints.config import EndpointModel
 from billion.store.store import Store
@@ -173,10 +173,12 @@ def _endpoint_pool(kind: PoolKind, available: Sequence[str],
 
 
 def register_adapter_contestant(path: str | Path, base_alias: str, label: str = "", *,
-                                store: Store) -> Contestant:
+                                store: Store, owner: str | None = None) -> Contestant:
     """Add a LoRA adapter (a folder the trainer saved) to the arena pool, remembered in the store.
 
-    Registering the same adapter again replaces its entry. Returns the new contestant.
+    Labels are unique (ratings are kept by name): a label in use by another adapter is refused, as
+    is a second label for an adapter already in the pool; registering the same adapter under the
+    same label again changes nothing. owner: who registered it (kept with the record).
     """
     folder = Path(path).expanduser().resolve()
     if not (folder / "adapter_config.json").is_file():
@@ -184,7 +186,19 @@ def register_adapter_contestant(path: str | Path, base_alias: str, label: str = 
                            "pass the folder the trainer saved.")
     resolve(base_alias)  # an unknown base fails here, not in the middle of a battle
     contestant = Contestant(base_alias, adapter=str(folder), label=label.strip() or folder.name)
-    store.add_arena_contestant(contestant.to_record())
+    if contestant.label.casefold() in {s.alias.casefold() for s in MODELS}:
+        raise BillionError(f"'{contestant.label}' is a registry model's name: pick another label.")
+    for record in store.arena_contestants():
+        same_adapter = record.get("adapter") == contestant.adapter
+        same_label = (record.get("label") or "").casefold() == contestant.label.casefold()
+        if same_adapter and same_label and record.get("alias") == base_alias:
+            return contestant
+        if same_label:
+            raise BillionError(f"The Arena already has a contestant labelled '{contestant.label}': "
+                               "pick another label.")
+        if same_adapter:
+            raise BillionError(f"This adapter is already in the Arena as '{record.get('label')}'.")
+    store.add_arena_contestant({**contestant.to_record(), "owner": owner}, replace=False)
     return contestant
 
 

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, ctx: AppContext) -> int:
             continue
         bars = Bars(spec.alias)
         try:
-            outcome = download(spec, on_progress=bars.update)
+            outcome = download(spec, on_progress=bars.update, downloads=ctx.downloads)
         except BillionError as exc:
             if isinstance(exc, HubUnreachable):
                 raise  # the same for every model: say it once

@@ -1,8 +1,14 @@
-"""`finetune`: train a LoRA adapter on a data file, print the loss per step and before/after answers."""
+"""`finetune`: train a LoRA adapter on a data file, print the loss per step and before/after answers.
+
+The run trains in a process of its own (billion.train.child), as in the app; this command follows
+its run folder. `--list` shows the runs, `--resume RUN` trains an interrupted run on from its checkpoint, `--discard RUN`
+deletes one; the app lists runs started here as "command line" runs (read-only there).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -44,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--probe-steps", type=int, default=0,
                         help="time this many steps first and print the ETA (0 = skip)")
     parser.add_argument("--out", default=None, help="folder for the run (default: data dir/runs)")
+    parser.add_argument("--resume", metavar="RUN", default=None,
+                        help="train an interrupted (or paused, or failed) run on from its checkpoint")
+    parser.add_argument("--discard", metavar="RUN", default=None, help="delete a run that is not training")
+    parser.add_argument("--list", action="store_true", help="list the runs (id, state, model, owner) and exit")
     parser.set_defaults(func=run)
 
 
@@ -72,35 +82,58 @@ def print_event(event) -> None:
 
 def run(args: argparse.Namespace, ctx: AppContext) -> int:
     from billion.train.data import load_dataset
-    from billion.train.runs import FINAL_STATES, RunManager
+    from billion.train.manager import RunManager
 
-    config = TrainConfig.from_values(vars(args))
-    dataset = load_dataset(args.data)
-    report = dataset.report
-    print(f"{report.path}: {report.format} format, {report.usable}/{report.rows} usable rows")
-    for line in [*map(str, report.problems[:10]), *report.warnings]:
-        print(f"  {line}")
-    manager = RunManager(Path(args.out), store=ctx.store) if args.out else ctx.runs
-    run_id = manager.start(config, dataset, held_out_prompts(args), merge=args.merge,
-                           probe_steps=args.probe_steps)
-    print(f"run {run_id}: training {config.model} (rank {config.rank}, lr {config.learning_rate}, "
-          f"precision {config.precision}); Ctrl+C stops at the next step and keeps the adapter")
+    manager = (RunManager(Path(args.out), store=ctx.store, models=ctx.models, limits=ctx.limits,
+                          checkpoint_s=ctx.settings.train_checkpoint_s) if args.out else ctx.runs)
+    if args.list:
+        for record in manager.runs():
+            print(f"{record['id']}  {record['status']:<11}  {record['config']['model']}  "
+                  f"{record.get('owner', '')}" + (f"  ({record['error']})" if record.get("error") else ""))
+        return 0
+    if args.discard:
+        manager.discard(args.discard)
+        print(f"run {args.discard} discarded")
+        return 0
+    if args.resume:
+        manager.resume(args.resume)
+        run_id = args.resume
+        print(f"run {run_id}: resuming from its last checkpoint")
+    else:
+        config = TrainConfig.from_values(vars(args))
+        dataset = load_dataset(args.data)
+        report = dataset.report
+        print(f"{report.path}: {report.format} format, {report.usable}/{report.rows} usable rows")
+        for line in [*map(str, report.problems[:10]), *report.warnings]:
+            print(f"  {line}")
+        run_id = manager.start(config, dataset, held_out_prompts(args), merge=args.merge,
+                               probe_steps=args.probe_steps)
+        print(f"run {run_id}: training {config.model} (rank {config.rank}, lr {config.learning_rate}, "
+              f"precision {config.precision}); Ctrl+C stops at the next step and keeps the adapter")
+    status = follow(manager, run_id)
+    if status.result is None:
+        raise BillionError(f"run {run_id} ended {status.state}: {status.error or 'no adapter was saved'}")
+    return report_result(status.result)
+
+
+def follow(manager, run_id: str):
+    """Print the run's events as its process writes them, until it ends; Ctrl+C asks it to stop."""
+    from billion.train.folder import ACTIVE_STATES
+
     seen = 0
     while True:
         try:
             status = manager.wait(run_id, timeout=0.5)
         except KeyboardInterrupt:
-            manager.stop(run_id)
+            with contextlib.suppress(BillionError):
+                manager.stop(run_id)
             print("stopping at the next step...", flush=True)
             continue
         for event in manager.events(run_id, seen):
             print_event(event)
             seen += 1
-        if status.state in FINAL_STATES:
-            break
-    if status.state == "failed":
-        raise BillionError(status.error or "training failed")
-    return report_result(status.result)
+        if status.state not in ACTIVE_STATES:
+            return status
 
 
 def report_result(result) -> int:

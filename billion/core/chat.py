@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from billion.core.errors import BillionError
 from billion.core.generation import GenerationUpdate, Message, stream_chat
 from billion.core.limits import DEFAULT_LIMITS, Limits, check_prompt
-from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.loading import LoadedModel, LoadOptions
+from billion.core.model_cache import HeldStream, ModelCache
 from billion.core.precision import options_for
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.sampling import SamplingSettings
@@ -60,11 +61,15 @@ def chat_streams(request: ChatRequest, models: ModelCache
     """Each model of a validated request loaded, with its answer ready to stream (nothing is
     generated until it is read). Read two with billion.core.generation.interleave: they grow together.
     """
-    streams = []
-    for index, name in enumerate(request.models):
-        loaded = models.load(name, request.load_options())
-        streams.append((loaded, stream_chat(loaded, request.messages(index), request.settings)))
-    return streams
+    return [local_stream(request, models, index) for index in range(len(request.models))]
+
+
+def local_stream(request: ChatRequest, models: ModelCache,
+                 index: int) -> tuple[LoadedModel, Iterator[GenerationUpdate]]:
+    """The request's index-th model loaded here, with its answer ready to stream."""
+    # Leased until the answer ends: a load elsewhere cannot evict a model mid-answer.
+    loaded, lease = models.acquire(request.models[index], request.load_options())
+    return loaded, HeldStream(stream_chat(loaded, request.messages(index), request.settings), lease)
 
 
 def plain_messages(history: Sequence[dict]) -> tuple[Message, ...]:

@@ -160,7 +160,8 @@ class DownloadJob:
 
 
 class DownloadRegistry:
-    """The jobs running in this process, one per (repo, revision)."""
+    """The jobs running in one app, one per (repo, revision): the app context holds it (as its model
+    cache's `downloads`), so every session of the app joins the same download."""
 
     def __init__(self):
         self._jobs: dict[tuple[str, str], DownloadJob] = {}
@@ -189,9 +190,6 @@ class DownloadRegistry:
             return [j for j in self._jobs.values() if not j.finished.is_set()]
 
 
-DOWNLOADS = DownloadRegistry()
-
-
 def hub_revision(spec: ModelSpec) -> str:
     return spec.source.revision or "main"
 
@@ -211,10 +209,12 @@ def not_cached_offline(spec: ModelSpec) -> BillionError:
                           f"or pick an offline model ({OFFLINE_MODELS}).")
 
 
-def follow(spec: ModelSpec, poll_s: float = 0.5, check_hub: bool = False) -> Iterator[DownloadProgress]:
+def follow(spec: ModelSpec, poll_s: float = 0.5, check_hub: bool = False,
+           downloads: DownloadRegistry | None = None) -> Iterator[DownloadProgress]:
     """Progress of the shared download of `spec` until it is in the cache; nothing when it already
     is (unless check_hub: then the hub is asked whether the revision has files we lack).
 
+    downloads: where running downloads are shared (the app's; None: one of its own).
     Raises the download's BillionError if it fails. Closing the generator leaves the job.
     """
     if spec.source.kind != "hub" or (not check_hub and not needs_download(spec)):
@@ -223,7 +223,8 @@ def follow(spec: ModelSpec, poll_s: float = 0.5, check_hub: bool = False) -> Ite
         if needs_download(spec):
             raise not_cached_offline(spec)
         return
-    job = DOWNLOADS.attach(spec.hub_id, hub_revision(spec))
+    downloads = downloads if downloads is not None else DownloadRegistry()
+    job = downloads.attach(spec.hub_id, hub_revision(spec))
     try:
         while not job.finished.wait(poll_s):
             yield job.progress()
@@ -231,15 +232,15 @@ def follow(spec: ModelSpec, poll_s: float = 0.5, check_hub: bool = False) -> Ite
             raise job.error
         yield job.progress()
     finally:
-        DOWNLOADS.detach(job)
+        downloads.detach(job)
 
 
-def ensure_local(spec: ModelSpec) -> Path:
-    """The cached snapshot folder of a hub model, downloading it first (shared) if needed."""
+def ensure_local(spec: ModelSpec, downloads: DownloadRegistry | None = None) -> Path:
+    """The cached snapshot folder of a hub model, downloading it first (shared in `downloads`)."""
     revision = hub_revision(spec)
     folder = complete_snapshot(spec.hub_id, revision)
     if folder is None:
-        for _ in follow(spec):
+        for _ in follow(spec, downloads=downloads):
             pass
         folder = complete_snapshot(spec.hub_id, revision)
     if folder is None:
@@ -267,25 +268,25 @@ def _drop_damaged(check: SnapshotCheck) -> bool:
 
 
 def download(spec: ModelSpec, on_progress: Callable[[DownloadProgress], None] = lambda p: None,
-             poll_s: float = 0.5) -> DownloadOutcome:
+             poll_s: float = 0.5, downloads: DownloadRegistry | None = None) -> DownloadOutcome:
     """Bring a hub model's snapshot up to date with the hub (or check the cached one when the hub
     cannot be asked), then verify every file: sizes, and sha256 / git sha1 against the etags.
     Files found damaged are removed and fetched once more."""
-    outcome = _download_and_check(spec, on_progress, poll_s)
+    outcome = _download_and_check(spec, on_progress, poll_s, downloads)
     if not outcome.check.ok and not outcome.note and _drop_damaged(outcome.check):
-        outcome = _download_and_check(spec, on_progress, poll_s)
+        outcome = _download_and_check(spec, on_progress, poll_s, downloads)
     return outcome
 
 
 def _download_and_check(spec: ModelSpec, on_progress: Callable[[DownloadProgress], None],
-                        poll_s: float) -> DownloadOutcome:
+                        poll_s: float, downloads: DownloadRegistry | None) -> DownloadOutcome:
     revision, expected, note = hub_revision(spec), None, ""
     if hub_offline():
         note = "HF_HUB_OFFLINE=1: checked the cached copy only"
     else:
         try:
             last = None
-            for last in follow(spec, poll_s, check_hub=True):
+            for last in follow(spec, poll_s, check_hub=True, downloads=downloads):
                 on_progress(last)
             if last is not None:
                 revision = last.commit or revision
@@ -297,10 +298,11 @@ def _download_and_check(spec: ModelSpec, on_progress: Callable[[DownloadProgress
     return DownloadOutcome(spec, verify_snapshot(spec.hub_id, revision, expected), note)
 
 
-def follow_many(specs: list[ModelSpec], poll_s: float = 0.5) -> Iterator[tuple[DownloadProgress | None, ...]]:
+def follow_many(specs: list[ModelSpec], downloads: DownloadRegistry | None = None,
+                poll_s: float = 0.5) -> Iterator[tuple[DownloadProgress | None, ...]]:
     """follow() for several models at once (the two sides of a comparison): the latest progress of
     each (None before its first report), until all are in the cache. Closing leaves every job."""
-    streams = [follow(spec, poll_s) for spec in specs]
+    streams = [follow(spec, poll_s, downloads=downloads) for spec in specs]
     latest: list[DownloadProgress | None] = [None] * len(specs)
     active = list(range(len(specs)))
     try:

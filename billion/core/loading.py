@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +18,7 @@ import torch
 from billion.core.errors import BillionError
 from billion.core.registry import ModelSpec, resolve
 from billion.core import quant_cache, weights
-from billion.core.download_jobs import ensure_local
+from billion.core.download_jobs import DownloadRegistry, ensure_local
 from billion.core.quant import model_scheme, scheme_for
 
 log = logging.getLogger(__name__)
@@ -160,8 +158,10 @@ def hf_token() -> str | None:
         return None
 
 
-def weights_location(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
-    """Folder or hub id that from_pretrained reads, plus hub keyword arguments."""
+def weights_location(spec: ModelSpec, downloads: DownloadRegistry | None = None) -> tuple[str, dict[str, Any]]:
+    """Folder or hub id that from_pretrained reads, plus hub keyword arguments.
+
+    downloads: the app's shared downloads, which a hub model not cached yet joins (None: its own)."""
     source = spec.source
     if source.kind == "package_gguf":
         return str(weights.ensure_converted(weights.package_gguf_path(spec))), {}
@@ -173,7 +173,7 @@ def weights_location(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
             return str(weights.ensure_converted(path)), {}
         return str(path), {}
     # The snapshot folder in the hub cache, downloaded first (one shared download) when missing.
-    return str(ensure_local(spec)), {}
+    return str(ensure_local(spec, downloads)), {}
 
 
 def _explain_load_error(spec: ModelSpec, location: str, exc: Exception) -> BillionError:
@@ -193,9 +193,10 @@ def _explain_load_error(spec: ModelSpec, location: str, exc: Exception) -> Billi
                         "the tokenizer and the weights, or pick another model.")
 
 
-def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
+def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
+               downloads: DownloadRegistry | None = None) -> LoadedModel:
     """A private copy outside the shared cache (training attaches LoRA in place, so it needs one)."""
-    spec = resolve(name) if isinstance(name, str) else name
+    spec = _spec(name)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
@@ -206,7 +207,7 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> L
     if cpu_quant:
         scheme_for(options.quantization)  # an unknown scheme fails before the weights are read
     quant = None if cpu_quant else quantization_config(options.quantization, device, dtype)
-    location, hub_kwargs = weights_location(spec)
+    location, hub_kwargs = weights_location(spec, downloads)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **hub_kwargs)
         model = None
@@ -254,59 +255,21 @@ def _apply_adapter(model, adapter: str):
     return PeftModel.from_pretrained(model, adapter).eval()
 
 
-class ModelCache:
-    """An LRU of loaded models within a memory budget, shared by everything one app does.
+def __getattr__(name: str):
+    # The cache moved to billion.core.model_cache; older imports from here keep working.
+    if name in ("ModelCache", "Reservation"):
+        from billion.core import model_cache
 
-    One lock per key makes concurrent requests for the same model wait for a single load, so there
-    are never two copies; the LRU evicts the least recently used models to stay within budget.
-    """
+        return getattr(model_cache, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def __init__(self, budget_bytes: int):
-        self.budget_bytes = budget_bytes
-        self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
-        self._key_locks: dict[tuple, threading.Lock] = {}
-        self._lock = threading.Lock()
 
-    def load(self, name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> LoadedModel:
-        """Load (or reuse) a model by alias, hub id, local folder, .gguf path or spec."""
-        return self.get(resolve(name) if isinstance(name, str) else name, options)
+def _spec(name: str | ModelSpec) -> ModelSpec:
+    return resolve(name) if isinstance(name, str) else name
 
-    def get(self, spec: ModelSpec, options: LoadOptions) -> LoadedModel:
-        key = (spec.alias, spec.source, options)
-        with self._lock:
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                if key in self._models:
-                    self._models.move_to_end(key)
-                    return self._models[key]
-                self._evict_for(_estimate_bytes(spec, options))
-            loaded = load_fresh(spec, options)
-            with self._lock:
-                self._models[key] = loaded
-                self._evict_for(0)
-            return loaded
 
-    def _evict_for(self, incoming: int) -> None:
-        """Drop least recently used models until `incoming` more bytes fit (call with _lock held)."""
-        while self._models and self.used_bytes() + incoming > self.budget_bytes:
-            if len(self._models) == 1 and incoming == 0:
-                break  # the model just loaded stays, even when it alone is over budget
-            key, old = self._models.popitem(last=False)
-            log.info("evicting %s to stay within the model budget", old.label)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-    def used_bytes(self) -> int:
-        return sum(m.weight_bytes for m in self._models.values())
-
-    def loaded(self) -> list[LoadedModel]:
-        with self._lock:
-            return list(self._models.values())
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
+def _key(spec: ModelSpec, options: LoadOptions) -> tuple:
+    return (spec.alias, spec.source, options)
 
 
 def _estimate_bytes(spec: ModelSpec, options: LoadOptions) -> int:

@@ -45,6 +45,10 @@ class Settings:
     hub_dataset: str | None = None
     #: requests the app serves at once (env BILLION_CONCURRENCY)
     concurrency: int = 2
+    #: a training run saves a checkpoint this often (seconds), so a killed run resumes from there
+    #: (env BILLION_TRAIN_CHECKPOINT_S)
+    train_checkpoint_s: float = 60.0
+    #: env BILLION_LIMIT_<FIELD> overrides one (see billion.core.limits)
     limits: Limits = field(default_factory=Limits)
     #: models.yaml of endpoint models (env BILLION_MODELS_FILE); None = none (docs/deploy.md)
     models_file: Path | None = None
@@ -74,6 +78,8 @@ class Settings:
             "data_dir": folder, "db_path": db_path(folder), "model_budget_bytes": default_model_budget(),
             "hub_dataset": os.environ.get("BILLION_HUB_DATASET") or None,
             "concurrency": int(os.environ.get("BILLION_CONCURRENCY", "2")),
+            "train_checkpoint_s": float(os.environ.get("BILLION_TRAIN_CHECKPOINT_S", "60")),
+            "limits": Limits.from_env(),
             "models_file": Path(os.environ["BILLION_MODELS_FILE"]).expanduser()
             if os.environ.get("BILLION_MODELS_FILE", "").strip() else None,
             "page_endpoints": _page_endpoints_from_env(), **changes}

@@ -9,14 +9,12 @@ Gradio runs handlers in threads. The schema is versioned: MIGRATIONS
 from __future__ import annotations
 
 import csv
-import json
 import sqlite3
 import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +22,18 @@ import pandas as pd
 
 from billion.core.errors import BillionError
 from billion.core.machine import describe_machine, library_versions
+from billion.store.codec import dumps as _dumps, loads as _loads, now as _now
 from billion.store.schema import MIGRATIONS, POSITIONS, SCHEMA_VERSION, WINNERS
+from billion.store.training_runs import TrainingRunsTable
 
 __all__ = ["POSITIONS", "SCHEMA_VERSION", "WINNERS", "Store", "VoteHook"]
 
 #: called with each voted battle's record once its vote is stored (e.g. to copy it elsewhere)
 VoteHook = Callable[[dict[str, Any]], None]
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-class Store:
+class Store(TrainingRunsTable):
     """One SQLite file. All methods are thread-safe; writes are single transactions."""
 
     def __init__(self, path: Path | str, on_vote: VoteHook | None = None):
@@ -274,13 +264,19 @@ class Store:
 
     # ---- extra arena contestants ------------------------------------------------------------------
 
-    def add_arena_contestant(self, record: Mapping[str, Any]) -> None:
-        """Remember an extra contestant (a contestant dict with a 'name'); the same name replaces it."""
+    def add_arena_contestant(self, record: Mapping[str, Any], replace: bool = True) -> None:
+        """Remember an extra contestant (a contestant dict with a 'name'); the same name replaces it,
+        or, with replace=False, is refused."""
         if not record.get("name"):
             raise BillionError("A contestant needs a 'name' (the key ratings use).")
-        with self._write() as con:
-            con.execute("INSERT OR REPLACE INTO arena_contestants (name, created_at, record_json) "
-                        "VALUES (?, ?, ?)", (record["name"], _now(), _dumps(dict(record))))
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        try:
+            with self._write() as con:
+                con.execute(f"{verb} INTO arena_contestants (name, created_at, record_json) "
+                            "VALUES (?, ?, ?)", (record["name"], _now(), _dumps(dict(record))))
+        except sqlite3.IntegrityError:
+            raise BillionError(f"The Arena already has a contestant named {record['name']!r}: pick "
+                               "another label.") from None
 
     def arena_contestants(self) -> list[dict[str, Any]]:
         """Extra contestants, oldest first."""
@@ -315,43 +311,5 @@ class Store:
             "id", "created_at", "model", "revision", "task", "settings_json", "metric", "score",
             "stderr", "n", "machine", "library_versions_json", "extra_json"])
         for col in ("settings", "library_versions", "extra"):
-            frame[col] = frame.pop(f"{col}_json").map(_loads)
-        return frame
-
-    # ---- training runs ---------------------------------------------------------------------------
-
-    def upsert_training_run(self, run_id: str, *, base_model: str | None = None,
-                            config: Mapping[str, Any] | None = None, data_hash: str | None = None,
-                            status: str | None = None, output_dir: str | None = None,
-                            results: Mapping[str, Any] | None = None) -> None:
-        """Create a run (base_model and config required) or update the fields given."""
-        now = _now()
-        with self._write() as con:
-            exists = con.execute("SELECT 1 FROM training_runs WHERE id = ?", (run_id,)).fetchone()
-            if exists is None:
-                if base_model is None or config is None:
-                    raise BillionError(f"New training run {run_id!r} needs base_model and config.")
-                con.execute(
-                    "INSERT INTO training_runs (id, created_at, updated_at, base_model, config_json, "
-                    "data_hash, status, output_dir, results_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, now, now, base_model, _dumps(dict(config)), data_hash, status or "created",
-                     output_dir, None if results is None else _dumps(dict(results))))
-                return
-            updates = {"base_model": base_model, "data_hash": data_hash, "status": status,
-                       "output_dir": output_dir,
-                       "config_json": None if config is None else _dumps(dict(config)),
-                       "results_json": None if results is None else _dumps(dict(results))}
-            given = {k: v for k, v in updates.items() if v is not None}
-            assignments = ", ".join(f"{k} = ?" for k in given)
-            con.execute(f"UPDATE training_runs SET {assignments + ', ' if given else ''}updated_at = ? "
-                        "WHERE id = ?", (*given.values(), now, run_id))
-
-    def training_runs_frame(self) -> pd.DataFrame:
-        """All training runs, newest first, JSON columns decoded."""
-        rows = self._read("SELECT * FROM training_runs ORDER BY created_at DESC")
-        frame = pd.DataFrame([dict(r) for r in rows], columns=[
-            "id", "created_at", "updated_at", "base_model", "config_json", "data_hash", "status",
-            "output_dir", "results_json"])
-        for col in ("config", "results"):
             frame[col] = frame.pop(f"{col}_json").map(_loads)
         return frame

@@ -1,6 +1,6 @@
 """One training run's model in one process: load, attach LoRA, probe, train (resumably), compare, save.
 
-A run lives in a folder (see billion.train.runs); a TrainingSession is that folder loaded into
+A run lives in a folder (see billion.train.folder); a TrainingSession is that folder loaded into
 memory. The base model is a private copy, never the shared model cache: LoRA layers are written
 into the model they wrap.
 """
@@ -203,10 +203,12 @@ class TrainingSession:
         found = sorted(self.checkpoints_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
         return found[-1] if found else None
 
-    def train(self, stop=None, deadline: float | None = None) -> SliceResult:
-        """Train until done, `stop` is set, or `deadline` (time.monotonic()) nears; resumes if it can."""
+    def train(self, stop=None, deadline: float | None = None, checkpoint_s: float | None = None) -> SliceResult:
+        """Train until done, `stop` is set, or `deadline` (time.monotonic()) nears; resumes if it can.
+        checkpoint_s: also save a checkpoint this often (a killed process resumes from it)."""
         started = time.monotonic()
-        callback = ProgressCallback(self.events, stop=stop, deadline=deadline, elapsed_before=self.elapsed_s)
+        callback = ProgressCallback(self.events, stop=stop, deadline=deadline, elapsed_before=self.elapsed_s,
+                                    checkpoint_s=checkpoint_s)
         trainer = self.trainer(callback)
         resume = self.latest_checkpoint()
         self.model.train()

@@ -85,11 +85,15 @@ class ProgressCallback(TrainerCallback):
     """Streams train/eval events; stops at the next step when asked or when a deadline nears."""
 
     def __init__(self, events: EventLog, stop: threading.Event | None = None,
-                 deadline: float | None = None, elapsed_before: float = 0.0):
+                 deadline: float | None = None, elapsed_before: float = 0.0,
+                 checkpoint_s: float | None = None):
         self.events = events
         self.stop = stop
         #: time.monotonic() by which the slice must have saved its checkpoint
         self.deadline = deadline
+        #: save a checkpoint at the first step end this many seconds after the last one
+        self.checkpoint_s = checkpoint_s
+        self._saved_at = time.monotonic()
         self.elapsed_before = elapsed_before
         self.train_seconds = 0.0
         self.steps_timed = 0
@@ -118,6 +122,11 @@ class ProgressCallback(TrainerCallback):
             control.should_training_stop = True
             control.should_save = True
             self.stopped_early = True
+        elif (not finishing and self.checkpoint_s is not None
+              and time.monotonic() - self._saved_at >= self.checkpoint_s):
+            control.should_save = True
+        if control.should_save:
+            self._saved_at = time.monotonic()
 
     def tokens_per_s(self, state) -> float | None:
         tokens = state.num_input_tokens_seen - self.tokens_at_start

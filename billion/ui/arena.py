@@ -132,7 +132,7 @@ def _answered(ctx: AppContext, answer: AnswerFn, battle: Battle) -> Iterator[tup
     (battle, view) to show."""
     record_ask(ctx.store, battle)
     yield battle, battle_view(battle)
-    for line in arena_downloads(battle):  # outside the GPU part: a download needs no GPU
+    for line in arena_downloads(battle, ctx.downloads):  # outside the GPU part: a download needs no GPU
         yield battle, battle_view(battle, line)
     for battle in answer(battle):
         if battle.status == "ready":

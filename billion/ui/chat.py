@@ -86,7 +86,7 @@ def chat(ctx: AppContext, answer_fn, prompt: str, history_a: list[dict], history
                            checkpoint)  # validated before any download starts
     specs = [resolve(name) for name in request.models if not is_endpoint_name(name)]
     waiting = [i for i, spec in enumerate(specs) if needs_download(spec)]
-    for updates in follow_many([specs[i] for i in waiting]):
+    for updates in follow_many([specs[i] for i in waiting], ctx.downloads):
         stats = ["", ""]
         for i, update in zip(waiting, updates):
             stats[i] = progress_line(update, specs[i].display_name)

@@ -40,10 +40,20 @@ def gpu(duration: int | Callable[..., int] = 60):
 def bind(fn: Callable, *first) -> Callable:
     """fn with its first arguments (the app context, ...) given: a handler of the rest.
 
-    Gradio reads the remaining signature (gr.Request, gr.Progress) and the name, as for fn itself.
+    Gradio reads the remaining signature (gr.Request, gr.OAuthProfile, gr.Progress, by their type
+    hints) and the name, as for fn itself: a functools.partial would hide the hints, so gr.Request
+    would silently stay None.
     """
-    bound = functools.partial(fn, *first)
-    bound.__name__ = fn.__name__  # type: ignore[attr-defined]
+    if inspect.isgeneratorfunction(fn):
+        def bound(*args, **kwargs):
+            yield from fn(*first, *args, **kwargs)
+    else:
+        def bound(*args, **kwargs):
+            return fn(*first, *args, **kwargs)
+    functools.update_wrapper(bound, fn)
+    signature = inspect.signature(fn)
+    bound.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[len(first):])
     return bound
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Sequence
 
 from billion.arena.battle import Battle, blind_errors
-from billion.core.download_jobs import DownloadProgress, follow_many, needs_download
+from billion.core.download_jobs import DownloadProgress, DownloadRegistry, follow_many, needs_download
 from billion.core.hub_cache import snapshot_bytes
 from billion.core.registry import resolve
 
@@ -52,7 +52,7 @@ def blind_line(progresses: Sequence[DownloadProgress | None]) -> str:
             f"{_time_left(left)}. Sizes are shown after the vote; Stop cancels the download.")
 
 
-def arena_downloads(battle: Battle) -> Iterator[str]:
+def arena_downloads(battle: Battle, downloads: DownloadRegistry) -> Iterator[str]:
     """Blind status lines while the battle's contestants download (first use of a hub model here);
     errors name no model (blind_errors)."""
     specs = {}
@@ -63,7 +63,7 @@ def arena_downloads(battle: Battle) -> Iterator[str]:
             spec = resolve(contestant.alias)
             if needs_download(spec):
                 specs[(spec.hub_id, spec.source.revision)] = spec
-        for progresses in follow_many(list(specs.values())):
+        for progresses in follow_many(list(specs.values()), downloads):
             yield blind_line(progresses)
 
 

@@ -1,49 +1,42 @@
 """LoRA trainer tab: upload data, preview what is trained, train in the background, compare, export.
 
-Training runs outlive the page (the app context's RunManager): the page only starts, polls and
-stops them, so a reload re-attaches to the active run. On ZeroGPU the run trains in time slices,
-each one `spaces.GPU` call, resuming from the run folder's checkpoint.
+The data side (upload, sample, preview) is here; the runs (start, follow, stop, resume, discard,
+publish, each for its owner only) are in billion.ui.trainer_runs, the drawing in
+billion.ui.trainer_view.
 
-Endpoint for scripts: `train` (data file, model, a few settings -> a summary and the adapter zip);
-it waits for the run to end.
+Endpoints for scripts: `train` (data file, model, a few settings -> a summary and the adapter zip;
+it waits for the run to end), `trainer_stop`, `trainer_resume`, `trainer_discard`,
+`trainer_to_arena` (each on a run of the same session).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import time
+import os
 from pathlib import Path
-from typing import Any, Callable
 
 import gradio as gr
 
-from billion.arena.contestants import register_adapter_contestant
 from billion.context import AppContext
 from billion.core.errors import BillionError
 from billion.core.loading import pick_device
 from billion.core.paths import ASSETS
 from billion.train.config import TARGET_PRESETS, TrainConfig
 from billion.train.data import TrainDataset, load_dataset
-from billion.train.runs import RunStatus, TrainResult, read_run, slice_seconds
 from billion.train.tokens import preview_dataset
-from billion.ui.common import ON_ZEROGPU, bind, default_model, friendly_errors, model_choices, on_device
-from billion.ui.trainer_view import (answers_frame, highlighted, histogram_figure, loss_figure,
-                                     preview_markdown, problems_frame, progress_markdown, report_markdown,
-                                     result_markdown, run_label)
+from billion.ui.common import bind, default_model, friendly_errors, model_choices, on_device
+from billion.ui.trainer_runs import (attach, discard_run, gpu_slice, identify, list_runs, poll, resume_run,
+                                     send_to_arena, slice_duration, start_training, stop_run, train_api,
+                                     train_in_slices)
+from billion.ui.trainer_view import (answers_frame, highlighted, histogram_figure, preview_markdown,
+                                     problems_frame, report_markdown)
 
 SAMPLE_DATA = ASSETS / "sample_lora" / "pirate.jsonl"
 SAMPLE_PROMPTS = ASSETS / "sample_lora" / "held_out.json"
 FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".txt"]
-ACTIVE_STATES = ("created", "training", "evaluating")
-#: a ZeroGPU call is capped; each slice asks for at most this much
-ZEROGPU_SLICE_BUDGET_S = 240
-MAX_PROMPTS = 8
 TRAIN_DEFAULTS = TrainConfig()
-#: the settings controls, in order: each is the TrainConfig field of the same name
-SETTING_FIELDS = ("model", "rank", "alpha", "dropout", "target_modules", "learning_rate", "epochs",
-                  "max_steps", "cutoff", "batch_size", "grad_accum", "eval_fraction", "seed", "precision",
-                  "qlora")
+#: where the page keeps its owner token (billion.ui.trainer_runs.identify)
+OWNER_STORAGE_KEY = "billion-trainer-owner"
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -87,182 +80,6 @@ def show_preview(ctx: AppContext, dataset: TrainDataset | None, model: str, cuto
     return highlighted(preview), histogram_figure(preview.histogram), preview_markdown(preview)
 
 
-def prompt_list(text: str | None) -> list[str]:
-    return [line.strip() for line in (text or "").splitlines() if line.strip()][:MAX_PROMPTS]
-
-
-# ---- running ------------------------------------------------------------------------------------
-
-def launch_run(ctx: AppContext, config: TrainConfig, dataset: TrainDataset, prompts: list[str],
-               probe_steps: int) -> str:
-    """A background run here; on ZeroGPU only the run folder (slices train it, see train_in_slices)."""
-    if ON_ZEROGPU:
-        return ctx.runs.create(config, dataset, prompts)
-    return ctx.runs.start(config, dataset, prompts, probe_steps=probe_steps)
-
-
-def _slice_duration(run_id: str, seconds: int) -> int:
-    return seconds
-
-
-def gpu_slice(ctx: AppContext, run_id: str, seconds: int) -> bool:
-    """One ZeroGPU call's worth of training; True when the run is finished."""
-    return ctx.runs.train_slice(run_id, max_seconds=seconds - 30) is not None
-
-
-SliceFn = Callable[[str, int], bool]
-
-
-def train_in_slices(ctx: AppContext, train_slice: SliceFn, run_id: str) -> None:
-    """ZeroGPU: slices until done, each sized from the step time measured by the last one."""
-    if not ON_ZEROGPU or not run_id:
-        return
-    seconds = ZEROGPU_SLICE_BUDGET_S
-    while not train_slice(run_id, seconds):
-        results = read_run(ctx.runs.path(run_id)).get("results") or {}
-        left = results.get("max_steps", 0) - results.get("step", 0)
-        seconds = slice_seconds(results.get("step_s") or 10.0, left, ZEROGPU_SLICE_BUDGET_S)
-
-
-@friendly_errors
-def start_training(ctx: AppContext, dataset: TrainDataset | None, prompts: str, probe_steps: float,
-                   *settings):
-    """Check the settings (the SETTING_FIELDS controls), then start a run (its first steps are a
-    timed probe: ETA, memory). Returns the run picker pointed at the new run."""
-    if dataset is None or not dataset.examples:
-        raise BillionError("No usable training rows: upload a data file (or use the sample) first.")
-    config = TrainConfig.from_values(dict(zip(SETTING_FIELDS, settings)))
-    run_id = launch_run(ctx, config, dataset, prompt_list(prompts), int(probe_steps))
-    return gr.update(choices=run_choices(ctx), value=run_id)
-
-
-def run_choices(ctx: AppContext, records: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
-    """The run picker's entries; each label carries the run's state."""
-    records = ctx.runs.runs() if records is None else records
-    return [(run_label(record), record["id"]) for record in records]
-
-
-def list_runs(ctx: AppContext):
-    """On page load: every run, the latest active one picked (so a reload re-attaches)."""
-    records = ctx.runs.runs()
-    # run.json may still say "training" for a run whose process is gone: ask the manager.
-    active = next((r["id"] for r in records if r.get("status") in ACTIVE_STATES
-                   and _still_training(ctx.runs.status(r["id"]))), None)
-    return gr.update(choices=run_choices(ctx, records), value=active)
-
-
-def _probe(ctx: AppContext, run_id: str) -> dict[str, Any] | None:
-    try:
-        return (read_run(ctx.runs.path(run_id)).get("results") or {}).get("probe")
-    except BillionError:
-        return None
-
-
-def _still_training(status: RunStatus) -> bool:
-    return status.state in ACTIVE_STATES or (ON_ZEROGPU and status.state == "paused")
-
-
-def exported_zip(ctx: AppContext, result: TrainResult) -> str | None:
-    """A copy of the adapter zip in the served export folder (never the run folder itself)."""
-    if not result.adapter_zip or not Path(result.adapter_zip).is_file():
-        return None
-    folder = ctx.settings.exports_dir / f"adapter-{result.run_id}"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"adapter-{result.run_id}.zip"
-    if not target.is_file():
-        shutil.copyfile(result.adapter_zip, target)
-    return str(target)
-
-
-def attach(run_id: str | None):
-    """Follow another run: forget the drawn events and let the timer poll it."""
-    return [], gr.Timer(active=bool(run_id))
-
-
-def poll(ctx: AppContext, run_id: str | None, seen: list):
-    """One timer tick: new events since the last tick. Returns (events, loss curves, progress,
-    result, answers, adapter zip, timer, run list); skips redrawing when nothing changed."""
-    if not run_id:
-        return [], gr.skip(), "", gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False), gr.skip()
-    manager = ctx.runs
-    try:
-        status = manager.status(run_id)
-    except BillionError as exc:
-        return (seen, gr.skip(), f"❌ {exc}", gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False),
-                gr.skip())
-    new = manager.events(run_id, len(seen))
-    events = [*seen, *new]
-    running = _still_training(status)
-    if running and not new and seen:
-        return seen, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    progress = progress_markdown(status, events, _probe(ctx, run_id))
-    # The run list's labels carry each run's state: relabel once this run has ended (same value,
-    # so the picker does not re-attach).
-    labels = gr.skip() if running else gr.update(choices=run_choices(ctx))
-    result = status.result
-    if result is None:
-        return (events, loss_figure(events), progress, "", answers_frame(None), None,
-                gr.Timer(active=running), labels)
-    return (events, loss_figure(events), progress, result_markdown(result), answers_frame(result),
-            exported_zip(ctx, result), gr.Timer(active=False), labels)
-
-
-@friendly_errors
-def stop_run(ctx: AppContext, run_id: str | None) -> str:
-    if not run_id:
-        raise BillionError("No run is selected.")
-    if ON_ZEROGPU:
-        raise BillionError("On ZeroGPU a run trains in short slices; it cannot be stopped mid-slice.")
-    ctx.runs.stop(run_id)
-    gr.Info("Stopping at the next step; the adapter keeps the steps done.")
-    return f"Stopping run `{run_id}` at the next step…"
-
-
-@friendly_errors
-def send_to_arena(ctx: AppContext, run_id: str | None, label: str) -> str:
-    if not run_id:
-        raise BillionError("No run is selected.")
-    status = ctx.runs.status(run_id)
-    if status.result is None or not status.result.adapter_dir:
-        raise BillionError(f"Run {run_id} has no adapter yet: wait for it to finish (or stop it).")
-    base = read_run(ctx.runs.path(run_id))["config"]["model"]
-    contestant = register_adapter_contestant(status.result.adapter_dir, base, label or f"lora-{run_id}",
-                                             store=ctx.store)
-    return (f"✅ `{contestant.label}` ({base} + LoRA) joined the Arena pool: it appears in new "
-            "battles and can be benchmarked in the Leaderboard tab.")
-
-
-@friendly_errors
-def train_api(ctx: AppContext, train_slice: SliceFn, path: str | None, model: str, max_steps: float,
-              rank: float, learning_rate: float, cutoff: float, prompts: str):
-    """Train synchronously: waits for the run. Returns (summary, adapter zip)."""
-    if not path:
-        raise BillionError("Upload a training data file (.jsonl, .json, .csv, .parquet or .txt).")
-    dataset = load_dataset(path)
-    # alpha follows the rank; every other setting is TrainConfig's default
-    config = TrainConfig.from_values(dict(model=model, max_steps=max_steps, rank=rank,
-                                          learning_rate=learning_rate, cutoff=cutoff))
-    run_id = launch_run(ctx, config, dataset, prompt_list(prompts), probe_steps=0)
-    train_in_slices(ctx, train_slice, run_id)
-    manager = ctx.runs
-    status = manager.wait(run_id) if not ON_ZEROGPU else manager.status(run_id)
-    while status.state in ACTIVE_STATES:  # wait() returns at once for a run of another process
-        time.sleep(1.0)
-        status = manager.status(run_id)
-    if status.result is None:
-        raise BillionError(f"Run {run_id} ended {status.state}: {status.error or 'no adapter was saved'}.")
-    return run_summary(status, manager.events(run_id)), exported_zip(ctx, status.result)
-
-
-def run_summary(status: RunStatus, events) -> dict[str, Any]:
-    result = status.result
-    return {"run_id": status.run_id, "state": status.state, "steps": result.steps,
-            "train_losses": [e.loss for e in events if e.kind == "train"],
-            "eval_loss_before": result.eval_loss_before, "eval_loss_after": result.eval_loss_after,
-            "tokens_per_s": result.tokens_per_s, "train_seconds": result.train_seconds,
-            "answers": [{"prompt": a.prompt, "before": a.before, "after": a.after} for a in result.answers]}
-
-
 # ---- the tab ------------------------------------------------------------------------------------
 
 TRAINING_PRECISION_NOTE = ("LoRA trains a float base: fp32/bf16 on CPU (billion's int8/int4 CPU "
@@ -275,14 +92,18 @@ def training_precisions() -> tuple[str, ...]:
     return ("auto", "fp32", "bf16", "fp16") if pick_device().type == "cuda" else ("auto", "fp32", "bf16")
 
 
-def build_trainer_tab(ctx: AppContext) -> None:
-    choices, _ = model_choices(ctx.hub)
-    default = default_model(choices)
-    dataset = gr.State(None)
-    seen = gr.State([])
-    gr.Markdown("Teach a model a style or skill with LoRA: upload examples (or use the sample: answers "
-                "in pirate speak), check what gets trained, watch the loss fall, then compare answers "
-                "before and after and take the adapter with you.")
+def owner_secret(folder: Path) -> str:
+    """The key the page's stored token is encrypted with: kept in the data folder, so a restarted
+    app still reads the tokens browsers stored before (and their owners find their runs)."""
+    path = folder / ".trainer-owner-secret"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(os.urandom(16).hex())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _data_section() -> dict:
     with gr.Row():
         upload = gr.File(label="Training data (.jsonl .json .csv .parquet .txt)", file_types=FILE_TYPES,
                          type="filepath", scale=3)
@@ -290,10 +111,14 @@ def build_trainer_tab(ctx: AppContext) -> None:
             sample = gr.Button("Use the sample dataset (100 pirate-style answers)")
             report = gr.Markdown("Upload a data file or use the sample dataset.")
     problems = gr.Dataframe(problems_frame(None), label="Row problems", interactive=False, max_height=200)
+    return dict(upload=upload, sample=sample, report=report, problems=problems)
 
+
+def _settings_section(choices: list[tuple[str, str]]) -> dict:
+    """The settings controls, in SETTING_FIELDS order under "settings", and the rest."""
     with gr.Accordion("Settings", open=True):
         with gr.Row():
-            model = gr.Dropdown(choices, value=default, label="Base model", scale=2)
+            model = gr.Dropdown(choices, value=default_model(choices), label="Base model", scale=2)
             rank = gr.Slider(1, 128, value=TRAIN_DEFAULTS.rank, step=1, label="LoRA rank")
             alpha = gr.Slider(1, 256, value=TRAIN_DEFAULTS.alpha, step=1, label="LoRA alpha")
             dropout = gr.Slider(0, 0.5, value=TRAIN_DEFAULTS.dropout, step=0.01, label="LoRA dropout")
@@ -318,19 +143,29 @@ def build_trainer_tab(ctx: AppContext) -> None:
             qlora = gr.Checkbox(TRAIN_DEFAULTS.qlora, label="QLoRA (4-bit base, CUDA)")
             probe_steps = gr.Slider(0, 10, value=2, step=1, label="Probe steps before training (ETA, memory)")
         prompts = gr.Textbox(lines=3, label="Held-out prompts for before/after (one per line)")
+    settings = [model, rank, alpha, dropout, targets, lr, epochs, max_steps, cutoff, batch_size, grad_accum,
+                eval_fraction, seed, precision, qlora]
+    return dict(settings=settings, model=model, rank=rank, lr=lr, cutoff=cutoff, max_steps=max_steps,
+                probe_steps=probe_steps, prompts=prompts)
 
+
+def _preview_section() -> dict:
     with gr.Accordion("Preview: what the model is trained on", open=False):
-        preview_button = gr.Button("Preview with this model's chat template")
-        preview_text = gr.HighlightedText(label="First rows (highlighted = trained tokens)",
-                                          color_map={"trained": "#a7e3a1", "cut": "#f4b6b6"},
-                                          combine_adjacent=True)
+        button = gr.Button("Preview with this model's chat template")
+        text = gr.HighlightedText(label="First rows (highlighted = trained tokens)",
+                                  color_map={"trained": "#a7e3a1", "cut": "#f4b6b6"}, combine_adjacent=True)
         with gr.Row():
             histogram = gr.Plot(label="Token lengths vs cutoff")
-            preview_notes = gr.Markdown()
+            notes = gr.Markdown()
+    return dict(button=button, outputs=[text, histogram, notes])
 
+
+def _run_section() -> dict:
     with gr.Row():
         start = gr.Button("Start training", variant="primary", interactive=False)
         stop = gr.Button("Stop (keeps the adapter)")
+        resume = gr.Button("Resume")
+        discard = gr.Button("Discard")
         run_pick = gr.Dropdown([], label="Run", allow_custom_value=True, scale=3)
     progress = gr.Markdown()
     curves = gr.Plot(label="Loss")
@@ -342,28 +177,56 @@ def build_trainer_tab(ctx: AppContext) -> None:
             arena_label = gr.Textbox(label="Arena label", placeholder="e.g. pirate-smollm2")
             to_arena = gr.Button("Send to Arena")
             arena_note = gr.Markdown()
-    summary = gr.JSON(visible=False, label="Run summary")
-    train_button = gr.Button(visible=False)
-    timer = gr.Timer(1.0, active=False)
+    return dict(start=start, stop=stop, resume=resume, discard=discard, run_pick=run_pick,
+                progress=progress, curves=curves, result=result, answers=answers, download=download,
+                arena_label=arena_label, to_arena=to_arena, arena_note=arena_note,
+                summary=gr.JSON(visible=False, label="Run summary"), train_button=gr.Button(visible=False),
+                timer=gr.Timer(1.0, active=False))
 
-    upload.change(inspect_upload, upload, [report, problems, dataset, start], api_name="trainer_inspect")
-    sample.click(use_sample, None, [report, problems, dataset, start, prompts], api_name="trainer_sample")
-    preview_button.click(bind(show_preview, ctx), [dataset, model, cutoff],
-                         [preview_text, histogram, preview_notes], api_name=False)
-    # in SETTING_FIELDS order
-    settings = [model, rank, alpha, dropout, targets, lr, epochs, max_steps, cutoff, batch_size, grad_accum,
-                eval_fraction, seed, precision, qlora]
-    train_slice = on_device(gpu_slice, ctx, _slice_duration)
-    start.click(bind(start_training, ctx), [dataset, prompts, probe_steps, *settings], run_pick,
-                api_name=False) \
-        .then(bind(train_in_slices, ctx, train_slice), run_pick, None, api_name=False)
-    run_pick.change(attach, run_pick, [seen, timer], api_name=False)
-    timer.tick(bind(poll, ctx), [run_pick, seen],
-               [seen, curves, progress, result, answers, download, timer, run_pick],
-               api_name=False, show_progress="hidden", concurrency_limit=None)
-    stop.click(bind(stop_run, ctx), run_pick, progress, api_name="trainer_stop")
-    to_arena.click(bind(send_to_arena, ctx), [run_pick, arena_label], arena_note, api_name="trainer_to_arena")
-    train_button.click(bind(train_api, ctx, train_slice),
-                       [upload, model, max_steps, rank, lr, cutoff, prompts], [summary, download],
-                       api_name="train")
-    gr.on(None, bind(list_runs, ctx), None, run_pick, api_name=False)  # page load: re-attach to an active run
+
+def build_trainer_tab(ctx: AppContext) -> None:
+    choices, _ = model_choices(ctx.hub)
+    gr.Markdown("Teach a model a style or skill with LoRA: upload examples (or use the sample: answers "
+                "in pirate speak), check what gets trained, watch the loss fall, then compare answers "
+                "before and after and take the adapter with you.")
+    if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`: runs follow the login
+        gr.LoginButton()
+    state = dict(dataset=gr.State(None), seen=gr.State([]), owner=gr.State(None),
+                 token=gr.BrowserState("", storage_key=OWNER_STORAGE_KEY,
+                                       secret=owner_secret(ctx.settings.data_dir)))
+    data, settings, preview, run = _data_section(), _settings_section(choices), _preview_section(), _run_section()
+    _wire_data(ctx, state, data, settings, preview, run)
+    _wire_runs(ctx, state, data, settings, run)
+
+
+def _wire_data(ctx: AppContext, state: dict, data: dict, settings: dict, preview: dict, run: dict) -> None:
+    checked = [data["report"], data["problems"], state["dataset"], run["start"]]
+    data["upload"].change(inspect_upload, data["upload"], checked, api_name="trainer_inspect")
+    data["sample"].click(use_sample, None, [*checked, settings["prompts"]], api_name="trainer_sample")
+    preview["button"].click(bind(show_preview, ctx), [state["dataset"], settings["model"], settings["cutoff"]],
+                            preview["outputs"], api_name=False)
+
+
+def _wire_runs(ctx: AppContext, state: dict, data: dict, settings: dict, run: dict) -> None:
+    owner, pick, note = state["owner"], run["run_pick"], run["progress"]
+    train_slice = on_device(gpu_slice, ctx, slice_duration)
+    run["start"].click(bind(start_training, ctx),
+                       [owner, state["dataset"], settings["prompts"], settings["probe_steps"],
+                        *settings["settings"]], pick, api_name=False) \
+        .then(bind(train_in_slices, ctx, train_slice), pick, None, api_name=False)
+    pick.change(attach, pick, [state["seen"], run["timer"]], api_name=False)
+    run["timer"].tick(bind(poll, ctx), [pick, state["seen"], owner],
+                      [state["seen"], run["curves"], note, run["result"], run["answers"], run["download"],
+                       run["timer"], pick], api_name=False, show_progress="hidden", concurrency_limit=None)
+    run["stop"].click(bind(stop_run, ctx), [pick, owner], note, api_name="trainer_stop")
+    run["resume"].click(bind(resume_run, ctx), [pick, owner], [pick, note], api_name="trainer_resume")
+    run["discard"].click(bind(discard_run, ctx), [pick, owner], [pick, note], api_name="trainer_discard")
+    run["to_arena"].click(bind(send_to_arena, ctx), [pick, run["arena_label"], owner], run["arena_note"],
+                          api_name="trainer_to_arena")
+    run["train_button"].click(bind(train_api, ctx, train_slice),
+                              [data["upload"], settings["model"], settings["max_steps"], settings["rank"],
+                               settings["lr"], settings["cutoff"], settings["prompts"], owner],
+                              [run["summary"], run["download"]], api_name="train")
+    # Page load: who this browser is, then its runs (re-attaching to an active one).
+    gr.on(None, identify, state["token"], [state["token"], owner], api_name=False) \
+        .then(bind(list_runs, ctx), owner, pick, api_name=False)

@@ -144,6 +144,8 @@ def answers_frame(result: TrainResult | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
 
 
-def run_label(record: dict[str, Any]) -> str:
+def run_label(record: dict[str, Any], mine: bool = True) -> str:
+    """A run picker entry; a run started from the command line says so (it is read-only here)."""
     config = record.get("config") or {}
-    return f"{record['id']} · {config.get('model', '?')} · {record.get('status', '?')}"
+    where = "" if mine else " · command line (read-only)"
+    return f"{record['id']} · {config.get('model', '?')} · {record.get('status', '?')}{where}"
