@@ -46,7 +46,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import torch  # noqa: E402
 
 from billion.core.generation import chat_input_ids  # noqa: E402
-from billion.core.loading import LoadOptions, ModelCache  # noqa: E402
+from billion.core.loading import LoadOptions  # noqa: E402
+from billion.core.model_cache import ModelCache  # noqa: E402
 from billion.core.sampling import SamplingSettings  # noqa: E402
 from billion.spec.cost import measure_forward_costs  # noqa: E402
 from billion.spec.decoding import KSchedule  # noqa: E402

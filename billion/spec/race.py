@@ -16,7 +16,8 @@ from billion.core.errors import BillionError
 from billion.core.generation import (GenerationResult, Message, chat_input_ids, check_length, stop_token_ids,
                                      stream_ids, uses_fallback)
 from billion.core.limits import DEFAULT_LIMITS, Limits, check_prompt
-from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.loading import LoadedModel, LoadOptions
+from billion.core.model_cache import ModelCache
 from billion.core.registry import DEFAULT_MODEL, FALLBACK_STOPS
 from billion.core.sampling import SamplingSettings
 from billion.spec.cost import break_even_alpha, predicted_speedup
