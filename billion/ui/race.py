@@ -206,15 +206,18 @@ def _draft_update(ctx: AppContext, target: str):
     return gr.update(choices=choices, value=PROMPT_LOOKUP)
 
 
+INTRO = ("Plain decoding runs first, then speculative decoding (never both at once: they would "
+         "share the cores), after a short warm-up. Then both outputs replay side by side at "
+         "their recorded pace. Grounded prompts (repeat, edit, answer from a text) are where "
+         "prompt lookup shines; the quantized self-draft (the target itself at int8/int4) also "
+         "helps on open questions; a model with another tokenizer drafts through text.\n\n"
+         + RACE_LOCAL_ONLY)
+
+
 def build_race_tab(ctx: AppContext) -> None:
     choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
-    gr.Markdown("Plain decoding runs first, then speculative decoding (never both at once: they would "
-                "share the cores), after a short warm-up. Then both outputs replay side by side at "
-                "their recorded pace. Grounded prompts (repeat, edit, answer from a text) are where "
-                "prompt lookup shines; the quantized self-draft (the target itself at int8/int4) also "
-                "helps on open questions; a model with another tokenizer drafts through text.\n\n"
-                + RACE_LOCAL_ONLY)
+    gr.Markdown(INTRO)
     with gr.Row():
         target = gr.Dropdown(choices, value=default, label="Target model", scale=3)
         draft = gr.Dropdown(draft_choices(default, ctx.hub), value=PROMPT_LOOKUP, label="Draft source",
