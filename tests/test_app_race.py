@@ -61,6 +61,19 @@ def test_bad_input_is_refused_then_a_greedy_race_is_lossless(client):
 
 
 @needs_smollm2
+def test_quantized_self_draft_race_reports_its_verify_cost(client):
+    with pytest.raises(AppError, match="quant:int8 or quant:int4"):
+        client.predict(*race_args(draft="quant:int3"), api_name="/race")
+    summary, badge, figures, stats, rounds = client.predict(*race_args(draft="quant:int8", max_new_tokens=16),
+                                                            api_name="/race")
+    assert summary["draft"] == "quant:int8" and summary["verdict"] in ("identical", "numerics")
+    assert summary["lossless"] is True or summary["divergence"]["numerics"] is True
+    assert summary["acceptance_rate"] > 0.5  # the same network at int8 mostly agrees with itself
+    assert summary["verify_cost_ratio"] > 0 and summary["predicted_speedup_measured"] > 0
+    assert "Verify cost" in stats and "plain 1-token steps" in stats
+
+
+@needs_smollm2
 def test_sampling_race_says_why_lossless_does_not_apply(client):
     summary, badge, *_ = client.predict(*race_args(temperature=0.8, max_new_tokens=8), api_name="/race")
     assert summary["lossless"] is None and summary["first_difference"] is None

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from app_process import start_app
 
+from billion.core.availability import available
 from billion.core.paths import ASSETS
-from billion.core.registry import MODELS
+from billion.core.registry import MODELS, resolve
 
 CHROMIUM = Path(os.environ.get("BILLION_CHROMIUM", "/usr/bin/chromium"))
 SAMPLE = ASSETS / "sample_lora" / "pirate.jsonl"
@@ -204,6 +205,31 @@ def test_speculative_race_is_lossless(page, shots):
     expect(panel.locator(".provenance-accepted")).not_to_have_count(0)
     assert panel.locator(".provenance-accepted").count() > 1
     shot(page, shots, "race")
+
+
+def pick(panel, label: str, option: str) -> None:
+    """Choose a dropdown entry as a person does: open the list, click the entry."""
+    panel.get_by_label(label, exact=True).click()
+    panel.page.get_by_role("option", name=re.compile(option)).click()
+
+
+@pytest.mark.parametrize("option, source", [("target itself at int4", "quant:int4"),
+                                            ("gemma3-270m .*another tokenizer", "gemma3-270m \\(via text\\)")])
+def test_speculative_race_with_each_new_draft_source(page, shots, option, source):
+    if "gemma3" in option and not available(resolve("gemma3-270m")).ok:
+        pytest.skip("needs the offline Gemma-3-270M weights")
+    panel = open_tab(page, "Speculative race")
+    panel.get_by_role("button", name="repeat", exact=True).click()
+    set_number(panel, "Max new tokens", 16)
+    panel.get_by_label("Warm up first (a few tokens of each run)").uncheck()
+    pick(panel, "Draft source", option)
+    panel.get_by_role("button", name="Race", exact=True).click()
+    # Identical, or (named as such, with its margin) parted only by rounding at a near-tie.
+    expect(panel.get_by_text(re.compile("LOSSLESS ✓|DIFFERS BY NUMERICS"))).to_be_visible(timeout=4 * MINUTE)
+    expect(panel.get_by_text(re.compile(rf"Speculative decoding \({source}, k=4"))).to_be_visible(timeout=MINUTE)
+    panel.get_by_role("button", name=re.compile("Details: rounds")).click()
+    expect(panel.get_by_text(re.compile(r"Verify cost"))).to_be_visible()
+    shot(page, shots, "race-" + source.split()[0].replace(":", "-"))
 
 
 def test_lora_upload_train_plot_and_download(page, shots, tmp_path):

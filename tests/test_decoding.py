@@ -9,11 +9,13 @@ import torch
 from scipy.stats import chisquare
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-from billion.spec.drafts import Draft, ModelDraft, PromptLookupDraft, one_hot_rows, self_draft
 from billion.core.errors import BillionError
 from billion.core.sampling import SamplingSettings, probabilities
-from billion.spec.decoding import (KSchedule, accept, expected_tokens_per_round, predicted_speedup,
-                                 speculative_generate, speculative_stream)
+from billion.spec.cost import expected_tokens_per_round, predicted_speedup
+from billion.spec.decoding import KSchedule, accept, speculative_generate, speculative_stream
+from billion.spec.drafts import ModelDraft, self_draft
+from billion.spec.lookup import PromptLookupDraft
+from billion.spec.source import Draft, one_hot_rows
 from tiny_models import tiny_llama, tiny_neox
 
 GREEDY = SamplingSettings(temperature=0, max_new_tokens=24)
@@ -305,7 +307,7 @@ def test_smollm2_greedy_output_equals_its_own_greedy(smollm2, draft_name):
     prompt = chat_input_ids(smollm2, [{"role": "user", "content": EXAMPLE_PROMPTS[0][1]}])[0].tolist()
     eos = stop_token_ids(smollm2)
     settings = SamplingSettings(temperature=0, max_new_tokens=40)
-    draft = build_draft(smollm2, parse_draft(draft_name))
+    draft = build_draft(smollm2, parse_draft(draft_name)).source
     result = speculative_generate(smollm2.model, prompt, draft, settings, KSchedule(4),
                                   tokenizer=smollm2.tokenizer, eos_ids=eos)
     out = smollm2.model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=40,

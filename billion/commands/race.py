@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("race", help="plain vs speculative decoding: speedup and lossless check")
     parser.add_argument("--target", default=DEFAULT.target, help="alias, hub id, folder or .gguf")
     parser.add_argument("--draft", default=DEFAULT.draft,
-                        help="prompt-lookup, self:N (the target's first N layers), "
-                             "or a smaller model's alias")
+                        help="prompt-lookup, self:N (the target's first N layers), quant:int8 / "
+                             "quant:int4 (the target itself quantized), or a model's alias (another "
+                             "tokenizer drafts through text)")
     parser.add_argument("--k", type=int, default=DEFAULT.schedule.k,
                         help=f"tokens drafted per round (1..{MAX_K})")
     parser.add_argument("--dynamic", action="store_true",
@@ -86,28 +87,45 @@ def report(result: RaceResult, target_label: str) -> str:
         f"acceptance  : {stats.acceptance_rate:.0%} ({stats.accepted}/{stats.drafted} drafted), "
         f"{stats.tokens_per_target_forward:.2f} tokens per target forward, {stats.rounds} rounds, "
         f"draft {stats.draft_s:.2f} s, target {stats.target_s:.2f} s",
+        f"verify cost : a verify forward of {stats.mean_k + 1:.1f} tokens costs "
+        f"{result.verify_cost_ratio:.2f} plain steps (measured; the paper assumes 1)",
         f"speedup     : {result.speedup:.2f}x decode ({result.wall_speedup:.2f}x wall); predicted "
-        f"{stats.predicted_speedup:.2f}x (alpha {stats.alpha:.2f}, c {stats.cost_ratio:.3f})",
+        f"{stats.predicted_speedup:.2f}x (alpha {stats.alpha:.2f}, c {stats.cost_ratio:.3f}), "
+        f"{result.predicted_speedup_measured:.2f}x with the measured verify cost",
+        f"lossless    : {lossless_line(result)}",
     ]
-    if result.lossless is None:
-        lines.append("lossless    : sampling (temperature > 0): outputs differ by chance, the "
-                     "distribution is the target's")
-    elif result.lossless:
-        lines.append("lossless    : yes, greedy outputs are identical")
-    else:
-        lines.append(f"lossless    : NO, greedy outputs differ from token {result.first_difference}")
+    lines += [f"note        : {note}" for note in result.notes]
     ref = result.reference
     if ref is not None:
         same = "same output as plain" if ref.token_ids == plain.token_ids else "output differs from plain"
-        lines.append(f"HF assisted : {ref.method}: {len(ref.token_ids)} tokens in {ref.total_s:.2f} s, "
-                     f"{same}; ours is {ref.total_s / spec.total_s:.2f}x its speed")
+        decode = spec.decode_tokens_per_s / ref.decode_tokens_per_s if ref.decode_tokens_per_s else 0.0
+        lines.append(f"HF assisted : {ref.method}: {len(ref.token_ids)} tokens in {ref.total_s:.2f} s "
+                     f"({ref.decode_tokens_per_s:.1f} tokens/s decode), {same}; ours is {decode:.2f}x its "
+                     f"decode speed ({ref.total_s / spec.total_s:.2f}x wall)")
     return "\n".join(lines)
 
 
+def lossless_line(result: RaceResult) -> str:
+    if result.verdict == "sampling":
+        return "sampling (temperature > 0): outputs differ by chance, the distribution is the target's"
+    if result.verdict == "identical":
+        return "yes, greedy outputs are identical"
+    d = result.divergence
+    if d is not None and d.numerics:
+        return (f"differs by numerics from token {d.position}: a near-tie (plain picks {d.plain_token} over "
+                f"{d.speculative_token} by {d.plain_margin:.2g}, speculative the other way by "
+                f"{d.speculative_margin:.2g}); the runs' logits differ by {d.logit_difference:.2g} there and by "
+                f"up to {d.agreeing_difference:.2g} before it (a (k+1)-token verify vs a 1-token step)")
+    detail = "" if d is None else (f" (logits differ by {d.logit_difference:.2g}, margin {d.margin:.2g}: "
+                                   "more than rounding explains)")
+    return f"NO, greedy outputs differ from token {result.first_difference}{detail}"
+
+
 def sweep_table(points: tuple[SweepPoint, ...]) -> str:
-    lines = ["k  measured  predicted  acceptance  tokens/forward  identical"]
+    lines = ["k  measured  predicted  acceptance  tokens/forward  verify cost  identical"]
     for p in points:
         same = "-" if p.identical is None else ("yes" if p.identical else "NO")
         lines.append(f"{p.k:<2} {p.measured_speedup:>7.2f}x {p.predicted_speedup:>9.2f}x "
-                     f"{p.acceptance_rate:>10.0%} {p.tokens_per_target_forward:>15.2f}  {same}")
+                     f"{p.acceptance_rate:>10.0%} {p.tokens_per_target_forward:>15.2f} "
+                     f"{p.verify_cost_ratio:>11.2f}  {same}")
     return "\n".join(lines)

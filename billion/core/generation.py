@@ -14,6 +14,7 @@ import torch
 from transformers import DynamicCache
 
 from billion.core.errors import BillionError
+from billion.core.kv_cache import new_cache
 from billion.core.loading import LoadedModel
 from billion.core.registry import FALLBACK_STOPS, FALLBACK_TEMPLATE
 from billion.core.sampling import SamplingSettings, make_generator, next_token
@@ -224,7 +225,7 @@ def stream_ids(loaded: LoadedModel, input_ids: torch.Tensor, settings: SamplingS
     # No lock: Gradio may resume this generator on another thread, and inference is stateless.
     # No inference_mode around the loop either: grad mode is per thread, and a suspended generator
     # would leave it switched off in the caller's thread; forward() enters it per call instead.
-    cache = DynamicCache()
+    cache = new_cache()
     logits = prefill(model, input_ids, cache)
     while True:
         token = next_token(logits.cpu(), settings, generator, seen)

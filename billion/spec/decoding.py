@@ -1,9 +1,11 @@
 """Speculative decoding: a cheap draft proposes k tokens, the target checks them all in one forward.
 
 Read top to bottom: prefill -> per round: draft -> verify -> accept -> roll back. Both models keep a
-KV cache; a rejection crops it instead of re-reading the prefix. The rule in `accept` (Leviathan et
-al. 2023; Chen et al. 2023) makes the output follow the target's distribution exactly, and greedy
-output equal the target's own greedy output (greedy probabilities are one-hot, so no special case).
+KV cache (preallocated, so a round copies no cache); a rejection crops it instead of re-reading the
+prefix. The rule in `accept` (Leviathan et al. 2023; Chen et al. 2023) makes the output follow the
+target's distribution exactly; greedy verification (`accept_greedy`, the same rule on one-hot
+distributions) keeps the target's own greedy output. Each round reports back to draft sources
+that learn from it (`observe`), and a source that drafts on the target's cache gets it (`attach`).
 """
 
 from __future__ import annotations
@@ -11,19 +13,19 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator, Literal, Sequence
+from typing import Iterator, Sequence
 
 import torch
 from transformers import DynamicCache
 
-from billion.spec.drafts import DraftSource, forward_logits
 from billion.core.errors import BillionError
 from billion.core.generation import Detokenizer
+from billion.core.kv_cache import new_cache
 from billion.core.sampling import SamplingSettings, make_generator, penalize_repeats, probabilities, sample
+from billion.spec.results import (EmittedToken, Round, SpeculativeResult, SpeculativeStats,  # noqa: F401
+                                  SpeculativeUpdate, TokenKind, summarize, token_kinds)
+from billion.spec.source import Draft, DraftSource, forward_logits
 
-#: accepted: a draft token the target agreed with; correction: the target's token where it disagreed;
-#: bonus: the target's own next token after every drafted token was accepted (or none was drafted)
-TokenKind = Literal["accepted", "correction", "bonus"]
 MAX_K = 16
 
 
@@ -48,95 +50,6 @@ class KSchedule:
         return min(k + 1, self.k_max) if accepted == drafted else max(k - 1, 1)
 
 
-@dataclass(frozen=True)
-class Round:
-    """One draft-and-verify round."""
-
-    index: int
-    drafted: tuple[int, ...]
-    accepted: int
-    #: tokens this round added to the output: accepted drafts, then a correction or a bonus
-    emitted: tuple[int, ...]
-    kinds: tuple[TokenKind, ...]
-    draft_s: float
-    target_s: float
-    #: seconds since the call when this round's tokens were ready
-    time_s: float
-
-    @property
-    def rejected(self) -> tuple[int, ...]:
-        return self.drafted[self.accepted:]
-
-
-@dataclass(frozen=True)
-class EmittedToken:
-    id: int
-    #: the text this token added (may be "" while a UTF-8 character is incomplete)
-    text: str
-    kind: TokenKind
-    round: int
-    time_s: float
-
-
-@dataclass(frozen=True)
-class SpeculativeStats:
-    rounds: int
-    drafted: int
-    accepted: int
-    #: accepted / drafted
-    acceptance_rate: float
-    #: per-token acceptance probability of Leviathan's model, estimated as accepted / (accepted +
-    #: rejections): tokens after a rejection were never judged, so they do not count
-    alpha: float
-    #: mean drafted tokens per round (gamma in the paper)
-    mean_k: float
-    tokens_per_target_forward: float
-    draft_s: float
-    target_s: float
-    #: time of one draft token over time of one target forward (c in the paper)
-    cost_ratio: float
-    #: (1 - alpha^(k+1)) / (1 - alpha)
-    expected_tokens_per_round: float
-    #: expected tokens per round / (k c + 1)
-    predicted_speedup: float
-
-
-@dataclass(frozen=True)
-class SpeculativeResult:
-    draft: str
-    text: str
-    #: output ids, EOS excluded (as in billion.core.generation)
-    token_ids: tuple[int, ...]
-    tokens: tuple[EmittedToken, ...]
-    rounds: tuple[Round, ...]
-    prompt_tokens: int
-    prefill_s: float
-    ttft_s: float
-    #: tokens after the first round per second after it (same definition as plain generation)
-    decode_tokens_per_s: float
-    total_s: float
-    #: "eos", "stop" (a stop string), "length" or "cancelled"
-    finish_reason: str
-    stats: SpeculativeStats
-
-    @property
-    def token_times(self) -> tuple[float, ...]:
-        """Seconds since the call at which each token was ready (for replay at true pace)."""
-        return tuple(t.time_s for t in self.tokens)
-
-
-@dataclass(frozen=True)
-class SpeculativeUpdate:
-    #: all text so far (stop strings removed)
-    text: str
-    #: what this round added; a stop string found later may cut text already shown, so trust `text`
-    new_text: str
-    n_tokens: int
-    round: Round | None
-    #: set on the last update only
-    result: SpeculativeResult | None = None
-
-
 def prefill(model, prompt_ids: list[int], cache: DynamicCache, device: torch.device) -> None:
     """Cache all prompt tokens but the last: the first verify reads that one and predicts from it."""
     if len(prompt_ids) > 1:
@@ -145,18 +58,33 @@ def prefill(model, prompt_ids: list[int], cache: DynamicCache, device: torch.dev
 
 def verify(model, last: int, drafted: Sequence[int], cache: DynamicCache,
            device: torch.device) -> torch.Tensor:
-    """Target logits after `last` and after each drafted token, (len(drafted) + 1, vocab), one forward."""
-    return forward_logits(model, [last, *drafted], cache, device).float().cpu()
+    """Target logits after `last` and after each drafted token, (len(drafted) + 1, vocab), one forward.
+
+    They stay on the model's device: greedy verification moves only k + 1 argmax ids to the host.
+    """
+    return forward_logits(model, [last, *drafted], cache, device).float()
 
 
-def target_probabilities(logits: torch.Tensor, context: list[int], drafted: Sequence[int],
-                         settings: SamplingSettings) -> torch.Tensor:
-    """The target's next-token distribution at each verified position, as plain decoding would compute it."""
-    if settings.repetition_penalty != 1.0:
-        base = torch.tensor(context + list(drafted), dtype=torch.long)
-        logits = torch.stack([penalize_repeats(row, base[:len(context) + i], settings.repetition_penalty)
-                              for i, row in enumerate(logits)])
-    return probabilities(logits, settings)
+def penalized(logits: torch.Tensor, context: list[int], drafted: Sequence[int],
+              settings: SamplingSettings) -> torch.Tensor:
+    """The verified rows as plain decoding would see them: repetition penalty over all ids before each."""
+    if settings.repetition_penalty == 1.0:
+        return logits
+    base = torch.tensor(context + list(drafted), dtype=torch.long)
+    return torch.stack([penalize_repeats(row, base[:len(context) + i], settings.repetition_penalty)
+                        for i, row in enumerate(logits)])
+
+
+def accept_greedy(logits: torch.Tensor, drafted: Sequence[int]) -> tuple[int, int]:
+    """Greedy verification: keep drafts while they equal the target's argmax; then its argmax.
+
+    The same result as `accept` on one-hot distributions, without building them.
+    """
+    best = logits.argmax(-1).tolist()
+    kept = 0
+    while kept < len(drafted) and drafted[kept] == best[kept]:
+        kept += 1
+    return kept, best[kept]
 
 
 def accept(p: torch.Tensor, q: torch.Tensor, drafted: Sequence[int],
@@ -188,39 +116,16 @@ def rollback(cache: DynamicCache, tokens_to_remove: int) -> None:
     cache.crop(-tokens_to_remove)
 
 
-def expected_tokens_per_round(alpha: float, k: float) -> float:
-    if alpha >= 1.0:
-        return k + 1
-    return (1 - alpha ** (k + 1)) / (1 - alpha)
-
-
-def predicted_speedup(alpha: float, k: float, cost_ratio: float) -> float:
-    """Leviathan et al.'s walltime improvement: expected tokens per round / (k c + 1)."""
-    return expected_tokens_per_round(alpha, k) / (k * cost_ratio + 1)
-
-
-def token_kinds(drafted: int, accepted: int, emitted: int) -> tuple[TokenKind, ...]:
-    last: TokenKind = "correction" if accepted < drafted else "bonus"
-    return tuple("accepted" for _ in range(emitted - 1)) + (last,)
-
-
-def summarize(rounds: Sequence[Round], n_tokens: int) -> SpeculativeStats:
-    drafted = sum(len(r.drafted) for r in rounds)
-    accepted = sum(r.accepted for r in rounds)
-    rejections = sum(1 for r in rounds if r.accepted < len(r.drafted))
-    draft_s = sum(r.draft_s for r in rounds)
-    target_s = sum(r.target_s for r in rounds)
-    n_rounds = len(rounds)
-    alpha = accepted / (accepted + rejections) if accepted + rejections else 0.0
-    mean_k = drafted / n_rounds if n_rounds else 0.0
-    cost_ratio = (draft_s / drafted) / (target_s / n_rounds) if drafted and target_s > 0 else 0.0
-    return SpeculativeStats(
-        rounds=n_rounds, drafted=drafted, accepted=accepted,
-        acceptance_rate=accepted / drafted if drafted else 0.0, alpha=alpha, mean_k=mean_k,
-        tokens_per_target_forward=n_tokens / n_rounds if n_rounds else 0.0,
-        draft_s=draft_s, target_s=target_s, cost_ratio=cost_ratio,
-        expected_tokens_per_round=expected_tokens_per_round(alpha, mean_k),
-        predicted_speedup=predicted_speedup(alpha, mean_k, cost_ratio))
+def judge(logits: torch.Tensor, ids: list[int], proposal: Draft, drafted: tuple[int, ...],
+          settings: SamplingSettings, generator: torch.Generator) -> tuple[int, int]:
+    """(drafted tokens kept, the token after them) from the target's verified logits."""
+    if settings.repetition_penalty != 1.0 or not settings.greedy:
+        logits = logits.cpu()  # the penalty and the sampling rule run on the host
+    logits = penalized(logits, ids, drafted, settings)
+    if settings.greedy:
+        return accept_greedy(logits, drafted)
+    p = probabilities(logits, settings)
+    return accept(p, proposal.q_rows(p.shape[-1])[:len(drafted)], drafted, generator)
 
 
 def run_round(index: int, model, cache: DynamicCache, draft: DraftSource, ids: list[int], k: int,
@@ -228,16 +133,17 @@ def run_round(index: int, model, cache: DynamicCache, draft: DraftSource, ids: l
     """Draft up to k tokens, verify them in one target forward, accept, and roll both caches back."""
     device = next(model.parameters()).device
     t0 = time.perf_counter()
-    proposal = draft.propose(ids, k, settings, generator) if k > 0 else None
-    drafted = proposal.tokens[:k] if proposal else ()
+    proposal = draft.propose(ids, k, settings, generator) if k > 0 else Draft(())
+    drafted = proposal.tokens[:k]
     t1 = time.perf_counter()
     logits = verify(model, ids[-1], drafted, cache, device)
-    p = target_probabilities(logits, ids, drafted, settings)
-    q = proposal.q[:len(drafted)] if proposal else p[:0]
-    n_accepted, token = accept(p, q, drafted, generator)
+    n_accepted, token = judge(logits, ids, proposal, drafted, settings, generator)
     rollback(cache, len(drafted) - n_accepted)
     t2 = time.perf_counter()
     draft.rollback(len(ids) + n_accepted)
+    observe = getattr(draft, "observe", None)
+    if observe is not None:
+        observe(len(drafted), n_accepted, t2 - t1)
     t3 = time.perf_counter()
     emitted = (*drafted[:n_accepted], token)
     kinds = token_kinds(len(drafted), n_accepted, len(emitted))
@@ -297,10 +203,13 @@ def speculative_stream(model, prompt_ids: Sequence[int], draft: DraftSource, set
     ids, rounds, k = list(prompt), [], schedule.k
     # Grad mode is per thread: never yield inside inference_mode, or the caller inherits it.
     with torch.inference_mode():
-        cache = DynamicCache(config=model.config)
+        cache = new_cache(model.config)
         cache.activate_past_recording()  # sliding-window layers must be able to roll back
         prefill(model, prompt, cache, next(model.parameters()).device)
         draft.start(prompt)
+        attach = getattr(draft, "attach", None)
+        if attach is not None:
+            attach(cache)
     prefill_s = time.perf_counter() - started
     while answer.finish is None:
         room = min(settings.max_new_tokens - len(answer.tokens), context_length - len(ids) + 1)

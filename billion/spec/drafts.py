@@ -1,72 +1,21 @@
-"""Draft sources for speculative decoding: a smaller model, prompt lookup, or the target's first layers.
+"""Model drafts for speculative decoding: a smaller model with the target's tokenizer, or the
+target's first layers (self-speculation by early exit).
 
-Every source proposes up to k tokens with the distribution q each was drawn from, and forgets what
-the target rejected. The acceptance rule in `billion.spec.decoding` needs nothing else from it.
+Prompt lookup lives in `billion.spec.lookup`, the target quantized in `billion.spec.quant_draft`,
+a model with another tokenizer in `billion.spec.cross`.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from torch import nn
-from transformers import DynamicCache
 
 from billion.core.errors import BillionError
-from billion.core.generation import forward
+from billion.core.kv_cache import new_cache
 from billion.core.sampling import SamplingSettings, penalize_repeats, probabilities, sample
-
-
-@dataclass(frozen=True)
-class Draft:
-    """Proposed tokens and, row by row, the distribution q each one was drawn from."""
-
-    tokens: tuple[int, ...]
-    #: (len(tokens), vocab) float32 probabilities; one-hot rows for deterministic sources
-    q: torch.Tensor
-
-
-class DraftSource(Protocol):
-    """What speculative decoding asks of a draft source."""
-
-    #: shown in results and tables, e.g. "prompt lookup", "self:8", "smollm2-135m"
-    name: str
-
-    def start(self, prompt_ids: list[int]) -> None:
-        """Forget the last generation and read the prompt (the prefill)."""
-
-    def propose(self, context: list[int], k: int, settings: SamplingSettings,
-                generator: torch.Generator | None) -> Draft:
-        """Up to k tokens that might follow context (all committed ids: prompt + output)."""
-
-    def rollback(self, valid: int) -> None:
-        """Only the first `valid` ids of the committed context are still true; drop the rest."""
-
-
-def one_hot_rows(tokens: tuple[int, ...], vocab_size: int) -> torch.Tensor:
-    q = torch.zeros(len(tokens), vocab_size)
-    if tokens:
-        q[torch.arange(len(tokens)), torch.tensor(tokens)] = 1.0
-    return q
-
-
-def fit_vocab(logits: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Draft logits on the target's vocabulary: padded rows differ between sizes of one family."""
-    size = logits.shape[-1]
-    if size == vocab_size:
-        return logits
-    if size > vocab_size:
-        return logits[..., :vocab_size]
-    pad = logits.new_full((*logits.shape[:-1], vocab_size - size), float("-inf"))
-    return torch.cat([logits, pad], dim=-1)
-
-
-def forward_logits(model, ids: list[int], cache: DynamicCache, device: torch.device,
-                   keep: int = 0) -> torch.Tensor:
-    """Run ids through the model on its cache: logits (len(ids), vocab), or of the last `keep` only."""
-    return forward(model, torch.tensor([ids], device=device), cache, keep)[0]
+from billion.spec.source import Draft, fit_vocab, forward_logits
 
 
 class ModelDraft:
@@ -77,12 +26,12 @@ class ModelDraft:
         self.vocab_size = target_vocab_size
         self.name = name
         self.device = next(model.parameters()).device
-        self.cache = DynamicCache()
+        self.cache = new_cache()
         #: the ids whose keys and values the cache holds: committed ids, then maybe drafted ones
         self.seen: list[int] = []
 
     def start(self, prompt_ids: list[int]) -> None:
-        self.cache = DynamicCache(config=self.model.config)
+        self.cache = new_cache(self.model.config)
         self.cache.activate_past_recording()  # sliding-window layers must be able to roll back
         self.seen = []
         if len(prompt_ids) > 1:
@@ -98,7 +47,7 @@ class ModelDraft:
         tokens: list[int] = []
         rows: list[torch.Tensor] = []
         if k <= 0:
-            return Draft((), torch.zeros(0, self.vocab_size))
+            return Draft(())
         logits = self._feed(context[len(self.seen):])
         seen = torch.tensor(context) if settings.repetition_penalty != 1.0 else None
         for step in range(k):
@@ -106,14 +55,14 @@ class ModelDraft:
             if seen is not None:
                 logits = penalize_repeats(logits, torch.cat([seen, torch.tensor(tokens, dtype=torch.long)]),
                                           settings.repetition_penalty)
-            q = probabilities(logits, settings)
-            token = int(sample(q, generator))
-            tokens.append(token)
-            rows.append(q)
+            if settings.greedy:  # deterministic: no q rows needed
+                tokens.append(int(logits.argmax(-1)))
+            else:
+                rows.append(probabilities(logits, settings))
+                tokens.append(int(sample(rows[-1], generator)))
             if step < k - 1:
-                logits = self._feed([token])
-        q_rows = torch.stack(rows) if rows else torch.zeros(0, self.vocab_size)
-        return Draft(tuple(tokens), q_rows)
+                logits = self._feed([tokens[-1]])
+        return Draft(tuple(tokens), torch.stack(rows) if rows else None)
 
     def rollback(self, valid: int) -> None:
         extra = len(self.seen) - valid
@@ -121,50 +70,6 @@ class ModelDraft:
             del self.seen[valid:]
         # crop(0) still trims sliding-window layers back to their window.
         self.cache.crop(-max(extra, 0))
-
-
-class PromptLookupDraft:
-    """Copy what followed the latest earlier occurrence of the context's last n-gram (no model).
-
-    Grounded prompts (summarise, repeat, edit, answer from a text) make the answer copy spans of
-    the prompt, so the continuation of a matching n-gram is often exactly what the target says.
-    """
-
-    def __init__(self, vocab_size: int, max_ngram: int = 3, min_ngram: int = 1):
-        if not 1 <= min_ngram <= max_ngram:
-            raise BillionError(f"Prompt lookup n-gram sizes must satisfy 1 <= min <= max "
-                               f"(got {min_ngram}, {max_ngram}).")
-        self.vocab_size = vocab_size
-        self.max_ngram = max_ngram
-        self.min_ngram = min_ngram
-        self.name = "prompt lookup"
-
-    def start(self, prompt_ids: list[int]) -> None:
-        pass
-
-    def propose(self, context: list[int], k: int, settings: SamplingSettings,
-                generator: torch.Generator | None) -> Draft:
-        tokens = lookup_continuation(context, k, self.max_ngram, self.min_ngram)
-        return Draft(tokens, one_hot_rows(tokens, self.vocab_size))
-
-    def rollback(self, valid: int) -> None:
-        pass
-
-
-def lookup_continuation(context: list[int], k: int, max_ngram: int = 3,
-                        min_ngram: int = 1) -> tuple[int, ...]:
-    """Up to k ids that followed the most recent earlier match of the longest matching suffix n-gram."""
-    if k <= 0:
-        return ()
-    ids = torch.tensor(context, dtype=torch.long)
-    for n in range(min(max_ngram, len(context) - 1), min_ngram - 1, -1):
-        # Windows starting before len - n: the suffix itself is not a match.
-        windows = ids[:-1].unfold(0, n, 1)
-        hits = (windows == ids[-n:]).all(dim=1).nonzero().flatten()
-        if len(hits):
-            start = int(hits[-1]) + n
-            return tuple(context[start:start + k])
-    return ()
 
 
 def truncated_model(model: nn.Module, layers: int) -> nn.Module:
@@ -206,15 +111,20 @@ def self_draft(model, layers: int, vocab_size: int) -> ModelDraft:
     return ModelDraft(truncated_model(model, layers), vocab_size, name=f"self:{layers}")
 
 
-def check_same_tokenizer(target_tokenizer, draft_tokenizer, target_name: str, draft_name: str) -> None:
-    """Refuse a draft whose tokens mean something else to the target: its guesses would be garbage."""
-    same = (target_tokenizer.get_vocab() == draft_tokenizer.get_vocab()
+def same_tokenizer(target_tokenizer, draft_tokenizer) -> bool:
+    """Whether draft token ids mean the same to the target (else the draft goes through text)."""
+    return (target_tokenizer.get_vocab() == draft_tokenizer.get_vocab()
             and target_tokenizer.eos_token == draft_tokenizer.eos_token)
-    if not same:
-        raise BillionError(f"{draft_name} does not share {target_name}'s tokenizer, so its tokens cannot "
-                           "be verified: pick a draft from the same family (see `python -m billion "
-                           "models`), or use --draft prompt-lookup or --draft self:N.")
 
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def parameters_per_token(model: nn.Module) -> int:
+    """Weights one token's forward multiplies by: all but the input embedding (a lookup), with the
+    output head counted even when it is tied to that embedding."""
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight.data_ptr() == embedding.data_ptr()
+    return parameter_count(model) - embedding.numel() + (embedding.numel() if tied else 0)

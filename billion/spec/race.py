@@ -7,47 +7,38 @@ first-call costs. Hugging Face's own assisted generation can run as a reference.
 from __future__ import annotations
 
 import statistics
-
 import threading
-import time
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
-from billion.spec.drafts import (DraftSource, ModelDraft, PromptLookupDraft, check_same_tokenizer,
-                            parameter_count, self_draft)
 from billion.core.errors import BillionError
 from billion.core.noise import timing_notes
 from billion.core.generation import (GenerationResult, Message, chat_input_ids, check_length, stop_token_ids,
-                                stream_ids, uses_fallback)
+                                     stream_ids, uses_fallback)
 from billion.core.limits import DEFAULT_LIMITS, Limits, check_prompt
-from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.loading import LoadedModel, LoadOptions
+from billion.core.model_cache import ModelCache
 from billion.core.registry import DEFAULT_MODEL, FALLBACK_STOPS
 from billion.core.sampling import SamplingSettings
+from billion.spec.cost import break_even_alpha, predicted_speedup
+from billion.spec.cross import TextDraft
 from billion.spec.decoding import KSchedule, SpeculativeResult, speculative_generate
+from billion.spec.drafts import ModelDraft, parameters_per_token, same_tokenizer, self_draft
+from billion.spec.lookup import PromptLookupDraft
+from billion.spec.numerics import diagnose
+from billion.spec.outcome import BuiltDraft, DraftChoice, RaceResult, SweepPoint
+from billion.spec.prompts import EXAMPLE_PROMPTS
+from billion.spec.quant_draft import SCHEMES, SharedCacheDraft, quantized_copy
+from billion.spec.reference import ReferenceRun, hf_assisted
+from billion.spec.source import DraftSource
+from billion.spec.verifier import verifier
 
-DraftKind = Literal["model", "prompt_lookup", "self"]
+__all__ = ["EXAMPLE_PROMPTS", "RACE_DEFAULTS", "RaceRequest", "ReferenceRun", "DraftChoice", "RaceResult",
+           "SweepPoint", "parse_draft", "build_draft", "run_race", "k_sweep", "first_difference"]
+
 PROMPT_LOOKUP_NAMES = ("prompt-lookup", "prompt_lookup", "lookup", "pld")
-
-# Grounded prompts: the answer copies spans of the prompt, where prompt lookup shines.
-_PASSAGE = ("The Amazon rainforest covers much of the Amazon basin of South America. The basin covers "
-            "seven million square kilometres, of which five and a half million are covered by the "
-            "rainforest. The region includes territory belonging to nine nations; the majority of the "
-            "forest is contained within Brazil, with 60% of the rainforest, followed by Peru with 13%, "
-            "and Colombia with 10%.")
-EXAMPLE_PROMPTS: tuple[tuple[str, str], ...] = (
-    ("repeat", f"Repeat the following text exactly, word for word:\n\n{_PASSAGE}"),
-    ("edit", "Rewrite this text, replacing 'rainforest' with 'jungle' and changing nothing else:"
-             f"\n\n{_PASSAGE}"),
-    ("answer from text", f"{_PASSAGE}\n\nUsing only the text above, which countries hold most of the "
-                         "forest, and what share does each hold? Quote the text."),
-    ("summarise", f"Summarise this text in two sentences, reusing its wording:\n\n{_PASSAGE}"),
-    ("code edit", "Add type hints to this function and return it unchanged otherwise:\n\n"
-                  "def mean(values):\n    total = 0\n    for value in values:\n        total += value\n"
-                  "    return total / len(values)\n"),
-    ("open question", "Why is the sky blue? Answer in three sentences."),
-)
 
 
 #: how a race samples unless asked otherwise: greedy, so the lossless check applies
@@ -61,7 +52,7 @@ class RaceRequest:
     prompt: str
     #: the model whose output both runs must produce: alias, hub id, local folder or .gguf
     target: str = DEFAULT_MODEL
-    #: as parse_draft reads it: prompt-lookup, self:N or a draft model's alias
+    #: as parse_draft reads it: prompt-lookup, self:N, quant:int8, quant:int4 or a draft model's alias
     draft: str = "prompt-lookup"
     schedule: KSchedule = KSchedule(4)
     settings: SamplingSettings = RACE_DEFAULTS
@@ -92,92 +83,37 @@ class RaceRequest:
         return LoadOptions(dtype=self.dtype, quantization=self.quantization)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class DraftChoice:
-    """Which draft source to race with, as a person names it."""
-
-    kind: DraftKind
-    #: registry alias (or path) of the draft model, for kind "model"
-    model: str = ""
-    #: how many of the target's layers draft, for kind "self"
-    layers: int = 0
-
-    @property
-    def label(self) -> str:
-        labels = {"model": self.model, "prompt_lookup": "prompt-lookup", "self": f"self:{self.layers}"}
-        return labels[self.kind]
-
-
-@dataclass(frozen=True)
-class ReferenceRun:
-    """Hugging Face's assisted generation on the same target, settings and prompt."""
-
-    method: str
-    text: str
-    token_ids: tuple[int, ...]
-    total_s: float
-    #: output tokens per second of the whole call (HF reports no first-token time)
-    tokens_per_s: float
-
-
-@dataclass(frozen=True)
-class RaceResult:
-    target: str
-    draft: str
-    schedule: KSchedule
-    settings: SamplingSettings
-    prompt_tokens: int
-    plain: GenerationResult
-    speculative: SpeculativeResult
-    #: speculative decode tokens/s over plain decode tokens/s
-    speedup: float
-    #: plain total time over speculative total time (prefill included)
-    wall_speedup: float
-    #: greedy only: are both outputs identical? None when sampling (outputs differ by chance)
-    lossless: bool | None
-    #: greedy only: the first token position where the outputs differ, None if they do not
-    first_difference: int | None
-    reference: ReferenceRun | None = None
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    k: int
-    measured_speedup: float
-    predicted_speedup: float
-    acceptance_rate: float
-    tokens_per_target_forward: float
-    cost_ratio: float
-    #: greedy only: output identical to plain decoding
-    identical: bool | None
-    #: range of the per-repeat speedups (each repeat: speculative vs a plain run of its own)
-    low: float = float("nan")
-    high: float = float("nan")
-    repeats: int = 1
-    #: why this point's figure is noisy (wide range, busy machine), or ""
-    note: str = ""
-
-
 def parse_draft(text: str) -> DraftChoice:
-    """'prompt-lookup', 'self:N' or a draft model's alias."""
+    """'prompt-lookup', 'self:N', 'quant:int8' / 'quant:int4' or a draft model's alias."""
     name = text.strip()
     if not name:
-        raise BillionError("No draft given: use prompt-lookup, self:N, or a smaller model's alias.")
-    if name.lower() in PROMPT_LOOKUP_NAMES:
+        raise BillionError("No draft given: use prompt-lookup, self:N, quant:int8, quant:int4, or a "
+                           "smaller model's alias.")
+    lowered = name.lower()
+    if lowered in PROMPT_LOOKUP_NAMES:
         return DraftChoice("prompt_lookup")
-    if name.lower().startswith("self:"):
+    if lowered.startswith("self:"):
         try:
             layers = int(name.split(":", 1)[1])
         except ValueError:
             raise BillionError(f"'{name}': write self:N with N the number of the target's layers that "
                                "draft, e.g. self:8.") from None
         return DraftChoice("self", layers=layers)
+    if lowered.startswith("quant:"):
+        scheme = lowered.split(":", 1)[1]
+        if scheme not in SCHEMES:
+            raise BillionError(f"'{name}': write quant:int8 or quant:int4 (the target itself, "
+                               "quantized, drafts for it).")
+        return DraftChoice("quant", scheme=scheme)
     return DraftChoice("model", model=name)
 
 
 def output_vocab_size(model) -> int:
     head = model.get_output_embeddings()
-    return int(head.weight.shape[0]) if head is not None else int(model.config.vocab_size)
+    if head is None:
+        return int(model.config.vocab_size)
+    # A quantized head (billion.core.quant) keeps no float weight, only its shape.
+    return int(getattr(head, "out_features", None) or head.weight.shape[0])
 
 
 def load_draft(models: ModelCache | None, choice: DraftChoice, target: LoadedModel) -> LoadedModel:
@@ -187,19 +123,38 @@ def load_draft(models: ModelCache | None, choice: DraftChoice, target: LoadedMod
     return models.load(choice.model, LoadOptions(device=str(target.device)))
 
 
-def build_draft(target: LoadedModel, choice: DraftChoice, models: ModelCache | None = None) -> DraftSource:
+def build_draft(target: LoadedModel, choice: DraftChoice, models: ModelCache | None = None) -> BuiltDraft:
     vocab = output_vocab_size(target.model)
     if choice.kind == "prompt_lookup":
-        return PromptLookupDraft(vocab)
+        return BuiltDraft(choice, PromptLookupDraft(vocab))
     if choice.kind == "self":
-        return self_draft(target.model, choice.layers, vocab)
+        return BuiltDraft(choice, self_draft(target.model, choice.layers, vocab))
+    if choice.kind == "quant":
+        if target.device.type != "cpu":
+            raise BillionError(f"quant:{choice.scheme} uses billion's CPU int8/int4 kernels, and the target "
+                               f"is on {target.device.type}: run on CPU, or use prompt-lookup or a draft model.")
+        name = f"quant:{choice.scheme}"
+        return BuiltDraft(choice, SharedCacheDraft(quantized_copy(target.model, choice.scheme, target.tokenizer), vocab,
+                                                        name))
     draft = load_draft(models, choice, target)
-    if parameter_count(draft.model) > parameter_count(target.model):
-        raise BillionError(f"The draft {draft.spec.alias} is larger than the target {target.spec.alias}, "
-                           "so drafting would cost more than it saves: pick a smaller draft, "
-                           "prompt-lookup or self:N.")
-    check_same_tokenizer(target.tokenizer, draft.tokenizer, target.spec.alias, draft.spec.alias)
-    return ModelDraft(draft.model, vocab, name=draft.spec.alias)
+    notes = size_notes(target, draft)
+    if same_tokenizer(target.tokenizer, draft.tokenizer):
+        return BuiltDraft(choice, ModelDraft(draft.model, vocab, name=draft.spec.alias), "same tokenizer", notes)
+    source = TextDraft(draft.model, draft.tokenizer, target.tokenizer, vocab, f"{draft.spec.alias} (via text)",
+                       eos_ids=stop_token_ids(draft))
+    note = (f"{draft.spec.alias} has another tokenizer than {target.spec.alias}: it drafts text, which "
+            f"{target.spec.alias}'s tokenizer re-tokenizes (universal assisted generation).")
+    return BuiltDraft(choice, source, "via text", (note, *notes))
+
+
+def size_notes(target: LoadedModel, draft: LoadedModel) -> tuple[str, ...]:
+    """A warning when the draft multiplies as many weights per token as the target (it cannot pay)."""
+    ours, theirs = parameters_per_token(target.model), parameters_per_token(draft.model)
+    if theirs < ours:
+        return ()
+    return (f"{draft.spec.alias} multiplies {theirs / 1e6:.0f}M weights per token, {theirs / ours:.1f}× "
+            f"{target.spec.alias}'s {ours / 1e6:.0f}M: each drafted token costs about a target forward, "
+            "so drafting cannot pay off; measured anyway.",)
 
 
 def first_difference(a: Sequence[int], b: Sequence[int]) -> int | None:
@@ -233,39 +188,11 @@ def run_speculative(target: LoadedModel, input_ids: torch.Tensor, draft: DraftSo
         context_length=target.context_length, cancel=cancel)
 
 
-def hf_assisted(target: LoadedModel, choice: DraftChoice, schedule: KSchedule, settings: SamplingSettings,
-                input_ids: torch.Tensor, models: ModelCache | None = None) -> ReferenceRun:
-    """transformers' own assisted generation with the same draft source and k (fixed schedule)."""
-    kwargs: dict = {"max_new_tokens": settings.max_new_tokens, "do_sample": not settings.greedy,
-                    "eos_token_id": sorted(stop_token_ids(target)),
-                    "pad_token_id": target.tokenizer.pad_token_id,
-                    "repetition_penalty": settings.repetition_penalty}
-    if not settings.greedy:
-        # top_k=0 switches transformers' top-k off, as in billion.core.sampling (None would mean its default 50).
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
-    if choice.kind == "prompt_lookup":
-        kwargs["prompt_lookup_num_tokens"] = schedule.k
-        method = f"prompt_lookup_num_tokens={schedule.k}"
-    else:
-        if choice.kind == "self":
-            kwargs["assistant_early_exit"] = choice.layers
-            method = f"assistant_early_exit={choice.layers}"
-        else:
-            kwargs["assistant_model"] = load_draft(models, choice, target).model
-            method = f"assistant_model={choice.model}"
-        kwargs.update(num_assistant_tokens=schedule.k, assistant_confidence_threshold=0.0,
-                      num_assistant_tokens_schedule="heuristic" if schedule.dynamic else "constant")
-    if settings.seed is not None:
-        torch.manual_seed(settings.seed)
-    started = time.perf_counter()
-    with torch.inference_mode():
-        out = target.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
-    total = time.perf_counter() - started
-    new = out[0, input_ids.shape[1]:].tolist()
-    eos = stop_token_ids(target)
-    ids = tuple(new[:next((i for i, t in enumerate(new) if t in eos), len(new))])
-    return ReferenceRun(method, target.tokenizer.decode(ids, skip_special_tokens=True), ids, total,
-                        len(ids) / total if total > 0 else 0.0)
+def reference_run(target: LoadedModel, built: BuiltDraft, schedule: KSchedule, settings: SamplingSettings,
+                  input_ids: torch.Tensor) -> ReferenceRun:
+    """HF's assisted generation with the same draft source (and its own loop and caches)."""
+    kind = "text" if built.pairing == "via text" else built.choice.kind
+    return hf_assisted(target, kind, built.source, schedule, settings, input_ids, built.choice.layers)
 
 
 def _schedule(k: int | KSchedule) -> KSchedule:
@@ -278,12 +205,15 @@ def _schedule(k: int | KSchedule) -> KSchedule:
 
 def _prepare(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSettings,
              messages: Sequence[Message], models: ModelCache | None
-             ) -> tuple[DraftChoice, DraftSource, torch.Tensor]:
+             ) -> tuple[LoadedModel, BuiltDraft, torch.Tensor]:
+    """(the target with its cheaper verify path, the draft, the prompt's ids). Plain decoding and HF
+    run on that same target, whose 1-token steps are exactly the loaded model's."""
     settings.validate()
     choice = parse_draft(draft) if isinstance(draft, str) else draft
     input_ids = chat_input_ids(target, messages)
     check_length(target, input_ids.shape[1], settings)
-    return choice, build_draft(target, choice, models), input_ids
+    built = build_draft(target, choice, models)
+    return replace(target, model=verifier(target.model)), built, input_ids
 
 
 def warm_up(target: LoadedModel, input_ids: torch.Tensor, source: DraftSource,
@@ -292,6 +222,27 @@ def warm_up(target: LoadedModel, input_ids: torch.Tensor, source: DraftSource,
     short = replace(settings, max_new_tokens=min(8, settings.max_new_tokens))
     run_plain(target, input_ids, short)
     run_speculative(target, input_ids, source, short, schedule)
+
+
+def verify_cost_ratio(plain: GenerationResult, spec: SpeculativeResult) -> float:
+    """Mean target time per round over one plain decoding step, both measured in this race."""
+    stats = spec.stats
+    if not stats.rounds or plain.decode_tokens_per_s <= 0:
+        return 0.0
+    return (stats.target_s / stats.rounds) * plain.decode_tokens_per_s
+
+
+def outcome_notes(built: BuiltDraft, spec: SpeculativeResult, speedup: float, verify_cost: float) -> tuple[str, ...]:
+    """Why a draft model did not help, in figures: the acceptance it would need to break even."""
+    stats = spec.stats
+    if built.choice.kind == "prompt_lookup" or speedup >= 1.0 or not stats.drafted:
+        return built.notes
+    need = break_even_alpha(stats.mean_k, stats.cost_ratio, max(verify_cost, 1.0))
+    needed = ("no acceptance could make it pay" if need is None
+              else f"it needs a per-token acceptance above {need:.0%} to break even")
+    return (*built.notes, f"Speculative decoding was slower than plain ({speedup:.2f}×): {built.source.name} "
+            f"had {stats.acceptance_rate:.0%} of its drafts accepted (α = {stats.alpha:.2f}) at "
+            f"c = {stats.cost_ratio:.2f} of a target forward per drafted token; {needed}.")
 
 
 def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, settings: SamplingSettings,
@@ -303,7 +254,8 @@ def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, 
     models: the cache a draft model loads from (needed only when the draft is a model).
     """
     schedule = _schedule(k)
-    choice, source, input_ids = _prepare(target, draft, settings, messages, models)
+    target, built, input_ids = _prepare(target, draft, settings, messages, models)
+    source = built.source
     say = progress or (lambda _: None)
     if warmup:
         say("warming up")
@@ -315,14 +267,25 @@ def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, 
     ref = None
     if reference:
         say("Hugging Face assisted generation")
-        ref = hf_assisted(target, choice, schedule, settings, input_ids, models)
+        ref = reference_run(target, built, schedule, settings, input_ids)
     differ = first_difference(plain.token_ids, spec.token_ids) if settings.greedy else None
+    divergence = None
+    if differ is not None:
+        say("replaying both runs where they part")
+        divergence = diagnose(target.model, input_ids[0].tolist(), plain.token_ids, spec.token_ids,
+                              spec.rounds, differ, settings.repetition_penalty)
+    speedup = _ratio(spec.decode_tokens_per_s, plain.decode_tokens_per_s)
+    verify_cost = verify_cost_ratio(plain, spec)
+    stats = spec.stats
     return RaceResult(
         target=target.spec.alias, draft=source.name, schedule=schedule, settings=settings,
-        prompt_tokens=input_ids.shape[1], plain=plain, speculative=spec,
-        speedup=_ratio(spec.decode_tokens_per_s, plain.decode_tokens_per_s),
+        prompt_tokens=input_ids.shape[1], plain=plain, speculative=spec, speedup=speedup,
         wall_speedup=_ratio(plain.total_s, spec.total_s),
-        lossless=(differ is None) if settings.greedy else None, first_difference=differ, reference=ref)
+        lossless=(differ is None) if settings.greedy else None, first_difference=differ, reference=ref,
+        verify_cost_ratio=verify_cost,
+        predicted_speedup_measured=predicted_speedup(stats.alpha, stats.mean_k, stats.cost_ratio, verify_cost)
+        if verify_cost else 0.0,
+        divergence=divergence, notes=outcome_notes(built, spec, speedup, verify_cost))
 
 
 def k_sweep(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSettings,
@@ -336,7 +299,8 @@ def k_sweep(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSet
         raise BillionError("The k sweep needs at least one k, e.g. 1 to 8.")
     if repeats < 1:
         raise BillionError(f"repeats must be at least 1 (got {repeats}).")
-    _, source, input_ids = _prepare(target, draft, settings, messages, models)
+    target, built, input_ids = _prepare(target, draft, settings, messages, models)
+    source = built.source
     say = progress or (lambda _: None)
     if warmup:
         say("warming up")
@@ -355,8 +319,9 @@ def k_sweep(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSet
             k=schedule.k, measured_speedup=statistics.median(ratios),
             predicted_speedup=stats.predicted_speedup, acceptance_rate=stats.acceptance_rate,
             tokens_per_target_forward=stats.tokens_per_target_forward, cost_ratio=stats.cost_ratio,
-            identical=same if settings.greedy else None, low=min(ratios), high=max(ratios),
-            repeats=repeats, note="; ".join(timing_notes(ratios, "the speedups of the repeats"))))
+            identical=same if settings.greedy else None, verify_cost_ratio=verify_cost_ratio(plain, spec),
+            low=min(ratios), high=max(ratios), repeats=repeats,
+            note="; ".join(timing_notes(ratios, "the speedups of the repeats"))))
     return tuple(points)
 
 

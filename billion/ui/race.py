@@ -19,7 +19,8 @@ import gradio as gr
 from billion.context import AppContext
 from billion.core.availability import HubProbe, available
 from billion.core.errors import BillionError
-from billion.core.registry import drafts_for, resolve
+from billion.core.loading import pick_device
+from billion.core.registry import all_models, drafts_for, resolve
 from billion.core.sampling import sampling_from
 from billion.spec.decoding import MAX_K, KSchedule
 from billion.endpoints.config import RACE_LOCAL_ONLY
@@ -39,17 +40,30 @@ T = TypeVar("T")
 DEFAULT_RACE = RaceRequest("")
 
 
+QUANT_CHOICES = [("Quantized self-draft: the target itself at int8 (same weights, shares its cache)",
+                  "quant:int8"),
+                 ("Quantized self-draft: the target itself at int4 (same weights, shares its cache)",
+                  "quant:int4")]
+
+
 def draft_choices(target: str | None, hub: HubProbe | None = None) -> list[tuple[str, str]]:
-    """Prompt lookup, self-speculation, then the registry's smaller same-tokenizer models that load here."""
+    """Prompt lookup, self-speculation, the target quantized (CPU kernels), the registry's smaller
+    same-tokenizer models, then other models that load here, drafting through text."""
     choices = [("Prompt lookup (copies n-grams from the prompt, no model)", PROMPT_LOOKUP),
                ("Self-speculation (the target's first N layers)", SELF)]
+    if pick_device().type == "cpu":
+        choices += QUANT_CHOICES
     if target:
         try:
-            drafts = drafts_for(resolve(target))
+            spec = resolve(target)
         except BillionError:
-            drafts = ()
-        choices += [(f"{d.alias} · {d.size_label} (draft model)", d.alias)
-                    for d in drafts if available(d, hub).ok]
+            return choices
+        same = [d for d in drafts_for(spec) if available(d, hub).ok]
+        choices += [(f"{d.alias} · {d.size_label} (draft model)", d.alias) for d in same]
+        others = [m for m in all_models()
+                  if m.tokenizer_group != spec.tokenizer_group and available(m, hub).ok]
+        choices += [(f"{m.alias} · {m.size_label} (another tokenizer: drafts through text)", m.alias)
+                    for m in others]
     return choices
 
 
@@ -72,8 +86,9 @@ def race_request(ctx: AppContext, prompt: str, target: str, draft: str, self_lay
     request = RaceRequest(prompt, target, name, KSchedule(whole_k(k), dynamic=bool(dynamic)), settings,
                           bool(reference), bool(warmup)).validated(ctx.limits)
     choice = parse_draft(name)
-    if choice.kind == "model" and choice.model not in {value for _, value in draft_choices(target, ctx.hub)}:
-        raise gr.Error(f"'{choice.model}' is not an available draft model for {target}: pick prompt "
+    offered = {value for _, value in draft_choices(target, ctx.hub)}
+    if choice.kind in ("model", "quant") and choice.label not in offered:
+        raise gr.Error(f"'{choice.label}' is not an available draft for {target}: pick prompt "
                        "lookup, self-speculation, or one of the drafts listed for this target.")
     return request
 
@@ -194,13 +209,18 @@ def _draft_update(ctx: AppContext, target: str):
     return gr.update(choices=choices, value=PROMPT_LOOKUP)
 
 
+INTRO = ("Plain decoding runs first, then speculative decoding (never both at once: they would "
+         "share the cores), after a short warm-up. Then both outputs replay side by side at "
+         "their recorded pace. Grounded prompts (repeat, edit, answer from a text) are where "
+         "prompt lookup shines; the quantized self-draft (the target itself at int8/int4) also "
+         "helps on open questions; a model with another tokenizer drafts through text.\n\n"
+         + RACE_LOCAL_ONLY)
+
+
 def build_race_tab(ctx: AppContext) -> None:
     choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
-    gr.Markdown("Plain decoding runs first, then speculative decoding (never both at once: they would "
-                "share the cores), after a short warm-up. Then both outputs replay side by side at "
-                "their recorded pace. Grounded prompts (repeat, edit, answer from a text) are where "
-                "prompt lookup shines.\n\n" + RACE_LOCAL_ONLY)
+    gr.Markdown(INTRO)
     with gr.Row():
         target = gr.Dropdown(choices, value=default, label="Target model", scale=3)
         draft = gr.Dropdown(draft_choices(default, ctx.hub), value=PROMPT_LOOKUP, label="Draft source",

@@ -7,6 +7,7 @@ it would last longer than `MAX_REPLAY_S`).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 from bisect import bisect_right
@@ -154,11 +155,22 @@ def badge_html(result: RaceResult) -> str:
     elif result.lossless:
         colour, text = "#1a7f37", (f"LOSSLESS ✓ greedy outputs are identical, token for token "
                                    f"({len(result.plain.token_ids)} tokens)")
+    elif result.verdict == "numerics" and result.divergence is not None:
+        d = result.divergence
+        colour, text = "#9a6700", (
+            f"DIFFERS BY NUMERICS ≈ greedy outputs part at token {d.position}, a near-tie: margin "
+            f"{d.margin:.2g} (plain {d.plain_margin:.2g}, speculative {d.speculative_margin:.2g}), while the "
+            f"logits of a multi-token verify and a 1-token step differ by {d.logit_difference:.2g} there "
+            f"(and by up to {d.agreeing_difference:.2g} at the tokens before, where they agree). Both "
+            "outputs are the target's greedy output for their own arithmetic.")
     else:
+        d = result.divergence
+        why = "" if d is None else (f": the runs' logits differ by {d.logit_difference:.2g} there, margin "
+                                    f"{d.margin:.2g}, more than rounding at this precision explains")
         colour, text = "#c00", (f"NOT LOSSLESS ✗ greedy outputs differ from token "
                                 f"{result.first_difference} "
                                 f"on ({len(result.plain.token_ids)} plain vs "
-                                f"{len(result.speculative.token_ids)} speculative tokens)")
+                                f"{len(result.speculative.token_ids)} speculative tokens){why}")
     return (f"<div style='padding:0.5em 0.8em;border-radius:6px;color:white;font-weight:600;"
             f"background:{colour}'>{html.escape(text)}</div>")
 
@@ -185,21 +197,26 @@ def stats_markdown(result: RaceResult) -> str:
         f"tokens in {stats.rounds} rounds, mean k = {stats.mean_k:.2f})",
         f"- **Time**: draft {stats.draft_s:.2f} s, target {stats.target_s:.2f} s, prefill "
         f"{spec.prefill_s:.2f} s; one draft token costs c = {stats.cost_ratio:.3f} target forwards",
+        f"- **Verify cost**: a verify forward (mean k + 1 = {stats.mean_k + 1:.1f} tokens) costs "
+        f"c_v = {result.verify_cost_ratio:.2f} plain 1-token steps, measured in this race",
         f"- **Speedup**: measured {result.speedup:.2f}× decode ({result.wall_speedup:.2f}× wall); "
         f"predicted {stats.predicted_speedup:.2f}× by Leviathan et al.'s "
         "(1 − α^(k+1)) / ((1 − α)(k·c + 1)), "
-        "which assumes verifying k + 1 tokens costs one forward",
+        "which assumes verifying k + 1 tokens costs one forward; "
+        f"{result.predicted_speedup_measured:.2f}× with the measured c_v in place of that 1",
         f"- Prompt {result.prompt_tokens} tokens; stop: plain {result.plain.finish_reason}, "
         f"speculative {spec.finish_reason}",
     ]
+    lines += [f"- **Note**: {note}" for note in result.notes]
     ref = result.reference
     if ref is not None:
         same = ("same output as plain" if ref.token_ids == result.plain.token_ids
                 else "output differs from plain")
-        ours = ref.total_s / spec.total_s if spec.total_s > 0 else 0.0
+        wall = ref.total_s / spec.total_s if spec.total_s > 0 else 0.0
+        decode = spec.decode_tokens_per_s / ref.decode_tokens_per_s if ref.decode_tokens_per_s else 0.0
         lines.append(f"- **Hugging Face assisted generation** (`{ref.method}`): {len(ref.token_ids)} tokens "
-                     f"in {ref.total_s:.2f} s ({ref.tokens_per_s:.1f} tokens/s overall), {same}; "
-                     f"ours is {ours:.2f}× its speed")
+                     f"in {ref.total_s:.2f} s ({ref.decode_tokens_per_s:.1f} tokens/s decode), {same}; "
+                     f"ours is {decode:.2f}× its decode speed ({wall:.2f}× wall)")
     return "\n".join(lines)
 
 
@@ -240,11 +257,16 @@ def race_summary(result: RaceResult) -> dict:
         "acceptance_rate": stats.acceptance_rate,
         "tokens_per_target_forward": stats.tokens_per_target_forward,
         "draft_s": stats.draft_s, "target_s": stats.target_s, "cost_ratio": stats.cost_ratio,
+        "verify_cost_ratio": result.verify_cost_ratio, "mean_k": stats.mean_k,
         "predicted_speedup": stats.predicted_speedup,
+        "predicted_speedup_measured": result.predicted_speedup_measured,
         "lossless": result.lossless, "first_difference": result.first_difference,
+        "verdict": result.verdict, "notes": list(result.notes),
+        "divergence": None if result.divergence is None else dataclasses.asdict(result.divergence),
         "reference": None if ref is None else {"method": ref.method, "text": ref.text,
                                                "tokens": len(ref.token_ids), "total_s": ref.total_s,
                                                "tokens_per_s": ref.tokens_per_s,
+                                               "decode_tokens_per_s": ref.decode_tokens_per_s,
                                                "same_as_plain": ref.token_ids == result.plain.token_ids},
     }
 
@@ -264,25 +286,21 @@ def sweep_figure(points: Sequence[SweepPoint]) -> Figure:
     ax.set_xlabel("k (tokens drafted per round)")
     ax.set_ylabel("decode speedup over plain (×)")
     ax.set_xticks(ks)
-    top = max([*above_tops(points), *(p.predicted_speedup for p in points), 1.0])
-    ax.set_ylim(0, top * 1.15)  # room above the highest bar (tops were clipped)
+    tops = [p.high if p.high == p.high else p.measured_speedup for p in points]
+    ax.set_ylim(0, max([*tops, *(p.predicted_speedup for p in points), 1.0]) * 1.15)  # tops were clipped
     ax.legend()
     return fig
 
 
-def above_tops(points: Sequence[SweepPoint]) -> list[float]:
-    return [p.high if p.high == p.high else p.measured_speedup for p in points]
-
-
 def sweep_markdown(points: Sequence[SweepPoint]) -> str:
-    lines = ["| k | measured (median) | range | predicted | acceptance | tokens/forward | c | identical |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| k | measured (median) | range | predicted | acceptance | tokens/forward | c | verify c_v "
+             "| identical |", "|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         same = "–" if p.identical is None else ("yes" if p.identical else "**NO**")
         spread = f"{p.low:.2f}–{p.high:.2f}×" if p.repeats > 1 else "1 run"
         lines.append(f"| {p.k} | {p.measured_speedup:.2f}× | {spread} | {p.predicted_speedup:.2f}× | "
                      f"{p.acceptance_rate:.0%} | {p.tokens_per_target_forward:.2f} | {p.cost_ratio:.3f} | "
-                     f"{same} |")
+                     f"{p.verify_cost_ratio:.2f} | {same} |")
     notes = list(dict.fromkeys(f"k = {p.k}: {p.note}" for p in points if p.note))
     if notes:
         lines += ["", "⚠️ **Noisy timings**: " + "; ".join(notes)]
