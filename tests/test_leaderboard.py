@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from billion.bench.runner import StoredScore, TaskOutcome
+from billion.bench.plot_points import score_points, speed_points
 from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, MEASURED, PUBLISHED, build_leaderboard,
                                  filter_leaderboard, latest_results, metric_unit,
-                                 run_results_frame, run_summary, score_points, select_columns,
-                                 speed_points)
+                                 run_results_frame, run_summary, select_columns)
 from billion.arena.ratings import compute_ratings
 from billion.core.registry import MODELS, resolve
 from billion.store.store import Store

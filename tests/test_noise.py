@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from billion.bench.runner import speed_rows
+from billion.bench.rows import speed_rows
 from billion.bench.speed import LengthTiming, SpeedResult, Spread
 from billion.core import noise
 

@@ -38,7 +38,7 @@ def endpoint_mc_steps(endpoint: EndpointModel, task_name: str, request: Any,
                       cancel: threading.Event | None) -> Iterator[tuple]:
     """(done, total, message, rows) per item; rows on the last step unless cancelled."""
     from billion.bench.mc import ItemScore, decide, select_items, summarize
-    from billion.bench.runner import mc_rows
+    from billion.bench.rows import mc_rows
     from billion.bench.tasks import build_prompt, get_task
     from billion.bench.endpoint_tasks import endpoint_settings
 

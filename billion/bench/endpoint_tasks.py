@@ -83,7 +83,8 @@ def endpoint_settings(request: Any, endpoint: EndpointModel, task: str) -> dict[
 def _humaneval_steps(endpoint: EndpointModel, request: Any,
                      cancel: threading.Event | None) -> Iterator[Step]:
     from billion.bench.humaneval import iter_humaneval
-    from billion.bench.runner import HUMANEVAL, humaneval_rows
+    from billion.bench.rows import humaneval_rows
+    from billion.bench.runner import HUMANEVAL
 
     total = min(request.limit or 164, 164)
     yield 0, total, f"0/{total} problems", None

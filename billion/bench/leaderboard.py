@@ -13,7 +13,8 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from billion.bench.runner import LIMITED_NOTE, StoredScore, TaskOutcome
+from billion.bench.rows import LIMITED_NOTE
+from billion.bench.runner import StoredScore, TaskOutcome
 from billion.arena.ratings import RatingTable
 from billion.core.registry import ModelSpec
 from billion.bench.endpoint_tasks import NEEDS_LOGPROBS
@@ -298,54 +299,6 @@ def run_summary(outcomes: Sequence[TaskOutcome]) -> dict[str, Any]:
     return {"scores": scores, "failed": failed, "cancelled": cancelled, "notes": notes}
 
 
-# -- plot data -----------------------------------------------------------------------------------
-
 def variant_label(model: str, quantization: str, dtype: str = "") -> str:
     parts = [p for p in (dtype, quantization if quantization not in ("", "none") else "") if p]
     return f"{model} ({', '.join(parts)})" if parts else model
-
-
-def score_points(board: pd.DataFrame) -> pd.DataFrame:
-    """Measured multiple-choice accuracy and published MMLU-like scores against parameter count.
-
-    Columns: label, params, score, low, high (percent; NaN where no interval), kind, benchmark,
-    quantization, chance.
-    """
-    sized = board[(board["params (M)"].astype(float) > 0) & ~board["_limited"].astype(bool)]
-    measured = sized[(sized["kind"] == MEASURED) & sized["benchmark"].isin(PLOTTED_TASKS)
-                     & sized["_metric_key"].isin(["acc", "acc_norm"])]
-    published = sized[(sized["kind"] == PUBLISHED)
-                      & sized["benchmark"].str.lower().str.startswith(MMLU_LIKE_PREFIX)]
-    rows = []
-    for _, r in measured.iterrows():
-        low, high = (_number(v) for v in r["_ci"])
-        rows.append({"label": variant_label(r["model"], r["quantization"]), "params": r["params (M)"],
-                     "score": r["score"], "low": math.nan if low is None else 100 * low,
-                     "high": math.nan if high is None else 100 * high, "kind": MEASURED,
-                     "benchmark": r["benchmark"], "quantization": r["quantization"],
-                     "chance": r["chance"]})
-    # Registry entries that share a checkpoint (hub and package copies) share its published scores.
-    published = published.drop_duplicates(["params (M)", "benchmark", "score"])
-    for _, r in published.iterrows():
-        rows.append({"label": r["model"], "params": r["params (M)"], "score": r["score"],
-                     "low": math.nan, "high": math.nan, "kind": PUBLISHED,
-                     "benchmark": r["benchmark"], "quantization": "", "chance": 25.0})
-    return pd.DataFrame(rows, columns=["label", "params", "score", "low", "high", "kind",
-                                       "benchmark", "quantization", "chance"])
-
-
-def speed_points(board: pd.DataFrame) -> pd.DataFrame:
-    """Decode tokens/s (at each variant's shortest measured prompt) against peak memory in MiB."""
-    measured = board[board["kind"] == MEASURED]
-    rows = []
-    for (model, dtype, quant), group in measured.groupby(["model", "dtype", "quantization"]):
-        metrics = dict(zip(group["_metric_key"], group["score"]))
-        decode = sorted((int(k.split("@")[1]), v) for k, v in metrics.items()
-                        if k.startswith("decode_tok_s@"))
-        if not decode or "peak_memory_bytes" not in metrics:
-            continue
-        rows.append({"label": variant_label(model, quant, dtype), "memory_mib": metrics["peak_memory_bytes"],
-                     "weight_mib": metrics.get("weight_bytes"), "tokens_per_s": decode[0][1],
-                     "prompt_tokens": decode[0][0]})
-    return pd.DataFrame(rows, columns=["label", "memory_mib", "weight_mib", "tokens_per_s",
-                                       "prompt_tokens"])

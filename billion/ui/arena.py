@@ -23,6 +23,7 @@ import gradio as gr
 from billion.arena.battle import (Battle, Reveal, abandon_pending, ask, contestant_loader, conversation,
                                   public_label, regenerate, reveal, stream_pending, validate_prompt)
 from billion.arena.contestants import registered_contestants
+from billion.arena.ratings import RatingTable
 from billion.arena.rounds import BattleRequest, cast_vote, record_answers, record_ask, start_battle
 from billion.context import AppContext
 from billion.core.availability import available_aliases
@@ -240,24 +241,9 @@ def _vote_button_handler(ctx: AppContext, choice: str):
     return handler
 
 
-def arena_ratings_summary(ctx: AppContext) -> str:
-    return ratings_summary(current_ratings(ctx.store))
-
-
-def arena_ratings_table(ctx: AppContext):
-    return ratings_frame(current_ratings(ctx.store))
-
-
-def arena_ratings_plot(ctx: AppContext):
-    return ratings_figure(current_ratings(ctx.store))
-
-
-def arena_win_rate_plot(ctx: AppContext):
-    return win_rate_figure(current_ratings(ctx.store))
-
-
-def arena_battle_count_plot(ctx: AppContext):
-    return battle_count_figure(current_ratings(ctx.store))
+def ratings_view(ctx: AppContext, render: Callable[[RatingTable], Any]) -> Callable[[], Any]:
+    """A value computed at each page load: the current ratings, drawn by render."""
+    return lambda: render(current_ratings(ctx.store))
 
 
 def build_arena_tab(ctx: AppContext) -> None:
@@ -307,12 +293,12 @@ def build_arena_tab(ctx: AppContext) -> None:
 
     with gr.Accordion("Ratings", open=True):
         # Callables: Gradio recomputes each on page load (from one cached rating table).
-        summary = gr.Markdown(bind(arena_ratings_summary, ctx), label="Summary")
-        table = gr.Dataframe(bind(arena_ratings_table, ctx), interactive=False, label="Leaderboard")
+        summary = gr.Markdown(ratings_view(ctx, ratings_summary), label="Summary")
+        table = gr.Dataframe(ratings_view(ctx, ratings_frame), interactive=False, label="Leaderboard")
         with gr.Row():
-            rating_plot = gr.Plot(bind(arena_ratings_plot, ctx), label="Ratings", show_label=False)
-            win_plot = gr.Plot(bind(arena_win_rate_plot, ctx), label="Win rates", show_label=False)
-            count_plot = gr.Plot(bind(arena_battle_count_plot, ctx), label="Battle counts",
+            rating_plot = gr.Plot(ratings_view(ctx, ratings_figure), label="Ratings", show_label=False)
+            win_plot = gr.Plot(ratings_view(ctx, win_rate_figure), label="Win rates", show_label=False)
+            count_plot = gr.Plot(ratings_view(ctx, battle_count_figure), label="Battle counts",
                                  show_label=False)
         with gr.Row():
             refresh = gr.Button("Refresh ratings")

@@ -17,7 +17,6 @@ from typing import Callable, Iterator
 import gradio as gr
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from billion.bench.runner import (HUMANEVAL, SPEED, BenchRequest, RunProgress, TaskOutcome,
                                   estimate_seconds, iter_run)
@@ -25,15 +24,16 @@ from billion.arena.contestants import registered_contestants
 from billion.bench.matrix import SORT_CHOICES, model_matrix
 from billion.bench.tasks import TASKS
 from billion.core.errors import BillionError
-from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, MEASURED, SIZE_BANDS,
+from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, SIZE_BANDS,
                                  build_leaderboard, families, filter_leaderboard,
-                                 run_results_frame, run_summary, score_points, select_columns,
-                                 speed_points)
+                                 run_results_frame, run_summary, select_columns)
 from billion.context import AppContext
 from billion.core.precision import QUALITY_COLUMNS, auto_cpu_choice, quality_rows
 from billion.core.registry import all_models
 from billion.store.store import Store
 from billion.ui.arena_ratings import current_ratings
+from billion.bench.plot_points import score_points, speed_points
+from billion.ui.leaderboard_plots import score_figure, speed_figure
 from billion.ui.common import ON_ZEROGPU, bind, default_model, friendly_errors, model_choices, on_device
 from billion.endpoints.config import configured_endpoints
 from billion.ui.endpoints import endpoint_choices
@@ -41,11 +41,6 @@ from billion.ui.endpoints import endpoint_choices
 TASK_LABELS = [(f"{t.name} · {t.display_name}" + ("" if t.offline else " (needs the hub)"), t.name)
                for t in TASKS] + [("humaneval · HumanEval pass@1 (greedy)", HUMANEVAL),
                                   ("speed · time to first token, tokens/s, memory", SPEED)]
-PLOT_MARKERS = {"billion-mc": ("o", "tab:blue"), "billion-mc-cloze": ("D", "tab:green"),
-                "mmlu": ("^", "tab:purple")}
-PUBLISHED_MARKERS = ["s", "v", "X", "P"]
-SIZE_TICKS = [100, 200, 500, 1000, 2000, 5000, 10000]
-QUANT_OFFSET = {"none": 1.0, "int8": 1.07, "int4": 1.14}  # spread variants of one size apart
 BENCH_DEFAULTS = BenchRequest()
 #: items per task of a run started from the page: a click should take minutes, not hours
 PAGE_LIMIT = 20
@@ -64,67 +59,6 @@ def filtered_board(store: Store, family: list[str] | None, size: str, kinds: lis
         raise BillionError(f"Unknown size band {size!r}: use one of {', '.join(SIZE_BANDS)}.")
     return filter_leaderboard(current_board(store), family or None, SIZE_BANDS[size],
                               kinds if kinds is not None else KINDS, search or "")
-
-
-def _empty_figure(title: str, text: str) -> Figure:
-    fig = Figure(figsize=(6, 2.5), layout="constrained")
-    ax = fig.subplots()
-    ax.set_title(title)
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
-    ax.set_axis_off()
-    return fig
-
-
-def score_figure(points: pd.DataFrame) -> Figure:
-    """Accuracy vs parameters: measured with 95% bars (filled), published MMLU-like (hollow)."""
-    title = "Multiple-choice accuracy vs size"
-    if points.empty:
-        return _empty_figure(title, "No measured or published multiple-choice scores in this view")
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.subplots()
-    measured = points[points["kind"] == MEASURED]
-    for task, group in measured.groupby("benchmark"):
-        marker, color = PLOT_MARKERS.get(task, ("o", "tab:gray"))
-        x = group["params"] * group["quantization"].map(QUANT_OFFSET).fillna(1.0)
-        bars = [(group["score"] - group["low"]).clip(lower=0).fillna(0),
-                (group["high"] - group["score"]).clip(lower=0).fillna(0)]
-        ax.errorbar(x, group["score"], yerr=bars, fmt=marker, color=color, capsize=4,
-                    label=f"measured: {task} (95% CI)")
-        for xi, yi, label in zip(x, group["score"], group["label"]):
-            ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    published = points[points["kind"] != MEASURED]
-    for (benchmark, group), marker in zip(published.groupby("benchmark"), PUBLISHED_MARKERS * 3):
-        ax.scatter(group["params"], group["score"], marker=marker, facecolors="none",
-                   edgecolors="tab:orange", label=f"published: {benchmark} (settings vary)")
-        for xi, yi, label in zip(group["params"], group["score"], group["label"]):
-            ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(5, -9), fontsize=7,
-                        color="tab:orange")
-    ax.axhline(25.0, linestyle=":", color="grey", label="chance (4 choices)")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(FixedLocator(SIZE_TICKS))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("parameters (millions, log scale)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="best")
-    return fig
-
-
-def speed_figure(points: pd.DataFrame) -> Figure:
-    title = "Decode speed vs peak memory"
-    if points.empty:
-        return _empty_figure(title, "No speed results in this view: run the 'speed' task")
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.scatter(points["memory_mib"], points["tokens_per_s"], color="tab:blue")
-    for _, p in points.iterrows():
-        ax.annotate(f"{p['label']} @{p['prompt_tokens']}", (p["memory_mib"], p["tokens_per_s"]),
-                    textcoords="offset points", xytext=(5, 4), fontsize=7)
-    ax.set_xlabel("peak memory (MiB; the model alone in a child process on CPU, max allocated on GPU)")
-    ax.set_ylabel("decode tokens/s (shortest prompt measured)")
-    ax.set_title(title)
-    return fig
 
 
 @friendly_errors
