@@ -7,6 +7,7 @@ the store, so they stay in the pool after a restart.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -15,11 +16,14 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from billion.core.errors import BillionError
 from billion.arena.ratings import RatingTable
+from billion.core.errors import BillionError
+from billion.core.limits import DEFAULT_LIMITS, Limits, check_label
 from billion.core.registry import pick_default, resolve
 from billion.core.sampling import SamplingSettings
 from billion.store.store import Store
+
+log = logging.getLogger(__name__)
 
 PoolKind = Literal["all", "temperature", "dtype"]
 POOL_KINDS: tuple[PoolKind, ...] = ("all", "temperature", "dtype")
@@ -128,24 +132,37 @@ def contestant_pool(kind: PoolKind, available: Sequence[str],
 
 
 def register_adapter_contestant(path: str | Path, base_alias: str, label: str = "", *,
-                                store: Store) -> Contestant:
+                                store: Store, limits: Limits = DEFAULT_LIMITS) -> Contestant:
     """Add a LoRA adapter (a folder the trainer saved) to the arena pool, remembered in the store.
 
-    Registering the same adapter again replaces its entry. Returns the new contestant.
+    The label (default: the folder's name) is checked against limits.label_chars and the allowed
+    characters before anything is stored: it becomes part of a rating name shown on every page
+    load. Registering the same adapter again replaces its entry. Returns the new contestant.
     """
+    label = check_label(label, limits)
     folder = Path(path).expanduser().resolve()
     if not (folder / "adapter_config.json").is_file():
         raise BillionError(f"{folder} is not a PEFT adapter folder (no adapter_config.json): "
                            "pass the folder the trainer saved.")
     resolve(base_alias)  # an unknown base fails here, not in the middle of a battle
-    contestant = Contestant(base_alias, adapter=str(folder), label=label.strip() or folder.name)
+    contestant = Contestant(base_alias, adapter=str(folder), label=label or check_label(folder.name, limits))
     store.add_arena_contestant(contestant.to_record())
     return contestant
 
 
-def registered_contestants(store: Store) -> tuple[Contestant, ...]:
-    """Contestants added with register_adapter_contestant, oldest first."""
-    return tuple(Contestant.from_record(r) for r in store.arena_contestants())
+def registered_contestants(store: Store, limits: Limits = DEFAULT_LIMITS) -> tuple[Contestant, ...]:
+    """Contestants added with register_adapter_contestant, oldest first; one whose label breaks
+    the label rules (stored before they existed) stays out of new battles."""
+    contestants = []
+    for record in store.arena_contestants():
+        try:
+            check_label(record.get("label") or "", limits)
+        except BillionError:
+            log.warning("arena contestant %.60r left out of battles: its label breaks the label rules",
+                        record.get("name"))
+            continue
+        contestants.append(Contestant.from_record(record))
+    return tuple(contestants)
 
 
 # ---- pair choice ---------------------------------------------------------------------------------

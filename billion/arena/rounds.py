@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from billion.arena.battle import Battle, Choice, new_battle, vote
-from billion.arena.contestants import Contestant, PoolKind, contestant_pool, pick_pair
+from billion.arena.contestants import POOL_KINDS, Contestant, PoolKind, contestant_pool, pick_pair
 from billion.arena.ratings import RatingTable
 from billion.core.errors import BillionError
+from billion.core.limits import DEFAULT_LIMITS, Limits, check_max_new_tokens
 from billion.core.sampling import SamplingSettings
 from billion.store.store import Store
 
@@ -27,12 +28,32 @@ class BattleRequest:
     #: stream both answers as they grow (off: both appear together, since pace gives a model away)
     live_streaming: bool = False
 
+    def validated(self, limits: Limits = DEFAULT_LIMITS) -> BattleRequest:
+        """The request when it keeps the battle blind and within limits; a BillionError otherwise.
+
+        No seed may be given and the temperature has a floor: with a known seed, or greedy
+        decoding, a Chat call with each model would reproduce the anonymous answers.
+        """
+        if self.pool not in POOL_KINDS:
+            raise BillionError(f"Unknown contestant pool {self.pool!r}: use one of {', '.join(POOL_KINDS)}.")
+        settings = self.settings.validate()
+        if settings.seed is not None:
+            raise BillionError("The Arena draws a secret seed for every battle (a known seed would let "
+                               "anyone reproduce its answers in Chat): leave the seed at -1.")
+        if settings.temperature < limits.arena_min_temperature:
+            raise BillionError(f"The Arena samples at temperature {limits.arena_min_temperature:g} or "
+                               f"more (got {settings.temperature:g}), so that a greedy Chat call cannot "
+                               "reproduce an anonymous answer: raise it.")
+        check_max_new_tokens(settings.max_new_tokens, limits)
+        return replace(self, settings=settings)
+
 
 def start_battle(request: BattleRequest, available: Sequence[str], extra: Sequence[Contestant],
                  ratings: RatingTable | None, session_id: str,
-                 rng: random.Random | None = None) -> Battle:
+                 rng: random.Random | None = None, limits: Limits = DEFAULT_LIMITS) -> Battle:
     """A battle between a pair from the pool (few battles and overlapping intervals first), sides at
     random. available: aliases that can load here; extra: registered contestants (adapters)."""
+    request = request.validated(limits)
     contestants = contestant_pool(request.pool, available, extra)
     first, second = pick_pair(contestants, ratings, rng=rng)
     return new_battle(first, second, request.settings, session_id=session_id, rng=rng,
@@ -69,6 +90,12 @@ def record_answers(store: Store, battle: Battle) -> None:
     store.finish_turn(battle.id, len(battle.turns) - 1, turn.answer_a, turn.answer_b, stats)
     if battle.flag_reason:
         store.flag_battle(battle.id, battle.flag_reason)
+
+
+def end_battle(store: Store, battle: Battle) -> bool:
+    """Forget an unvoted battle whose answers failed (BattleEnded): it is never stored or voted on.
+    Returns whether there was one to forget."""
+    return store.discard_battle(battle.id)
 
 
 def cast_vote(store: Store, battle: Battle, choice: Choice) -> Battle:

@@ -20,10 +20,12 @@ from typing import Any
 
 import gradio as gr
 
-from billion.arena.battle import (Battle, Reveal, abandon_pending, ask, contestant_loader, conversation,
-                                  public_label, regenerate, reveal, stream_pending, validate_prompt)
+from billion.arena.battle import (Battle, BattleEnded, Reveal, abandon_pending, ask, contestant_loader,
+                                  conversation, public_label, regenerate, reveal, stream_pending,
+                                  validate_prompt)
 from billion.arena.contestants import registered_contestants
-from billion.arena.rounds import BattleRequest, cast_vote, record_answers, record_ask, start_battle
+from billion.arena.rounds import (BattleRequest, cast_vote, end_battle, record_answers, record_ask,
+                                  start_battle, store_missing)
 from billion.context import AppContext
 from billion.core.availability import available_aliases
 from billion.core.errors import BillionError
@@ -105,7 +107,7 @@ def reveal_record(battle: Battle) -> dict[str, Any]:
 def new_battle_for(ctx: AppContext, request: BattleRequest, session_id: str) -> Battle:
     """A battle from the pool of models that load here and registered adapters."""
     return start_battle(request, available_aliases(ctx.hub), registered_contestants(ctx.store),
-                        current_ratings(ctx.store), session_id)
+                        current_ratings(ctx.store), session_id, limits=ctx.limits)
 
 
 def _answer_seconds(battle: Battle) -> int:
@@ -125,12 +127,23 @@ def _answered(ctx: AppContext, answer: AnswerFn, battle: Battle) -> Iterator[tup
     (battle, view) to show."""
     record_ask(ctx.store, battle)
     yield battle, battle_view(battle)
-    for line in arena_downloads(battle):  # outside the GPU part: a download needs no GPU
-        yield battle, battle_view(battle, line)
-    for battle in answer(battle):
-        if battle.status == "ready":
-            record_answers(ctx.store, battle)  # stored before the page can vote on it
-        yield battle, battle_view(battle)
+    asked = battle
+    try:
+        for line in arena_downloads(battle):  # outside the GPU part: a download needs no GPU
+            yield battle, battle_view(battle, line)
+        for battle in answer(battle):
+            if battle.status == "ready":
+                record_answers(ctx.store, battle)  # stored before the page can vote on it
+            yield battle, battle_view(battle)
+    except Exception as exc:  # BattleEnded, or whatever the GPU boundary made of it
+        end_battle(ctx.store, asked)  # never voted on; the next prompt draws a new pair
+        raise exc if isinstance(exc, BattleEnded) else BattleEnded() from exc
+
+
+def ended(ctx: AppContext, battle: Battle | None) -> bool:
+    """Whether this session's battle was ended by a failed answer (it is gone from the store)."""
+    return battle is not None and battle.status != "voted" and bool(battle.turns) \
+        and store_missing(ctx.store, battle.id)
 
 
 @friendly_errors
@@ -143,7 +156,7 @@ def battle_round(ctx: AppContext, answer: AnswerFn, prompt: str, pool: str, temp
     """
     limit = ctx.limits.arena_prompt_chars
     text = validate_prompt(prompt, limit)
-    if battle is None or battle.status == "voted":
+    if battle is None or battle.status == "voted" or ended(ctx, battle):
         settings = sampling_from(dict(temperature=temperature, top_p=top_p,
                                       max_new_tokens=max_new_tokens, seed=seed), DEFAULT_BATTLE.settings)
         wanted = BattleRequest(pool, settings, bool(live))  # type: ignore[arg-type]
@@ -158,6 +171,8 @@ def regenerate_round(ctx: AppContext, answer: AnswerFn, battle: Battle | None):
     """Ask the last prompt again. Yields (chat A, chat B, battle token, status, reveal, battle state)."""
     if battle is None or not battle.turns:
         raise BillionError("Nothing to regenerate yet: ask a prompt first.")
+    if ended(ctx, battle):
+        raise BillionError("That battle ended unrecorded: ask a prompt for a new one.")
     if battle.status == "answering":  # the last run died: ask its prompt again
         battle = ask(abandon_pending(battle), battle.turns[-1].prompt, ctx.limits.arena_prompt_chars)
     else:
@@ -218,6 +233,15 @@ def _vote_button_handler(ctx: AppContext, choice: str):
     return handler
 
 
+@friendly_errors
+def arena_export(ctx: AppContext) -> list[str]:
+    """Every voted battle as JSONL and CSV, when this app's owner made votes public."""
+    if not ctx.settings.votes_public:
+        raise BillionError("Exporting votes is off on this app: its owner keeps prompts and answers "
+                           "private (set BILLION_PUBLIC_VOTES=1 to share them).")
+    return export_voted_battles(ctx.store, ctx.settings.exports_dir)
+
+
 def arena_ratings_summary(ctx: AppContext) -> str:
     return ratings_summary(current_ratings(ctx.store))
 
@@ -266,12 +290,14 @@ def build_arena_tab(ctx: AppContext) -> None:
                            label="Stream answers live (off: both appear together, since "
                                  "the pace of a stream can give a model away)")
         with gr.Row():
-            temperature = gr.Slider(0, 2, value=DEFAULT_BATTLE.settings.temperature, step=0.05,
-                                    label="Temperature (both sides)")
+            temperature = gr.Slider(ctx.limits.arena_min_temperature, 2,
+                                    value=DEFAULT_BATTLE.settings.temperature, step=0.05,
+                                    label="Temperature (both sides; never greedy, see docs/arena.md)")
             top_p = gr.Slider(0.05, 1, value=DEFAULT_BATTLE.settings.top_p, step=0.05, label="Top-p")
-            max_new_tokens = gr.Slider(1, 1024, value=DEFAULT_BATTLE.settings.max_new_tokens, step=1,
-                                       label="Max new tokens")
-            seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+            max_new_tokens = gr.Slider(1, ctx.limits.max_new_tokens, step=1,
+                                       value=DEFAULT_BATTLE.settings.max_new_tokens, label="Max new tokens")
+            # Kept for the API's shape: every battle draws its own secret seed, so only -1 is taken.
+            seed = gr.Number(value=-1, precision=0, visible=False, label="Seed (-1: the Arena's secret one)")
     # API plumbing: never shown; the token is a random id that says nothing about the models.
     token = gr.Textbox(visible=False, label="Battle token")
     vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
@@ -287,9 +313,10 @@ def build_arena_tab(ctx: AppContext) -> None:
             win_plot = gr.Plot(bind(arena_win_rate_plot, ctx), label="Win rates", show_label=False)
             count_plot = gr.Plot(bind(arena_battle_count_plot, ctx), label="Battle counts",
                                  show_label=False)
+        gr.Markdown(ctx.durability, label="Where votes are kept")
         with gr.Row():
             refresh = gr.Button("Refresh ratings")
-            export = gr.Button("Export voted battles (JSONL + CSV)")
+            export = gr.Button("Export voted battles (JSONL + CSV)", visible=ctx.settings.votes_public)
         files = gr.File(label="Export", file_count="multiple", interactive=False)
 
     ratings_out = [summary, table, rating_plot, win_plot, count_plot]
@@ -324,5 +351,4 @@ def build_arena_tab(ctx: AppContext) -> None:
         .then(controls, battle, control_out, api_name=False)
     draw.click(random_prompt, None, prompt, api_name=False)
     refresh.click(refresh_ratings, None, ratings_out, api_name="arena_ratings")
-    export.click(bind(export_voted_battles, ctx.store, ctx.settings.exports_dir), None, files,
-                 api_name="arena_export")
+    export.click(bind(arena_export, ctx), None, files, api_name="arena_export")

@@ -9,6 +9,7 @@ Endpoints for scripts: `race` (a JSON summary first among its outputs) and `race
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -51,11 +52,13 @@ def draft_choices(target: str | None, hub: HubProbe | None = None) -> list[tuple
 
 
 def draft_name(draft: str, self_layers: float) -> str:
+    if draft == SELF and not (isinstance(self_layers, (int, float)) and math.isfinite(self_layers)):
+        raise gr.Error(f"self_layers must be a whole number of layers (got {self_layers}).")
     return f"self:{int(self_layers)}" if draft == SELF else draft
 
 
 def whole_k(k: float) -> int:
-    if k is None or k != int(k) or not 1 <= k <= MAX_K:
+    if not isinstance(k, (int, float)) or not math.isfinite(k) or k != int(k) or not 1 <= k <= MAX_K:
         raise gr.Error(f"k must be a whole number from 1 to {MAX_K} (got {k}).")
     return int(k)
 
