@@ -58,6 +58,11 @@ class Store:
         except sqlite3.Error as exc:
             raise BillionError(f"Cannot open the store at {self.path} ({exc}): set BILLION_DB to "
                                "a writable file on local disk.") from exc
+        for file in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            try:  # owner only (unvoted battles); SQLite gives new -wal and -shm files this mode too
+                file.chmod(0o600)
+            except OSError:
+                pass
         if mode.lower() != "wal":
             raise BillionError(f"The store at {self.path} cannot use WAL mode (got {mode}): put "
                                "BILLION_DB on a local disk, not a network share.")

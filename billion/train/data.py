@@ -27,13 +27,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from billion.core.errors import BillionError
+from billion.core.limits import DEFAULT_LIMITS, Limits
+from billion.train.readers import (DATA_SUFFIXES, check_json_size, check_rows, parquet_records,
+                                   read_upload)
 
 Format = Literal["alpaca", "messages", "sharegpt", "prompt_completion", "text"]
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
-#: files above this size are refused before they are read
-MAX_FILE_BYTES = 50 * 2**20
-SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+#: files above this size are refused before they are read (the default of limits.upload_bytes)
+MAX_FILE_BYTES = DEFAULT_LIMITS.upload_bytes
+#: what an upload may be: each data format, gzipped (name.jsonl.gz), or alone in a .zip
+SUFFIXES = (*DATA_SUFFIXES, *(f"{s}.gz" for s in DATA_SUFFIXES), ".zip")
 FORMAT_FIELDS: dict[str, str] = {
     "alpaca": "instruction + output (optional input, system)",
     "messages": "messages (a list of role/content)",
@@ -46,6 +50,8 @@ SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "a
 # Cells a spreadsheet would run as formulas; we only ever read them as text.
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 _MAX_LISTED_PROBLEMS = 5
+#: a .txt example may span lines (blocks); its lines are capped at this many times the row limit
+TXT_LINES_PER_ROW = 10
 
 
 @dataclass(frozen=True)
@@ -92,11 +98,16 @@ class TrainDataset:
 Record = tuple[int, Any]  # (row number, parsed value)
 
 
-def load_dataset(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> TrainDataset:
-    """Read, detect, validate and normalise a training file; raises when no row is usable."""
+def load_dataset(path: str | Path, max_bytes: int | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> TrainDataset:
+    """Read, detect, validate and normalise a training file; raises when no row is usable.
+
+    max_bytes (default limits.upload_bytes) bounds the file as uploaded; what it decodes to and
+    its rows are bounded by limits too (billion.train.readers), checked before each costly step.
+    """
     path = Path(path)
-    raw = read_bytes(path, max_bytes)
-    records, problems, warnings = parse_records(path, raw)
+    name, raw = read_bytes(path, limits.upload_bytes if max_bytes is None else max_bytes, limits)
+    records, problems, warnings = parse_records(Path(name), raw, limits)
     fmt, counts = detect_format(records)
     examples: list[Example] = []
     for row, value in records:
@@ -139,19 +150,12 @@ def _unparsed(problems: list[RowProblem], records: list[Record]) -> int:
 
 # ---- reading ---------------------------------------------------------------------------------------
 
-def read_bytes(path: Path, max_bytes: int) -> bytes:
-    if path.suffix.lower() not in SUFFIXES:
-        raise BillionError(f"{path.name}: unsupported file type; use one of {', '.join(SUFFIXES)}.")
-    if not path.is_file():
-        raise BillionError(f"{path} does not exist: check the path.")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise BillionError(f"{path.name} is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB "
-                           "limit: split it or keep a sample of rows.")
-    raw = path.read_bytes()
+def read_bytes(path: Path, max_bytes: int, limits: Limits = DEFAULT_LIMITS) -> tuple[str, bytes]:
+    """(data file name, its bytes), decompressed for .gz and .zip, within the limits."""
+    name, raw = read_upload(path, max_bytes, limits)
     if not raw.strip():
-        raise BillionError(f"{path.name} is empty: it needs at least one example.")
-    return raw
+        raise BillionError(f"{name} is empty: it needs at least one example.")
+    return name, raw
 
 
 def decode_text(name: str, raw: bytes) -> str:
@@ -167,20 +171,30 @@ def decode_text(name: str, raw: bytes) -> str:
                            "with UTF-8 encoding.") from exc
 
 
-def parse_records(path: Path, raw: bytes) -> tuple[list[Record], list[RowProblem], list[str]]:
+def parse_records(path: Path, raw: bytes, limits: Limits = DEFAULT_LIMITS
+                  ) -> tuple[list[Record], list[RowProblem], list[str]]:
     """Records with their row numbers, rows that could not be parsed, and file-level warnings."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        return parse_parquet(path.name, raw), [], []
+        return parquet_records(path.name, raw, limits), [], []
+    if suffix in (".jsonl", ".txt"):  # counted in the bytes, before a string per line exists
+        lines = raw.count(b"\n") + (not raw.endswith(b"\n")) - raw.count(b"\n\n")
+        check_rows(path.name, lines if suffix == ".jsonl" else lines // TXT_LINES_PER_ROW, limits)
+    if suffix in (".jsonl", ".json"):
+        check_json_size(path.name, raw, limits)
     text = decode_text(path.name, raw)
     if suffix == ".jsonl":
         records, problems = parse_jsonl(text)
         return records, problems, []
     if suffix == ".json":
-        return parse_json(path.name, text), [], []
+        records = parse_json(path.name, text)
+        check_rows(path.name, len(records), limits)
+        return records, [], []
     if suffix == ".csv":
-        return parse_csv(path.name, text)
-    return parse_txt(text), [], []
+        return parse_csv(path.name, text, limits)
+    records = parse_txt(text)
+    check_rows(path.name, len(records), limits)
+    return records, [], []
 
 
 def parse_jsonl(text: str) -> tuple[list[Record], list[RowProblem]]:
@@ -213,10 +227,14 @@ def parse_json(name: str, text: str) -> list[Record]:
     return list(enumerate(value, start=1))
 
 
-def parse_csv(name: str, text: str) -> tuple[list[Record], list[RowProblem], list[str]]:
+def parse_csv(name: str, text: str, limits: Limits = DEFAULT_LIMITS
+              ) -> tuple[list[Record], list[RowProblem], list[str]]:
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows = list(reader)
+        rows = []
+        for row in reader:
+            rows.append(row)
+            check_rows(name, len(rows), limits)
     except csv.Error as exc:
         raise BillionError(f"{name} is not valid CSV ({exc}): check its quoting.") from exc
     if not reader.fieldnames:
@@ -234,19 +252,6 @@ def parse_csv(name: str, text: str) -> tuple[list[Record], list[RowProblem], lis
         warnings.append(f"{formulas} CSV cell(s) start with = + - or @ (spreadsheet formula "
                         "characters): they are kept as plain text, never evaluated")
     return records, [], warnings
-
-
-def parse_parquet(name: str, raw: bytes) -> list[Record]:
-    if not raw.startswith(b"PAR1"):
-        raise BillionError(f"{name} is not a Parquet file: export it again as Parquet, or use .jsonl.")
-    import pandas as pd
-
-    try:
-        frame = pd.read_parquet(io.BytesIO(raw))
-    except Exception as exc:  # pyarrow raises many types for damaged files
-        raise BillionError(f"{name} could not be read as Parquet ({exc}).") from exc
-    rows = json.loads(frame.to_json(orient="records", force_ascii=False))
-    return list(enumerate(rows, start=1))
 
 
 def parse_txt(text: str) -> list[Record]:

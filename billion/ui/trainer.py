@@ -23,17 +23,18 @@ from billion.context import AppContext
 from billion.core.errors import BillionError
 from billion.core.paths import ASSETS
 from billion.train.config import TARGET_PRESETS, TrainConfig
-from billion.train.data import TrainDataset, load_dataset
+from billion.train.data import SUFFIXES, TrainDataset, load_dataset
 from billion.train.runs import RunStatus, TrainResult, read_run, slice_seconds
 from billion.train.tokens import preview_dataset
-from billion.ui.common import ON_ZEROGPU, bind, default_model, friendly_errors, model_choices, on_device
+from billion.ui.common import (ON_ZEROGPU, bind, default_model, discard_upload, friendly_errors,
+                               model_choices, on_device, refusing_uploads)
 from billion.ui.trainer_view import (answers_frame, highlighted, histogram_figure, loss_figure,
                                      preview_markdown, problems_frame, progress_markdown, report_markdown,
                                      result_markdown, run_label)
 
 SAMPLE_DATA = ASSETS / "sample_lora" / "pirate.jsonl"
 SAMPLE_PROMPTS = ASSETS / "sample_lora" / "held_out.json"
-FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".txt"]
+FILE_TYPES = list(SUFFIXES)  # each format, also gzipped or alone in a .zip
 ACTIVE_STATES = ("created", "training", "evaluating")
 #: a ZeroGPU call is capped; each slice asks for at most this much
 ZEROGPU_SLICE_BUDGET_S = 240
@@ -63,6 +64,7 @@ def inspect_upload(path: str | None):
     try:
         return _dataset_view(load_dataset(path))
     except BillionError as exc:
+        discard_upload(path)  # a refused upload does not stay in the upload folder
         gr.Warning(str(exc))
         return f"❌ {exc}", problems_frame(None), None, gr.update(interactive=False)
 
@@ -237,7 +239,7 @@ def train_api(ctx: AppContext, train_slice: SliceFn, path: str | None, model: st
     """Train synchronously: waits for the run. Returns (summary, adapter zip)."""
     if not path:
         raise BillionError("Upload a training data file (.jsonl, .json, .csv, .parquet or .txt).")
-    dataset = load_dataset(path)
+    dataset = refusing_uploads(load_dataset)(path)
     # alpha follows the rank; every other setting is TrainConfig's default
     config = TrainConfig.from_values(dict(model=model, max_steps=max_steps, rank=rank,
                                           learning_rate=learning_rate, cutoff=cutoff))
