@@ -230,9 +230,9 @@ class Store:
         """Delete a battle that has no vote, with its turns (an answer failed: the battle never
         counts). A voted battle is never deleted. Returns whether one was deleted."""
         with self._write() as con:
+            con.execute("DELETE FROM turns WHERE battle_id = ? AND battle_id IN "
+                        "(SELECT id FROM battles WHERE vote IS NULL)", (battle_id,))
             cur = con.execute("DELETE FROM battles WHERE id = ? AND vote IS NULL", (battle_id,))
-            if cur.rowcount:
-                con.execute("DELETE FROM turns WHERE battle_id = ?", (battle_id,))
             return cur.rowcount == 1
 
     def import_battles(self, records: Iterable[Mapping[str, Any]]) -> int:

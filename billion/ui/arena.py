@@ -34,7 +34,7 @@ from billion.core.sampling import sampling_from
 from billion.ui.arena_ratings import (battle_count_figure, current_ratings, export_voted_battles,
                                       ratings_figure, ratings_frame, ratings_summary, ratings_view,
                                       win_rate_figure)
-from billion.ui.common import bind, friendly_errors, on_device
+from billion.ui.common import bind, friendly_errors, named_number, on_device
 from billion.ui.downloads import arena_downloads, weight_sizes
 
 POOL_CHOICES = [("Every available model", "all"),
@@ -298,6 +298,9 @@ def build_arena_tab(ctx: AppContext) -> None:
                                        value=DEFAULT_BATTLE.settings.max_new_tokens, label="Max new tokens")
             # Kept for the API's shape: every battle draws its own secret seed, so only -1 is taken.
             seed = gr.Number(value=-1, precision=0, visible=False, label="Seed (-1: the Arena's secret one)")
+    for component, name in ((temperature, "temperature"), (top_p, "top_p"),
+                            (max_new_tokens, "max_new_tokens"), (seed, "seed")):
+        named_number(component, name)
     # API plumbing: never shown; the token is a random id that says nothing about the models.
     token = gr.Textbox(visible=False, label="Battle token")
     vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")

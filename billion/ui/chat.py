@@ -10,7 +10,7 @@ from billion.core.download_jobs import follow_many, needs_download
 from billion.core.generation import GenerationResult, GenerationUpdate, interleave
 from billion.core.registry import PYTHIA_CHECKPOINTS, resolve
 from billion.core.sampling import sampling_from
-from billion.ui.common import bind, default_model, friendly_errors, model_choices, on_device
+from billion.ui.common import bind, default_model, friendly_errors, model_choices, named_number, on_device
 from billion.ui.downloads import progress_line
 
 
@@ -140,10 +140,14 @@ def build_chat_tab(ctx: AppContext) -> None:
         with gr.Row():
             repetition_penalty = gr.Slider(1, 2, value=CHAT_DEFAULTS.repetition_penalty, step=0.05,
                                            label="Repetition penalty")
-            max_new_tokens = gr.Slider(1, 1024, value=CHAT_DEFAULTS.max_new_tokens, step=1,
-                                       label="Max new tokens")
+            max_new_tokens = gr.Slider(1, ctx.limits.max_new_tokens, value=CHAT_DEFAULTS.max_new_tokens,
+                                       step=1, label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
             dtype = gr.Radio(["auto", "fp32", "bf16"], value="auto", label="Precision")
+    for component, name in ((temperature, "temperature"), (top_p, "top_p"), (top_k, "top_k"),
+                            (repetition_penalty, "repetition_penalty"),
+                            (max_new_tokens, "max_new_tokens"), (seed, "seed")):
+        named_number(component, name)
 
     def toggle(on: bool):
         return gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer")

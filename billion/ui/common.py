@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import os
 from pathlib import Path
 from typing import Callable
@@ -68,6 +69,27 @@ def model_choices(hub: HubProbe | None = None) -> tuple[list[tuple[str, str]], s
 def default_model(choices: list[tuple[str, str]]) -> str | None:
     values = [value for _, value in choices]
     return pick_default(values)
+
+
+def named_number(component, name: str):
+    """The Slider or Number, refusing what its own checks would turn into a bare "Error" (NaN,
+    infinities, a value past its ends) with a message that names the engine's field. Gradio runs
+    a component's preprocess before the handler, so this is where the API's numbers arrive first."""
+    preprocess = component.preprocess
+
+    def checked(payload):
+        if payload is None:
+            return preprocess(payload)
+        if isinstance(payload, bool) or not isinstance(payload, (int, float)) or \
+                not math.isfinite(payload):
+            raise gr.Error(f"{name} must be a finite number (got {payload!r}).")
+        low, high = getattr(component, "minimum", None), getattr(component, "maximum", None)
+        if (low is not None and payload < low) or (high is not None and payload > high):
+            raise gr.Error(f"{name} must be between {low:g} and {high:g} here (got {payload!r}).")
+        return preprocess(payload)
+
+    component.preprocess = checked
+    return component
 
 
 def discard_upload(path: str | None) -> bool:

@@ -25,7 +25,7 @@ from billion.core.sampling import sampling_from
 from billion.spec.decoding import MAX_K, KSchedule
 from billion.spec.race import (EXAMPLE_PROMPTS, RACE_DEFAULTS, RaceRequest, RaceResult, SweepPoint, k_sweep,
                                parse_draft, run_race)
-from billion.ui.common import bind, default_model, friendly_errors, model_choices, on_device
+from billion.ui.common import bind, default_model, friendly_errors, model_choices, named_number, on_device
 from billion.ui.race_render import (RaceView, badge_html, build_view, figures_markdown, plain_pane,
                                     race_summary, replay_frames, rounds_html, spec_pane, stats_markdown,
                                     sweep_figure, sweep_markdown)
@@ -213,8 +213,11 @@ def build_race_tab(ctx: AppContext) -> None:
         dynamic = gr.Checkbox(label="Dynamic k (grow after a fully accepted round, shrink after a rejection)")
         temperature = gr.Slider(0, 2, value=RACE_DEFAULTS.temperature, step=0.05,
                                 label="Temperature (0 = greedy)")
-        max_new_tokens = gr.Slider(1, 1024, value=RACE_DEFAULTS.max_new_tokens, step=1,
-                                   label="Max new tokens")
+        max_new_tokens = gr.Slider(1, ctx.limits.max_new_tokens, value=RACE_DEFAULTS.max_new_tokens,
+                                   step=1, label="Max new tokens")
+    for component, name in ((self_layers, "self_layers"), (k, "k"), (temperature, "temperature"),
+                            (max_new_tokens, "max_new_tokens")):
+        named_number(component, name)
     with gr.Row():
         reference = gr.Checkbox(label="Also run Hugging Face's assisted generation (reference)")
         warmup = gr.Checkbox(value=DEFAULT_RACE.warmup, label="Warm up first (a few tokens of each run)")
