@@ -11,6 +11,10 @@ nonzero exit when it fails: no failed call, every vote answered as recorded is i
 (SQLite read directly, and the app's own export), and the app's peak RSS above its idle RSS stays
 within the model cache budget (BILLION_MODEL_BUDGET_GB).
 
+--endpoints then runs the same load with both contestants behind `transformers serve` (the offline
+SmolLM2 on this machine, two endpoint models in the "endpoints" pool) and compares it with the run
+above (benchmarks/endpoint_load.py): battles/s, p90, and the app's RSS staying flat.
+
 --kill then starts a vote storm on a second fresh app, SIGKILLs it while votes are in flight,
 restarts it on the same data folder and checks that every vote answered as recorded survived.
 """
@@ -90,16 +94,16 @@ class Ledger:
         return [c for c in self.calls if c.error]
 
 
-def battle_args(prompt: str, tokens: int, seed: int) -> tuple:
-    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming
-    return (prompt, "temperature", 0.7, 0.95, tokens, seed, False)
+def battle_args(prompt: str, tokens: int, seed: int, pool: str = "temperature") -> tuple:
+    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming, precision
+    return (prompt, pool, 0.7, 0.95, tokens, seed, False, "auto")
 
 
-def one_round(client: Client, ledger: Ledger, tokens: int, seed: int) -> bool:
+def one_round(client: Client, ledger: Ledger, tokens: int, seed: int, pool: str = "temperature") -> bool:
     """Battle then vote in this client's session; True when the app answered the vote as recorded."""
     prompt, choice = PROMPTS[seed % len(PROMPTS)], CHOICES[seed % len(CHOICES)]
     battle = ledger.timed("battle", lambda: client.submit(
-        *battle_args(prompt, tokens, seed), api_name="/arena_battle").result(timeout=CALL_TIMEOUT_S))
+        *battle_args(prompt, tokens, seed, pool), api_name="/arena_battle").result(timeout=CALL_TIMEOUT_S))
     if battle is None:
         return False
     token = battle[2]
@@ -117,7 +121,7 @@ def one_round(client: Client, ledger: Ledger, tokens: int, seed: int) -> bool:
 
 
 def client_session(url: str, index: int, rounds: int, tokens: int, ledger: Ledger,
-                   start: threading.Barrier, stop: threading.Event) -> None:
+                   start: threading.Barrier, stop: threading.Event, pool: str = "temperature") -> None:
     """One gradio_client session: `rounds` battles, each voted on, until done or told to stop."""
     try:
         client = Client(url, verbose=False)
@@ -129,7 +133,7 @@ def client_session(url: str, index: int, rounds: int, tokens: int, ledger: Ledge
     try:
         start.wait()
         for round_ in range(rounds):
-            if stop.is_set() or not one_round(client, ledger, tokens, seed=1000 * index + round_):
+            if stop.is_set() or not one_round(client, ledger, tokens, 1000 * index + round_, pool):
                 break
     except threading.BrokenBarrierError:
         pass
@@ -138,12 +142,12 @@ def client_session(url: str, index: int, rounds: int, tokens: int, ledger: Ledge
 
 
 def run_clients(url: str, clients: int, rounds: int, tokens: int, ledger: Ledger,
-                stop: threading.Event | None = None) -> float:
+                stop: threading.Event | None = None, pool: str = "temperature") -> float:
     """All sessions at once (connected first, then released together); returns wall seconds."""
     stop = stop or threading.Event()
     start = threading.Barrier(clients + 1)
     threads = [threading.Thread(target=client_session, daemon=True,
-                                args=(url, i, rounds, tokens, ledger, start, stop))
+                                args=(url, i, rounds, tokens, ledger, start, stop, pool))
                for i in range(clients)]
     for thread in threads:
         thread.start()
@@ -231,18 +235,18 @@ class LoadResult:
 
 
 def load_phases(app: AppProcess, clients: int, rounds: int, tokens: int, budget_gb: float,
-                baseline: bool = True) -> LoadResult:
+                baseline: bool = True, pool: str = "temperature") -> LoadResult:
     """On a running app with no model loaded yet: a warm-up round, then `rounds` with 1 client
     (the reference, unless not `baseline`), then with `clients` at once."""
     before = set(stored_votes(app.db))  # a restarted app may hold votes already
     idle = app.memory()
     reset = app.reset_peak()
     warm = Ledger()
-    run_clients(app.url, 1, 1, tokens, warm)  # loads the model; its latency is not a figure
+    run_clients(app.url, 1, 1, tokens, warm, pool=pool)  # loads the model; not a figure
     phases = []
     for n in (1, clients) if baseline else (clients,):
         ledger = Ledger()
-        phases.append(Phase(n, run_clients(app.url, n, rounds, tokens, ledger), ledger))
+        phases.append(Phase(n, run_clients(app.url, n, rounds, tokens, ledger, pool=pool), ledger))
     peak = app.memory().peak_bytes if reset else max(app.memory().peak_bytes, idle.peak_bytes)
     answered = {**warm.answered, **{t: c for p in phases for t, c in p.ledger.answered.items()}}
     stored = stored_votes(app.db)
@@ -388,6 +392,8 @@ def main() -> int:
                         help="BILLION_CONCURRENCY (default: the app's own)")
     parser.add_argument("--kill", action="store_true", help="also run the SIGKILL vote storm")
     parser.add_argument("--kill-after", type=int, default=12, help="answered votes before the kill")
+    parser.add_argument("--endpoints", action="store_true",
+                        help="then the same load against endpoint contestants (transformers serve)")
     args = parser.parse_args()
     failed = False
     with tempfile.TemporaryDirectory(prefix="billion-load-") as tmp:
@@ -412,6 +418,13 @@ def main() -> int:
                   f"and {kill.battles_cut_off} battles cut off; after restart {kill.stored} votes "
                   f"in the store, {len(kill.missing)} answered votes missing")
             failed |= not kill.ok
+        if args.endpoints:
+            from endpoint_load import endpoint_load_run, endpoint_report
+
+            served = endpoint_load_run(Path(tmp), args, start_app, load_phases)
+            print(load_table(served.result))
+            print(*endpoint_report(served, result), sep="\n")
+            failed |= not served.ok
     return 1 if failed else 0
 
 

@@ -117,3 +117,25 @@ def online_hub(hub_repos, tmp_path, monkeypatch):
     with FakeHub(hub_repos) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         yield hub
+
+
+@pytest.fixture(scope="session")
+def transformers_serve(tmp_path_factory):
+    """`transformers serve` running the offline SmolLM2 on a loopback port: one per test session
+    (tests/endpoint_servers.py). Use `served_smollm`, which starts it again after a test killed it."""
+    from transformers.utils.import_utils import is_serve_available
+
+    from billion.core.registry import resolve
+    from billion.core.weights import missing_packages
+    from endpoint_servers import TransformersServe, smollm_folder
+
+    if missing_packages(resolve("smollm2-135m")) or not is_serve_available():
+        pytest.skip("needs the offline SmolLM2 and transformers[serving] (requirements-dev.txt)")
+    server = TransformersServe(smollm_folder(), tmp_path_factory.mktemp("serve") / "serve.log")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def served_smollm(transformers_serve):
+    return transformers_serve.ensure_running()

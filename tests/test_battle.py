@@ -134,6 +134,22 @@ def test_reveal_only_after_vote():
     assert (shown.left.label, shown.right.label) == ("Model A", "Model B")
 
 
+def test_reveal_names_the_precision_that_ran():
+    battle = finish(ask(battle_of(), "2+2?"), replace(result("four"), precision="int8 (w8a8 per-token, fbgemm)"),
+                    result("4"))
+    shown = reveal(vote(battle, "left"))
+    by_name = {shown.left.name: shown.left, shown.right.name: shown.right}
+    assert by_name["smollm2-135m"].dtype == "int8 (w8a8 per-token, fbgemm)"
+    assert by_name["gemma3-270m"].dtype == "auto"  # nothing recorded: the precision asked for
+    assert "int8 (w8a8 per-token, fbgemm)" in arena_ui_reveal(shown)
+
+
+def arena_ui_reveal(shown) -> str:
+    from billion.ui.arena import reveal_markdown
+
+    return reveal_markdown(shown)
+
+
 def test_multi_turn_each_side_sees_its_own_answers_and_regenerate_reseeds():
     battle = answered(battle_of())
     battle = ask(battle, "and 3+3?")

@@ -49,11 +49,22 @@ def shots(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
+def url(tmp_path_factory, request):
     _require_chromium()
+    data = tmp_path_factory.mktemp("browser-app")
+    # The offline SmolLM2 behind `transformers serve` as an endpoint model, where the server runs.
+    env = {}
+    try:
+        served = request.getfixturevalue("transformers_serve")
+        (data / "models.yaml").write_text(
+            f"models:\n  - alias: smollm2-served\n    base_url: {served.base_url}\n"
+            f"    model: {served.model}\n")
+        env["BILLION_MODELS_FILE"] = str(data / "models.yaml")
+    except pytest.skip.Exception:
+        pass
     # A separate `python app.py`, as a person runs it: served from inside the test process, the
     # page's polling and the training thread fight over one interpreter and training runs ~3x slower.
-    app = start_app(tmp_path_factory.mktemp("browser-app"), budget_gb=8)
+    app = start_app(data, budget_gb=8, env=env)
     try:
         yield app.url
     finally:
@@ -122,6 +133,7 @@ def test_arena_battle_vote_reveal_and_ratings(page, shots):
     panel = open_tab(page, "Arena")
     panel.get_by_role("button", name="Battle settings").click()
     panel.get_by_label("One model at two temperatures (0.2 and 1.0)").check()
+    panel.get_by_label("int8", exact=True).check()  # the CPU fast path, named in the reveal
     set_number(panel, "Max new tokens", 16)
     a_is_better = panel.get_by_role("button", name="A is better")
     expect(a_is_better).to_be_disabled()
@@ -137,12 +149,37 @@ def test_arena_battle_vote_reveal_and_ratings(page, shots):
     expect(revealed).to_be_visible(timeout=MINUTE)
     expect(panel.get_by_role("heading", name="Revealed")).to_be_visible()
     expect(panel.locator("table").filter(has_text="contestant").first).to_contain_text("smollm2-135m")
+    # The reveal names the precision that ran, next to its speed.
+    expect(panel.locator("table").filter(has_text="precision").first).to_contain_text(
+        "int8 (w8a8 per-token, fbgemm)")
     expect(a_is_better).to_be_disabled()
     expect(panel.get_by_text(re.compile(r"^1 battle counted"))).to_be_visible(timeout=MINUTE)
     ratings = panel.locator(".block").filter(has=page.locator("table", has_text="win rate")).last
-    expect(ratings).to_contain_text("smollm2-135m [T=0.2]")
-    expect(ratings).to_contain_text("smollm2-135m [T=1]")
+    expect(ratings).to_contain_text("smollm2-135m [int8, T=0.2]")
+    expect(ratings).to_contain_text("smollm2-135m [int8, T=1]")
     shot(page, shots, "arena")
+
+
+def test_arena_local_against_served_smollm(page, served_smollm):
+    """A mixed battle: the local SmolLM2 against the same model behind `transformers serve`."""
+    panel = open_tab(page, "Arena")
+    panel.get_by_role("button", name="Battle settings").click()
+    panel.get_by_label("The local default model against endpoint models").check()
+    set_number(panel, "Max new tokens", 12)
+    b_is_better = panel.get_by_role("button", name="B is better")
+    panel.get_by_placeholder("Ask both models something…").fill("Name a fruit that is red.")
+    panel.get_by_role("button", name="Send", exact=True).click()
+    expect(b_is_better).to_be_enabled(timeout=2 * MINUTE)
+    expect(panel.get_by_test_id("bot")).to_have_count(2)
+    before_vote = panel.inner_text().lower().split("ratings")[0]
+    assert not [s for s in ("smollm2", "served", str(served_smollm.port)) if s in before_vote]
+    b_is_better.click()
+    revealed = panel.locator("table").filter(has_text="contestant").first
+    expect(revealed).to_contain_text("endpoint:smollm2-served", timeout=MINUTE)
+    expect(revealed).to_contain_text("smollm2-135m")
+    expect(revealed).to_contain_text("over the network, from 127.0.0.1")
+    ratings = panel.locator(".block").filter(has=page.locator("table", has_text="win rate")).last
+    expect(ratings).to_contain_text("endpoint:smollm2-served", timeout=MINUTE)
 
 
 def test_speculative_race_is_lossless(page, shots):

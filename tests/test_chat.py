@@ -49,7 +49,7 @@ def test_two_models_answer_side_by_side(tiny_dir, models):
     greedy = SamplingSettings(temperature=0, max_new_tokens=6, ignore_eos=True)
     request = ChatRequest("Hello", models=(str(tiny_dir), str(tiny_dir)), settings=greedy).validated()
     streams = chat_streams(request, models)
-    assert [loaded for loaded, _ in streams] == [models.load(str(tiny_dir))] * 2  # one copy, shared
+    assert [loaded for loaded, _ in streams] == [models.load(str(tiny_dir), request.load_options())] * 2  # one copy, shared
     last = None
     for last in interleave(*(stream for _, stream in streams)):
         pass

@@ -155,3 +155,23 @@ def test_pick_pair_order_is_random_and_needs_two():
     assert 150 < firsts["p"] < 250
     with pytest.raises(BillionError, match="two different contestants"):
         pick_pair([Contestant("p"), Contestant("p")])
+
+
+def test_with_precision_sets_auto_contestants_only():
+    from billion.arena.contestants import with_precision
+
+    pool = (Contestant("smollm2-135m", temperature=0.2), Contestant("smollm2-135m", dtype="bf16"))
+    assert with_precision(pool, "auto") == pool
+    int8 = with_precision(pool, "int8")
+    assert int8[0].quantization == "int8" and int8[0].name == "smollm2-135m [int8, T=0.2]"
+    assert int8[1] == pool[1]  # an explicit precision stays
+    assert with_precision(pool, "fp32")[0].dtype == "fp32"
+
+
+def test_auto_contestant_loads_at_the_measured_cpu_choice(monkeypatch):
+    from billion.core import precision
+
+    monkeypatch.setattr(precision, "auto_cpu_choice", lambda: precision.AutoChoice("int4", "test"))
+    options = Contestant("smollm2-135m").load_options()
+    assert options.quantization == "int4"
+    assert Contestant("smollm2-135m", dtype="fp32").load_options().quantization == "none"

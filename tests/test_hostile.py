@@ -48,11 +48,11 @@ NAN, INF = float("nan"), float("inf")
 def chat_args(prompt="Hi", system="", temperature=0.0, top_p=0.95, top_k=0, penalty=1.0, tokens=4,
               seed=0, history=None, dtype="auto") -> tuple:
     return (prompt, history or [], [], False, "smollm2-135m", "smollm2-135m", system, temperature, top_p,
-            top_k, penalty, tokens, seed, dtype)
+            top_k, penalty, tokens, seed, dtype, "main")
 
 
 def battle_args(prompt, pool="dtype", temperature=0.7, top_p=0.95, tokens=TOKENS, seed=-1) -> tuple:
-    return (prompt, pool, temperature, top_p, tokens, seed, False)
+    return (prompt, pool, temperature, top_p, tokens, seed, False, "auto")
 
 
 def battles(db: Path) -> int:
@@ -124,10 +124,10 @@ def test_chat_cannot_replay_an_anonymous_answer(served):
                right[-1]["content"] if isinstance(right[-1]["content"], str) else json.dumps(right[-1])}
     # The attacker's replays: greedy in each precision, and the battle's own visible settings.
     replays = set()
-    for dtype in ("fp32", "bf16"):
+    for dtype in ("fp32", "bf16", "auto"):
         chat = Client(url, verbose=False)
         replays.add(chat.predict(*chat_args(prompt, tokens=24, dtype=dtype), api_name="/chat")[0][-1]["content"])
-        for seed in range(3):
+        for seed in range(3 if dtype != "auto" else 0):
             replays.add(chat.predict(*chat_args(prompt, temperature=1.0, tokens=24, seed=seed, dtype=dtype),
                                      api_name="/chat")[0][-1]["content"])
     assert not answers & replays, "Chat reproduced an anonymous answer"

@@ -95,15 +95,18 @@ def test_available_lists_every_entry_with_reason():
     assert not offline["tinyllama"].ok
 
 
-def test_int8_and_int4_on_cpu_with_bitsandbytes(tiny_dir, models):
-    pytest.importorskip("bitsandbytes")
+def test_int8_and_int4_on_cpu_use_billions_kernels(tiny_dir, tmp_path, monkeypatch, models):
+    from billion.core.quant import model_scheme
+
+    monkeypatch.setenv("BILLION_CACHE_DIR", str(tmp_path))  # the quantized cache goes there
     base = models.load(str(tiny_dir))
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.inference_mode():
         reference = base.model(ids).logits
         for quant in ("int8", "int4"):
             loaded = models.load(str(tiny_dir), LoadOptions(quantization=quant))
-            assert loaded.quantization == quant
+            assert loaded.quantization == quant and model_scheme(loaded.model).name == quant
+            assert loaded.precision == quant and quant in loaded.label
             assert loaded.weight_bytes < base.weight_bytes
             logits = loaded.model(ids).logits.float()
             # Quantized logits stay close to fp32: the argmax mostly agrees.

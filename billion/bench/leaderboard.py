@@ -16,6 +16,7 @@ import pandas as pd
 from billion.bench.runner import LIMITED_NOTE, StoredScore, TaskOutcome
 from billion.arena.ratings import RatingTable
 from billion.core.registry import ModelSpec
+from billion.bench.endpoint_tasks import NEEDS_LOGPROBS
 
 MEASURED = "measured"
 PUBLISHED = "published"
@@ -111,9 +112,15 @@ def measured_setting(settings: dict[str, Any]) -> str:
         parts.append(str(settings["decoding"]))
     if settings.get("new_tokens"):
         parts.append(f"{settings['new_tokens']} new tokens, {settings.get('repeats')} runs")
-    parts.append(f"{settings.get('dtype', '?')} on {settings.get('device', '?')}")
+    if settings.get("endpoint_host"):  # timed and scored over the API, not on this machine
+        parts.append(f"over the network, from {settings['endpoint_host']}")
+    else:
+        precision = settings.get("precision_label") or settings.get("dtype", "?")
+        parts.append(f"{precision} on {settings.get('device', '?')}")
     if settings.get("limit"):
         parts.append(f"limit {settings['limit']} (seed {settings.get('seed')})")
+    if settings.get("random_weights"):
+        parts.append("random weights: speed only")
     return ", ".join(parts)
 
 
@@ -264,6 +271,9 @@ def run_results_frame(outcomes: Sequence[TaskOutcome]) -> pd.DataFrame:
     for outcome in outcomes:
         if outcome.ok:
             rows += [score_cells(s) for s in outcome.scores]
+        elif outcome.error and NEEDS_LOGPROBS in outcome.error:  # not a failure: a limit of the server
+            rows.append([outcome.model, outcome.task, "", "", "", "", "", "",
+                         outcome.error[outcome.error.index(NEEDS_LOGPROBS):]])
         else:
             why = "cancelled: nothing stored" if outcome.cancelled else f"FAILED: {outcome.error}"
             rows.append([outcome.model, outcome.task, "", "", "", "", "", "", why])

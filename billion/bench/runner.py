@@ -20,12 +20,15 @@ import torch
 
 from billion.bench.humaneval import HumanEvalResult, greedy_generate_fn, iter_humaneval
 from billion.bench.mc import TaskResult, iter_score_task
+from billion.bench.random_weights import LABEL as RANDOM_LABEL, random_model
 from billion.bench.speed import SpeedResult, iter_speed_loaded
 from billion.bench.tasks import DEFAULT_SEED, TASKS, get_task
 from billion.core.errors import BillionError
 from billion.core.loading import LoadedModel, LoadOptions, ModelCache
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.stats import Estimate
+from billion.bench.endpoint_tasks import endpoint_task_steps
+from billion.endpoints.config import EndpointModel, find_endpoint, is_endpoint_name
 from billion.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,9 @@ class BenchRequest:
     repeats: int = 3
     #: HumanEval: the most tokens generated per problem
     humaneval_max_new_tokens: int = 512
+    #: speed only: the model's architecture with random weights (billion.bench.random_weights),
+    #: for hub models that are not downloaded; every row says so
+    random_weights: bool = False
 
     def validated(self) -> "BenchRequest":
         """The request with task names resolved; a BillionError names what is wrong."""
@@ -70,6 +76,9 @@ class BenchRequest:
             raise BillionError(f"limit must be at least 1 item (got {self.limit}); leave it empty "
                                "for the full task.")
         tasks = tuple(dict.fromkeys(canonical_task(t) for t in self.tasks))
+        if self.random_weights and tasks != (SPEED,):
+            raise BillionError("Random weights answer noise, so they measure speed only: run the "
+                               "speed task alone (--speed-only).")
         return BenchRequest(**{**self.__dict__, "tasks": tasks})
 
 
@@ -152,9 +161,13 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def base_settings(request: BenchRequest, loaded: LoadedModel, task: str) -> dict[str, Any]:
     """Settings every stored score carries; the leaderboard keys rows on dtype and quantization."""
-    return {"task": task, "limit": request.limit, "seed": request.seed,
-            "dtype": dtype_name(loaded.dtype), "dtype_requested": request.dtype,
-            "quantization": loaded.quantization, "device": loaded.device.type}
+    settings = {"task": task, "limit": request.limit, "seed": request.seed,
+                "dtype": dtype_name(loaded.dtype), "dtype_requested": request.dtype,
+                "quantization": loaded.quantization, "device": loaded.device.type,
+                "precision_label": loaded.precision_label}
+    if request.random_weights:
+        settings["random_weights"] = True
+    return settings
 
 
 def _finite(value: float) -> float | None:
@@ -213,28 +226,35 @@ def speed_rows(result: SpeedResult, settings: dict[str, Any]) -> list[dict[str, 
               "torch_threads": result.torch_threads, "memory_kind": result.memory_kind,
               "prompt_lengths": [t.prompt_tokens for t in result.timings]}
     rows = []
+    random = f"{RANDOM_LABEL}; " if settings.get("random_weights") else ""
     for timing in result.timings:
         for metric, spread in ((f"ttft_s@{timing.prompt_tokens}", timing.ttft_s),
                                (f"decode_tok_s@{timing.prompt_tokens}", timing.decode_tokens_per_s)):
             rows.append({"metric": metric, "score": spread.median, "stderr": None, "n": spread.n,
                          "settings": common,
                          "extra": {"low": spread.low, "high": spread.high,
-                                   "note": f"median of {spread.n} runs"}})
+                                   "note": f"{random}median of {spread.n} runs"}})
     rows.append({"metric": "peak_memory_bytes", "score": float(result.peak_memory_bytes),
                  "stderr": None, "n": None, "settings": common,
-                 "extra": {"note": f"{result.memory_kind} over the timed runs"}})
+                 "extra": {"note": f"{random}{result.memory_kind} over the timed runs"}})
     rows.append({"metric": "weight_bytes", "score": float(result.weight_bytes), "stderr": None,
-                 "n": None, "settings": common, "extra": {"note": "parameters and buffers"}})
+                 "n": None, "settings": common, "extra": {"note": f"{random}parameters and buffers"}})
     return rows
 
 
-def store_rows(store: Store, loaded: LoadedModel, task: str,
+def model_name(loaded: Any) -> str:
+    """A loaded model's alias, or an endpoint model's `endpoint:<alias>`."""
+    return loaded.name if isinstance(loaded, EndpointModel) else loaded.spec.alias
+
+
+def store_rows(store: Store, loaded: Any, task: str,
                rows: Sequence[dict[str, Any]]) -> tuple[StoredScore, ...]:
     stored = []
     for row in rows:
-        row_id = store.add_bench_result(model=loaded.spec.alias, revision=loaded.revision or None,
+        row_id = store.add_bench_result(model=model_name(loaded),
+                                        revision=getattr(loaded, "revision", "") or None,
                                         task=task, **row)
-        stored.append(StoredScore(id=row_id, model=loaded.spec.alias, task=task, **row))
+        stored.append(StoredScore(id=row_id, model=model_name(loaded), task=task, **row))
     return tuple(stored)
 
 
@@ -280,6 +300,8 @@ def _speed_steps(loaded: LoadedModel, request: BenchRequest,
 def task_steps(loaded: LoadedModel, task: str, request: BenchRequest,
                cancel: threading.Event | None) -> Iterator[Step]:
     """(done, total, message, rows) per item; rows on the last step, None if cancelled."""
+    if isinstance(loaded, EndpointModel):  # over the API: billion.bench.endpoint_tasks
+        return endpoint_task_steps(loaded, task, request, cancel)
     if task == HUMANEVAL:
         return _humaneval_steps(loaded, request, cancel)
     if task == SPEED:
@@ -302,8 +324,9 @@ def _is_set(cancel: threading.Event | None) -> bool:
 
 
 def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, store: Store,
-             models: ModelCache) -> Iterator[RunProgress]:
+             models: ModelCache, endpoints: Sequence[EndpointModel] = ()) -> Iterator[RunProgress]:
     """Run every task on every model; one RunProgress per item, one with `result` per task.
+    `endpoint:<alias>` models are looked up in `endpoints` and run over their API.
 
     Stops between items once `cancel` is set; tasks finished before that stay stored.
     """
@@ -314,7 +337,12 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, st
     for model in request.models:
         yield RunProgress(model, "", 0, 0, f"loading {model}", step=step, steps=steps)
         try:
-            loaded = models.load(model, options)
+            if is_endpoint_name(model):
+                loaded = find_endpoint(model, endpoints)
+            elif request.random_weights:
+                loaded = random_model(model, options)
+            else:
+                loaded = models.load(model, options)
         except Exception as exc:  # one model that will not load must not stop the others
             if not isinstance(exc, BillionError):
                 log.exception("loading %s failed", model)
@@ -341,7 +369,7 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, st
 
 def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: threading.Event | None,
               store: Store) -> Iterator[RunProgress]:
-    model = loaded.spec.alias
+    model = model_name(loaded)
     started = time.perf_counter()
     done = total = 0
     try:
@@ -368,11 +396,11 @@ def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: thr
 
 
 def run_bench(request: BenchRequest, cancel: threading.Event | None = None, *, store: Store,
-              models: ModelCache,
+              models: ModelCache, endpoints: Sequence[EndpointModel] = (),
               on_progress: Callable[[RunProgress], None] | None = None) -> tuple[TaskOutcome, ...]:
     """Run to the end; returns every task's outcome in order."""
     outcomes = []
-    for progress in iter_run(request, cancel, store=store, models=models):
+    for progress in iter_run(request, cancel, store=store, models=models, endpoints=endpoints):
         if on_progress is not None:
             on_progress(progress)
         if progress.result is not None:

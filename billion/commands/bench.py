@@ -12,6 +12,7 @@ from billion.bench.runner import TASK_CHOICES, BenchRequest, RunProgress, TaskOu
 from billion.context import AppContext
 from billion.core.registry import all_models
 from billion.core.table import format_table
+from billion.endpoints.config import configured_endpoints
 
 DEFAULT = BenchRequest()
 SHOW_COLUMNS = ["model", "benchmark", "metric", "score", "unit", "± stderr", "95% CI", "n",
@@ -47,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="speed: tokens generated per run")
     parser.add_argument("--repeats", type=int, default=DEFAULT.repeats,
                         help="speed: timed runs per prompt length")
+    parser.add_argument("--speed-only", action="store_true", help="run the speed task only")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="speed only: the model's exact architecture with random weights, for hub "
+                             "models that are not downloaded (rows say 'random weights: speed only')")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--show", action="store_true", help="print the stored leaderboard and exit")
     parser.add_argument("--published", action="store_true", help="with --show: add published scores")
@@ -55,10 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def request_from(args: argparse.Namespace) -> BenchRequest:
-    return BenchRequest(models=_csv(args.model), tasks=_csv(args.tasks), limit=args.limit,
+    tasks = ("speed",) if args.speed_only or args.random_weights else _csv(args.tasks)
+    return BenchRequest(models=_csv(args.model), tasks=tasks, limit=args.limit,
                         dtype=args.dtype, quantization=args.quantization, seed=args.seed,
                         prompt_lengths=tuple(args.prompt_lengths), new_tokens=args.new_tokens,
-                        repeats=args.repeats).validated()
+                        repeats=args.repeats, random_weights=args.random_weights).validated()
 
 
 def results_table(outcomes: list[TaskOutcome]) -> str:
@@ -102,7 +108,8 @@ def run(args: argparse.Namespace, ctx: AppContext) -> int:
         torch.set_num_threads(args.threads)
     request = request_from(args)
     outcomes = []
-    for progress in iter_run(request, store=ctx.store, models=ctx.models):
+    for progress in iter_run(request, store=ctx.store, models=ctx.models,
+                             endpoints=configured_endpoints(ctx.settings.models_file)):
         _report(progress)
         if progress.result is not None:
             outcomes.append(progress.result)

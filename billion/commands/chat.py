@@ -10,10 +10,13 @@ import textwrap
 from collections.abc import Iterator
 
 from billion.context import AppContext
-from billion.core.chat import CHAT_DEFAULTS, ChatRequest, chat_streams
+from billion.core.chat import CHAT_DEFAULTS, ChatRequest
 from billion.core.generation import GenerationResult, GenerationUpdate
+from billion.core.precision import PRECISIONS
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.sampling import SamplingSettings, sampling_from
+from billion.endpoints.client import chat_streams
+from billion.endpoints.config import configured_endpoints
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +42,16 @@ def add_generation_args(parser: argparse.ArgumentParser, defaults: SamplingSetti
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--quantization", default="none", choices=["none", "int8", "int4"])
+    parser.add_argument("--precision", default=None, choices=list(PRECISIONS),
+                        help="one choice instead of --dtype/--quantization; auto = this machine's fast "
+                             "precision (on CPU the measured choice, see the Leaderboard)")
+
+
+def precision_from(args: argparse.Namespace) -> str:
+    """--precision, else the older --quantization / --dtype pair, as one precision."""
+    if getattr(args, "precision", None):
+        return args.precision
+    return args.quantization if args.quantization != "none" else args.dtype
 
 
 def request_from(args: argparse.Namespace) -> ChatRequest:
@@ -46,19 +59,24 @@ def request_from(args: argparse.Namespace) -> ChatRequest:
     if getattr(args, "revision", None):  # the registry's alias@revision form
         names = tuple(f"{name}@{args.revision}" for name in names)
     return ChatRequest(args.prompt, models=names, system=args.system or "",
-                       settings=sampling_from(vars(args), CHAT_DEFAULTS), dtype=args.dtype,
-                       quantization=args.quantization)
+                       settings=sampling_from(vars(args), CHAT_DEFAULTS),
+                       precision=precision_from(args))
 
 
 def figures(result: GenerationResult) -> str:
-    return (f"{len(result.token_ids)} tokens, {result.decode_tokens_per_s:.1f} tokens/s, "
+    host = getattr(result, "host", None)
+    if host is not None:  # an endpoint model's answer
+        return (f"{result.completion_tokens} tokens, {result.decode_tokens_per_s:.1f} tokens/s, "
+                f"first token {result.ttft_s:.2f} s over the network, from {host}, "
+                f"stop: {result.finish_reason}")
+    return (f"{len(result.token_ids)} tokens, {result.decode_tokens_per_s:.1f} tokens/s ({result.precision}), "
             f"first token {result.ttft_s:.2f} s, peak memory {result.peak_memory_bytes / 2**20:.0f} MiB, "
             f"stop: {result.finish_reason}")
 
 
 def run(args: argparse.Namespace, ctx: AppContext) -> int:
     request = request_from(args).validated(ctx.limits)
-    streams = chat_streams(request, ctx.models)
+    streams = chat_streams(request, ctx.models, configured_endpoints(ctx.settings.models_file))
     if len(streams) == 1:
         loaded, stream = streams[0]
         print(f"[{loaded.label}]", file=sys.stderr)

@@ -7,6 +7,7 @@ import argparse
 from billion.context import AppContext
 from billion.core.availability import available_all
 from billion.core.table import format_table
+from billion.endpoints.config import MODELS_FILE_ENV, configured_endpoints
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,4 +24,9 @@ def run(args: argparse.Namespace, ctx: AppContext) -> int:
                      "yes" if item.ok else "no", item.reason])
     print(format_table(["alias", "model", "params", "family", "tokenizer", "gated", "drafts",
                         "available", "reason"], rows))
+    endpoints = configured_endpoints(ctx.settings.models_file)
+    if endpoints:
+        print(f"\nendpoint models ({MODELS_FILE_ENV}):")
+        print(format_table(["name", "model", "server", "key variable"],
+                           [[e.name, e.model, e.base_url, e.api_key_env or ""] for e in endpoints]))
     return 0

@@ -7,7 +7,9 @@ import sys
 
 from billion.commands.chat import add_generation_args
 from billion.context import AppContext
+from billion.core.errors import BillionError
 from billion.core.sampling import sampling_from
+from billion.endpoints.config import RACE_LOCAL_ONLY, is_endpoint_name
 from billion.spec.decoding import MAX_K, KSchedule
 from billion.spec.race import RACE_DEFAULTS, RaceRequest, RaceResult, SweepPoint, k_sweep, run_race
 
@@ -33,15 +35,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def dtype_and_quantization(args: argparse.Namespace) -> dict[str, str]:
+    """--precision (int8/int4 are quantizations, the rest dtypes), else --dtype and --quantization."""
+    if getattr(args, "precision", None):
+        quantized = args.precision in ("int8", "int4")
+        return {"dtype": "auto" if quantized else args.precision,
+                "quantization": args.precision if quantized else "none"}
+    return {"dtype": args.dtype, "quantization": args.quantization}
+
+
 def request_from(args: argparse.Namespace) -> RaceRequest:
     return RaceRequest(args.prompt, target=args.target, draft=args.draft,
                        schedule=KSchedule(args.k, dynamic=args.dynamic),
                        settings=sampling_from(vars(args), RACE_DEFAULTS), reference=args.reference,
-                       warmup=not args.no_warmup, dtype=args.dtype, quantization=args.quantization,
+                       warmup=not args.no_warmup, **dtype_and_quantization(args),
                        system=args.system or "")
 
 
 def run(args: argparse.Namespace, ctx: AppContext) -> int:
+    if is_endpoint_name(args.target) or is_endpoint_name(args.draft):
+        raise BillionError(RACE_LOCAL_ONLY)
     request = request_from(args).validated(ctx.limits)
     target = ctx.models.load(request.target, request.load_options())
     progress = (lambda step: print(f"[{step}]", file=sys.stderr))

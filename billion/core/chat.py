@@ -14,6 +14,7 @@ from billion.core.generation import GenerationUpdate, Message, stream_chat
 from billion.core.limits import (DEFAULT_LIMITS, Limits, check_history, check_max_new_tokens,
                                  check_prompt, check_system)
 from billion.core.loading import LoadedModel, LoadOptions, ModelCache
+from billion.core.precision import options_for
 from billion.core.registry import DEFAULT_MODEL
 from billion.core.sampling import SamplingSettings
 
@@ -33,10 +34,8 @@ class ChatRequest:
     #: each model's earlier turns (role/content dicts), in the order of `models`; () = a new chat
     histories: tuple[tuple[Message, ...], ...] = ()
     settings: SamplingSettings = CHAT_DEFAULTS
-    #: "auto", "fp32", "bf16" or "fp16"
-    dtype: str = "auto"
-    #: "none", "int8" or "int4"
-    quantization: str = "none"
+    #: "auto" (on CPU: the measured fast choice, billion.core.precision), fp32, bf16, fp16, int8, int4
+    precision: str = "auto"
 
     def validated(self, limits: Limits = DEFAULT_LIMITS) -> ChatRequest:
         """The request with its prompt trimmed; a BillionError names what is wrong.
@@ -62,7 +61,7 @@ class ChatRequest:
         return system + history + [{"role": "user", "content": self.prompt}]
 
     def load_options(self) -> LoadOptions:
-        return LoadOptions(dtype=self.dtype, quantization=self.quantization)  # type: ignore[arg-type]
+        return options_for(self.precision)
 
 
 def chat_streams(request: ChatRequest, models: ModelCache

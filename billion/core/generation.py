@@ -41,6 +41,8 @@ class GenerationResult:
     finish_reason: str
     #: seconds since the call at which each token was produced (for replay at true pace)
     token_times: tuple[float, ...] = ()
+    #: what ran, e.g. "fp32" or "int8 (w8a8 per-token, fbgemm)" (shown wherever speed is)
+    precision: str = ""
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,7 @@ def stream_ids(loaded: LoadedModel, input_ids: torch.Tensor, settings: SamplingS
         ttft_s=times[0] if times else total,
         decode_tokens_per_s=(len(times) - 1) / decode_span if decode_span > 0 else 0.0,
         total_s=total, peak_memory_bytes=memory.result(), finish_reason=finish,
-        token_times=tuple(times))
+        token_times=tuple(times), precision=loaded.precision_label)
     yield GenerationUpdate(text, text[shown:], len(tokens), result)
 
 

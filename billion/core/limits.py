@@ -121,11 +121,11 @@ def check_max_new_tokens(value: int, limits: Limits = DEFAULT_LIMITS) -> int:
 
 
 # Letters and digits of any script, spaces and a few separators; nothing that renders as markup.
-_LABEL = re.compile(r"[\w .\-+()]+")
+_LABEL = re.compile(r"[\w .,\-+=()]+")
 
 
 def check_label(label: str | None, limits: Limits = DEFAULT_LIMITS) -> str:
-    """A contestant label, trimmed: at most limits.label_chars of letters, digits, spaces, . - _ + ( )."""
+    """A contestant label, trimmed: at most limits.label_chars of letters, digits, spaces, . , - _ + = ( )."""
     if label is not None and not isinstance(label, str):
         raise BillionError(f"The label must be text (got {type(label).__name__}).")
     text = (label or "").strip()
@@ -134,6 +134,6 @@ def check_label(label: str | None, limits: Limits = DEFAULT_LIMITS) -> str:
                            f"{limits.label_chars}: shorten it.")
     if text and not _LABEL.fullmatch(text):
         bad = sorted({c for c in text if not _LABEL.fullmatch(c)})
-        raise BillionError(f"The label may hold letters, digits, spaces and . - _ + ( ) only "
+        raise BillionError(f"The label may hold letters, digits, spaces and . , - _ + = ( ) only "
                            f"(found {' '.join(repr(c) for c in bad[:5])}): rename it.")
     return text

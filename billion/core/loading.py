@@ -19,12 +19,15 @@ import torch
 
 from billion.core.errors import BillionError
 from billion.core.registry import ModelSpec, resolve
-from billion.core import weights
+from billion.core import quant_cache, weights
 from billion.core.download_jobs import ensure_local
+from billion.core.quant import model_scheme, scheme_for
 
 log = logging.getLogger(__name__)
 
-Quantization = Literal["none", "int8", "int4"]
+#: int8/int4: billion's kernels on CPU, bitsandbytes on CUDA; nf4: bitsandbytes' 4-bit anywhere
+#: (QLoRA trains on it, on CPU too: billion's CPU kernels have no backward pass)
+Quantization = Literal["none", "int8", "int4", "nf4"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 OFFLINE_HINT = "pick an offline model (smollm2-135m, gemma3-270m) or connect to the internet"
 
@@ -37,7 +40,8 @@ class LoadOptions:
     device: str = "auto"
     #: "auto", "fp32", "bf16" or "fp16"
     dtype: str = "auto"
-    #: weight quantization through bitsandbytes
+    #: int8/int4 weights: billion's kernels on CPU (billion.core.quant), bitsandbytes on CUDA;
+    #: "nf4": bitsandbytes' 4-bit on any device (the QLoRA base)
     quantization: Quantization = "none"
     #: path of a PEFT LoRA adapter to apply on top
     adapter: str | None = None
@@ -66,10 +70,28 @@ class LoadedModel:
         return self.spec.context_length
 
     @property
+    def precision(self) -> str:
+        """Short name: fp32, bf16, fp16, int8 or int4."""
+        if self.quantization != "none":
+            return self.quantization
+        return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(
+            self.dtype, str(self.dtype).removeprefix("torch."))
+
+    @property
+    def precision_label(self) -> str:
+        """What runs, for every place speed is shown: "int8 (w8a8 per-token, fbgemm)", "bf16"..."""
+        scheme = model_scheme(self.model)
+        if scheme is not None:
+            return scheme.label
+        if self.quantization == "int8":
+            return "int8 (bitsandbytes LLM.int8)"
+        if self.quantization in ("int4", "nf4"):
+            return "int4 (bitsandbytes nf4)"
+        return self.precision
+
+    @property
     def label(self) -> str:
-        quant = "" if self.quantization == "none" else f" {self.quantization}"
-        dtype = str(self.dtype).removeprefix("torch.")
-        return f"{self.spec.alias} ({dtype}{quant}, {self.device.type})"
+        return f"{self.spec.alias} ({self.precision_label}, {self.device.type})"
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -105,7 +127,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 def quantization_config(quantization: str, device: torch.device, dtype: torch.dtype):
     if quantization == "none":
         return None
-    if quantization not in ("int8", "int4"):
+    if quantization not in ("int8", "int4", "nf4"):
         raise BillionError(f"Unknown quantization '{quantization}': use none, int8 or int4.")
     if device.type == "mps":
         raise BillionError("bitsandbytes int8/int4 does not run on Apple MPS: use quantization 'none'.")
@@ -123,7 +145,8 @@ def quantization_config(quantization: str, device: torch.device, dtype: torch.dt
 
 def weight_bytes(model: torch.nn.Module) -> int:
     tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+    packed = sum(m.packed_bytes() for m in model.modules() if hasattr(m, "packed_bytes"))
+    return sum(t.numel() * t.element_size() for t in tensors) + packed
 
 
 def hf_token() -> str | None:
@@ -178,14 +201,22 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> L
     started = time.perf_counter()
     device = pick_device(options.device)
     dtype = pick_dtype(options.dtype, device)
-    quant = quantization_config(options.quantization, device, dtype)
+    # int8/int4 on CPU go through billion's kernels (billion.core.quant), bitsandbytes elsewhere.
+    cpu_quant = options.quantization not in ("none", "nf4") and device.type == "cpu"
+    if cpu_quant:
+        scheme_for(options.quantization)  # an unknown scheme fails before the weights are read
+    quant = None if cpu_quant else quantization_config(options.quantization, device, dtype)
     location, hub_kwargs = weights_location(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **hub_kwargs)
-        kwargs: dict[str, Any] = {"dtype": dtype, **hub_kwargs}
-        if quant is not None:
-            kwargs.update(quantization_config=quant, device_map={"": str(device)})
-        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        model = None
+        if cpu_quant and not options.adapter:
+            model = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype)
+        if model is None:
+            kwargs: dict[str, Any] = {"dtype": dtype, **hub_kwargs}
+            if quant is not None:
+                kwargs.update(quantization_config=quant, device_map={"": str(device)})
+            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except BillionError:
         raise
     except (torch.OutOfMemoryError, MemoryError) as exc:
@@ -201,6 +232,12 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions()) -> L
     revision = getattr(model.config, "_commit_hash", None) or snapshot or spec.source.revision or ""
     if options.adapter:
         model = _apply_adapter(model, options.adapter)
+        if cpu_quant:  # LoRA folded into the float weights, then quantized with them
+            model = model.merge_and_unload()
+    if cpu_quant and model_scheme(model) is None:
+        entry = None if options.adapter else quant_cache.cache_entry(location, hub_kwargs,
+                                                                     options.quantization)
+        model = quant_cache.quantize_and_store(model, tokenizer, options.quantization, entry, location)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, device=device, dtype=dtype,
@@ -273,6 +310,6 @@ class ModelCache:
 
 
 def _estimate_bytes(spec: ModelSpec, options: LoadOptions) -> int:
-    per_param = {"int8": 1, "int4": 0.5}.get(options.quantization,
+    per_param = {"int8": 1, "int4": 0.5, "nf4": 0.5}.get(options.quantization,
                                               2 if options.dtype in ("bf16", "fp16") else 4)
     return int(spec.params_m * 1e6 * per_param)

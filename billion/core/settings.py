@@ -25,6 +25,12 @@ def default_model_budget() -> int:
     return int(psutil.virtual_memory().total * 0.5)
 
 
+def _page_endpoints_from_env() -> bool:
+    default = "off" if os.environ.get("SPACE_ID") else "on"
+    value = os.environ.get("BILLION_PAGE_ENDPOINTS", default).strip().lower()
+    return value not in ("0", "off", "false", "no")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything about this installation that the engine needs to know."""
@@ -50,6 +56,11 @@ class Settings:
     #: requests the app serves at once (env BILLION_CONCURRENCY)
     concurrency: int = 2
     limits: Limits = field(default_factory=Limits)
+    #: models.yaml of endpoint models (env BILLION_MODELS_FILE); None = none (docs/deploy.md)
+    models_file: Path | None = None
+    #: visitors may add endpoint models on the page (env BILLION_PAGE_ENDPOINTS=on/off; off by
+    #: default on a Space, where a form that makes the server call any address is an open door)
+    page_endpoints: bool = True
 
     @property
     def runs_dir(self) -> Path:
@@ -77,7 +88,10 @@ class Settings:
             "backup_dir": Path(backup) if backup else backup_dir(),
             "votes_public": _flag(os.environ.get("BILLION_PUBLIC_VOTES"), default=not on_space()),
             "concurrency": int(os.environ.get("BILLION_CONCURRENCY", "2")),
-            "limits": Limits.from_env(), **changes}
+            "limits": Limits.from_env(),
+            "models_file": Path(os.environ["BILLION_MODELS_FILE"]).expanduser()
+            if os.environ.get("BILLION_MODELS_FILE", "").strip() else None,
+            "page_endpoints": _page_endpoints_from_env(), **changes}
         return cls(**values)
 
     @classmethod

@@ -153,3 +153,55 @@ def _convert(gguf: Path, out: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+# -- quantized weights (CPU int8/int4), cached like the conversion above ---------------------------
+
+QUANT_MARKER = "billion-quant.json"
+
+
+def source_fingerprint(folder: Path) -> str:
+    """A key for a weights folder: its real path (a hub snapshot's holds the commit) and its files.
+
+    Names, sizes and mtimes, not contents: hashing gigabytes at every start would cost more than
+    the cache saves; a GGUF conversion's folder name is already the GGUF's sha256.
+    """
+    folder = Path(folder).resolve()
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+    digest = hashlib.sha256(str(folder).encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def quantized_dir(folder: Path, scheme_key: str) -> Path:
+    return cache_dir() / "quantized" / f"{source_fingerprint(folder)}-{scheme_key}"
+
+
+def save_quantized(model, out: Path, info: dict) -> None:
+    """Write a quantized model's state (safetensors) and a marker, atomically (tmp folder, rename)."""
+    from safetensors.torch import save_file
+
+    with _convert_lock:
+        tmp = Path(tempfile.mkdtemp(prefix=".quantizing-", dir=_mkdir(out.parent)))
+        try:
+            state = {k: v.contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(tmp / "model.safetensors"))
+            (tmp / QUANT_MARKER).write_text(json.dumps(info))
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def discard_quantized(folder: Path) -> bool:
+    """Remove a quantized cache entry that failed to load; only folders inside quantized/ are touched."""
+    root = (cache_dir() / "quantized").resolve()
+    folder = Path(folder).resolve()
+    if folder.parent != root or not folder.is_dir():
+        return False
+    with _convert_lock:
+        shutil.rmtree(folder, ignore_errors=True)
+    log.warning("removed damaged quantized weights %s; they are rebuilt now", folder)
+    return True

@@ -76,7 +76,7 @@ def load_private(config: TrainConfig, precision_dtype: str):
     from billion.core.registry import resolve
 
     options = loading.LoadOptions(device=config.device, dtype=precision_dtype,
-                                  quantization="int4" if config.qlora else "none")
+                                  quantization="nf4" if config.qlora else "none")
     return loading.load_fresh(resolve(config.model), options)
 
 

@@ -28,6 +28,7 @@ from billion.arena.rounds import (BattleRequest, cast_vote, end_battle, record_a
                                   start_battle, store_missing)
 from billion.context import AppContext
 from billion.core.availability import available_aliases
+from billion.core.precision import available_precisions
 from billion.core.errors import BillionError
 from billion.core.paths import ASSETS
 from billion.core.sampling import sampling_from
@@ -36,10 +37,13 @@ from billion.ui.arena_ratings import (battle_count_figure, current_ratings, expo
                                       win_rate_figure)
 from billion.ui.common import bind, friendly_errors, named_number, on_device
 from billion.ui.downloads import arena_downloads, weight_sizes
+from billion.ui.endpoints import all_endpoints, build_endpoint_adder
 
 POOL_CHOICES = [("Every available model", "all"),
                 ("One model at two temperatures (0.2 and 1.0)", "temperature"),
-                ("One model in two precisions (fp32 and bf16)", "dtype")]
+                ("One model in two precisions (fp32 and bf16)", "dtype"),
+                ("The local default model against endpoint models", "mixed"),
+                ("Endpoint models only", "endpoints")]
 VOTE_CHOICES = [("A is better", "left"), ("B is better", "right"), ("Tie", "tie"),
                 ("Both are bad", "bothbad")]
 PROMPTS_FILE = ASSETS / "arena_prompts.txt"
@@ -104,10 +108,13 @@ def reveal_record(battle: Battle) -> dict[str, Any]:
     return {"battle": battle.id, **asdict(reveal(battle))}
 
 
-def new_battle_for(ctx: AppContext, request: BattleRequest, session_id: str) -> Battle:
-    """A battle from the pool of models that load here and registered adapters."""
+def new_battle_for(ctx: AppContext, request: BattleRequest, session_id: str,
+                   endpoints=None) -> Battle:
+    """A battle from the pool of models that load here, registered adapters and endpoint models
+    (this session's, endpoints, and the configured ones)."""
     return start_battle(request, available_aliases(ctx.hub), registered_contestants(ctx.store),
-                        current_ratings(ctx.store), session_id, limits=ctx.limits)
+                        current_ratings(ctx.store), session_id, limits=ctx.limits,
+                        endpoints=all_endpoints(ctx, endpoints))
 
 
 def _answer_seconds(battle: Battle) -> int:
@@ -149,7 +156,8 @@ def ended(ctx: AppContext, battle: Battle | None) -> bool:
 @friendly_errors
 def battle_round(ctx: AppContext, answer: AnswerFn, prompt: str, pool: str, temperature: float,
                  top_p: float, max_new_tokens: float, seed: float | None, live: bool,
-                 battle: Battle | None, request: gr.Request = None):  # type: ignore[assignment]
+                 precision: str, battle: Battle | None, endpoints=None,
+                 request: gr.Request = None):  # type: ignore[assignment]
     """Ask both models: a follow-up in the open battle, or the first prompt of a new one.
 
     Yields (chat A, chat B, battle token, status, reveal, prompt box, battle state).
@@ -159,8 +167,8 @@ def battle_round(ctx: AppContext, answer: AnswerFn, prompt: str, pool: str, temp
     if battle is None or battle.status == "voted" or ended(ctx, battle):
         settings = sampling_from(dict(temperature=temperature, top_p=top_p,
                                       max_new_tokens=max_new_tokens, seed=seed), DEFAULT_BATTLE.settings)
-        wanted = BattleRequest(pool, settings, bool(live))  # type: ignore[arg-type]
-        battle = new_battle_for(ctx, wanted, anonymous_session(request))
+        wanted = BattleRequest(pool, settings, bool(live), precision or "auto")  # type: ignore[arg-type]
+        battle = new_battle_for(ctx, wanted, anonymous_session(request), endpoints)
     battle = ask(abandon_pending(battle), text, limit)
     for battle, view in _answered(ctx, answer, battle):
         yield (*view, "", battle)
@@ -264,6 +272,7 @@ def arena_battle_count_plot(ctx: AppContext):
 
 def build_arena_tab(ctx: AppContext) -> None:
     battle = gr.State(None)
+    session_endpoints = gr.State([])
     gr.Markdown("Two anonymous models answer your prompt. Vote for the better answer; the names "
                 "are revealed after your vote. Answers that name their own model are flagged and "
                 "left out of the ratings.")
@@ -298,6 +307,10 @@ def build_arena_tab(ctx: AppContext) -> None:
                                        value=DEFAULT_BATTLE.settings.max_new_tokens, label="Max new tokens")
             # Kept for the API's shape: every battle draws its own secret seed, so only -1 is taken.
             seed = gr.Number(value=-1, precision=0, visible=False, label="Seed (-1: the Arena's secret one)")
+        precision = gr.Radio(list(available_precisions()), value="auto", label="Precision (both sides)",
+                             info="auto: this machine's fast precision (on CPU the measured choice "
+                                  "shown on the Leaderboard); the reveal says what ran")
+        build_endpoint_adder(ctx, session_endpoints)
     for component, name in ((temperature, "temperature"), (top_p, "top_p"),
                             (max_new_tokens, "max_new_tokens"), (seed, "seed")):
         named_number(component, name)
@@ -326,7 +339,8 @@ def build_arena_tab(ctx: AppContext) -> None:
     locked = [*vote_buttons, regen, next_round]
     control_out = [*locked, chat_left, chat_right]
     round_out = [chat_left, chat_right, token, status, revealed]
-    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, battle]
+    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, precision, battle,
+              session_endpoints]
     vote_out = [revealed, reveal_json, status, battle]
 
     answer = on_device(answer_both, ctx, _answer_seconds)

@@ -5,21 +5,41 @@ from __future__ import annotations
 import gradio as gr
 
 from billion.context import AppContext
-from billion.core.chat import CHAT_DEFAULTS, ChatRequest, chat_streams, plain_messages
+from billion.core.chat import CHAT_DEFAULTS, ChatRequest, plain_messages
 from billion.core.download_jobs import follow_many, needs_download
 from billion.core.generation import GenerationResult, GenerationUpdate, interleave
+from billion.core.loading import pick_device
+from billion.core.precision import auto_cpu_choice, available_precisions
 from billion.core.registry import PYTHIA_CHECKPOINTS, resolve
 from billion.core.sampling import sampling_from
+from billion.endpoints.client import chat_streams
+from billion.endpoints.config import is_endpoint_name
 from billion.ui.common import bind, default_model, friendly_errors, model_choices, named_number, on_device
 from billion.ui.downloads import progress_line
+from billion.ui.endpoints import all_endpoints, build_endpoint_adder, endpoint_choices
 
 
 def stats_line(result: GenerationResult | None) -> str:
     if result is None:
         return ""
-    return (f"**{result.decode_tokens_per_s:.1f} tokens/s** · first token {result.ttft_s:.2f} s · "
+    precision = getattr(result, "precision", "")  # endpoint answers carry none
+    precision = f" ({precision})" if precision else ""
+    host = getattr(result, "host", None)
+    if host is not None:  # an endpoint's answer: timed here, memory is the server's business
+        return (f"**{result.decode_tokens_per_s:.1f} tokens/s** over the network, from {host} · "
+                f"first token {result.ttft_s:.2f} s · {result.completion_tokens} tokens · "
+                f"stop: {result.finish_reason}")
+    return (f"**{result.decode_tokens_per_s:.1f} tokens/s**{precision} · first token {result.ttft_s:.2f} s · "
             f"{len(result.token_ids)} tokens · peak memory {result.peak_memory_bytes / 2**20:.0f} MiB · "
             f"stop: {result.finish_reason}")
+
+
+def precision_info() -> str:
+    """What "auto" means here, for the Precision control (CPU: the measured fast choice)."""
+    if pick_device().type != "cpu":
+        return "auto: bf16 (or fp16) on a GPU"
+    choice = auto_cpu_choice()
+    return f"auto on this CPU = {choice.precision} ({choice.reason})"
 
 
 def _turn(history: list[dict], prompt: str, update: GenerationUpdate | None) -> list[dict]:
@@ -29,13 +49,14 @@ def _turn(history: list[dict], prompt: str, update: GenerationUpdate | None) -> 
 
 def _generation_seconds(prompt, history_a, history_b, compare, model_a, model_b, system, temperature,
                         top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype,
-                        checkpoint="main") -> int:
+                        checkpoint="main", endpoints=None) -> int:
     return int(30 + int(max_new_tokens) * (0.2 if compare else 0.1))
 
 
 def with_checkpoint(name: str, checkpoint: str | None) -> str:
     """The model at the picked training checkpoint, where it has published ones (Pythia)."""
-    if not checkpoint or checkpoint == "main" or not name or not resolve(name).revisions:
+    if not checkpoint or checkpoint == "main" or not name or is_endpoint_name(name) \
+            or not resolve(name).revisions:
         return name
     return f"{name}@{checkpoint}"
 
@@ -50,21 +71,21 @@ def chat_request(ctx: AppContext, prompt: str, histories: list[list[dict]], comp
     names = (model_a, model_b) if compare else (model_a,)
     return ChatRequest(prompt, models=tuple(with_checkpoint(n, checkpoint) for n in names),
                        system=system or "", histories=tuple(map(plain_messages, histories)),
-                       settings=settings, dtype=dtype or "auto").validated(ctx.limits)
+                       settings=settings, precision=dtype or "auto").validated(ctx.limits)
 
 
 @friendly_errors
 def chat(ctx: AppContext, answer_fn, prompt: str, history_a: list[dict], history_b: list[dict],
          compare: bool, model_a: str, model_b: str, system: str, temperature: float, top_p: float,
          top_k: float, repetition_penalty: float, max_new_tokens: float, seed: float | None,
-         dtype: str, checkpoint: str = "main"):
+         dtype: str, checkpoint: str = "main", endpoints=None):
     """Download a hub model that is not cached yet (its progress shows under its answer; Stop
     cancels it), then stream through `answer_fn` (answer, on the device)."""
     histories = [history_a or [], history_b or []] if compare else [history_a or []]
     request = chat_request(ctx, prompt, histories, compare, model_a, model_b, system, temperature,
                            top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype,
                            checkpoint)  # validated before any download starts
-    specs = [resolve(name) for name in request.models]
+    specs = [resolve(name) for name in request.models if not is_endpoint_name(name)]
     waiting = [i for i, spec in enumerate(specs) if needs_download(spec)]
     for updates in follow_many([specs[i] for i in waiting]):
         stats = ["", ""]
@@ -73,30 +94,21 @@ def chat(ctx: AppContext, answer_fn, prompt: str, history_a: list[dict], history
         yield history_a or [], history_b or [], stats[0], stats[1], prompt
     yield from answer_fn(prompt, history_a, history_b, compare, model_a, model_b, system,
                          temperature, top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype,
-                         checkpoint)
+                         checkpoint, endpoints)
 
 
 @friendly_errors
 def answer(ctx: AppContext, prompt: str, history_a: list[dict], history_b: list[dict],
            compare: bool, model_a: str, model_b: str, system: str, temperature: float, top_p: float,
            top_k: float, repetition_penalty: float, max_new_tokens: float, seed: float | None,
-           dtype: str, checkpoint: str = "main"):
-    """The device part: load and stream (weights are in the cache by now).
-    Yields (chat A, chat B, stats A, stats B, prompt box)."""
+           dtype: str, checkpoint: str = "main", endpoints=None):
+    """The device part: load and stream (weights are in the cache by now); endpoint models
+    stream from their server. Yields (chat A, chat B, stats A, stats B, prompt box)."""
     histories = [history_a or [], history_b or []] if compare else [history_a or []]
     request = chat_request(ctx, prompt, histories, compare, model_a, model_b, system, temperature,
                            top_p, top_k, repetition_penalty, max_new_tokens, seed, dtype, checkpoint)
     prompt = request.prompt
-    streams = [stream for _, stream in chat_streams(request, ctx.models)]
-    histories = [history_a or [], history_b or []] if compare else [history_a or []]
-    settings = sampling_from(dict(temperature=temperature, top_p=top_p, top_k=top_k,
-                                  repetition_penalty=repetition_penalty,
-                                  max_new_tokens=max_new_tokens, seed=seed), CHAT_DEFAULTS)
-    request = ChatRequest(prompt, models=(model_a, model_b) if compare else (model_a,),
-                          system=system or "", histories=tuple(map(plain_messages, histories)),
-                          settings=settings, dtype=dtype or "auto").validated(ctx.limits)
-    prompt = request.prompt
-    streams = [stream for _, stream in chat_streams(request, ctx.models)]
+    streams = [stream for _, stream in chat_streams(request, ctx.models, all_endpoints(ctx, endpoints))]
     for updates in interleave(*streams):
         chats = [_turn(h, prompt, u) for h, u in zip(histories, updates)]
         stats = [stats_line(u.result) if u else "" for u in updates]
@@ -109,6 +121,8 @@ def answer(ctx: AppContext, prompt: str, history_a: list[dict], history_b: list[
 def build_chat_tab(ctx: AppContext) -> None:
     choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
+    choices = choices + endpoint_choices(ctx)
+    session_endpoints = gr.State([])
     with gr.Row():
         compare = gr.Checkbox(label="Two models side by side", value=False)
         model_a = gr.Dropdown(choices, value=default, label="Model", scale=3)
@@ -117,6 +131,7 @@ def build_chat_tab(ctx: AppContext) -> None:
                                  label="Training checkpoint (Pythia: step0 ... step143000)")
     with gr.Accordion("Models that cannot load here, and why", open=False):
         gr.Markdown(unavailable)
+    added = build_endpoint_adder(ctx, session_endpoints)
     with gr.Row():
         with gr.Column():
             chat_a = gr.Chatbot(label="Answer", height=380)
@@ -143,7 +158,8 @@ def build_chat_tab(ctx: AppContext) -> None:
             max_new_tokens = gr.Slider(1, ctx.limits.max_new_tokens, value=CHAT_DEFAULTS.max_new_tokens,
                                        step=1, label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
-            dtype = gr.Radio(["auto", "fp32", "bf16"], value="auto", label="Precision")
+            dtype = gr.Radio(list(available_precisions()), value="auto", label="Precision",
+                             info=precision_info())
     for component, name in ((temperature, "temperature"), (top_p, "top_p"), (top_k, "top_k"),
                             (repetition_penalty, "repetition_penalty"),
                             (max_new_tokens, "max_new_tokens"), (seed, "seed")):
@@ -153,16 +169,23 @@ def build_chat_tab(ctx: AppContext) -> None:
         return gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer")
 
     def checkpoints_for(*names: str):
-        return gr.update(visible=any(name and resolve(name).revisions for name in names))
+        return gr.update(visible=any(name and not is_endpoint_name(name) and resolve(name).revisions
+                                     for name in names))
 
     compare.change(toggle, compare, [model_b, column_b, chat_a], api_name=False)
     for picker in (model_a, model_b):
         picker.change(checkpoints_for, [model_a, model_b], checkpoint, api_name=False)
     inputs = [prompt, chat_a, chat_b, compare, model_a, model_b, system, temperature, top_p, top_k,
-              repetition_penalty, max_new_tokens, seed, dtype, checkpoint]
+              repetition_penalty, max_new_tokens, seed, dtype, checkpoint, session_endpoints]
     outputs = [chat_a, chat_b, stats_a, stats_b, prompt]
     handler = bind(chat, ctx, on_device(answer, ctx, _generation_seconds))
     sent = send.click(handler, inputs, outputs, api_name="chat")
     submitted = prompt.submit(handler, inputs, outputs, api_name=False)
     stop.click(None, None, None, cancels=[sent, submitted], api_name=False)
     clear.click(lambda: ([], [], "", ""), None, [chat_a, chat_b, stats_a, stats_b], api_name=False)
+    if added is not None:
+        def pickers(session):
+            every = model_choices(ctx.hub)[0] + endpoint_choices(ctx, session)
+            return gr.update(choices=every), gr.update(choices=every)
+
+        added.then(pickers, session_endpoints, [model_a, model_b], api_name=False)

@@ -58,6 +58,8 @@ def arena_downloads(battle: Battle) -> Iterator[str]:
     specs = {}
     with blind_errors(battle):
         for contestant in (battle.model_a, battle.model_b):
+            if contestant.endpoint is not None:  # its server holds the weights
+                continue
             spec = resolve(contestant.alias)
             if needs_download(spec):
                 specs[(spec.hub_id, spec.source.revision)] = spec
@@ -69,7 +71,11 @@ def weight_sizes(battle: Battle) -> tuple[str, str]:
     """Each side's weights on disk (left, right), for the reveal only."""
     sizes = []
     for side in ("left", "right"):
-        spec = resolve(battle.contestant(battle.seat(side)).alias)  # type: ignore[arg-type]
+        contestant = battle.contestant(battle.seat(side))  # type: ignore[arg-type]
+        if contestant.endpoint is not None:
+            sizes.append(f"served by {contestant.endpoint.host}")
+            continue
+        spec = resolve(contestant.alias)
         size = snapshot_bytes(spec.hub_id, spec.source.revision or "main") if spec.source.kind == "hub" else 0
         sizes.append(f"{size / 1e6:,.0f} MB" if size else spec.source.kind.replace("_", " "))
     return sizes[0], sizes[1]

@@ -26,11 +26,14 @@ from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, MEASURED
                                  run_results_frame, run_summary, score_points, select_columns,
                                  speed_points)
 from billion.context import AppContext
+from billion.core.precision import QUALITY_COLUMNS, auto_cpu_choice, quality_rows
 from billion.core.registry import all_models
 from billion.store.store import Store
 from billion.ui.arena_ratings import current_ratings
 from billion.ui.common import (ON_ZEROGPU, bind, default_model, friendly_errors, model_choices,
                                named_number, on_device)
+from billion.endpoints.config import configured_endpoints
+from billion.ui.endpoints import endpoint_choices
 
 TASK_LABELS = [(f"{t.name} · {t.display_name}" + ("" if t.offline else " (needs the hub)"), t.name)
                for t in TASKS] + [("humaneval · HumanEval pass@1 (greedy)", HUMANEVAL),
@@ -175,7 +178,8 @@ def _device_seconds(request: BenchRequest, cancel: threading.Event | None = None
 def bench_on_device(ctx: AppContext, request: BenchRequest,
                     cancel: threading.Event | None = None) -> Iterator[RunProgress]:
     """The GPU part: load, score and store (a picklable request in, progress records out)."""
-    yield from iter_run(request, cancel, store=ctx.store, models=ctx.models)
+    yield from iter_run(request, cancel, store=ctx.store, models=ctx.models,
+                        endpoints=configured_endpoints(ctx.settings.models_file))
 
 
 BenchFn = Callable[..., Iterator[RunProgress]]
@@ -215,6 +219,17 @@ def run_benchmark(bench: BenchFn, models, tasks, limit, dtype, quantization, see
     yield final, run_results_frame(outcomes), run_summary(outcomes), None
 
 
+def precision_summary() -> str:
+    choice = auto_cpu_choice()
+    return (f"**auto on CPU = {choice.precision}**: {choice.reason}. Full offline suite (`billion-mc`, "
+            f"all items, acc_norm, 95% interval) at each precision; source: "
+            f"`assets/precision_quality.json` (`benchmarks/precision_quality.py`).")
+
+
+def precision_table() -> pd.DataFrame:
+    return pd.DataFrame(quality_rows(), columns=QUALITY_COLUMNS)
+
+
 def cancel_run(cancel: threading.Event | None) -> str:
     if cancel is None:
         return "Nothing is running."
@@ -227,6 +242,7 @@ def cancel_run(cancel: threading.Event | None) -> str:
 def build_leaderboard_tab(ctx: AppContext) -> None:
     choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
+    choices = choices + endpoint_choices(ctx)  # models.yaml's: results are stored for everyone
     gr.Markdown("Scores measured here (latest run per model, task, metric, dtype and quantization; "
                 "every run stays stored) beside **published** figures from model cards and papers, "
                 "labelled with their source, setting and checkpoint. Published figures were measured "
@@ -244,6 +260,9 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
         score_plot = gr.Plot(bind(initial_score_plot, ctx.store), label="Accuracy vs size", show_label=False)
         speed_plot = gr.Plot(bind(initial_speed_plot, ctx.store), label="Speed vs memory", show_label=False)
     refresh = gr.Button("Refresh")
+    with gr.Accordion("Precision on CPU: quality cost and speed (what \"auto\" picks)", open=False):
+        gr.Markdown(precision_summary)
+        gr.Dataframe(precision_table, interactive=False, wrap=True, label="Offline suite by precision")
 
     with gr.Accordion("Run benchmark", open=False):
         with gr.Row():
@@ -254,9 +273,10 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
             gr.Markdown(unavailable)
         with gr.Row():
             limit = gr.Number(value=PAGE_LIMIT, precision=0, label="Limit per task (0: full task)")
-            dtype = gr.Radio(["auto", "fp32", "bf16"], value=BENCH_DEFAULTS.dtype, label="Precision")
+            dtype = gr.Radio(["auto", "fp32", "bf16"], value=BENCH_DEFAULTS.dtype,
+                             label="Precision (float dtype)")
             quantization = gr.Radio(["none", "int8", "int4"], value=BENCH_DEFAULTS.quantization,
-                                    label="Quantization (bitsandbytes)")
+                                    label="int8 / int4 (CPU: billion's kernels; GPU: bitsandbytes)")
             seed = gr.Number(value=BENCH_DEFAULTS.seed, precision=0, label="Seed (item sample, few-shot)")
         with gr.Row():
             prompt_lengths = gr.Textbox(",".join(map(str, BENCH_DEFAULTS.prompt_lengths)),

@@ -23,6 +23,7 @@ from billion.core.errors import BillionError
 from billion.core.registry import drafts_for, resolve
 from billion.core.sampling import sampling_from
 from billion.spec.decoding import MAX_K, KSchedule
+from billion.endpoints.config import RACE_LOCAL_ONLY
 from billion.spec.race import (EXAMPLE_PROMPTS, RACE_DEFAULTS, RaceRequest, RaceResult, SweepPoint, k_sweep,
                                parse_draft, run_race)
 from billion.ui.common import bind, default_model, friendly_errors, model_choices, named_number, on_device
@@ -199,7 +200,7 @@ def build_race_tab(ctx: AppContext) -> None:
     gr.Markdown("Plain decoding runs first, then speculative decoding (never both at once: they would "
                 "share the cores), after a short warm-up. Then both outputs replay side by side at "
                 "their recorded pace. Grounded prompts (repeat, edit, answer from a text) are where "
-                "prompt lookup shines.")
+                "prompt lookup shines.\n\n" + RACE_LOCAL_ONLY)
     with gr.Row():
         target = gr.Dropdown(choices, value=default, label="Target model", scale=3)
         draft = gr.Dropdown(draft_choices(default, ctx.hub), value=PROMPT_LOOKUP, label="Draft source",

@@ -21,6 +21,7 @@ import gradio as gr
 from billion.arena.contestants import register_adapter_contestant
 from billion.context import AppContext
 from billion.core.errors import BillionError
+from billion.core.loading import pick_device
 from billion.core.paths import ASSETS
 from billion.train.config import TARGET_PRESETS, TrainConfig
 from billion.train.data import SUFFIXES, TrainDataset, load_dataset
@@ -266,6 +267,16 @@ def run_summary(status: RunStatus, events) -> dict[str, Any]:
 
 # ---- the tab ------------------------------------------------------------------------------------
 
+TRAINING_PRECISION_NOTE = ("LoRA trains a float base: fp32/bf16 on CPU (billion's int8/int4 CPU "
+                           "kernels have no backward pass). Pick int8/int4 afterwards in Chat or the "
+                           "Arena: the adapter is merged into the weights, then quantized.")
+
+
+def training_precisions() -> tuple[str, ...]:
+    """What training can use here: CPU fp32/bf16; CUDA adds fp16 (and QLoRA's 4-bit base)."""
+    return ("auto", "fp32", "bf16", "fp16") if pick_device().type == "cuda" else ("auto", "fp32", "bf16")
+
+
 def build_trainer_tab(ctx: AppContext) -> None:
     choices, _ = model_choices(ctx.hub)
     default = default_model(choices)
@@ -304,8 +315,8 @@ def build_trainer_tab(ctx: AppContext) -> None:
             eval_fraction = gr.Slider(0, 0.5, value=TRAIN_DEFAULTS.eval_fraction, step=0.05,
                                       label="Eval fraction")
             seed = gr.Number(TRAIN_DEFAULTS.seed, precision=0, label="Seed")
-            precision = gr.Radio(["auto", "fp32", "bf16", "fp16"], value=TRAIN_DEFAULTS.precision,
-                                 label="Precision")
+            precision = gr.Radio(list(training_precisions()), value=TRAIN_DEFAULTS.precision,
+                                 label="Precision", info=TRAINING_PRECISION_NOTE)
             qlora = gr.Checkbox(TRAIN_DEFAULTS.qlora, label="QLoRA (4-bit base, CUDA)")
             probe_steps = gr.Slider(0, 10, value=2, step=1, label="Probe steps before training (ETA, memory)")
         prompts = gr.Textbox(lines=3, label="Held-out prompts for before/after (one per line)")

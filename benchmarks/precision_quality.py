@@ -1,0 +1,100 @@
+"""Write assets/precision_quality.json: offline-suite quality and decode speed of each CPU precision.
+
+    # 1. the full offline suite at each precision (one store for these runs):
+    for p in "--dtype fp32" "--dtype bf16" "--quantization int8" "--quantization int4"; do
+      .venv/bin/python -m billion bench --model smollm2-135m,gemma3-270m --tasks offline-mc $p \
+          --threads 1 --db quality.sqlite3
+    done
+    # 2. decode speed, same machine:
+    .venv/bin/python benchmarks/decode.py --models smollm2-135m,gemma3-270m --json decode.json
+    # 3. this file:
+    .venv/bin/python benchmarks/precision_quality.py --db quality.sqlite3 --speed decode.json
+
+The Leaderboard shows the file, and billion.core.precision's "auto" rule reads it: the rule's
+input is these measured figures, with the commands, machine and date that produced them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from billion.core.precision import QUALITY_FILE, QualityRow, choose_cpu_precision, quality_rows
+from billion.core.quant import SCHEMES, scheme_for
+from billion.core.table import format_table
+from billion.store.store import Store
+
+TASK = "billion-mc"
+
+
+def precision_name(settings: dict) -> str:
+    quantization = settings.get("quantization", "none")
+    return quantization if quantization != "none" else settings.get("dtype", "?")
+
+
+def quality_from_store(db: Path) -> dict[tuple[str, str], dict]:
+    """Latest full-suite billion-mc row per (model, precision): acc_norm, its interval, label."""
+    frame = Store(db).bench_results_frame()
+    found: dict[tuple[str, str], dict] = {}
+    for _, row in frame.sort_values("id").iterrows():
+        settings, extra = row["settings"] or {}, row["extra"] or {}
+        if row["task"] != TASK or settings.get("limited") or settings.get("device") != "cpu":
+            continue
+        norm = extra.get("acc_norm") or {}
+        if norm.get("mean") is None:
+            continue
+        mean, stderr, n = float(norm["mean"]), float(norm.get("stderr") or 0.0), int(norm.get("n") or 0)
+        precision = precision_name(settings)
+        label = settings.get("precision_label") or (
+            scheme_for(precision).label if precision in SCHEMES else precision)
+        found[(row["model"], precision)] = {
+            "acc_norm": mean, "ci_low": max(0.0, mean - 1.96 * stderr),
+            "ci_high": min(1.0, mean + 1.96 * stderr), "n": n,
+            "label": label}
+    return found
+
+
+def speeds_from(path: Path | None) -> dict[tuple[str, str], float]:
+    """billion's decode tokens/s per (model, precision) from a benchmarks/decode.py --json file."""
+    if path is None:
+        return {}
+    rows = json.loads(path.read_text())
+    return {(r["model"], r["precision"]): r["tok_s"] for r in rows
+            if r.get("kind") == "ours" and "tok_s" in r}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", required=True, type=Path)
+    parser.add_argument("--speed", type=Path, default=None, help="benchmarks/decode.py --json output")
+    parser.add_argument("--out", type=Path, default=QUALITY_FILE)
+    parser.add_argument("--note", default="", help="anything a reader must know about the runs")
+    args = parser.parse_args()
+    quality, speeds = quality_from_store(args.db), speeds_from(args.speed)
+    rows = tuple(QualityRow(model=m, precision=p, decode_tok_s=speeds.get((m, p)), **q)
+                 for (m, p), q in sorted(quality.items()))
+    choice = choose_cpu_precision(rows)
+    data = {
+        "source": "benchmarks/precision_quality.py from `billion bench --tasks offline-mc` runs "
+                  "(billion-mc, all items, acc_norm, normal 95% interval) and benchmarks/decode.py",
+        "machine": f"{platform.processor() or platform.machine()}, CPU capability "
+                   f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()), "note": args.note,
+        "auto_cpu": {"precision": choice.precision, "reason": choice.reason},
+        "rows": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                  for k, v in r.__dict__.items()} for r in rows]}
+    args.out.write_text(json.dumps(data, indent=1) + "\n")
+    from billion.core.precision import QUALITY_COLUMNS
+
+    print(format_table(QUALITY_COLUMNS, quality_rows(rows)))
+    print(f"auto on CPU: {choice.reason}\nwritten: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The quantized-weights cache: written on the first load, read on the next, rebuilt when damaged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from billion.core import quant_cache
+from billion.core.loading import LoadOptions, load_fresh
+from billion.core.quant import model_scheme
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+IDS = torch.tensor([[5, 6, 7, 8, 9]])
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BILLION_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _logits(loaded) -> torch.Tensor:
+    with torch.inference_mode():
+        return loaded.model(IDS).logits
+
+
+def _no_quantizing(*_args, **_kwargs):
+    raise AssertionError("quantized again instead of reading the cache")
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_second_load_reads_the_cache(tiny_dir, cache, scheme, monkeypatch):
+    first = load_fresh(str(tiny_dir), LoadOptions(quantization=scheme))
+    entry = quant_cache.cache_entry(str(tiny_dir), {}, scheme)
+    assert entry is not None and entry.parent == cache / "quantized"
+    assert (entry / "model.safetensors").is_file() and scheme in entry.name
+    monkeypatch.setattr(quant_cache, "quantize_and_store", _no_quantizing)
+    second = load_fresh(str(tiny_dir), LoadOptions(quantization=scheme))
+    assert model_scheme(second.model) == model_scheme(first.model)
+    assert torch.equal(_logits(second), _logits(first))
+    # The generation config (stop tokens) comes back too.
+    assert second.model.generation_config.eos_token_id == first.model.generation_config.eos_token_id
+
+
+def test_damaged_cache_is_discarded_and_rebuilt(tiny_dir, cache):
+    first = load_fresh(str(tiny_dir), LoadOptions(quantization="int8"))
+    entry = quant_cache.cache_entry(str(tiny_dir), {}, "int8")
+    (entry / "model.safetensors").write_bytes(b"not safetensors")
+    again = load_fresh(str(tiny_dir), LoadOptions(quantization="int8"))
+    assert torch.equal(_logits(again), _logits(first))
+    assert (entry / "model.safetensors").stat().st_size > 1000  # rebuilt
+
+
+def test_changed_source_weights_get_a_new_entry(tiny_dir, cache, tmp_path_factory):
+    import shutil
+
+    copy = tmp_path_factory.mktemp("copy") / "tiny"
+    shutil.copytree(tiny_dir, copy)
+    a = quant_cache.cache_entry(str(tiny_dir), {}, "int8")
+    b = quant_cache.cache_entry(str(copy), {}, "int8")
+    assert a != b and a.name.endswith(quant_cache.cache_key("int8"))
