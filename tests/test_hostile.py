@@ -8,7 +8,8 @@ findings (1, 5, 7's max_steps, 9) are tested with the trainer's own work. Here:
 - 3: a battle error that named a model by its context size; 4: the oracle attack (Chat replaying an
   anonymous answer); 11: NaN, infinite and huge numbers; 12: votes exported by anyone;
   13: votes lost with the Space's disk;
-- what held, kept holding: names absent from /config and /gradio_api/info.
+- what held (file-route traversal, forged and replayed votes, names absent from SSE, /config and
+  /gradio_api/info) is tested in test_paths_security.py and test_app_arena.py.
 
 Fast probes run against one app served from this process on the offline SmolLM2; the memory
 probes start the real app and are marked slow.
@@ -28,6 +29,7 @@ import pytest
 from app_server import serve_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from test_app_arena import text_of
 
 from billion.arena.battle import ANSWER_FAILED
 from billion.context import build_context
@@ -46,13 +48,14 @@ NAN, INF = float("nan"), float("inf")
 
 
 def chat_args(prompt="Hi", system="", temperature=0.0, top_p=0.95, top_k=0, penalty=1.0, tokens=4,
-              seed=0, history=None, dtype="auto") -> tuple:
+              seed=0, history=None, dtype="fp32") -> tuple:
     return (prompt, history or [], [], False, "smollm2-135m", "smollm2-135m", system, temperature, top_p,
             top_k, penalty, tokens, seed, dtype, "main")
 
 
-def battle_args(prompt, pool="dtype", temperature=0.7, top_p=0.95, tokens=TOKENS, seed=-1) -> tuple:
-    return (prompt, pool, temperature, top_p, tokens, seed, False, "auto")
+def battle_args(prompt, pool="temperature", temperature=0.7, top_p=0.95, tokens=TOKENS, seed=-1) -> tuple:
+    # fp32 on both sides: the one SmolLM2 load that Chat's calls here share (no int8 quantizing)
+    return (prompt, pool, temperature, top_p, tokens, seed, False, "fp32")
 
 
 def battles(db: Path) -> int:
@@ -98,7 +101,7 @@ def test_an_answer_that_fails_ends_the_battle_unrecorded_and_says_nothing_of_eit
     assert "one of the answers" in message.lower() and "ended unrecorded" in message
     assert not any(s in message.lower() for s in [*SECRETS, "8192", "context", "model a", "model b"])
     assert battles(db) == before  # nothing stored, so nothing to vote on
-    with pytest.raises(AppError, match="no battle to vote on|No battle"):
+    with pytest.raises(AppError, match="ended unrecorded .* takes no vote"):
         client.predict("left", "", api_name="/arena_vote")
     # The session goes on with a new battle (a new pair, a new token).
     final = client.predict(*battle_args("Say hello.", pool="temperature"), api_name="/arena_battle")
@@ -107,29 +110,39 @@ def test_an_answer_that_fails_ends_the_battle_unrecorded_and_says_nothing_of_eit
 
 # ---- finding 4: the oracle attack -------------------------------------------------------------------
 
-def test_chat_cannot_replay_an_anonymous_answer(served):
+def test_the_arena_takes_no_greedy_decoding_and_no_known_seed(served):
     """Before: a battle at temperature 0 (or with a known seed) was reproduced token for token by
-    /chat with each model, naming both sides before the vote. Now the Arena refuses both, samples
-    at temperature 0.5 or more with a secret seed, and the replay fails."""
-    url, _ = served
+    /chat with each model, naming both sides before the vote. Now the Arena refuses both."""
+    url, db = served
     client = Client(url, verbose=False)
-    with pytest.raises(AppError, match="temperature 0.5 or more"):
+    before = battles(db)
+    with pytest.raises(AppError, match=r"temperature (must be between 0\.5|0\.5 or more)"):
         client.predict(*battle_args("Name a colour.", temperature=0.0), api_name="/arena_battle")
     with pytest.raises(AppError, match="secret seed"):
         client.predict(*battle_args("Name a colour.", seed=11), api_name="/arena_battle")
+    assert battles(db) == before
+
+
+@pytest.mark.slow
+def test_chat_cannot_replay_an_anonymous_answer(served):
+    """The attack itself: a battle at temperature 1.0 (the Arena's secret seed), then the attacker's
+    replays in Chat, greedy and with guessed seeds, in each precision: none equals either answer."""
+    url, _ = served
+    client = Client(url, verbose=False)
     prompt = "Tell me a short story about a robot who learns to paint."
-    left, right, token, *_ = client.predict(*battle_args(prompt, temperature=1.0, tokens=24),
+    # The precision pool: both sides sample at the battle's temperature (the temperature pool's
+    # 0.2 side is near-greedy on purpose; docs/arena.md).
+    left, right, token, *_ = client.predict(*battle_args(prompt, "dtype", temperature=1.0, tokens=24),
                                             api_name="/arena_battle")
-    answers = {left[-1]["content"] if isinstance(left[-1]["content"], str) else json.dumps(left[-1]),
-               right[-1]["content"] if isinstance(right[-1]["content"], str) else json.dumps(right[-1])}
-    # The attacker's replays: greedy in each precision, and the battle's own visible settings.
+    answers = {text_of(left[-1]), text_of(right[-1])}
+    assert all(answers)
     replays = set()
-    for dtype in ("fp32", "bf16", "auto"):
+    for dtype in ("fp32", "bf16"):
         chat = Client(url, verbose=False)
-        replays.add(chat.predict(*chat_args(prompt, tokens=24, dtype=dtype), api_name="/chat")[0][-1]["content"])
-        for seed in range(3 if dtype != "auto" else 0):
-            replays.add(chat.predict(*chat_args(prompt, temperature=1.0, tokens=24, seed=seed, dtype=dtype),
-                                     api_name="/chat")[0][-1]["content"])
+        replays.add(text_of(chat.predict(*chat_args(prompt, tokens=24, dtype=dtype), api_name="/chat")[0][-1]))
+        for seed in range(3):
+            replays.add(text_of(chat.predict(*chat_args(prompt, temperature=1.0, tokens=24, seed=seed,
+                                                         dtype=dtype), api_name="/chat")[0][-1]))
     assert not answers & replays, "Chat reproduced an anonymous answer"
     client.predict("tie", token, api_name="/arena_vote")
 
@@ -169,7 +182,8 @@ def test_a_huge_system_message_or_history_is_refused_before_tokenising(served):
     started = time.perf_counter()
     with pytest.raises(AppError, match="system message has 16777216 characters"):
         client.predict(*chat_args(system="x" * 2**24), api_name="/chat")
-    history = [{"role": "user", "content": "y" * 1000}, {"role": "assistant", "content": "z" * 1000}] * 40
+    history = [{"role": role, "content": [{"type": "text", "text": ch * 1000}]}
+               for role, ch in (("user", "y"), ("assistant", "z"))] * 40  # Gradio 6's message shape
     with pytest.raises(AppError, match="conversation so far is over"):
         client.predict(*chat_args(history=history), api_name="/chat")
     assert time.perf_counter() - started < 30  # 14.7 s for the system message alone before
@@ -183,15 +197,6 @@ def test_votes_are_not_exported_when_the_owner_keeps_them_private(served):
         Client(url, verbose=False).predict(api_name="/arena_export")
 
 
-# ---- what held ------------------------------------------------------------------------------------
-
-def test_the_page_config_and_api_info_name_no_model(served):
-    url, _ = served
-    for route in ("config", "gradio_api/info"):
-        text = httpx.get(url + route, timeout=30).text.lower()
-        assert not [s for s in SECRETS if s in text], route
-
-
 # ---- finding 13: votes outlive the Space's disk ---------------------------------------------------
 
 def test_votes_come_back_from_the_dataset_copy_after_the_disk_is_wiped(tmp_path, models):
@@ -202,7 +207,7 @@ def test_votes_come_back_from_the_dataset_copy_after_the_disk_is_wiped(tmp_path,
     with serve_app(ctx=ctx) as url:
         client = Client(url, verbose=False)
         for choice in ("left", "right", "left"):
-            token = client.predict(*battle_args("Name a fruit.", pool="temperature"),
+            token = client.predict(*battle_args("Name a fruit.", tokens=4),
                                    api_name="/arena_battle")[2]
             client.predict(choice, token, api_name="/arena_vote")
         before = ratings_frame(current_ratings(ctx.store))

@@ -195,6 +195,9 @@ def vote_round(ctx: AppContext, choice: str, token: str, battle: Battle | None):
     status, battle state)."""
     if battle is None:
         raise BillionError("There is no battle to vote on: ask a prompt first.")
+    if ended(ctx, battle):
+        raise BillionError("That battle ended unrecorded (one of the answers failed), so it takes no "
+                           "vote: ask a prompt to start a new battle.")
     if token and token.strip() != battle.id:
         raise BillionError(f"Battle {token.strip()!r} is not the one open in this session: vote on "
                            "the battle shown, or start a new round.")
