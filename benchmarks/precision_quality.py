@@ -9,6 +9,10 @@
     .venv/bin/python benchmarks/decode.py --models smollm2-135m,gemma3-270m --json decode.json
     # 3. this file:
     .venv/bin/python benchmarks/precision_quality.py --db quality.sqlite3 --speed decode.json
+    # new speeds only (keeps the committed quality rows): --keep-quality instead of --db
+
+Speed rows of random-weight models (benchmarks/decode.py's 1.1B-class configs) go into
+"speed_only": they have no quality figure but count in "auto"'s speed rule.
 
 The Leaderboard shows the file, and billion.core.precision's "auto" rule reads it: the rule's
 input is these measured figures, with the commands, machine and date that produced them.
@@ -25,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from billion.core.precision import QUALITY_FILE, QualityRow, choose_cpu_precision, quality_rows
+from billion.core.precision import (QUALITY_FILE, QualityRow, SpeedRow, choose_cpu_precision, load_quality,
+                                    quality_rows)
 from billion.core.quant import SCHEMES, scheme_for
 from billion.core.table import format_table
 from billion.store.store import Store
@@ -60,26 +65,42 @@ def quality_from_store(db: Path) -> dict[tuple[str, str], dict]:
     return found
 
 
-def speeds_from(path: Path | None) -> dict[tuple[str, str], float]:
-    """billion's decode tokens/s per (model, precision) from a benchmarks/decode.py --json file."""
-    if path is None:
-        return {}
-    rows = json.loads(path.read_text())
-    return {(r["model"], r["precision"]): r["tok_s"] for r in rows
+def speeds_from(paths: list[Path]) -> dict[tuple[str, str], tuple[float, bool]]:
+    """billion's decode tokens/s per (model, precision), and whether the weights were random,
+    from benchmarks/decode.py --json files."""
+    rows = [r for path in paths for r in json.loads(path.read_text())]
+    return {(r["model"], r["precision"]): (r["tok_s"], bool(r.get("random_weights"))) for r in rows
             if r.get("kind") == "ours" and "tok_s" in r}
+
+
+def quality_rows_with(quality: dict[tuple[str, str], dict], speeds: dict) -> tuple[QualityRow, ...]:
+    return tuple(QualityRow(model=m, precision=p, decode_tok_s=speeds.get((m, p), (None,))[0], **q)
+                 for (m, p), q in sorted(quality.items()))
+
+
+def kept_quality() -> dict[tuple[str, str], dict]:
+    """The committed file's quality figures, to pair with new speeds."""
+    return {(r.model, r.precision): {k: v for k, v in r.__dict__.items()
+                                     if k not in ("model", "precision", "decode_tok_s")}
+            for r in load_quality()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--db", required=True, type=Path)
-    parser.add_argument("--speed", type=Path, default=None, help="benchmarks/decode.py --json output")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", type=Path, help="a store holding the offline-suite runs")
+    source.add_argument("--keep-quality", action="store_true", help="the committed file's quality rows")
+    parser.add_argument("--speed", type=Path, nargs="*", default=[],
+                        help="benchmarks/decode.py --json outputs")
     parser.add_argument("--out", type=Path, default=QUALITY_FILE)
     parser.add_argument("--note", default="", help="anything a reader must know about the runs")
     args = parser.parse_args()
-    quality, speeds = quality_from_store(args.db), speeds_from(args.speed)
-    rows = tuple(QualityRow(model=m, precision=p, decode_tok_s=speeds.get((m, p)), **q)
-                 for (m, p), q in sorted(quality.items()))
-    choice = choose_cpu_precision(rows)
+    quality = kept_quality() if args.keep_quality else quality_from_store(args.db)
+    speeds = speeds_from(args.speed)
+    rows = quality_rows_with(quality, speeds)
+    speed_only = tuple(SpeedRow(m, p, tok_s) for (m, p), (tok_s, random_weights) in sorted(speeds.items())
+                       if random_weights)
+    choice = choose_cpu_precision(rows, speed_only)
     data = {
         "source": "benchmarks/precision_quality.py from `billion bench --tasks offline-mc` runs "
                   "(billion-mc, all items, acc_norm, normal 95% interval) and benchmarks/decode.py",
@@ -88,7 +109,8 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d", time.gmtime()), "note": args.note,
         "auto_cpu": {"precision": choice.precision, "reason": choice.reason},
         "rows": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                  for k, v in r.__dict__.items()} for r in rows]}
+                  for k, v in r.__dict__.items()} for r in rows],
+        "speed_only": [r.__dict__ for r in speed_only]}
     args.out.write_text(json.dumps(data, indent=1) + "\n")
     from billion.core.precision import QUALITY_COLUMNS
 

@@ -9,7 +9,8 @@ import pytest
 from billion.core import precision
 from billion.core.errors import BillionError
 from billion.core.loading import LoadOptions
-from billion.core.precision import (QualityRow, choose_cpu_precision, load_quality, options_for,
+from billion.core.precision import (QualityRow, SpeedRow, choose_cpu_precision, load_quality, load_speed_only,
+                                    options_for,
                                     precision_of, quality_rows, resolve_auto)
 
 
@@ -82,3 +83,17 @@ def test_models_without_an_fp32_row_do_not_count():
     assert choose_cpu_precision(partial).precision == "int8"
     cell = next(c for c in quality_rows(partial) if c[0] == "c")
     assert cell[7] == "fp32 not measured" and cell[6] is None
+
+
+def test_speed_only_rows_count_in_the_speed_rule(tmp_path):
+    # Quality says both qualify and int4 is faster on the small models; the 1B-class speed-only rows
+    # (random weights) make int8 the faster on average, so auto follows them.
+    quality = rows(0.38, 0.38, int8_speed=30.0, int4_speed=35.0)
+    assert choose_cpu_precision(quality).precision == "int4"
+    big = (SpeedRow("big", "fp32", 4.0), SpeedRow("big", "int8", 14.0), SpeedRow("big", "int4", 8.0))
+    choice = choose_cpu_precision(quality, big)
+    assert choice.precision == "int8" and "mean over 3 models" in choice.reason
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps({"rows": [r.__dict__ for r in quality], "speed_only": [r.__dict__ for r in big]}))
+    assert load_speed_only(path) == big
+    assert load_speed_only(tmp_path / "missing.json") == ()

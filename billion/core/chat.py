@@ -69,11 +69,14 @@ def chat_streams(request: ChatRequest, models: ModelCache
     """Each model of a validated request loaded, with its answer ready to stream (nothing is
     generated until it is read). Read two with billion.core.generation.interleave: they grow together.
     """
-    streams = []
-    for index, name in enumerate(request.models):
-        loaded = models.load(name, request.load_options())
-        streams.append((loaded, stream_chat(loaded, request.messages(index), request.settings)))
-    return streams
+    return [local_stream(request, models, index) for index in range(len(request.models))]
+
+
+def local_stream(request: ChatRequest, models: ModelCache,
+                 index: int) -> tuple[LoadedModel, Iterator[GenerationUpdate]]:
+    """The request's index-th model loaded here, with its answer ready to stream."""
+    loaded = models.load(request.models[index], request.load_options())
+    return loaded, stream_chat(loaded, request.messages(index), request.settings)
 
 
 def plain_messages(history: Sequence[dict]) -> tuple[Message, ...]:

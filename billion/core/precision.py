@@ -42,6 +42,16 @@ class QualityRow:
 
 
 @dataclass(frozen=True)
+class SpeedRow:
+    """Decode speed of a model that has no quality figure (random weights of a hub model's config):
+    it counts in "auto"'s speed rule, because the 1B-class models are what "auto" is for."""
+
+    model: str
+    precision: str
+    decode_tok_s: float
+
+
+@dataclass(frozen=True)
 class AutoChoice:
     """What "auto" resolved to on CPU, and the measured figures behind it."""
 
@@ -62,6 +72,18 @@ def load_quality(path: Path = QUALITY_FILE) -> tuple[QualityRow, ...]:
                            "`python benchmarks/precision_quality.py`.") from exc
 
 
+def load_speed_only(path: Path = QUALITY_FILE) -> tuple[SpeedRow, ...]:
+    """The file's speed-only rows (none in an older file)."""
+    if not path.is_file():
+        return ()
+    try:
+        return tuple(SpeedRow(**row) for row in json.loads(path.read_text(encoding="utf-8"))
+                     .get("speed_only", ()))
+    except (ValueError, TypeError) as exc:
+        raise BillionError(f"{path} has unreadable speed_only rows ({exc}): regenerate it with "
+                           "`python benchmarks/precision_quality.py`.") from exc
+
+
 def within_fp32_interval(rows: tuple[QualityRow, ...], precision: str) -> tuple[bool, list[str]]:
     """Whether `precision`'s acc_norm lies in fp32's 95% interval on every model with an fp32 row."""
     notes, ok = [], True
@@ -78,10 +100,10 @@ def within_fp32_interval(rows: tuple[QualityRow, ...], precision: str) -> tuple[
     return ok and bool(models), notes
 
 
-def _speed(rows: tuple[QualityRow, ...], precision: str) -> float:
+def _speed(rows: tuple[QualityRow | SpeedRow, ...], precision: str) -> float:
     """Mean measured speed relative to fp32 over the models (0 when not measured)."""
     ratios = []
-    for model in {r.model for r in rows}:
+    for model in sorted({r.model for r in rows}):
         base = next((r for r in rows if r.model == model and r.precision == "fp32"), None)
         other = next((r for r in rows if r.model == model and r.precision == precision), None)
         if base and other and base.decode_tok_s and other.decode_tok_s:
@@ -89,27 +111,30 @@ def _speed(rows: tuple[QualityRow, ...], precision: str) -> float:
     return sum(ratios) / len(ratios) if ratios else 0.0
 
 
-def choose_cpu_precision(rows: tuple[QualityRow, ...]) -> AutoChoice:
-    """The fastest measured precision within fp32's interval; fp32 when none is (or no data)."""
+def choose_cpu_precision(rows: tuple[QualityRow, ...],
+                         speed_only: tuple[SpeedRow, ...] = ()) -> AutoChoice:
+    """The fastest measured precision within fp32's interval; fp32 when none is (or no data).
+    Quality comes from `rows`; speed is the mean ratio to fp32 over `rows` and `speed_only`."""
     if not rows:
         return AutoChoice("fp32", "no measured precision-quality file: fp32")
     passing = []
     for precision in CPU_CANDIDATES:
         ok, notes = within_fp32_interval(rows, precision)
-        speed = _speed(rows, precision)
+        speed = _speed((*rows, *speed_only), precision)
         if ok and speed > 1.0:
             passing.append((speed, precision, notes))
     if not passing:
         return AutoChoice("fp32", "no faster precision stayed within fp32's 95% interval: fp32", rows)
     speed, precision, notes = max(passing)
-    reason = (f"{precision}: {speed:.1f}x fp32's decode speed, offline-suite acc_norm within fp32's "
+    models = len({r.model for r in (*rows, *speed_only)})
+    reason = (f"{precision}: {speed:.1f}x fp32's decode speed (mean over {models} models), offline-suite acc_norm within fp32's "
               f"95% interval ({'; '.join(notes)})")
     return AutoChoice(precision, reason, rows)
 
 
 @lru_cache(maxsize=1)
 def auto_cpu_choice() -> AutoChoice:
-    return choose_cpu_precision(load_quality())
+    return choose_cpu_precision(load_quality(), load_speed_only())
 
 
 QUALITY_COLUMNS = ["model", "precision", "kernel", "acc_norm %", "95% CI", "n", "vs fp32 (points)",

@@ -252,7 +252,7 @@ def generate_pair(generate: Callable[..., Any], requests: Sequence[tuple[Any, An
 def chat_streams(request: Any, models: Any, endpoints: Sequence[EndpointModel] = ()) -> list:
     """billion.core.chat.chat_streams, where an `endpoint:<alias>` name streams from its server:
     [(LoadedModel or EndpointModel, updates)] in the order of request.models."""
-    from billion.core.generation import stream_chat
+    from billion.core.chat import local_stream
     from billion.endpoints.config import find_endpoint, is_endpoint_name
 
     streams = []
@@ -262,6 +262,5 @@ def chat_streams(request: Any, models: Any, endpoints: Sequence[EndpointModel] =
             endpoint = find_endpoint(name, endpoints)
             streams.append((endpoint, stream_endpoint_chat(endpoint, messages, request.settings)))
         else:
-            loaded = models.load(name, request.load_options())
-            streams.append((loaded, stream_chat(loaded, messages, request.settings)))
+            streams.append(local_stream(request, models, index))
     return streams
