@@ -69,6 +69,7 @@ def main() -> None:
         for temperature in TEMPERATURES:
             equal, drawn = equal_share(loaded, prompts, temperature, args.samples, args.tokens)
             rows.append([name, len(prompts), f"{temperature:g}", drawn, equal, f"{100 * equal / drawn:.0f}%"])
+            print(" | ".join(map(str, rows[-1])), flush=True)  # a long run shows its rows as they come
     print(format_table(["prompts", "n", "temperature", "samples", "equal to greedy", "share"], rows))
     print(f"\n{args.model}, top_p 0.95, up to {args.tokens} new tokens; {platform.machine()}, "
           f"{torch.get_num_threads()} threads, {date.today()}, {time.perf_counter() - started:.0f} s")
