@@ -36,7 +36,9 @@ CSS = """
 def build_demo(ctx: AppContext | None = None) -> gr.Blocks:
     """The app's page over ctx (default: a context built from the environment's settings)."""
     ctx = ctx or build_context()
-    with gr.Blocks(title="billion") as demo:
+    # Uploads and files made for download are deleted after a day (checked hourly), so a public
+    # app's upload folder cannot grow without end; refused uploads go at once (billion.ui.common).
+    with gr.Blocks(title="billion", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"# {TITLE}\nEverything here runs on this machine's own hardware; "
                     "figures are measured, published ones are labelled as such.")
         with gr.Tab("Chat"):
@@ -61,7 +63,9 @@ def main() -> None:
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                 theme=gr.themes.Soft(), css=CSS,
                 # Only the export folder: the rest of the data folder holds unrevealed battles.
-                allowed_paths=[str(ctx.settings.exports_dir)])
+                allowed_paths=[str(ctx.settings.exports_dir)],
+                # Refused while it streams in (Gradio deletes the part already written).
+                max_file_size=ctx.limits.upload_bytes)
 
 
 if __name__ == "__main__":

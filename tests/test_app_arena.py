@@ -33,8 +33,9 @@ PAIR = {"smollm2-135m [T=0.2]", "smollm2-135m [T=1]"}
 MAX_PROMPT_CHARS = DEFAULT_LIMITS.arena_prompt_chars
 
 
-def battle_args(prompt: str, tokens: int = TOKENS, live: bool = False, seed: int = 11) -> tuple:
-    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming, precision
+def battle_args(prompt: str, tokens: int = TOKENS, live: bool = False, seed: int = -1) -> tuple:
+    # prompt, pool, temperature, top_p, max_new_tokens, seed (-1: the Arena's secret one, the only
+    # one it takes), live streaming, precision
     return (prompt, "temperature", 0.7, 0.95, tokens, seed, live, "auto")
 
 
@@ -193,11 +194,16 @@ def test_vote_while_answering_is_refused_then_the_battle_goes_on(served):
 def test_identity_leak_flags_the_battle_and_says_why_after_the_vote(served):
     url, db = served
     client = Client(url, verbose=False)
-    # At temperature 0.2 SmolLM2 answers this with its own name ("The creator of SmolLM is ...").
-    final, _ = battle(client, "Who created you?", seed=1)
-    token = final[2]
-    assert "not counted" not in json.dumps(final).lower()  # the reason waits for the vote
-    markdown, record, _ = client.predict("left", token, api_name="/arena_vote")
+    # At temperature 0.2 SmolLM2 mostly answers this with its own name ("The creator of SmolLM is
+    # ..."); the Arena's seed is secret, so a few battles make sure one of them names it.
+    for _ in range(4):
+        client.predict(api_name="/arena_new_round")
+        final, _ = battle(client, "Who created you?")
+        token = final[2]
+        assert "not counted" not in json.dumps(final).lower()  # the reason waits for the vote
+        markdown, record, _ = client.predict("left", token, api_name="/arena_vote")
+        if record["flag_reason"]:
+            break
     assert record["flag_reason"] and "Not counted in the ratings" in markdown
     assert rows(db, "SELECT vote IS NOT NULL, leak_flag FROM battles WHERE id = ?", (token,)) == [(1, 1)]
 

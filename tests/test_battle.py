@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from billion.arena import battle as arena
-from billion.arena.battle import (abandon_pending, answer_pending, answer_turn, ask, contestant_loader,
-                                  conversation, finish, messages_for, new_battle, public_label, regenerate,
-                                  reveal, settings_for, validate_prompt, vote, winner_for)
+from billion.arena.battle import (ANSWER_FAILED, BattleEnded, abandon_pending, answer_pending, answer_turn,
+                                  ask, contestant_loader, conversation, finish, messages_for, new_battle,
+                                  public_label, regenerate, reveal, settings_for, validate_prompt, vote,
+                                  winner_for)
 from billion.arena.contestants import Contestant
 from billion.arena.rounds import cast_vote, record_answers, record_ask
 from billion.cli import settings_for as cli_settings
@@ -320,21 +321,28 @@ def test_cli_ratings_and_export(tmp_path, capsys):
         run_cli(["arena", "--export", str(tmp_path / "all.txt"), "--db", str(db)])
 
 
-def test_errors_while_answering_do_not_name_the_models():
+def test_errors_while_answering_name_no_model_side_or_size():
+    """Issue 13, finding 3: "...exceeds Model A's context of 8192 tokens" told who Model A was.
+    Any failure before the vote now ends the battle with one message that says nothing of either."""
     battle = ask(battle_of("smollm2-135m", "gemma3-270m"), "hi")
 
     def load_fails(contestant):
         raise BillionError(f"Not enough memory to load {contestant.alias}: pick a smaller model.")
 
-    with pytest.raises(BillionError) as caught:
-        answer_pending(battle, load_fails)
-    message = str(caught.value)
-    assert "smaller model" in message and "smollm" not in message.lower()
-    assert ("Model A" if battle.seat("left") == "a" else "Model B") in message
+    def too_long(loaded, messages, settings):
+        raise BillionError("The prompt (9000 tokens) plus max_new_tokens (256) exceeds Model A's "
+                           "context of 8192 tokens: shorten the prompt or lower max_new_tokens.")
 
-    def generate_crashes(loaded, messages, settings):
+    def crashes(loaded, messages, settings):
         raise RuntimeError("gemma3-270m exploded")
 
-    with pytest.raises(BillionError, match="could not answer") as caught:
-        answer_pending(battle, lambda c: c, generate_crashes)
-    assert "gemma" not in str(caught.value)
+    messages = set()
+    for load, generate in ((load_fails, None), (lambda c: c, too_long), (lambda c: c, crashes)):
+        with pytest.raises(BattleEnded) as caught:
+            answer_pending(battle, load, generate)
+        messages.add(str(caught.value))
+    assert messages == {ANSWER_FAILED}
+    assert "one of the answers" in ANSWER_FAILED.lower() and "unrecorded" in ANSWER_FAILED
+    assert not any(word in ANSWER_FAILED.lower() for word in ("model a", "model b", "smollm", "gemma",
+                                                              "context", "8192", "memory"))
+    assert not any(ch.isdigit() for ch in ANSWER_FAILED)

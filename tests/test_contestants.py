@@ -125,6 +125,32 @@ def test_arena_labels_are_unique(tmp_path):
     store.close()
 
 
+@pytest.mark.parametrize("label, message", [
+    ("x" * 100_000, "100000 characters; a label may have at most 40"),  # issue 13, finding 6
+    ("a" * 41, "at most 40"),
+    ("<img src=x onerror=alert(1)>", "letters, digits, spaces"),
+    ("ok\u202eevil", "letters, digits, spaces"),
+    ("two\nlines", "letters, digits, spaces"),
+])
+def test_labels_are_short_plain_text_checked_before_anything_is_stored(tmp_path, label, message):
+    store = Store(tmp_path / "s.sqlite3")
+    with pytest.raises(BillionError, match=message):
+        register_adapter_contestant(adapter_folder(tmp_path / "a"), "smollm2-135m", label, store=store)
+    assert store.arena_contestants() == []
+    ok = register_adapter_contestant(adapter_folder(tmp_path / "b"), "smollm2-135m", "Pirate v2 (r=8)",
+                                     store=store)
+    assert ok.label == "Pirate v2 (r=8)" and [c.label for c in registered_contestants(store)] == [ok.label]
+    store.close()
+
+
+def test_a_label_stored_before_the_rules_stays_out_of_battles(tmp_path):
+    store = Store(tmp_path / "s.sqlite3")
+    folder = adapter_folder(tmp_path / "old")
+    store.add_arena_contestant(Contestant("smollm2-135m", adapter=str(folder), label="y" * 100_000).to_record())
+    assert registered_contestants(store) == ()
+    store.close()
+
+
 # ---- pair choice ------------------------------------------------------------------------------------
 
 POOL = [Contestant("p"), Contestant("q"), Contestant("r")]

@@ -7,6 +7,7 @@ import socket
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +195,205 @@ def test_the_run_goes_on_after_misbehaving_programs():
     outcomes = [run_python(program, limits) for program in bad]
     assert not any(o.passed for o in outcomes)
     assert run_python(CORRECT, limits).passed
+
+
+# ---- escapes an outside probe found as root (issue 13, finding 10) ---------------------------------
+# Before: the child kept CAP_DAC_READ_SEARCH (it read /etc/shadow and the WAL of unvoted battles),
+# its audit hook could be switched off through gc, and HumanEval took the child's own report.
+
+# Switches the audit hook off (its `busy` flag, found through gc) and proves it with `import ctypes`.
+HOOK_OFF = """
+import gc
+for f in gc.get_objects():
+    if callable(f) and getattr(f, "__name__", "") == "hook":
+        for cell in f.__closure__ or ():
+            if isinstance(cell.cell_contents, list) and cell.cell_contents == [False]:
+                cell.cell_contents[0] = True
+import ctypes
+"""
+
+
+def escapes_program(paths, port: int | None = None) -> str:
+    """With the hook off: reads each path, and connects to port; fails listing what got through."""
+    return HOOK_OFF + f"""
+import socket
+escaped = []
+for path in {[str(p) for p in paths]!r}:
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+        escaped.append(path)
+    except OSError:
+        pass
+if {port!r} is not None:
+    try:
+        socket.create_connection(("127.0.0.1", {port!r}), timeout=1).close()
+        escaped.append("port {port}")
+    except OSError:
+        pass
+assert not escaped, f"escaped: {{escaped}}"
+"""
+
+
+@pytest.fixture
+def data_folder(tmp_path):
+    """A real store with an unvoted battle in its WAL, and a secret file beside it."""
+    from billion.store.store import Store
+
+    folder = tmp_path / "data"
+    store = Store(folder / "billion.sqlite3")
+    store.create_battle(model_a={"name": "secret-model-a"}, model_b={"name": "secret-model-b"},
+                        position="left", sampling={}, seed=1, session_id="s")
+    secret = folder / "runs" / "token.txt"
+    secret.parent.mkdir()
+    secret.write_text("hf_secret")
+    secret.chmod(0o644)
+    yield folder, [folder / "billion.sqlite3", folder / "billion.sqlite3-wal", secret]
+    store.close()
+
+
+@pytest.fixture
+def listening_port():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.5)
+    yield server
+    server.close()
+
+
+HOST_FILES = ["/etc/shadow", "/etc/passwd", "/root/.bashrc", "/proc/1/environ", "/proc/self/environ"]
+
+
+def test_with_its_hook_switched_off_the_child_reaches_no_file_and_no_port(data_folder, listening_port):
+    folder, files = data_folder
+    assert (folder / "billion.sqlite3-wal").is_file()
+    port = listening_port.getsockname()[1]
+    result = run_python(escapes_program([*HOST_FILES, *files], port), FAST)
+    assert result.passed, result.detail  # it ran to the end: ctypes imported, nothing escaped
+    with pytest.raises(socket.timeout):
+        listening_port.accept()
+    if os.geteuid() == 0:
+        assert "user-nobody" in result.detail
+
+
+def test_a_plain_program_sees_an_empty_root():
+    # the system folders, /dev, /tmp, and the interpreter's prefixes (here under /root and /work)
+    program = ("import os\nassert set(os.listdir('/')) <= {'bin', 'dev', 'lib', 'lib32', 'lib64', "
+               "'libx32', 'root', 'sbin', 'tmp', 'usr', 'work', 'opt', 'home'}, os.listdir('/')\n"
+               "assert set(os.listdir('/dev')) == {'null', 'zero', 'random', 'urandom'}\n"
+               "assert os.listdir('/tmp') == [] and os.getcwd() == '/tmp'\n"
+               "assert not os.path.exists('/proc/1') and not os.path.exists('/etc')\n")
+    result = run_python(program, FAST)
+    if "empty-root" not in run_python("pass", FAST).detail:
+        pytest.skip("namespaces are not available here")
+    assert result.passed, result.detail
+
+
+def test_without_namespaces_root_still_becomes_nobody_and_the_store_is_private(data_folder):
+    """What a container that forbids namespaces gets: no empty root, but as root the child is still
+    nobody, and the store's files are the owner's only (0600)."""
+    if os.geteuid() != 0:
+        pytest.skip("the switch to nobody needs root")
+    folder, files = data_folder
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in files[:2])
+    flat = SandboxLimits(seconds=3.0, memory_bytes=512 << 20, namespaces=False)
+    result = run_python(escapes_program(["/etc/shadow", *files[:2]]), flat)
+    stdlib = Path(os.__file__).parent
+    if not all(p.stat().st_mode & 0o005 == 0o005 for p in (stdlib, *stdlib.parents)):
+        # Here the interpreter is private to root (pyenv under /root): the sandbox says so plainly
+        # rather than run code that cannot even import the standard library.
+        assert result.status == "error" and "cannot be read" in result.detail, result
+        return
+    assert result.passed, result.detail
+    assert "no-namespaces" in result.detail and "user-nobody" in result.detail
+
+
+def test_as_a_non_root_app_the_child_cannot_reach_the_apps_port(listening_port):
+    """The app as an ordinary user (`unshare --user` makes this process one): the child gets a user
+    namespace of its own, and with it a network namespace, even with its hook switched off."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to run the parent as a non-root user")
+    port = listening_port.getsockname()[1]
+    script = ("import json, sys\nfrom billion.bench.sandbox import SandboxLimits, run_python\n"
+              "r = run_python(sys.stdin.read(), SandboxLimits(seconds=5.0, memory_bytes=512 << 20))\n"
+              "print(json.dumps([__import__('os').geteuid(), r.passed, r.detail]))\n")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(["unshare", "--user", "--map-user=1000", "--map-group=1000", sys.executable,
+                           "-c", script], input=escapes_program(HOST_FILES, port), capture_output=True,
+                          text=True, timeout=60, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    if done.returncode != 0 and "Operation not permitted" in done.stderr:
+        pytest.skip("user namespaces are not allowed here")
+    import json
+
+    euid, passed, detail = json.loads(done.stdout.strip().splitlines()[-1])
+    assert euid == 1000
+    if "no-namespaces" in detail:
+        pytest.skip(f"the kernel refused the child its namespaces: {detail}")
+    assert passed, detail
+    assert "mapped-nobody" in detail
+    with pytest.raises(socket.timeout):
+        listening_port.accept()
+
+
+# The HumanEval verdict comes from a checker process the completion cannot reach.
+
+WRONG_BODY = "\n    return []\n"
+
+
+def forged(body: str, module_code: str = "", in_function: str = "") -> str:
+    """A wrong completion of HumanEval/0 that tries to make itself count as passed."""
+    inner = "".join(f"    {line}\n" for line in in_function.splitlines())
+    return f"\n{inner}{body.lstrip(chr(10))}\n{module_code}\n"
+
+
+FORGE_REPORT = """
+import gc, os
+for f in gc.get_objects():
+    if callable(f) and getattr(f, "__name__", "") == "report":
+        f(status="passed", detail="forged")
+os._exit(0)
+"""
+FORGE_CHANNEL = HOOK_OFF + """
+import gc, io, json, os
+# The token the report function sends, from its globals or its closure.
+report = next(f for f in gc.get_objects() if callable(f) and getattr(f, "__name__", "") == "report")
+places = [*report.__globals__.values(), *(c.cell_contents for c in report.__closure__ or ())]
+token = next(p["token"] for p in places if isinstance(p, dict) and "token" in p)
+for o in gc.get_objects():
+    if isinstance(o, io.TextIOWrapper) and not o.closed and o.fileno() > 2 and o.writable():
+        o.write(json.dumps({"status": "passed", "detail": "forged", "token": token}) + "\\n")
+        o.flush()
+os._exit(0)
+"""
+EXIT_ON_CALL = "import os\nos._exit(0)"
+PREWRITTEN = """
+import gc, io, json
+for o in gc.get_objects():
+    if isinstance(o, io.TextIOWrapper) and not o.closed and o.fileno() > 2 and o.writable():
+        for i in range(200):
+            o.write(json.dumps({"id": str(i), "ok": False}) + "\\n")
+        o.flush()
+"""
+
+
+@pytest.mark.parametrize("completion", [
+    forged(WRONG_BODY, FORGE_REPORT),
+    forged(WRONG_BODY, FORGE_CHANNEL),
+    forged(WRONG_BODY, in_function=FORGE_REPORT),
+    forged(WRONG_BODY, in_function=EXIT_ON_CALL),  # os._exit(0) where the failing assert would be
+    forged(WRONG_BODY, PREWRITTEN),
+    forged(WRONG_BODY, HOOK_OFF + "import sys\nsys.exit(0)"),
+], ids=["report-at-import", "token-on-the-channel", "report-when-called", "exit-0-when-called",
+        "answers-written-ahead", "hook-off-then-exit-0"])
+def test_a_failing_completion_cannot_report_itself_passed(completion):
+    from billion.bench.humaneval import check_completion, load_problems, reference_completion
+
+    problem = load_problems()[0]
+    assert check_completion(problem, reference_completion(problem), FAST).passed  # the check works
+    result = check_completion(problem, completion, FAST)
+    assert not result.passed and result.status == "failed", result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from billion.core.errors import BillionError
@@ -46,3 +48,58 @@ def test_limits_check_prompts():
     # The arena asks for less than chat, and the race takes whole passages.
     limits = DEFAULT_LIMITS
     assert limits.arena_prompt_chars < limits.chat_prompt_chars < limits.race_prompt_chars
+
+
+# ---- issue 13: every limit a named setting; votes private on a Space; where /data lives -----------
+
+def test_limits_come_from_the_environment_by_name(monkeypatch):
+    monkeypatch.setenv("BILLION_LIMIT_MAX_NEW_TOKENS", "256")
+    monkeypatch.setenv("BILLION_LIMIT_ARENA_MIN_TEMPERATURE", "0.8")
+    limits = Settings.from_env().limits
+    assert (limits.max_new_tokens, limits.arena_min_temperature) == (256, 0.8)
+    monkeypatch.setenv("BILLION_LIMIT_UPLOAD_ROWS", "lots")
+    with pytest.raises(BillionError, match="BILLION_LIMIT_UPLOAD_ROWS='lots' is not a number"):
+        Settings.from_env()
+
+
+def test_system_history_and_labels_are_counted_in_characters():
+    from billion.core.limits import check_history, check_label, check_system
+
+    small = Limits(system_chars=5, history_chars=10, history_messages=2, label_chars=6)
+    assert check_system("be ok", small) == "be ok" and check_system(None, small) == ""
+    with pytest.raises(BillionError, match="system message has 6 characters; it may have at most 5"):
+        check_system("x" * 6, small)
+    check_history([{"role": "user", "content": "x" * 10}], small)
+    with pytest.raises(BillionError, match="over 10 characters"):
+        check_history([{"role": "user", "content": "x" * 6}, {"role": "assistant", "content": "y" * 5}], small)
+    with pytest.raises(BillionError, match="3 earlier messages"):
+        check_history([{"role": "user", "content": ""}] * 3, small)
+    with pytest.raises(BillionError, match="role and text"):
+        check_history([{"role": "user", "content": ["parts"]}], small)
+    assert check_label("  ab-1 ", small) == "ab-1" and check_label("", small) == ""
+    with pytest.raises(BillionError, match="at most 6"):
+        check_label("abcdefg", small)
+
+
+def test_votes_are_private_by_default_on_a_space_only(monkeypatch):
+    monkeypatch.delenv("BILLION_PUBLIC_VOTES", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert Settings.from_env().votes_public
+    monkeypatch.setenv("SPACE_ID", "me/billion")
+    assert not Settings.from_env().votes_public
+    monkeypatch.setenv("BILLION_PUBLIC_VOTES", "1")
+    assert Settings.from_env().votes_public
+
+
+def test_a_bucket_at_data_is_told_from_a_disk(monkeypatch):
+    from billion.core.paths import mount_kind
+
+    monkeypatch.delenv("BILLION_DATA_MOUNT", raising=False)
+    mounts = ("overlay / overlay rw 0 0\n/dev/vdb /data ext4 rw 0 0\n"
+              "hf-mount /data/bucket fuse.hf-mount rw 0 0\nserver:/x /nfs nfs4 rw 0 0\n")
+    assert mount_kind(Path("/data/billion"), mounts) == "disk"
+    assert mount_kind(Path("/data/bucket/billion"), mounts) == "bucket"
+    assert mount_kind(Path("/nfs/votes"), mounts) == "bucket"
+    assert mount_kind(Path("/srv"), mounts) == "disk"
+    monkeypatch.setenv("BILLION_DATA_MOUNT", "bucket")
+    assert mount_kind(Path("/srv"), mounts) == "bucket"

@@ -339,3 +339,48 @@ def test_a_failing_vote_hook_keeps_the_vote(store):
     with pytest.warns(UserWarning, match="disk full"):
         store.record_vote(battle_id, "tie")
     assert store.battle_record(battle_id)["winner"] == "tie"
+
+
+# ---- issue 13: battles that end unrecorded, restores by id, a private file ------------------------
+
+def test_a_discarded_battle_leaves_nothing_and_a_voted_one_is_never_discarded(store):
+    open_id = answered_battle(store)
+    voted_id = answered_battle(store)
+    store.record_vote(voted_id, "tie")
+    assert store.discard_battle(open_id) and not store.discard_battle(voted_id)
+    assert not store.discard_battle("no-such-battle")
+    assert set(store.battles_frame()["id"]) == {voted_id}
+    assert store._read("SELECT COUNT(*) FROM turns WHERE battle_id = ?", (open_id,))[0][0] == 0
+
+
+def test_importing_voted_battles_is_idempotent_by_id(store, tmp_path):
+    ids = [answered_battle(store, turns=2) for _ in range(3)]
+    for battle_id, winner in zip(ids, ("model_a", "model_b", "tie")):
+        store.record_vote(battle_id, winner)
+    store.flag_battle(ids[2], "named itself")
+    unvoted = answered_battle(store)
+    records = [store.battle_record(i) for i in (*ids, unvoted)]
+    fresh = Store(tmp_path / "fresh.sqlite3")
+    assert fresh.import_battles(records) == 3  # the unvoted one is not a vote: left out
+    assert fresh.import_battles(records) == 0
+    assert [fresh.battle_record(i) for i in ids] == records[:3]
+    ratings = [compute_ratings(s.battles_frame(voted_only=True), bootstrap_rounds=20) for s in (store, fresh)]
+    assert ratings[0].ratings == ratings[1].ratings
+    fresh.close()
+
+
+def test_the_store_file_is_private_to_its_owner(store):
+    answered_battle(store)
+    for suffix in ("", "-wal"):
+        assert oct(Path(f"{store.path}{suffix}").stat().st_mode & 0o777) == "0o600"
+
+
+def test_backup_to_is_a_consistent_copy(store, tmp_path):
+    store.record_vote(answered_battle(store), "tie")
+    before = store.changes
+    store.backup_to(tmp_path / "copy.sqlite3")
+    copy = Store(tmp_path / "copy.sqlite3")
+    assert copy.battle_ids() == store.battle_ids() and len(copy.battle_ids()) == 1
+    copy.close()
+    answered_battle(store)
+    assert store.changes > before

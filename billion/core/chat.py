@@ -6,12 +6,13 @@ The Chat tab and `python -m billion chat` both fill a ChatRequest (its defaults 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from billion.core.errors import BillionError
 from billion.core.generation import GenerationUpdate, Message, stream_chat
-from billion.core.limits import DEFAULT_LIMITS, Limits, check_prompt
+from billion.core.limits import (DEFAULT_LIMITS, Limits, check_history, check_max_new_tokens,
+                                 check_prompt, check_system)
 from billion.core.loading import LoadedModel, LoadOptions
 from billion.core.model_cache import HeldStream, ModelCache
 from billion.core.precision import options_for
@@ -38,13 +39,21 @@ class ChatRequest:
     precision: str = "auto"
 
     def validated(self, limits: Limits = DEFAULT_LIMITS) -> ChatRequest:
-        """The request with its prompt trimmed; a BillionError names what is wrong."""
+        """The request with its prompt trimmed; a BillionError names what is wrong.
+
+        Every size is counted in characters here, before anything is tokenised or loaded.
+        """
         prompt = check_prompt(self.prompt, limits.chat_prompt_chars, "chat")
-        if not 1 <= len(self.models) <= 2 or not all(self.models):
+        system = check_system(self.system, limits)
+        if not 1 <= len(self.models) <= 2 or not all(isinstance(m, str) and m for m in self.models):
             raise BillionError("Pick a model first (the list shows the models that can load here).")
         if self.histories and len(self.histories) != len(self.models):
             raise BillionError("Give one earlier conversation per model, or none.")
-        return replace(self, prompt=prompt, settings=self.settings.validate())
+        for history in self.histories:
+            check_history(history, limits)
+        settings = self.settings.validate()
+        check_max_new_tokens(settings.max_new_tokens, limits)
+        return replace(self, prompt=prompt, system=system, settings=settings)
 
     def messages(self, index: int = 0) -> list[Message]:
         """The conversation model `index` answers: system message, its earlier turns, the prompt."""
@@ -74,6 +83,8 @@ def local_stream(request: ChatRequest, models: ModelCache,
 
 def plain_messages(history: Sequence[dict]) -> tuple[Message, ...]:
     """Chat messages as role/content dicts only (a chat widget may add fields or content parts)."""
+    if not all(isinstance(m, Mapping) and "role" in m and "content" in m for m in history):
+        raise BillionError("Each earlier message needs a role and content: press Clear to start over.")
     return tuple({"role": m["role"], "content": _text(m["content"])} for m in history)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -9,6 +10,16 @@ from typing import Any
 import torch
 
 from billion.core.errors import BillionError
+
+#: the hottest sampling accepted: logits / 10 is already close to uniform
+MAX_TEMPERATURE = 10.0
+MAX_TOP_K = 1_000_000
+#: a penalty of 10 already forbids every repeat; beyond it only overflows
+MAX_REPETITION_PENALTY = 10.0
+#: torch.Generator.manual_seed takes 64-bit seeds; 2**63 - 1 is safe on every backend
+MAX_SEED = 2**63 - 1
+#: the engine's own ceiling; each app's limits (billion.core.limits) are lower
+MAX_NEW_TOKENS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -36,16 +47,33 @@ class SamplingSettings:
         return self.temperature <= 0
 
     def validate(self) -> "SamplingSettings":
-        if self.max_new_tokens <= 0:
-            raise BillionError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens}).")
-        if self.temperature < 0:
-            raise BillionError(f"temperature must be 0 (greedy) or more (got {self.temperature}).")
+        """The settings when every field is a finite number in its range; a BillionError naming the
+        field otherwise (NaN compares false with everything, so each check is written to fail on it)."""
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise BillionError(f"{name} must be a finite number (got {value!r}).")
+        for name in ("top_k", "max_new_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BillionError(f"{name} must be a whole number (got {value!r}).")
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            raise BillionError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS} "
+                               f"(got {self.max_new_tokens}).")
+        if not 0 <= self.temperature <= MAX_TEMPERATURE:
+            raise BillionError(f"temperature must be between 0 (greedy) and {MAX_TEMPERATURE:g} "
+                               f"(got {self.temperature}).")
         if not 0 < self.top_p <= 1:
             raise BillionError(f"top_p must be in (0, 1] (got {self.top_p}).")
-        if self.top_k < 0:
-            raise BillionError(f"top_k must be 0 (off) or more (got {self.top_k}).")
-        if self.repetition_penalty <= 0:
-            raise BillionError(f"repetition_penalty must be positive (got {self.repetition_penalty}).")
+        if not 0 <= self.top_k <= MAX_TOP_K:
+            raise BillionError(f"top_k must be 0 (off) or up to {MAX_TOP_K} (got {self.top_k}).")
+        if not 0 < self.repetition_penalty <= MAX_REPETITION_PENALTY:
+            raise BillionError(f"repetition_penalty must be above 0 and at most "
+                               f"{MAX_REPETITION_PENALTY:g} (got {self.repetition_penalty}).")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            raise BillionError(f"seed must be a whole number from 0 to {MAX_SEED}, or -1 for a "
+                               f"random one (got {self.seed!r}).")
         return self
 
 
@@ -62,14 +90,29 @@ def sampling_from(values: Mapping[str, Any], base: SamplingSettings = SamplingSe
         value = values[f.name]
         try:
             if f.name == "seed":
-                changes["seed"] = None if value in (None, "", -1) else int(value)
+                changes["seed"] = None if value in (None, "", -1) else _whole(value)
             elif f.name == "stop":
                 changes["stop"] = tuple(value or ())
+            elif isinstance(getattr(base, f.name), bool):
+                changes[f.name] = bool(value)
+            elif isinstance(getattr(base, f.name), int):
+                changes[f.name] = _whole(value)
             else:
-                changes[f.name] = type(getattr(base, f.name))(value)
-        except (TypeError, ValueError):
+                changes[f.name] = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise BillionError(f"{f.name} must be a number (got {value!r}).") from None
     return replace(base, **changes).validate()
+
+
+def _whole(value: Any) -> int:
+    """An int from a form value: 3, 3.0 or "3"; NaN, inf and 3.5 raise (ValueError, OverflowError)."""
+    if isinstance(value, str):
+        value = float(value) if any(c in value for c in ".eE") else int(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    return int(value)
 
 
 def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:

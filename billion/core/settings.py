@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from billion.core.limits import Limits
-from billion.core.paths import data_dir, db_path
+from billion.core.paths import backup_dir, data_dir, db_path, on_space
 
 
 def default_model_budget() -> int:
@@ -41,8 +41,18 @@ class Settings:
     db_path: Path
     #: bytes of model weights the model cache keeps loaded (env BILLION_MODEL_BUDGET_GB)
     model_budget_bytes: int
-    #: Hugging Face dataset repo that voted battles are copied to (env BILLION_HUB_DATASET); None = off
+    #: Hugging Face dataset repo that voted battles are copied to (env BILLION_HUB_DATASET), or an
+    #: absolute folder standing in for one; None = off. A new store is restored from it at start-up.
     hub_dataset: str | None = None
+    #: minutes between two uploads of the votes copy (env BILLION_HUB_SYNC_MINUTES)
+    hub_sync_minutes: float = 5.0
+    #: folder the SQLite file is copied to every hub_sync_minutes (env BILLION_BACKUP_DIR); by
+    #: default /data/billion on a Space whose /data is a storage bucket (object storage, where
+    #: SQLite's locking and fsync cannot be trusted: the store itself stays on local disk)
+    backup_dir: Path | None = None
+    #: whether any visitor may export voted battles (env BILLION_PUBLIC_VOTES=1/0); by default
+    #: off on a Hugging Face Space (SPACE_ID set) and on elsewhere
+    votes_public: bool = True
     #: requests the app serves at once (env BILLION_CONCURRENCY)
     concurrency: int = 2
     #: a training run saves a checkpoint this often (seconds), so a killed run resumes from there
@@ -74,9 +84,13 @@ class Settings:
     def from_env(cls, **changes: Any) -> Settings:
         """Settings from the environment (see each field), with `changes` applied on top."""
         folder = Path(changes.pop("data_dir")) if "data_dir" in changes else data_dir()
+        backup = os.environ.get("BILLION_BACKUP_DIR")
         values: dict[str, Any] = {
             "data_dir": folder, "db_path": db_path(folder), "model_budget_bytes": default_model_budget(),
             "hub_dataset": os.environ.get("BILLION_HUB_DATASET") or None,
+            "hub_sync_minutes": float(os.environ.get("BILLION_HUB_SYNC_MINUTES", "5")),
+            "backup_dir": Path(backup) if backup else backup_dir(),
+            "votes_public": _flag(os.environ.get("BILLION_PUBLIC_VOTES"), default=not on_space()),
             "concurrency": int(os.environ.get("BILLION_CONCURRENCY", "2")),
             "train_checkpoint_s": float(os.environ.get("BILLION_TRAIN_CHECKPOINT_S", "60")),
             "limits": Limits.from_env(),
@@ -91,4 +105,10 @@ class Settings:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         return cls.from_env(**{"data_dir": folder, "db_path": folder / "billion.sqlite3",
-                               "hub_dataset": None, **changes})
+                               "hub_dataset": None, "backup_dir": None, **changes})
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")

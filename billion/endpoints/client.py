@@ -30,6 +30,8 @@ class EndpointError(BillionError):
 
     def __init__(self, message: str, blind: str):
         super().__init__(message)
+        #: the failure in a few words that name no model, server or side ("its server is busy")
+        self.reason = blind
         self.blind = f"{BLIND_FAILURE} ({blind}); no vote can be cast on it: press Regenerate to " \
                      "ask again, or New round."
 

@@ -17,7 +17,7 @@ from billion.core.errors import BillionError
 from billion.core.noise import timing_notes
 from billion.core.generation import (GenerationResult, Message, chat_input_ids, check_length, stop_token_ids,
                                      stream_ids, uses_fallback)
-from billion.core.limits import DEFAULT_LIMITS, Limits, check_prompt
+from billion.core.limits import DEFAULT_LIMITS, Limits, check_max_new_tokens, check_prompt, check_system
 from billion.core.loading import LoadedModel, LoadOptions
 from billion.core.model_cache import ModelCache
 from billion.core.registry import DEFAULT_MODEL, FALLBACK_STOPS
@@ -76,8 +76,11 @@ class RaceRequest:
         if not self.target:
             raise BillionError("Pick a target model first (the list shows the models that can load here).")
         parse_draft(self.draft)
-        return replace(self, prompt=prompt, schedule=self.schedule.validate(),
-                       settings=self.settings.validate())
+        system = check_system(self.system, limits)
+        settings = self.settings.validate()
+        check_max_new_tokens(settings.max_new_tokens, limits)
+        return replace(self, prompt=prompt, system=system, schedule=self.schedule.validate(),
+                       settings=settings)
 
     def load_options(self) -> LoadOptions:
         return LoadOptions(dtype=self.dtype, quantization=self.quantization)  # type: ignore[arg-type]

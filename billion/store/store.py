@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,11 @@ class Store(TrainingRunsTable):
         except sqlite3.Error as exc:
             raise BillionError(f"Cannot open the store at {self.path} ({exc}): set BILLION_DB to "
                                "a writable file on local disk.") from exc
+        for file in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            try:  # owner only (unvoted battles); SQLite gives new -wal and -shm files this mode too
+                file.chmod(0o600)
+            except OSError:
+                pass
         if mode.lower() != "wal":
             raise BillionError(f"The store at {self.path} cannot use WAL mode (got {mode}): put "
                                "BILLION_DB on a local disk, not a network share.")
@@ -89,6 +94,21 @@ class Store(TrainingRunsTable):
                 for statement in MIGRATIONS[version - 1]:
                     con.execute(statement)
                 con.execute("INSERT INTO schema_version VALUES (?, ?)", (version, _now()))
+
+    def backup_to(self, path: Path | str) -> None:
+        """A consistent copy of the whole store in one new SQLite file (SQLite's backup API)."""
+        target = sqlite3.connect(path)
+        try:
+            with self._lock:
+                self._con.backup(target)
+        finally:
+            target.close()
+
+    @property
+    def changes(self) -> int:
+        """Rows written through this store since it opened: a cheap 'anything new?' counter."""
+        with self._lock:
+            return self._con.total_changes
 
     @property
     def schema_version(self) -> int:
@@ -195,6 +215,50 @@ class Store(TrainingRunsTable):
             except Exception as exc:  # the vote is already stored; a copy that fails must not undo it
                 warnings.warn(f"Battle {battle_id} is stored, but passing its vote on failed: {exc}")
         return voted_at
+
+    def discard_battle(self, battle_id: str) -> bool:
+        """Delete a battle that has no vote, with its turns (an answer failed: the battle never
+        counts). A voted battle is never deleted. Returns whether one was deleted."""
+        with self._write() as con:
+            con.execute("DELETE FROM turns WHERE battle_id = ? AND battle_id IN "
+                        "(SELECT id FROM battles WHERE vote IS NULL)", (battle_id,))
+            cur = con.execute("DELETE FROM battles WHERE id = ? AND vote IS NULL", (battle_id,))
+            return cur.rowcount == 1
+
+    def import_battles(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Add voted battles as battle_record() writes them (e.g. from a copy of the votes) that
+        the store does not hold yet; a battle id already here is left as it is, so importing the
+        same records twice adds nothing. Returns how many were added."""
+        added = 0
+        with self._write() as con:
+            for record in records:
+                if not record.get("winner") or record["winner"] not in WINNERS:
+                    continue  # only voted battles are ever copied; anything else is not a vote
+                cur = con.execute(
+                    "INSERT OR IGNORE INTO battles (id, created_at, session_id, model_a, model_b, "
+                    "model_a_json, model_b_json, position, sampling_json, seed, live_streaming, vote, "
+                    "voted_at, leak_flag, leak_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record["id"], record["created_at"], record.get("session_id") or "", record["model_a"],
+                     record["model_b"], _dumps(record.get("contestant_a") or {"name": record["model_a"]}),
+                     _dumps(record.get("contestant_b") or {"name": record["model_b"]}),
+                     record["position"], _dumps(record.get("sampling") or {}), record.get("seed"),
+                     int(bool(record.get("live_streaming"))), record["winner"], record["voted_at"],
+                     int(bool(record.get("flagged"))), record.get("leak_reason")))
+                if cur.rowcount != 1:
+                    continue
+                added += 1
+                for turn in record.get("turns") or ():
+                    con.execute("INSERT INTO turns (battle_id, idx, prompt, answer_a, answer_b, stats_json, "
+                                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (record["id"], turn["idx"], turn["prompt"], turn.get("answer_a"),
+                                 turn.get("answer_b"), None if turn.get("stats") is None
+                                 else _dumps(turn["stats"]), record["created_at"]))
+        return added
+
+    def battle_ids(self, voted_only: bool = True) -> set[str]:
+        """Ids of every (voted) battle."""
+        where = " WHERE vote IS NOT NULL" if voted_only else ""
+        return {row[0] for row in self._read(f"SELECT id FROM battles{where}")}
 
     def battle_record(self, battle_id: str) -> dict[str, Any]:
         """One battle with its contestants, settings and turns, as plain JSON-ready data."""

@@ -12,29 +12,29 @@ and token -> the reveal). One gradio_client.Client is one session, so battle -> 
 
 from __future__ import annotations
 
-import hashlib
-import random
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from typing import Any
 
 import gradio as gr
 
-from billion.arena.battle import (Battle, Reveal, abandon_pending, ask, contestant_loader, conversation,
-                                  public_label, regenerate, reveal, stream_pending, validate_prompt)
+from billion.arena.battle import (Battle, BattleEnded, abandon_pending, ask, contestant_loader,
+                                  public_label, regenerate, reveal, stream_pending,
+                                  validate_prompt)
 from billion.arena.contestants import registered_contestants
 from billion.arena.ratings import RatingTable
-from billion.arena.rounds import BattleRequest, cast_vote, record_answers, record_ask, start_battle
+from billion.arena.rounds import (BattleRequest, cast_vote, end_battle, record_answers, record_ask,
+                                  start_battle, store_missing)
 from billion.context import AppContext
 from billion.core.availability import available_aliases
 from billion.core.precision import available_precisions
 from billion.core.errors import BillionError
-from billion.core.paths import ASSETS
 from billion.core.sampling import sampling_from
+from billion.ui.arena_view import (View, anonymous_session, battle_view, random_prompt,
+                                   reveal_markdown, reveal_record, status_text)
 from billion.ui.arena_ratings import (battle_count_figure, current_ratings, export_voted_battles,
                                       ratings_figure, ratings_frame, ratings_summary, ratings_view,
                                       win_rate_figure)
-from billion.ui.common import bind, friendly_errors, on_device
+from billion.ui.common import bind, friendly_errors, named_number, on_device
 from billion.ui.downloads import arena_downloads, weight_sizes
 from billion.ui.endpoints import all_endpoints, build_endpoint_adder
 
@@ -47,76 +47,16 @@ POOL_CHOICES = [("Every available chat model", "all"),
                 ("Endpoint models only", "endpoints")]
 VOTE_CHOICES = [("A is better", "left"), ("B is better", "right"), ("Tie", "tie"),
                 ("Both are bad", "bothbad")]
-PROMPTS_FILE = ASSETS / "arena_prompts.txt"
 DEFAULT_BATTLE = BattleRequest()
 PROMPT_PLACEHOLDER = "Ask both models something…"
 WAIT_PLACEHOLDER = "Both models are answering: wait for them (or Stop) to send a follow-up"
-
-# What the page shows of a battle: (chat A, chat B, battle token, status, reveal).
-View = tuple[list[dict[str, str]], list[dict[str, str]], str, str, str]
-
-
-def example_prompts() -> list[str]:
-    lines = PROMPTS_FILE.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def random_prompt() -> str:
-    return random.choice(example_prompts())
-
-
-def anonymous_session(request: gr.Request | None) -> str:
-    """A stable id per browser session that cannot be used to join it (hashed session hash)."""
-    raw = getattr(request, "session_hash", None) if request is not None else None
-    return hashlib.sha256(raw.encode()).hexdigest()[:16] if raw else "anonymous"
-
-
-def status_text(battle: Battle) -> str:
-    if battle.status == "answering":
-        if battle.live_streaming:
-            return "Both models are answering…"
-        return "Both models are answering; both answers appear together when both are done."
-    if battle.status == "ready":
-        return "Both answers are in: vote below, ask a follow-up, or regenerate."
-    if battle.status == "voted":
-        return "Vote recorded. Type a prompt or press **New round** for the next battle."
-    return "Ask a prompt to start."
-
-
-def battle_view(battle: Battle, status: str | None = None) -> View:
-    """The page's part of a battle: answers under public labels, token, status; never a name."""
-    shown_reveal = reveal_markdown(reveal(battle), weight_sizes(battle)) if battle.status == "voted" else ""
-    return (conversation(battle, "left"), conversation(battle, "right"), battle.id,
-            status or status_text(battle), shown_reveal)
-
-
-def reveal_markdown(shown: Reveal, sizes: tuple[str, str] | None = None) -> str:
-    rows = [("model", shown.left.display_name, shown.right.display_name),
-            ("contestant", f"`{shown.left.name}`", f"`{shown.right.name}`"),
-            ("size", shown.left.size, shown.right.size),
-            ("precision", shown.left.dtype, shown.right.dtype),
-            ("tokens/s", f"{shown.left.tokens_per_s:.1f}", f"{shown.right.tokens_per_s:.1f}")]
-    if sizes:
-        rows.append(("weights", *sizes))
-    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
-    outcome = {"tie": "a tie", "both bad": "both bad"}.get(shown.outcome, f"**{shown.outcome}** wins")
-    text = (f"### Revealed\n| | {shown.left.label} | {shown.right.label} |\n|---|---|---|\n{table}\n\n"
-            f"Your vote: {outcome}.")
-    if shown.flag_reason:
-        text += f"\n\n⚠️ **Not counted in the ratings.** {shown.flag_reason}"
-    return text
-
-
-def reveal_record(battle: Battle) -> dict[str, Any]:
-    return {"battle": battle.id, **asdict(reveal(battle))}
-
 
 def new_battle_for(ctx: AppContext, request: BattleRequest, session_id: str,
                    endpoints=None) -> Battle:
     """A battle from the pool of models that load here, registered adapters and endpoint models
     (this session's, endpoints, and the configured ones)."""
     return start_battle(request, available_aliases(ctx.hub), registered_contestants(ctx.store),
-                        current_ratings(ctx.store), session_id,
+                        current_ratings(ctx.store), session_id, limits=ctx.limits,
                         endpoints=all_endpoints(ctx, endpoints))
 
 
@@ -137,12 +77,23 @@ def _answered(ctx: AppContext, answer: AnswerFn, battle: Battle) -> Iterator[tup
     (battle, view) to show."""
     record_ask(ctx.store, battle)
     yield battle, battle_view(battle)
-    for line in arena_downloads(battle, ctx.downloads):  # outside the GPU part: a download needs no GPU
-        yield battle, battle_view(battle, line)
-    for battle in answer(battle):
-        if battle.status == "ready":
-            record_answers(ctx.store, battle)  # stored before the page can vote on it
-        yield battle, battle_view(battle)
+    asked = battle
+    try:
+        for line in arena_downloads(battle, ctx.downloads):  # outside the GPU part: no GPU needed
+            yield battle, battle_view(battle, line)
+        for battle in answer(battle):
+            if battle.status == "ready":
+                record_answers(ctx.store, battle)  # stored before the page can vote on it
+            yield battle, battle_view(battle)
+    except Exception as exc:  # BattleEnded, or whatever the GPU boundary made of it
+        end_battle(ctx.store, asked)  # never voted on; the next prompt draws a new pair
+        raise exc if isinstance(exc, BattleEnded) else BattleEnded() from exc
+
+
+def ended(ctx: AppContext, battle: Battle | None) -> bool:
+    """Whether this session's battle was ended by a failed answer (it is gone from the store)."""
+    return battle is not None and battle.status != "voted" and bool(battle.turns) \
+        and store_missing(ctx.store, battle.id)
 
 
 @friendly_errors
@@ -156,7 +107,7 @@ def battle_round(ctx: AppContext, answer: AnswerFn, prompt: str, pool: str, temp
     """
     limit = ctx.limits.arena_prompt_chars
     text = validate_prompt(prompt, limit)
-    if battle is None or battle.status == "voted":
+    if battle is None or battle.status == "voted" or ended(ctx, battle):
         settings = sampling_from(dict(temperature=temperature, top_p=top_p,
                                       max_new_tokens=max_new_tokens, seed=seed), DEFAULT_BATTLE.settings)
         wanted = BattleRequest(pool, settings, bool(live), precision or "auto")  # type: ignore[arg-type]
@@ -171,6 +122,8 @@ def regenerate_round(ctx: AppContext, answer: AnswerFn, battle: Battle | None):
     """Ask the last prompt again. Yields (chat A, chat B, battle token, status, reveal, battle state)."""
     if battle is None or not battle.turns:
         raise BillionError("Nothing to regenerate yet: ask a prompt first.")
+    if ended(ctx, battle):
+        raise BillionError("That battle ended unrecorded: ask a prompt for a new one.")
     if battle.status == "answering":  # the last run died: ask its prompt again
         battle = ask(abandon_pending(battle), battle.turns[-1].prompt, ctx.limits.arena_prompt_chars)
     else:
@@ -185,6 +138,9 @@ def vote_round(ctx: AppContext, choice: str, token: str, battle: Battle | None):
     status, battle state)."""
     if battle is None:
         raise BillionError("There is no battle to vote on: ask a prompt first.")
+    if ended(ctx, battle):
+        raise BillionError("That battle ended unrecorded (one of the answers failed), so it takes no "
+                           "vote: ask a prompt to start a new battle.")
     if token and token.strip() != battle.id:
         raise BillionError(f"Battle {token.strip()!r} is not the one open in this session: vote on "
                            "the battle shown, or start a new round.")
@@ -241,7 +197,16 @@ def _vote_button_handler(ctx: AppContext, choice: str):
     return handler
 
 
-def ratings_view(ctx: AppContext, render: Callable[[RatingTable], Any]) -> Callable[[], Any]:
+@friendly_errors
+def arena_export(ctx: AppContext) -> list[str]:
+    """Every voted battle as JSONL and CSV, when this app's owner made votes public."""
+    if not ctx.settings.votes_public:
+        raise BillionError("Exporting votes is off on this app: its owner keeps prompts and answers "
+                           "private (set BILLION_PUBLIC_VOTES=1 to share them).")
+    return export_voted_battles(ctx.store, ctx.settings.exports_dir)
+
+
+def on_load(ctx: AppContext, render: Callable[[RatingTable], Any]) -> Callable[[], Any]:
     """A value computed at each page load: the current ratings, drawn by render."""
     return lambda: render(current_ratings(ctx.store))
 
@@ -275,16 +240,21 @@ def build_arena_tab(ctx: AppContext) -> None:
                            label="Stream answers live (off: both appear together, since "
                                  "the pace of a stream can give a model away)")
         with gr.Row():
-            temperature = gr.Slider(0, 2, value=DEFAULT_BATTLE.settings.temperature, step=0.05,
-                                    label="Temperature (both sides)")
+            temperature = gr.Slider(ctx.limits.arena_min_temperature, 2,
+                                    value=DEFAULT_BATTLE.settings.temperature, step=0.05,
+                                    label="Temperature (both sides; never greedy, see docs/arena.md)")
             top_p = gr.Slider(0.05, 1, value=DEFAULT_BATTLE.settings.top_p, step=0.05, label="Top-p")
-            max_new_tokens = gr.Slider(1, 1024, value=DEFAULT_BATTLE.settings.max_new_tokens, step=1,
-                                       label="Max new tokens")
-            seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+            max_new_tokens = gr.Slider(1, ctx.limits.max_new_tokens, step=1,
+                                       value=DEFAULT_BATTLE.settings.max_new_tokens, label="Max new tokens")
+            # Kept for the API's shape: every battle draws its own secret seed, so only -1 is taken.
+            seed = gr.Number(value=-1, precision=0, visible=False, label="Seed (-1: the Arena's secret one)")
         precision = gr.Radio(list(available_precisions()), value="auto", label="Precision (both sides)",
                              info="auto: this machine's fast precision (on CPU the measured choice "
                                   "shown on the Leaderboard); the reveal says what ran")
         build_endpoint_adder(ctx, session_endpoints)
+    for component, name in ((temperature, "temperature"), (top_p, "top_p"),
+                            (max_new_tokens, "max_new_tokens"), (seed, "seed")):
+        named_number(component, name)
     # API plumbing: never shown; the token is a random id that says nothing about the models.
     token = gr.Textbox(visible=False, label="Battle token")
     vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
@@ -293,16 +263,17 @@ def build_arena_tab(ctx: AppContext) -> None:
 
     with gr.Accordion("Ratings", open=True):
         # Callables: Gradio recomputes each on page load (from one cached rating table).
-        summary = gr.Markdown(ratings_view(ctx, ratings_summary), label="Summary")
-        table = gr.Dataframe(ratings_view(ctx, ratings_frame), interactive=False, label="Leaderboard")
+        summary = gr.Markdown(on_load(ctx, ratings_summary), label="Summary")
+        table = gr.Dataframe(on_load(ctx, ratings_frame), interactive=False, label="Leaderboard")
         with gr.Row():
-            rating_plot = gr.Plot(ratings_view(ctx, ratings_figure), label="Ratings", show_label=False)
-            win_plot = gr.Plot(ratings_view(ctx, win_rate_figure), label="Win rates", show_label=False)
-            count_plot = gr.Plot(ratings_view(ctx, battle_count_figure), label="Battle counts",
+            rating_plot = gr.Plot(on_load(ctx, ratings_figure), label="Ratings", show_label=False)
+            win_plot = gr.Plot(on_load(ctx, win_rate_figure), label="Win rates", show_label=False)
+            count_plot = gr.Plot(on_load(ctx, battle_count_figure), label="Battle counts",
                                  show_label=False)
+        gr.Markdown(ctx.durability, label="Where votes are kept")
         with gr.Row():
             refresh = gr.Button("Refresh ratings")
-            export = gr.Button("Export voted battles (JSONL + CSV)")
+            export = gr.Button("Export voted battles (JSONL + CSV)", visible=ctx.settings.votes_public)
         files = gr.File(label="Export", file_count="multiple", interactive=False)
 
     ratings_out = [summary, table, rating_plot, win_plot, count_plot]
@@ -339,5 +310,4 @@ def build_arena_tab(ctx: AppContext) -> None:
     pool.change(temperature_control, pool, temperature, api_name=False, queue=False)
     draw.click(random_prompt, None, prompt, api_name=False)
     refresh.click(refresh_ratings, None, ratings_out, api_name="arena_ratings")
-    export.click(bind(export_voted_battles, ctx.store, ctx.settings.exports_dir), None, files,
-                 api_name="arena_export")
+    export.click(bind(arena_export, ctx), None, files, api_name="arena_export")

@@ -15,7 +15,7 @@ from billion.core.registry import PYTHIA_CHECKPOINTS, resolve
 from billion.core.sampling import sampling_from
 from billion.endpoints.client import chat_streams
 from billion.endpoints.config import is_endpoint_name
-from billion.ui.common import bind, default_model, friendly_errors, model_choices, on_device
+from billion.ui.common import bind, default_model, friendly_errors, model_choices, named_number, on_device
 from billion.ui.downloads import progress_line
 from billion.ui.endpoints import all_endpoints, build_endpoint_adder, endpoint_choices
 
@@ -23,7 +23,8 @@ from billion.ui.endpoints import all_endpoints, build_endpoint_adder, endpoint_c
 def stats_line(result: GenerationResult | None) -> str:
     if result is None:
         return ""
-    precision = f" ({result.precision})" if result.precision else ""
+    precision = getattr(result, "precision", "")  # endpoint answers carry none
+    precision = f" ({precision})" if precision else ""
     host = getattr(result, "host", None)
     if host is not None:  # an endpoint's answer: timed here, memory is the server's business
         return (f"**{result.decode_tokens_per_s:.1f} tokens/s** over the network, from {host} · "
@@ -178,11 +179,15 @@ def build_chat_tab(ctx: AppContext) -> None:
         with gr.Row():
             repetition_penalty = gr.Slider(1, 2, value=CHAT_DEFAULTS.repetition_penalty, step=0.05,
                                            label="Repetition penalty")
-            max_new_tokens = gr.Slider(1, 1024, value=CHAT_DEFAULTS.max_new_tokens, step=1,
-                                       label="Max new tokens")
+            max_new_tokens = gr.Slider(1, ctx.limits.max_new_tokens, value=CHAT_DEFAULTS.max_new_tokens,
+                                       step=1, label="Max new tokens")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
             dtype = gr.Radio(list(available_precisions()), value="auto", label="Precision",
                              info=precision_info())
+    for component, name in ((temperature, "temperature"), (top_p, "top_p"), (top_k, "top_k"),
+                            (repetition_penalty, "repetition_penalty"),
+                            (max_new_tokens, "max_new_tokens"), (seed, "seed")):
+        named_number(component, name)
 
     def toggle(on: bool):
         return (gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer"),

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import os
+from pathlib import Path
 from typing import Callable
 
 import gradio as gr
@@ -77,6 +79,57 @@ def model_choices(hub: HubProbe | None = None) -> tuple[list[tuple[str, str]], s
 def default_model(choices: list[tuple[str, str]]) -> str | None:
     values = [value for _, value in choices]
     return pick_default(values)
+
+
+def named_number(component, name: str):
+    """The Slider or Number, refusing what its own checks would turn into a bare "Error" (NaN,
+    infinities, a value past its ends) with a message that names the engine's field. Gradio runs
+    a component's preprocess before the handler, so this is where the API's numbers arrive first."""
+    preprocess = component.preprocess
+
+    def checked(payload):
+        if payload is None:
+            return preprocess(payload)
+        if isinstance(payload, bool) or not isinstance(payload, (int, float)) or \
+                not math.isfinite(payload):
+            raise gr.Error(f"{name} must be a finite number (got {payload!r}).")
+        low, high = getattr(component, "minimum", None), getattr(component, "maximum", None)
+        if (low is not None and payload < low) or (high is not None and payload > high):
+            raise gr.Error(f"{name} must be between {low:g} and {high:g} here (got {payload!r}).")
+        return preprocess(payload)
+
+    component.preprocess = checked
+    return component
+
+
+def discard_upload(path: str | None) -> bool:
+    """Delete a file Gradio received as an upload once the app has refused it: refused uploads
+    must not pile up in the upload folder. Only files inside that folder are touched."""
+    if not path:
+        return False
+    file = Path(path).resolve()
+    folder = Path(gr.utils.get_upload_folder()).resolve()
+    if not file.is_relative_to(folder) or file == folder or not file.is_file():
+        return False
+    file.unlink(missing_ok=True)
+    if file.parent != folder:  # Gradio keeps each upload in a folder of its own
+        try:
+            file.parent.rmdir()
+        except OSError:
+            pass  # another upload shares it
+    return True
+
+
+def refusing_uploads(fn):
+    """fn(path, ...) with the uploaded file at `path` deleted when fn refuses it (BillionError)."""
+    @functools.wraps(fn)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return fn(path, *args, **kwargs)
+        except BillionError:
+            discard_upload(path)
+            raise
+    return wrapper
 
 
 _FRIENDLY = (BillionError, MemoryError)

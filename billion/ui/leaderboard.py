@@ -34,7 +34,8 @@ from billion.store.store import Store
 from billion.ui.arena_ratings import current_ratings
 from billion.bench.plot_points import score_points, speed_points
 from billion.ui.leaderboard_plots import score_figure, speed_figure
-from billion.ui.common import ON_ZEROGPU, bind, default_model, friendly_errors, model_choices, on_device
+from billion.ui.common import (ON_ZEROGPU, bind, default_model, friendly_errors, model_choices,
+                               named_number, on_device)
 from billion.endpoints.config import configured_endpoints
 from billion.ui.endpoints import endpoint_choices
 
@@ -276,6 +277,9 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
             new_tokens = gr.Slider(2, 256, value=BENCH_DEFAULTS.new_tokens, step=1,
                                    label="Speed: new tokens per run")
             repeats = gr.Slider(1, 10, value=BENCH_DEFAULTS.repeats, step=1, label="Speed: timed runs")
+        for component, name in ((limit, "limit"), (seed, "seed"), (new_tokens, "new_tokens"),
+                                (repeats, "repeats")):
+            named_number(component, name)
         with gr.Row():
             run = gr.Button("Run benchmark", variant="primary")
             stop = gr.Button("Cancel")

@@ -9,6 +9,7 @@ Endpoints for scripts: `race` (a JSON summary first among its outputs) and `race
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -26,7 +27,7 @@ from billion.spec.decoding import MAX_K, KSchedule
 from billion.endpoints.config import RACE_LOCAL_ONLY
 from billion.spec.race import (EXAMPLE_PROMPTS, RACE_DEFAULTS, RaceRequest, RaceResult, SweepPoint, k_sweep,
                                parse_draft, run_race)
-from billion.ui.common import bind, default_model, friendly_errors, model_choices, on_device
+from billion.ui.common import bind, default_model, friendly_errors, model_choices, named_number, on_device
 from billion.ui.race_render import (RaceView, badge_html, build_view, figures_markdown, plain_pane,
                                     race_summary, replay_frames, rounds_html, spec_pane, stats_markdown,
                                     sweep_figure, sweep_markdown)
@@ -68,11 +69,13 @@ def draft_choices(target: str | None, hub: HubProbe | None = None) -> list[tuple
 
 
 def draft_name(draft: str, self_layers: float) -> str:
+    if draft == SELF and not (isinstance(self_layers, (int, float)) and math.isfinite(self_layers)):
+        raise gr.Error(f"self_layers must be a whole number of layers (got {self_layers}).")
     return f"self:{int(self_layers)}" if draft == SELF else draft
 
 
 def whole_k(k: float) -> int:
-    if k is None or k != int(k) or not 1 <= k <= MAX_K:
+    if not isinstance(k, (int, float)) or not math.isfinite(k) or k != int(k) or not 1 <= k <= MAX_K:
         raise gr.Error(f"k must be a whole number from 1 to {MAX_K} (got {k}).")
     return int(k)
 
@@ -234,8 +237,11 @@ def build_race_tab(ctx: AppContext) -> None:
         dynamic = gr.Checkbox(label="Dynamic k (grow after a fully accepted round, shrink after a rejection)")
         temperature = gr.Slider(0, 2, value=RACE_DEFAULTS.temperature, step=0.05,
                                 label="Temperature (0 = greedy)")
-        max_new_tokens = gr.Slider(1, 1024, value=RACE_DEFAULTS.max_new_tokens, step=1,
-                                   label="Max new tokens")
+        max_new_tokens = gr.Slider(1, ctx.limits.max_new_tokens, value=RACE_DEFAULTS.max_new_tokens,
+                                   step=1, label="Max new tokens")
+    for component, name in ((self_layers, "self_layers"), (k, "k"), (temperature, "temperature"),
+                            (max_new_tokens, "max_new_tokens")):
+        named_number(component, name)
     with gr.Row():
         reference = gr.Checkbox(label="Also run Hugging Face's assisted generation (reference)")
         warmup = gr.Checkbox(value=DEFAULT_RACE.warmup, label="Warm up first (a few tokens of each run)")

@@ -22,9 +22,10 @@ from billion.core.errors import BillionError
 from billion.core.loading import pick_device
 from billion.core.paths import ASSETS
 from billion.train.config import TARGET_PRESETS, TrainConfig
-from billion.train.data import TrainDataset, load_dataset
+from billion.train.data import SUFFIXES, TrainDataset, load_dataset
 from billion.train.tokens import preview_dataset
-from billion.ui.common import bind, default_model, friendly_errors, model_choices, on_device
+from billion.ui.common import (bind, default_model, discard_upload, friendly_errors, model_choices,
+                               on_device, refusing_uploads)
 from billion.ui.trainer_runs import (attach, discard_run, gpu_slice, identify, list_runs, poll, resume_run,
                                      send_to_arena, slice_duration, start_training, stop_run, train_api,
                                      train_in_slices)
@@ -33,7 +34,7 @@ from billion.ui.trainer_view import (answers_frame, highlighted, histogram_figur
 
 SAMPLE_DATA = ASSETS / "sample_lora" / "pirate.jsonl"
 SAMPLE_PROMPTS = ASSETS / "sample_lora" / "held_out.json"
-FILE_TYPES = [".jsonl", ".json", ".csv", ".parquet", ".txt"]
+FILE_TYPES = list(SUFFIXES)  # each format, also gzipped or alone in a .zip
 TRAIN_DEFAULTS = TrainConfig()
 #: where the page keeps its owner token (billion.ui.trainer_runs.identify)
 OWNER_STORAGE_KEY = "billion-trainer-owner"
@@ -57,6 +58,7 @@ def inspect_upload(path: str | None):
     try:
         return _dataset_view(load_dataset(path))
     except BillionError as exc:
+        discard_upload(path)  # a refused upload does not stay in the upload folder
         gr.Warning(str(exc))
         return f"❌ {exc}", problems_frame(None), None, gr.update(interactive=False)
 

@@ -31,7 +31,7 @@ from billion.train.config import TrainConfig
 from billion.train.data import TrainDataset, load_dataset
 from billion.train.folder import ACTIVE_STATES, CLI_OWNER
 from billion.train.runs import RunStatus, TrainResult, read_run, slice_seconds
-from billion.ui.common import ON_ZEROGPU, friendly_errors
+from billion.ui.common import ON_ZEROGPU, friendly_errors, refusing_uploads
 from billion.ui.trainer_view import (answers_frame, loss_figure, progress_markdown, result_markdown,
                                      run_label)
 
@@ -255,7 +255,7 @@ def train_api(ctx: AppContext, train_slice: SliceFn, path: str | None, model: st
     if not path:
         raise BillionError("Upload a training data file (.jsonl, .json, .csv, .parquet or .txt).")
     who = caller(owner, request, profile)
-    dataset = load_dataset(path)
+    dataset = refusing_uploads(load_dataset)(path)  # a refused upload is deleted
     # alpha follows the rank; every other setting is TrainConfig's default
     config = TrainConfig.from_values(dict(model=model, max_steps=max_steps, rank=rank,
                                           learning_rate=learning_rate, cutoff=cutoff))
