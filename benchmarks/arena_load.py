@@ -95,8 +95,8 @@ class Ledger:
 
 
 def battle_args(prompt: str, tokens: int, seed: int, pool: str = "temperature") -> tuple:
-    # prompt, pool, temperature, top_p, max_new_tokens, seed, live streaming, precision
-    return (prompt, pool, 0.7, 0.95, tokens, seed, False, "auto")
+    # prompt, pool, temperature, top_p, max_new_tokens, seed (-1: the Arena refuses known seeds), ...
+    return (prompt, pool, 0.7, 0.95, tokens, -1, False, "auto")
 
 
 def one_round(client: Client, ledger: Ledger, tokens: int, seed: int, pool: str = "temperature") -> bool:

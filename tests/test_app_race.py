@@ -36,7 +36,7 @@ def client(models):
 
 @needs_smollm2
 def test_bad_input_is_refused_then_a_greedy_race_is_lossless(client):
-    with pytest.raises(AppError, match="minimum value 1"):
+    with pytest.raises(AppError, match="k must be between 1"):
         client.predict(*race_args(k=0), api_name="/race")
     with pytest.raises(AppError, match="k must be a whole number"):
         client.predict(*race_args(k=2.5), api_name="/race")

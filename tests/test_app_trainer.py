@@ -26,6 +26,7 @@ def client(app_ctx):
         yield Client(url, verbose=False)
 
 
+@pytest.mark.slow  # 25-70 s: the suite stays under 10 minutes; run with -m slow
 def test_sample_upload_trains_and_serves_the_adapter(client, app_ctx, tmp_path):
     summary, zip_path = client.predict(handle_file(str(SAMPLE_DATA)), "smollm2-135m", 3, 4, 2e-3, 64,
                                        "What is the capital of Japan?", api_name="/train")

@@ -94,7 +94,7 @@ def test_bad_input_gives_clear_messages(loaded):
         generate_chat(loaded, [{"role": "user", "content": "   "}], GREEDY)
     with pytest.raises(BillionError, match="empty"):
         generate_chat(loaded, [], GREEDY)
-    with pytest.raises(BillionError, match="at least 1"):
+    with pytest.raises(BillionError, match="max_new_tokens must be between 1"):
         generate_chat(loaded, ASK, SamplingSettings(max_new_tokens=0))
     with pytest.raises(BillionError, match="context"):
         generate_chat(loaded, ASK, SamplingSettings(max_new_tokens=10_000))

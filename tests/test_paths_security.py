@@ -200,7 +200,7 @@ def test_the_page_poll_refuses_forged_run_ids(app, planted_run):
     """The run picker takes typed values, and its timer's poll event is reachable without an API name:
     a forged id must neither read the planted record nor copy the file it names into the exports."""
     for run_id in forged_run_ids(app, planted_run):
-        reply = call_page_event(app.url, "tick", run_id, [])
+        reply = call_page_event(app.url, "tick", run_id, [], None)
         assert reply["success"], reply
         events, _, progress, *_rest, download, _timer, _runs = reply["output"]["data"]
         assert "No training run" in progress and not (download or {}).get("path")
@@ -217,7 +217,7 @@ def test_model_names_are_registry_choices_not_paths(client, name):
         client.predict("hi", [], [], False, name, name, "", 0.0, 0.95, 0, 1.0, 4, 0, "auto", api_name="/chat")
     with pytest.raises(AppError, match="not in the list of choices"):
         client.predict([name], ["billion-mc"], 1, "auto", "none", 0, "16", 4, 1, api_name="/bench")
-    with pytest.raises(AppError, match="not an available draft model"):
+    with pytest.raises(AppError, match="not an available draft"):
         client.predict("hi", "smollm2-135m", name, 8, 4, False, 0.0, 8, False, False, api_name="/race")
     with pytest.raises(AppError, match="not in the list of choices"):
         client.predict(handle_file(str(SAMPLE_DATA)), name, 1, 4, 1e-3, 64, "", api_name="/train")

@@ -75,6 +75,7 @@ def test_unknown_architecture_names_the_known_ones(configs):
         hub_config("smollm2-360m")
 
 
+@pytest.mark.slow  # 25-70 s: the suite stays under 10 minutes; run with -m slow
 def test_bench_random_weights_stores_labelled_speed_rows(configs, tmp_path, models):
     store = Store(tmp_path / "b.sqlite3")
     request = BenchRequest(models=("tinyllama",), tasks=("speed",), random_weights=True,

@@ -39,19 +39,19 @@ def test_arena_downloads_blind_then_the_battle_runs(online_hub, models):
     online_hub.rate_bytes_s = 300_000
     pair = (Contestant("tinyllama"), Contestant("pythia-1b"))
     battle = new_battle(*pair, SamplingSettings(temperature=0.0, max_new_tokens=3), session_id="t")
-    lines = list(arena_downloads(battle))
+    lines = list(arena_downloads(battle, models.downloads))
     assert lines and all(not NAMES.search(line) for line in lines)
     assert any(re.search(r"\*\*\d+%\*\*", line) for line in lines)
-    assert list(arena_downloads(battle)) == []  # both are in the cache now
+    assert list(arena_downloads(battle, models.downloads)) == []  # both are in the cache now
     assert answer_turn(battle, "Name a colour.", contestant_loader(models)).status == "ready"
     assert all(re.fullmatch(r"[\d.,]+ MB", size) for size in weight_sizes(battle))
 
 
-def test_arena_download_errors_name_no_model(online_hub):
+def test_arena_download_errors_name_no_model(online_hub, models):
     battle = new_battle(Contestant("llama3.2-1b"), Contestant("tinyllama"), SamplingSettings(),
                         session_id="t")
     with pytest.raises(BillionError) as caught:
-        list(arena_downloads(battle))
+        list(arena_downloads(battle, models.downloads))
     message = str(caught.value)
-    assert "gated" in message and "HF_TOKEN" in message and "Model" in message
+    assert "gated" in message and "HF_TOKEN" in message and "unrecorded" in message
     assert "Llama-3.2" not in message and "meta-llama" not in message

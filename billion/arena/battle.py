@@ -14,7 +14,6 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +23,7 @@ from billion.core.errors import BillionError
 from billion.core.limits import DEFAULT_LIMITS, check_prompt
 from billion.core.registry import resolve
 from billion.core.sampling import SamplingSettings
+from billion.arena.blind import ANSWER_FAILED, BattleEnded, blind_errors  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from billion.core.loading import ModelCache
@@ -190,40 +190,6 @@ GenerateFn = Callable[[Any, list, SamplingSettings], Any]
 
 #: what the page hears when an answer fails before the vote: no name, size, context or side, since
 #: "exceeds Model A's context of 8192 tokens" tells who Model A is as well as a name would
-ANSWER_FAILED = ("One of the answers failed, so this battle ended unrecorded (the server log has the "
-                 "details). Ask again for a new battle; if it happens again, try a shorter prompt or "
-                 "fewer new tokens.")
-
-
-class BattleEnded(BillionError):
-    """An answer failed before the vote: the battle is over and must not be stored or voted on.
-    reason: words that name no model, server, size or side (an endpoint's "its server is busy")."""
-
-    def __init__(self, reason: str = "") -> None:
-        head = "One of the answers failed"
-        super().__init__(ANSWER_FAILED.replace(head, f"{head} ({reason})", 1) if reason else ANSWER_FAILED)
-
-
-@contextmanager
-def blind_errors(battle: Battle) -> Iterator[None]:
-    """Loading, download and generation errors name or size the model; before the vote the page
-    must not see them. Any error becomes BattleEnded (the original goes to the server log); an
-    endpoint's failure keeps its blind reason (no model, server or side in it)."""
-    from billion.endpoints.client import EndpointError
-
-    try:
-        yield
-    except BattleEnded:
-        raise
-    except EndpointError as exc:
-        log.warning("arena battle %s ended: an endpoint failed (%s)", battle.id, exc)
-        raise BattleEnded(exc.reason) from None
-    except Exception as exc:
-        log.warning("arena battle %s ended: a contestant failed (%s: %s)", battle.id,
-                    type(exc).__name__, exc, exc_info=not isinstance(exc, BillionError))
-        raise BattleEnded() from exc
-
-
 def contestant_loader(models: ModelCache) -> LoadFn:
     """A LoadFn over a billion.core.loading.ModelCache; an endpoint contestant "loads" as its
     EndpointModel (its server holds the weights)."""
