@@ -87,6 +87,9 @@ def build_root(libc, cfg):
     new = cfg["dir"]
     mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
     mount(libc, "tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    os.makedirs(new + "/tmp", mode=0o755)  # first: a venv under the host's /tmp is bound inside it
+    mount(libc, "tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={cfg['tmp_bytes']},mode=1777")
     for path in cfg["binds"]:
         target = new + path
         if os.path.islink(path):  # /lib -> usr/lib on merged-usr systems
@@ -100,9 +103,6 @@ def build_root(libc, cfg):
     for device in DEVICES:
         open(f"{new}/dev/{device}", "w").close()
         mount(libc, f"/dev/{device}", f"{new}/dev/{device}", None, MS_BIND)
-    os.makedirs(new + "/tmp", mode=0o755)
-    mount(libc, "tmpfs", new + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-          f"size={cfg['tmp_bytes']},mode=1777")
     os.chroot(new)
     os.chdir("/tmp")
 
