@@ -25,6 +25,7 @@ from billion.core.generation import GenerationResult
 from billion.core.limits import DEFAULT_LIMITS
 from billion.core.sampling import SamplingSettings
 from billion.store.store import Store
+from evicting import Evictor, budget_for, cached, in_thread
 
 SETTINGS = SamplingSettings(temperature=0.8, max_new_tokens=6)
 MAX_PROMPT_CHARS = DEFAULT_LIMITS.arena_prompt_chars
@@ -238,6 +239,32 @@ def test_blind_release_yields_once_live_streams_partials(tiny_pair, models):
     final = live[-1].turns[-1]
     assert any(0 < len(b.turns[-1].answer_a) < len(final.answer_a) or
                0 < len(b.turns[-1].answer_b) < len(final.answer_b) for b in live[:-1])
+
+
+def test_a_battle_keeps_both_models_while_another_session_evicts(tiny_dir, models):
+    from billion.core.loading import LoadOptions
+    from billion.endpoints.client import generate_answer
+
+    greedy = SamplingSettings(temperature=0.0, max_new_tokens=6)
+    pair = (Contestant(str(tiny_dir), dtype="fp32"), Contestant(str(tiny_dir), dtype="bf16"))
+    reference = answer_pending(ask(new_battle(*pair, greedy, session_id="s"), "Hi"), contestant_loader(models))
+    cache = budget_for(*(models.load(c.alias, c.load_options()) for c in pair))  # room for these two only
+    evictor = Evictor(cache, str(tiny_dir), LoadOptions(dtype="fp32", device="cpu"))
+    kept = []
+
+    def generate(model, messages, settings):
+        evictor.evict_now()  # both models loaded and answering: the other session's load comes now
+        kept.append(cached(cache, model))
+        return generate_answer(model, messages, settings)
+
+    battle = ask(new_battle(*pair, greedy, session_id="s"), "Hi")
+    answered = in_thread(lambda: answer_pending(battle, contestant_loader(cache), generate))
+    evictor.join()
+    assert kept == [True, True] and evictor.calls == 2
+    assert answered.status == "ready"
+    assert [answered.turns[-1].answer_a, answered.turns[-1].answer_b] == \
+        [reference.turns[-1].answer_a, reference.turns[-1].answer_b]
+    assert cache.in_use() == [] and cache.used_bytes() <= cache.budget_bytes
 
 
 def test_lora_adapter_contestant_battles_its_base(tiny_dir, tmp_path, models):

@@ -12,6 +12,7 @@ from billion.spec.race import DraftChoice, first_difference, k_sweep, parse_draf
 from billion.core.sampling import SamplingSettings
 from billion.spec.decoding import KSchedule
 from tiny_models import build_tokenizer, tiny_llama
+from evicting import Evictor, budget_for, cached, in_thread
 
 GREEDY = SamplingSettings(temperature=0, max_new_tokens=20)
 MESSAGES = [{"role": "user",
@@ -163,3 +164,32 @@ def test_cli_races_the_quantized_self_draft(tiny_dir, capsys, ctx):
     assert args.func(args, ctx) == 0
     out = capsys.readouterr().out
     assert "draft quant:int4" in out and "lossless    : yes" in out
+
+
+def test_a_race_keeps_target_and_draft_while_another_session_evicts(tiny_dir, tokenizer, tmp_path, models):
+    from billion.core.loading import LoadOptions
+
+    draft_dir = save_model(tmp_path / "draft", tokenizer, layers=1)
+    reference = run_race(models.load(str(tiny_dir)), draft_dir, 3, GREEDY, MESSAGES, warmup=False,
+                         models=models)
+    draft_options = LoadOptions(device=str(models.load(str(tiny_dir)).device))
+    cache = budget_for(models.load(str(tiny_dir)), models.load(draft_dir, draft_options))
+    evictor = Evictor(cache, str(tiny_dir), LoadOptions(dtype="fp32", device="cpu"))
+    kept = []
+
+    def progress(step: str) -> None:
+        if step == "plain decoding":  # target and draft loaded (the cache holds just them), racing
+            held = cache.loaded()
+            evictor.evict_now()
+            kept.extend([len(held)] + [cached(cache, m) for m in held])
+
+    def race():
+        with cache.lease(str(tiny_dir)) as target:  # as the race tab and the CLI hold the target
+            return run_race(target, draft_dir, 3, GREEDY, MESSAGES, warmup=False, models=cache,
+                            progress=progress)
+
+    result = in_thread(race)
+    evictor.join()
+    assert kept == [2, True, True] and evictor.calls == 1
+    assert result.lossless and result.speculative.token_ids == reference.speculative.token_ids
+    assert cache.in_use() == [] and cache.used_bytes() <= cache.budget_bytes

@@ -11,8 +11,10 @@ from billion.bench.runner import (BenchRequest, RunProgress, canonical_task, est
                                   iter_run, run_bench)
 from billion.bench.tasks import get_task
 from billion.core.errors import BillionError
+from billion.core.loading import LoadOptions
 from billion.core.registry import MODELS
 from billion.store.store import Store
+from evicting import Evictor, budget_for, cached, in_thread
 
 SPEED = dict(prompt_lengths=(8, 16), new_tokens=4, warmup=0, repeats=2)
 
@@ -102,6 +104,31 @@ def test_cancel_stops_between_items_and_keeps_the_finished_ones_as_a_limited_run
     assert all(s.limited and s.n == 1 for s in results[0].scores)
     assert not any(p.task == "speed" and p.total for p in seen)  # the next task never started
     assert set(store.bench_results_frame()["task"]) == {"billion-mc"}
+
+
+def test_a_run_keeps_its_model_while_another_session_evicts(tiny_dir, store, models):
+    request = tiny_request(tiny_dir, ["offline-mc"], limit=3)
+    (reference,) = run_bench(request, store=store, models=models)
+    cache = budget_for(models.load(str(tiny_dir)))  # room for the run's model only
+    evictor = Evictor(cache, str(tiny_dir), LoadOptions(dtype="fp32", device="cpu"))
+    kept = []
+
+    def run():
+        outcomes = []
+        for progress in iter_run(request, store=store, models=cache):
+            if progress.task == "billion-mc" and progress.done == 1 and not kept:
+                (held,) = cache.loaded()
+                evictor.evict_now()  # mid-task: the other session's load must evict around it
+                kept.append(cached(cache, held))
+            if progress.result is not None:
+                outcomes.append(progress.result)
+        return outcomes
+
+    (outcome,) = in_thread(run)
+    evictor.join()
+    assert kept == [True] and evictor.calls == 1
+    assert outcome.ok and [s.score for s in outcome.scores] == [s.score for s in reference.scores]
+    assert cache.in_use() == [] and cache.used_bytes() <= cache.budget_bytes
 
 
 def test_reruns_add_history_and_quantization_is_recorded(tiny_dir, store, models):

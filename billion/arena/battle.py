@@ -14,8 +14,9 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from billion.arena.contestants import Contestant
 from billion.arena.leaks import detect_identity_leak, identity_terms
@@ -24,9 +25,7 @@ from billion.core.limits import DEFAULT_LIMITS, check_prompt
 from billion.core.registry import resolve
 from billion.core.sampling import SamplingSettings
 from billion.arena.blind import ANSWER_FAILED, BattleEnded, blind_errors  # noqa: F401 (re-exported)
-
-if TYPE_CHECKING:
-    from billion.core.loading import ModelCache
+from billion.arena.loader import LoadFn, contestant_loader, hold_models  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -184,20 +183,7 @@ def finish(battle: Battle, result_a: Any, result_b: Any,
     return replace(battle, turns=(*battle.turns[:-1], turn), status="ready", flag_reason=reason)
 
 
-LoadFn = Callable[[Contestant], Any]
 GenerateFn = Callable[[Any, list, SamplingSettings], Any]
-
-
-#: what the page hears when an answer fails before the vote: no name, size, context or side, since
-#: "exceeds Model A's context of 8192 tokens" tells who Model A is as well as a name would
-def contestant_loader(models: ModelCache) -> LoadFn:
-    """A LoadFn over a billion.core.loading.ModelCache; an endpoint contestant "loads" as its
-    EndpointModel (its server holds the weights)."""
-    def load(contestant: Contestant):
-        if contestant.endpoint is not None:
-            return contestant.endpoint
-        return models.load(contestant.alias, contestant.load_options())
-    return load
 
 
 def answer_pending(battle: Battle, load: LoadFn, generate: GenerateFn | None = None) -> Battle:
@@ -206,8 +192,8 @@ def answer_pending(battle: Battle, load: LoadFn, generate: GenerateFn | None = N
         from billion.endpoints.client import generate_answer as generate
     from billion.endpoints.client import generate_pair
 
-    with blind_errors(battle):
-        loaded = [load(battle.contestant(seat)) for seat in ("a", "b")]
+    with ExitStack() as held, blind_errors(battle):
+        loaded = hold_models((battle.model_a, battle.model_b), load, held)
         results = generate_pair(generate, [(model, messages_for(battle, seat), settings_for(battle, seat))
                                            for model, seat in zip(loaded, ("a", "b"))])
     return finish(battle, *results, revisions=tuple(getattr(m, "revision", "") for m in loaded))
@@ -227,16 +213,17 @@ def stream_pending(battle: Battle, load: LoadFn) -> Iterator[Battle]:
     if not battle.live_streaming:
         yield answer_pending(battle, load)
         return
-    with blind_errors(battle):
-        loaded = [load(battle.contestant(seat)) for seat in ("a", "b")]
-        streams = [stream_answer(model, messages_for(battle, seat), settings_for(battle, seat))
-                   for model, seat in zip(loaded, ("a", "b"))]
-    updates: tuple = (None, None)
-    with blind_errors(battle):
-        for updates in interleave(*streams):
-            partial = replace(battle.turns[-1], answer_a=updates[0].text if updates[0] else "",
-                              answer_b=updates[1].text if updates[1] else "")
-            yield replace(battle, turns=(*battle.turns[:-1], partial))
+    with ExitStack() as held:  # both models leased until the streams end or the page leaves
+        with blind_errors(battle):
+            loaded = hold_models((battle.model_a, battle.model_b), load, held)
+            streams = [stream_answer(model, messages_for(battle, seat), settings_for(battle, seat))
+                       for model, seat in zip(loaded, ("a", "b"))]
+        updates: tuple = (None, None)
+        with blind_errors(battle):
+            for updates in interleave(*streams):
+                partial = replace(battle.turns[-1], answer_a=updates[0].text if updates[0] else "",
+                                  answer_b=updates[1].text if updates[1] else "")
+                yield replace(battle, turns=(*battle.turns[:-1], partial))
     yield finish(battle, updates[0].result, updates[1].result,
                  revisions=tuple(getattr(m, "revision", "") for m in loaded))
 

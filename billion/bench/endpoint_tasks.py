@@ -84,7 +84,7 @@ def _humaneval_steps(endpoint: EndpointModel, request: Any,
                      cancel: threading.Event | None) -> Iterator[Step]:
     from billion.bench.humaneval import iter_humaneval
     from billion.bench.rows import humaneval_rows
-    from billion.bench.runner import HUMANEVAL
+    from billion.bench.request import HUMANEVAL
 
     total = min(request.limit or 164, 164)
     yield 0, total, f"0/{total} problems", None
@@ -134,7 +134,7 @@ def _speed_steps(endpoint: EndpointModel, request: Any,
 
 
 def _speed_rows(endpoint: EndpointModel, request: Any, length: int, runs: list) -> list[dict]:
-    from billion.bench.runner import SPEED
+    from billion.bench.request import SPEED
 
     where = f"over the network, from {endpoint.host}"
     common = {**endpoint_settings(request, endpoint, SPEED), "limit": None, "limited": False,
@@ -161,8 +161,8 @@ def _needs_logprobs_steps(endpoint: EndpointModel, task: str) -> Iterator[Step]:
 
 def endpoint_task_steps(endpoint: EndpointModel, task: str, request: Any,
                         cancel: threading.Event | None) -> Iterator[Step]:
-    """(done, total, message, rows) per item, as billion.bench.runner.task_steps gives them."""
-    from billion.bench.runner import HUMANEVAL, SPEED
+    """(done, total, message, rows) per item, as billion.bench.steps.task_steps gives them."""
+    from billion.bench.request import HUMANEVAL, SPEED
 
     if task == HUMANEVAL:
         return _humaneval_steps(endpoint, request, cancel)

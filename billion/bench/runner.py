@@ -4,7 +4,8 @@ A run loads each model once (through the app's billion.core.loading.ModelCache),
 each finished task's scores as soon as it ends, so a later failure loses nothing. A task that fails
 (an unreachable dataset, a prompt longer than the context, a model that will not load) is reported
 in the progress stream and the run goes on. A cancelled task is reported, not stored: a partial
-score would stand in the leaderboard as the latest result.
+score would stand in the leaderboard as the latest result. The request and result types live in
+billion.bench.request, one task's steps in billion.bench.steps.
 """
 
 from __future__ import annotations
@@ -12,161 +13,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from billion.bench.humaneval import greedy_generate_fn, iter_humaneval
-from billion.bench.mc import iter_score_task
 from billion.bench.random_weights import random_model
-from billion.bench.rows import humaneval_rows, mc_rows, speed_rows
-from billion.bench.speed import SpeedResult, iter_speed_loaded
-from billion.bench.tasks import DEFAULT_SEED, TASKS, get_task
+from billion.bench.request import (HUMANEVAL, SPEED, TASK_CHOICES, BenchRequest, RunProgress,  # noqa: F401
+                                   StoredScore, TaskOutcome, canonical_task, estimate_seconds)
+from billion.bench.steps import base_settings, dtype_name, task_steps, with_isolated_memory  # noqa: F401
 from billion.core.errors import BillionError
 from billion.core.loading import LoadedModel, LoadOptions, ModelCache
-from billion.bench.isolated import KIND as ISOLATED, isolated_memory
-from billion.core.registry import DEFAULT_MODEL
-from billion.bench.endpoint_tasks import endpoint_task_steps
 from billion.endpoints.config import EndpointModel, find_endpoint, is_endpoint_name
 from billion.store.store import Store
 
 log = logging.getLogger(__name__)
-
-HUMANEVAL = "humaneval"
-SPEED = "speed"
-#: every task name a request may use (multiple-choice names and their aliases resolve via get_task)
-TASK_CHOICES: tuple[str, ...] = tuple(t.name for t in TASKS) + (HUMANEVAL, SPEED)
-_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-
-
-@dataclass(frozen=True)
-class BenchRequest:
-    """What to run. The UI, the CLI and the tests all build one of these; its defaults are the only ones."""
-
-    #: registry aliases, hub ids or local model folders
-    models: tuple[str, ...] = (DEFAULT_MODEL,)
-    #: names from TASK_CHOICES (aliases such as "offline-mc" allowed)
-    tasks: tuple[str, ...] = ("billion-mc",)
-    #: items (or HumanEval problems) per task; None runs the full task
-    limit: int | None = None
-    dtype: str = "auto"
-    quantization: str = "none"
-    #: item sampling and few-shot seed of the multiple-choice tasks
-    seed: int = DEFAULT_SEED
-    #: speed: prompt lengths in tokens, new tokens per run, warm-up and timed runs
-    prompt_lengths: tuple[int, ...] = (128, 512)
-    new_tokens: int = 64
-    warmup: int = 1
-    repeats: int = 3
-    #: HumanEval: the most tokens generated per problem
-    humaneval_max_new_tokens: int = 512
-    #: speed only: the model's architecture with random weights (billion.bench.random_weights),
-    #: for hub models that are not downloaded; every row says so
-    random_weights: bool = False
-
-    def validated(self) -> "BenchRequest":
-        """The request with task names resolved; a BillionError names what is wrong."""
-        if not self.models:
-            raise BillionError("No model chosen: pick at least one model to benchmark.")
-        if not self.tasks:
-            raise BillionError(f"No task chosen: pick at least one of {', '.join(TASK_CHOICES)}.")
-        if self.limit is not None and self.limit < 1:
-            raise BillionError(f"limit must be at least 1 item (got {self.limit}); leave it empty "
-                               "for the full task.")
-        tasks = tuple(dict.fromkeys(canonical_task(t) for t in self.tasks))
-        if self.random_weights and tasks != (SPEED,):
-            raise BillionError("Random weights answer noise, so they measure speed only: run the "
-                               "speed task alone (--speed-only).")
-        return BenchRequest(**{**self.__dict__, "tasks": tasks})
-
-
-@dataclass(frozen=True)
-class StoredScore:
-    """One stored row of the bench_results table, as the runner wrote it."""
-
-    id: int
-    model: str
-    task: str
-    metric: str
-    score: float
-    stderr: float | None
-    n: int | None
-    settings: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def limited(self) -> bool:
-        return bool(self.settings.get("limited"))
-
-
-@dataclass(frozen=True)
-class TaskOutcome:
-    """How one task went for one model: its stored scores, or why there are none."""
-
-    model: str
-    task: str
-    scores: tuple[StoredScore, ...] = ()
-    #: why the task produced no scores (None when it succeeded)
-    error: str | None = None
-    cancelled: bool = False
-    elapsed_s: float = 0.0
-    #: what a person should know about stored scores (e.g. items that timed out and count as failed)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.cancelled
-
-
-@dataclass(frozen=True)
-class RunProgress:
-    """One step of a run. `result` is set when a task ends (stored, failed or cancelled)."""
-
-    model: str
-    task: str
-    #: items done / total within the current task
-    done: int
-    total: int
-    message: str
-    result: TaskOutcome | None = None
-    #: tasks finished / all (model, task) pairs of the run
-    step: int = 0
-    steps: int = 0
-
-
-def canonical_task(name: str) -> str:
-    key = name.strip().lower()
-    if key in (HUMANEVAL, SPEED):
-        return key
-    try:
-        return get_task(key).name
-    except BillionError:
-        raise BillionError(f"Unknown task {name!r}: choose from {', '.join(TASK_CHOICES)} "
-                           "(offline-mc is an alias of billion-mc).") from None
-
-
-def estimate_seconds(request: BenchRequest) -> int:
-    """A generous guess of a run's duration on a GPU (for a ZeroGPU time slot)."""
-    per_task = {HUMANEVAL: 3.0 * (request.limit or 164), SPEED: 20.0 * len(request.prompt_lengths)}
-    mc = 0.3 * (request.limit or 1000)
-    tasks = sum(per_task.get(canonical_task(t), mc) for t in request.tasks)
-    return int(30 + len(request.models) * (20 + tasks))
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return _DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))
-
-
-def base_settings(request: BenchRequest, loaded: LoadedModel, task: str) -> dict[str, Any]:
-    """Settings every stored score carries; the leaderboard keys rows on dtype and quantization."""
-    settings = {"task": task, "limit": request.limit, "seed": request.seed,
-                "dtype": dtype_name(loaded.dtype), "dtype_requested": request.dtype,
-                "quantization": loaded.quantization, "device": loaded.device.type,
-                "precision_label": loaded.precision_label}
-    if request.random_weights:
-        settings["random_weights"] = True
-    return settings
 
 
 def model_name(loaded: Any) -> str:
@@ -191,16 +52,23 @@ def adapter_contestant(model: str, store: Store) -> Any:
 
 
 def _load_model(model: str, request: BenchRequest, options: LoadOptions, store: Store,
-                models: ModelCache, endpoints: Sequence[EndpointModel]) -> Any:
+                models: ModelCache, endpoints: Sequence[EndpointModel]) -> tuple[Any, Callable[[], None]]:
+    """The model and what ends its use: a cached model is leased for all of its tasks, so a load
+    by another session cannot evict it mid-run."""
     if is_endpoint_name(model):
-        return find_endpoint(model, endpoints)
+        return find_endpoint(model, endpoints), _held_elsewhere
     if request.random_weights:
-        return random_model(model, options)
+        return random_model(model, options), _held_elsewhere
     contestant = adapter_contestant(model, store)
     if contestant is None:
-        return models.load(model, options)
-    loaded = models.load(contestant.alias, replace(options, adapter=contestant.adapter))
-    return AdapterModel(**vars(loaded), bench_name=contestant.name)
+        loaded, lease = models.acquire(model, options)
+        return loaded, lease.release
+    loaded, lease = models.acquire(contestant.alias, replace(options, adapter=contestant.adapter))
+    return AdapterModel(**vars(loaded), bench_name=contestant.name), lease.release
+
+
+def _held_elsewhere() -> None:
+    """Nothing to release: an endpoint's server holds its weights, random weights live in the run."""
 
 
 @dataclass
@@ -220,75 +88,6 @@ def store_rows(store: Store, loaded: Any, task: str,
         stored.append(StoredScore(id=row_id, model=model_name(loaded), task=task, **row))
     return tuple(stored)
 
-
-# -- running one task ----------------------------------------------------------------------------
-
-#: (done, total, message, rows to store: set on the last step unless cancelled)
-Step = tuple[int, int, str, Optional[list[dict[str, Any]]]]
-
-
-def _mc_steps(loaded: LoadedModel, task: str, request: BenchRequest,
-              cancel: threading.Event | None) -> Iterator[Step]:
-    for p in iter_score_task(loaded.model, loaded.tokenizer, get_task(task), request.limit,
-                             request.seed, cancel):
-        rows = None
-        # a cancelled task keeps the items it scored, stored as a limited ("quick") run
-        if p.result is not None and p.result.n > 0:
-            rows = mc_rows(p.result, base_settings(request, loaded, task))
-        yield p.done, p.total, f"{p.done}/{p.total} items", rows
-
-
-def _humaneval_steps(loaded: LoadedModel, request: BenchRequest,
-                     cancel: threading.Event | None) -> Iterator[Step]:
-    generate = greedy_generate_fn(loaded, request.humaneval_max_new_tokens, cancel)
-    total = min(request.limit or 164, 164)
-    yield 0, total, f"0/{total} problems", None
-    for p in iter_humaneval(generate, request.limit, 1, cancel):
-        rows = None
-        if p.result is not None and not p.result.cancelled:
-            rows = humaneval_rows(p.result, base_settings(request, loaded, HUMANEVAL))
-        yield p.done, p.total, f"{p.done}/{p.total} problems", rows
-
-
-def _speed_steps(loaded: LoadedModel, request: BenchRequest,
-                 cancel: threading.Event | None) -> Iterator[Step]:
-    for p in iter_speed_loaded(loaded, prompt_lengths=request.prompt_lengths,
-                               new_tokens=request.new_tokens, warmup=request.warmup,
-                               repeats=request.repeats, cancel=cancel):
-        rows = None
-        if p.result is not None and not p.result.cancelled:
-            result = with_isolated_memory(p.result, loaded, request)
-            rows = speed_rows(result, base_settings(request, loaded, SPEED))
-        yield p.done, p.total, f"{p.done}/{p.total} timed runs", rows
-
-
-def with_isolated_memory(result: SpeedResult, loaded: LoadedModel, request: BenchRequest) -> SpeedResult:
-    """On CPU the server's RSS holds every loaded model: measure this one alone in a child process
-    (billion.bench.isolated). If the child cannot run, the in-process figure stays, labelled so."""
-    if str(loaded.device) != "cpu":
-        return result  # CUDA's allocator counts tensors, not the process
-    options = LoadOptions(dtype=request.dtype, quantization=request.quantization,  # type: ignore[arg-type]
-                          adapter=loaded.adapter)
-    try:
-        alone = isolated_memory(loaded.spec.alias, options, random_weights=request.random_weights,
-                                prompt_tokens=max(request.prompt_lengths),
-                                new_tokens=min(request.new_tokens, 16))
-    except Exception as exc:  # a measurement aid: the timings stand without it
-        log.warning("isolated memory of %s failed: %s", loaded.spec.alias, exc)
-        return replace(result, memory_kind="server_rss_high_water")
-    return replace(result, peak_memory_bytes=alone.peak_bytes, memory_kind=ISOLATED)
-
-
-def task_steps(loaded: LoadedModel, task: str, request: BenchRequest,
-               cancel: threading.Event | None) -> Iterator[Step]:
-    """(done, total, message, rows) per item; rows on the last step, None if cancelled."""
-    if isinstance(loaded, EndpointModel):  # over the API: billion.bench.endpoint_tasks
-        return endpoint_task_steps(loaded, task, request, cancel)
-    if task == HUMANEVAL:
-        return _humaneval_steps(loaded, request, cancel)
-    if task == SPEED:
-        return _speed_steps(loaded, request, cancel)
-    return _mc_steps(loaded, task, request, cancel)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -319,7 +118,7 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, st
     for model in request.models:
         yield RunProgress(model, "", 0, 0, f"loading {model}", step=step, steps=steps)
         try:
-            loaded = _load_model(model, request, options, store, models, endpoints)
+            loaded, release = _load_model(model, request, options, store, models, endpoints)
         except Exception as exc:  # one model that will not load must not stop the others
             if not isinstance(exc, BillionError):
                 log.exception("loading %s failed", model)
@@ -329,19 +128,22 @@ def iter_run(request: BenchRequest, cancel: threading.Event | None = None, *, st
                 yield RunProgress(model, task, 0, 0, message, TaskOutcome(model, task, error=message),
                                   step, steps)
             continue
-        for task in request.tasks:
-            if _is_set(cancel):
-                yield RunProgress(model, task, 0, 0, "cancelled", step=step, steps=steps)
-                return
-            outcome = None
-            for progress in _run_task(loaded, task, request, cancel, store):
-                if progress.result is not None:
-                    outcome = progress.result
-                    step += 1
-                yield RunProgress(model, task, progress.done, progress.total, progress.message,
-                                  progress.result, step, steps)
-            if outcome is not None and outcome.cancelled:
-                return
+        try:
+            for task in request.tasks:
+                if _is_set(cancel):
+                    yield RunProgress(model, task, 0, 0, "cancelled", step=step, steps=steps)
+                    return
+                outcome = None
+                for progress in _run_task(loaded, task, request, cancel, store):
+                    if progress.result is not None:
+                        outcome = progress.result
+                        step += 1
+                    yield RunProgress(model, task, progress.done, progress.total, progress.message,
+                                      progress.result, step, steps)
+                if outcome is not None and outcome.cancelled:
+                    return
+        finally:
+            release()  # a cancelled or closed run ends the lease too
 
 
 def _run_task(loaded: LoadedModel, task: str, request: BenchRequest, cancel: threading.Event | None,

@@ -8,6 +8,7 @@ import sys
 from billion.commands.chat import add_generation_args
 from billion.context import AppContext
 from billion.core.errors import BillionError
+from billion.core.loading import LoadedModel
 from billion.core.sampling import sampling_from
 from billion.endpoints.config import RACE_LOCAL_ONLY, is_endpoint_name
 from billion.spec.decoding import MAX_K, KSchedule
@@ -57,7 +58,11 @@ def run(args: argparse.Namespace, ctx: AppContext) -> int:
     if is_endpoint_name(args.target) or is_endpoint_name(args.draft):
         raise BillionError(RACE_LOCAL_ONLY)
     request = request_from(args).validated(ctx.limits)
-    target = ctx.models.load(request.target, request.load_options())
+    with ctx.models.lease(request.target, request.load_options()) as target:  # held for the whole race
+        return _race(args, request, target, ctx)
+
+
+def _race(args: argparse.Namespace, request: RaceRequest, target: LoadedModel, ctx: AppContext) -> int:
     progress = (lambda step: print(f"[{step}]", file=sys.stderr))
     if args.sweep:
         points = k_sweep(target, request.draft, request.settings, request.messages, warmup=request.warmup,

@@ -184,6 +184,9 @@ class ModelCache:
             entry = self._entries.get(key)
             if entry is not None and entry.leases > 0:
                 entry.leases -= 1
+            # A model kept over budget only because it was in use goes once nothing uses it.
+            if self.used_bytes() > self.budget_bytes:
+                self._evict_for(0)
 
     def _drop(self, key: tuple) -> None:
         with self._lock:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import statistics
 import threading
-from dataclasses import dataclass, replace
+from contextlib import ExitStack
+from dataclasses import replace
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -17,10 +18,9 @@ from billion.core.errors import BillionError
 from billion.core.noise import timing_notes
 from billion.core.generation import (GenerationResult, Message, chat_input_ids, check_length, stop_token_ids,
                                      stream_ids, uses_fallback)
-from billion.core.limits import DEFAULT_LIMITS, Limits, check_max_new_tokens, check_prompt, check_system
 from billion.core.loading import LoadedModel, LoadOptions
 from billion.core.model_cache import ModelCache
-from billion.core.registry import DEFAULT_MODEL, FALLBACK_STOPS
+from billion.core.registry import FALLBACK_STOPS
 from billion.core.sampling import SamplingSettings
 from billion.spec.cost import break_even_alpha, predicted_speedup
 from billion.spec.cross import TextDraft
@@ -30,85 +30,14 @@ from billion.spec.lookup import PromptLookupDraft
 from billion.spec.numerics import diagnose
 from billion.spec.outcome import BuiltDraft, DraftChoice, RaceResult, SweepPoint
 from billion.spec.prompts import EXAMPLE_PROMPTS
-from billion.spec.quant_draft import SCHEMES, SharedCacheDraft, quantized_copy
+from billion.spec.quant_draft import SharedCacheDraft, quantized_copy
 from billion.spec.reference import ReferenceRun, hf_assisted
+from billion.spec.request import PROMPT_LOOKUP_NAMES, RACE_DEFAULTS, RaceRequest, parse_draft  # noqa: F401
 from billion.spec.source import DraftSource
 from billion.spec.verifier import verifier
 
 __all__ = ["EXAMPLE_PROMPTS", "RACE_DEFAULTS", "RaceRequest", "ReferenceRun", "DraftChoice", "RaceResult",
            "SweepPoint", "parse_draft", "build_draft", "run_race", "k_sweep", "first_difference"]
-
-PROMPT_LOOKUP_NAMES = ("prompt-lookup", "prompt_lookup", "lookup", "pld")
-
-
-#: how a race samples unless asked otherwise: greedy, so the lossless check applies
-RACE_DEFAULTS = SamplingSettings(temperature=0.0, max_new_tokens=128)
-
-
-@dataclass(frozen=True)
-class RaceRequest:
-    """One race as a person asks for it; the race tab and `python -m billion race` both fill this."""
-
-    prompt: str
-    #: the model whose output both runs must produce: alias, hub id, local folder or .gguf
-    target: str = DEFAULT_MODEL
-    #: as parse_draft reads it: prompt-lookup, self:N, quant:int8, quant:int4 or a draft model's alias
-    draft: str = "prompt-lookup"
-    schedule: KSchedule = KSchedule(4)
-    settings: SamplingSettings = RACE_DEFAULTS
-    #: also run Hugging Face's assisted generation with the same draft and k
-    reference: bool = False
-    #: a few tokens of each run first, so neither timed run pays for first calls
-    warmup: bool = True
-    dtype: str = "auto"
-    quantization: str = "none"
-    #: system message ("" = none)
-    system: str = ""
-
-    @property
-    def messages(self) -> list[Message]:
-        system = [{"role": "system", "content": self.system}] if self.system.strip() else []
-        return system + [{"role": "user", "content": self.prompt}]
-
-    def validated(self, limits: Limits = DEFAULT_LIMITS) -> RaceRequest:
-        """Checks that need no model; the engine checks the rest (context, draft size, tokenizer)."""
-        prompt = check_prompt(self.prompt, limits.race_prompt_chars, "a race", "type one or pick an example")
-        if not self.target:
-            raise BillionError("Pick a target model first (the list shows the models that can load here).")
-        parse_draft(self.draft)
-        system = check_system(self.system, limits)
-        settings = self.settings.validate()
-        check_max_new_tokens(settings.max_new_tokens, limits)
-        return replace(self, prompt=prompt, system=system, schedule=self.schedule.validate(),
-                       settings=settings)
-
-    def load_options(self) -> LoadOptions:
-        return LoadOptions(dtype=self.dtype, quantization=self.quantization)  # type: ignore[arg-type]
-
-
-def parse_draft(text: str) -> DraftChoice:
-    """'prompt-lookup', 'self:N', 'quant:int8' / 'quant:int4' or a draft model's alias."""
-    name = text.strip()
-    if not name:
-        raise BillionError("No draft given: use prompt-lookup, self:N, quant:int8, quant:int4, or a "
-                           "smaller model's alias.")
-    lowered = name.lower()
-    if lowered in PROMPT_LOOKUP_NAMES:
-        return DraftChoice("prompt_lookup")
-    if lowered.startswith("self:"):
-        try:
-            layers = int(name.split(":", 1)[1])
-        except ValueError:
-            raise BillionError(f"'{name}': write self:N with N the number of the target's layers that "
-                               "draft, e.g. self:8.") from None
-        return DraftChoice("self", layers=layers)
-    if lowered.startswith("quant:"):
-        scheme = lowered.split(":", 1)[1]
-        if scheme not in SCHEMES:
-            raise BillionError(f"'{name}': write quant:int8 or quant:int4 (the target itself, "
-                               "quantized, drafts for it).")
-        return DraftChoice("quant", scheme=scheme)
-    return DraftChoice("model", model=name)
 
 
 def output_vocab_size(model) -> int:
@@ -119,14 +48,22 @@ def output_vocab_size(model) -> int:
     return int(getattr(head, "out_features", None) or head.weight.shape[0])
 
 
-def load_draft(models: ModelCache | None, choice: DraftChoice, target: LoadedModel) -> LoadedModel:
-    """The draft model of a "model" choice, on the target's device."""
+def load_draft(models: ModelCache | None, choice: DraftChoice, target: LoadedModel,
+               hold: ExitStack | None = None) -> LoadedModel:
+    """The draft model of a "model" choice, on the target's device; leased until `hold` closes
+    (a race's), so a load by another session cannot evict it mid-race."""
     if models is None:
         raise BillionError(f"Drafting with the model {choice.model} needs the model cache: pass models=.")
-    return models.load(choice.model, LoadOptions(device=str(target.device)))
+    options = LoadOptions(device=str(target.device))
+    if hold is None:
+        return models.load(choice.model, options)
+    loaded, lease = models.acquire(choice.model, options)
+    hold.callback(lease.release)
+    return loaded
 
 
-def build_draft(target: LoadedModel, choice: DraftChoice, models: ModelCache | None = None) -> BuiltDraft:
+def build_draft(target: LoadedModel, choice: DraftChoice, models: ModelCache | None = None,
+                hold: ExitStack | None = None) -> BuiltDraft:
     vocab = output_vocab_size(target.model)
     if choice.kind == "prompt_lookup":
         return BuiltDraft(choice, PromptLookupDraft(vocab))
@@ -139,7 +76,7 @@ def build_draft(target: LoadedModel, choice: DraftChoice, models: ModelCache | N
         name = f"quant:{choice.scheme}"
         return BuiltDraft(choice, SharedCacheDraft(quantized_copy(target.model, choice.scheme, target.tokenizer), vocab,
                                                         name))
-    draft = load_draft(models, choice, target)
+    draft = load_draft(models, choice, target, hold)
     notes = size_notes(target, draft)
     if same_tokenizer(target.tokenizer, draft.tokenizer):
         return BuiltDraft(choice, ModelDraft(draft.model, vocab, name=draft.spec.alias), "same tokenizer", notes)
@@ -207,7 +144,7 @@ def _schedule(k: int | KSchedule) -> KSchedule:
 
 
 def _prepare(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSettings,
-             messages: Sequence[Message], models: ModelCache | None
+             messages: Sequence[Message], models: ModelCache | None, hold: ExitStack
              ) -> tuple[LoadedModel, BuiltDraft, torch.Tensor]:
     """(the target with its cheaper verify path, the draft, the prompt's ids). Plain decoding and HF
     run on that same target, whose 1-token steps are exactly the loaded model's."""
@@ -215,7 +152,7 @@ def _prepare(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSe
     choice = parse_draft(draft) if isinstance(draft, str) else draft
     input_ids = chat_input_ids(target, messages)
     check_length(target, input_ids.shape[1], settings)
-    built = build_draft(target, choice, models)
+    built = build_draft(target, choice, models, hold)
     return replace(target, model=verifier(target.model)), built, input_ids
 
 
@@ -257,38 +194,39 @@ def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, 
     models: the cache a draft model loads from (needed only when the draft is a model).
     """
     schedule = _schedule(k)
-    target, built, input_ids = _prepare(target, draft, settings, messages, models)
-    source = built.source
-    say = progress or (lambda _: None)
-    if warmup:
-        say("warming up")
-        warm_up(target, input_ids, source, settings, schedule)
-    say("plain decoding")
-    plain = run_plain(target, input_ids, settings, cancel)
-    say(f"speculative decoding ({source.name}, k={schedule.k}{' dynamic' if schedule.dynamic else ''})")
-    spec = run_speculative(target, input_ids, source, settings, schedule, cancel)
-    ref = None
-    if reference:
-        say("Hugging Face assisted generation")
-        ref = reference_run(target, built, schedule, settings, input_ids)
-    differ = first_difference(plain.token_ids, spec.token_ids) if settings.greedy else None
-    divergence = None
-    if differ is not None:
-        say("replaying both runs where they part")
-        divergence = diagnose(target.model, input_ids[0].tolist(), plain.token_ids, spec.token_ids,
-                              spec.rounds, differ, settings.repetition_penalty)
-    speedup = _ratio(spec.decode_tokens_per_s, plain.decode_tokens_per_s)
-    verify_cost = verify_cost_ratio(plain, spec)
-    stats = spec.stats
-    return RaceResult(
-        target=target.spec.alias, draft=source.name, schedule=schedule, settings=settings,
-        prompt_tokens=input_ids.shape[1], plain=plain, speculative=spec, speedup=speedup,
-        wall_speedup=_ratio(plain.total_s, spec.total_s),
-        lossless=(differ is None) if settings.greedy else None, first_difference=differ, reference=ref,
-        verify_cost_ratio=verify_cost,
-        predicted_speedup_measured=predicted_speedup(stats.alpha, stats.mean_k, stats.cost_ratio, verify_cost)
-        if verify_cost else 0.0,
-        divergence=divergence, notes=outcome_notes(built, spec, speedup, verify_cost))
+    with ExitStack() as hold:  # a draft model stays leased until the race ends
+        target, built, input_ids = _prepare(target, draft, settings, messages, models, hold)
+        source = built.source
+        say = progress or (lambda _: None)
+        if warmup:
+            say("warming up")
+            warm_up(target, input_ids, source, settings, schedule)
+        say("plain decoding")
+        plain = run_plain(target, input_ids, settings, cancel)
+        say(f"speculative decoding ({source.name}, k={schedule.k}{' dynamic' if schedule.dynamic else ''})")
+        spec = run_speculative(target, input_ids, source, settings, schedule, cancel)
+        ref = None
+        if reference:
+            say("Hugging Face assisted generation")
+            ref = reference_run(target, built, schedule, settings, input_ids)
+        differ = first_difference(plain.token_ids, spec.token_ids) if settings.greedy else None
+        divergence = None
+        if differ is not None:
+            say("replaying both runs where they part")
+            divergence = diagnose(target.model, input_ids[0].tolist(), plain.token_ids, spec.token_ids,
+                                  spec.rounds, differ, settings.repetition_penalty)
+        speedup = _ratio(spec.decode_tokens_per_s, plain.decode_tokens_per_s)
+        verify_cost = verify_cost_ratio(plain, spec)
+        stats = spec.stats
+        return RaceResult(
+            target=target.spec.alias, draft=source.name, schedule=schedule, settings=settings,
+            prompt_tokens=input_ids.shape[1], plain=plain, speculative=spec, speedup=speedup,
+            wall_speedup=_ratio(plain.total_s, spec.total_s),
+            lossless=(differ is None) if settings.greedy else None, first_difference=differ, reference=ref,
+            verify_cost_ratio=verify_cost,
+            predicted_speedup_measured=predicted_speedup(stats.alpha, stats.mean_k, stats.cost_ratio, verify_cost)
+            if verify_cost else 0.0,
+            divergence=divergence, notes=outcome_notes(built, spec, speedup, verify_cost))
 
 
 def k_sweep(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSettings,
@@ -302,30 +240,31 @@ def k_sweep(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSet
         raise BillionError("The k sweep needs at least one k, e.g. 1 to 8.")
     if repeats < 1:
         raise BillionError(f"repeats must be at least 1 (got {repeats}).")
-    target, built, input_ids = _prepare(target, draft, settings, messages, models)
-    source = built.source
-    say = progress or (lambda _: None)
-    if warmup:
-        say("warming up")
-        warm_up(target, input_ids, source, settings, schedules[0])
-    points = []
-    for schedule in schedules:
-        ratios, spec, plain = [], None, None
-        for attempt in range(repeats):  # interleaved, so a slow spell hits both sides alike
-            say(f"k = {schedule.k} (repeat {attempt + 1} of {repeats})")
-            plain = run_plain(target, input_ids, settings)
-            spec = run_speculative(target, input_ids, source, settings, schedule)
-            ratios.append(_ratio(spec.decode_tokens_per_s, plain.decode_tokens_per_s))
-        stats = spec.stats
-        same = first_difference(plain.token_ids, spec.token_ids) is None
-        points.append(SweepPoint(
-            k=schedule.k, measured_speedup=statistics.median(ratios),
-            predicted_speedup=stats.predicted_speedup, acceptance_rate=stats.acceptance_rate,
-            tokens_per_target_forward=stats.tokens_per_target_forward, cost_ratio=stats.cost_ratio,
-            identical=same if settings.greedy else None, verify_cost_ratio=verify_cost_ratio(plain, spec),
-            low=min(ratios), high=max(ratios), repeats=repeats,
-            note="; ".join(timing_notes(ratios, "the speedups of the repeats"))))
-    return tuple(points)
+    with ExitStack() as hold:  # a draft model stays leased until the race ends
+        target, built, input_ids = _prepare(target, draft, settings, messages, models, hold)
+        source = built.source
+        say = progress or (lambda _: None)
+        if warmup:
+            say("warming up")
+            warm_up(target, input_ids, source, settings, schedules[0])
+        points = []
+        for schedule in schedules:
+            ratios, spec, plain = [], None, None
+            for attempt in range(repeats):  # interleaved, so a slow spell hits both sides alike
+                say(f"k = {schedule.k} (repeat {attempt + 1} of {repeats})")
+                plain = run_plain(target, input_ids, settings)
+                spec = run_speculative(target, input_ids, source, settings, schedule)
+                ratios.append(_ratio(spec.decode_tokens_per_s, plain.decode_tokens_per_s))
+            stats = spec.stats
+            same = first_difference(plain.token_ids, spec.token_ids) is None
+            points.append(SweepPoint(
+                k=schedule.k, measured_speedup=statistics.median(ratios),
+                predicted_speedup=stats.predicted_speedup, acceptance_rate=stats.acceptance_rate,
+                tokens_per_target_forward=stats.tokens_per_target_forward, cost_ratio=stats.cost_ratio,
+                identical=same if settings.greedy else None, verify_cost_ratio=verify_cost_ratio(plain, spec),
+                low=min(ratios), high=max(ratios), repeats=repeats,
+                note="; ".join(timing_notes(ratios, "the speedups of the repeats"))))
+        return tuple(points)
 
 
 def _ratio(a: float, b: float) -> float:

@@ -136,11 +136,11 @@ def race_steps(ctx: AppContext, request: RaceRequest) -> Iterator[str | RaceView
     """Load the target, warm up, race; yields step names, then a RaceView (all picklable)."""
     def work(say: Callable[[str], None], cancel: threading.Event) -> RaceView:
         say(f"loading {request.target}")
-        target = ctx.models.load(request.target, request.load_options())
-        result = run_race(target, request.draft, request.schedule, request.settings, request.messages,
-                          reference=request.reference, warmup=request.warmup, cancel=cancel, progress=say,
-                          models=ctx.models)
-        return build_view(result, target.tokenizer)
+        with ctx.models.lease(request.target, request.load_options()) as target:  # not evicted mid-race
+            result = run_race(target, request.draft, request.schedule, request.settings, request.messages,
+                              reference=request.reference, warmup=request.warmup, cancel=cancel, progress=say,
+                              models=ctx.models)
+            return build_view(result, target.tokenizer)
     yield from in_steps(work)
 
 
@@ -152,9 +152,9 @@ def _sweep_seconds(request: RaceRequest) -> int:
 def sweep_steps(ctx: AppContext, request: RaceRequest) -> Iterator[str | tuple[SweepPoint, ...]]:
     def work(say: Callable[[str], None], cancel: threading.Event) -> tuple[SweepPoint, ...]:
         say(f"loading {request.target}")
-        target = ctx.models.load(request.target, request.load_options())
-        return k_sweep(target, request.draft, request.settings, request.messages, SWEEP_KS,
-                       warmup=request.warmup, progress=say, models=ctx.models, repeats=SWEEP_REPEATS)
+        with ctx.models.lease(request.target, request.load_options()) as target:  # not evicted mid-sweep
+            return k_sweep(target, request.draft, request.settings, request.messages, SWEEP_KS,
+                           warmup=request.warmup, progress=say, models=ctx.models, repeats=SWEEP_REPEATS)
     yield from in_steps(work)
 
 
