@@ -14,19 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULE_LINES = 350
 FUNCTION_LINES = 60
 #: path (or path::function) -> its size when this test came; owners: other branches in flight
-KNOWN_OVER = {
-    "benchmarks/arena_load.py": 432,
-    "billion/bench/runner.py": 389,
-    # Over after the issue-13 merge (backup/restore of votes, the sandbox's checker): to be split.
-    "billion/store/store.py": 379,
-    "billion/bench/sandbox_child.py": 351,
-    # Raised once by the issue-13 and issue-14 merges (matrix view, reload-safe controls, model-specific
-    # defaults, lock while answering): to be split, never raised again.
-    "billion/core/generation.py::stream_ids": 63,
-    "billion/ui/arena.py::build_arena_tab": 100,
-    "billion/ui/chat.py::build_chat_tab": 77,
-    "billion/ui/leaderboard.py::build_leaderboard_tab": 93,
-}
+KNOWN_OVER: dict[str, int] = {}
 
 
 def sources() -> list[Path]:

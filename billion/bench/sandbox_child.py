@@ -3,7 +3,7 @@
 It reads its settings (one JSON line) and its code from stdin, then, in this order: resource
 limits; isolation (new user, mount, network, IPC and PID namespaces, an empty root holding only the
 interpreter, the system libraries and an empty /tmp, user nobody without capabilities); an audit
-hook; and one of three roles:
+hook; and one of three roles (standard library only: the sandbox's root has nothing else):
 
 - "program": run the code and report whether it ran to the end. That report is the program's own
   word (code in the same process can always forge it): used to test the sandbox, never to score.
@@ -12,8 +12,6 @@ hook; and one of three roles:
 - "checker": run trusted test code with `candidate` a proxy of those calls; the verdict goes to the
   parent on this process's own stdout, which the candidate never holds and cannot reach (another
   PID namespace, no /proc, no ptrace).
-
-Only the standard library is used: the sandbox's root has nothing else.
 """
 
 import base64

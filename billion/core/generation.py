@@ -253,16 +253,22 @@ def stream_ids(loaded: LoadedModel, input_ids: torch.Tensor, settings: SamplingS
         if penalise:
             seen = torch.cat([seen, torch.tensor([token])]).unique()
         logits = decode_one_token(model, token, cache, device)
+    result = _finished(loaded, input_ids.shape[1], text, tokens, times, started, memory.result(), finish)
+    yield GenerationUpdate(text, text[shown:], len(tokens), result)
+
+
+def _finished(loaded: LoadedModel, prompt_tokens: int, text: str, tokens: list[int], times: list[float],
+              started: float, peak_memory_bytes: int, finish: str) -> GenerationResult:
+    """The answer with its timings: time to first token, and decode speed from the first token on."""
     total = time.perf_counter() - started
     decode_span = times[-1] - times[0] if len(times) > 1 else 0.0
-    result = GenerationResult(
-        model=loaded.spec.alias, text=text, token_ids=tuple(tokens), prompt_tokens=input_ids.shape[1],
+    return GenerationResult(
+        model=loaded.spec.alias, text=text, token_ids=tuple(tokens), prompt_tokens=prompt_tokens,
         ttft_s=times[0] if times else total,
         decode_tokens_per_s=(len(times) - 1) / decode_span if decode_span > 0 else 0.0,
-        total_s=total, peak_memory_bytes=memory.result(), finish_reason=finish,
+        total_s=total, peak_memory_bytes=peak_memory_bytes, finish_reason=finish,
         weight_bytes=loaded.weight_bytes,
         token_times=tuple(times), precision=loaded.precision_label)
-    yield GenerationUpdate(text, text[shown:], len(tokens), result)
 
 
 def stream_chat(loaded: LoadedModel, messages: Sequence[Message], settings: SamplingSettings,

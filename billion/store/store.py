@@ -21,9 +21,10 @@ from typing import Any
 import pandas as pd
 
 from billion.core.errors import BillionError
-from billion.core.machine import describe_machine, library_versions
 from billion.store.codec import dumps as _dumps, loads as _loads, now as _now
 from billion.store.schema import MIGRATIONS, POSITIONS, SCHEMA_VERSION, WINNERS
+from billion.store.bench_results import BenchResultsTable
+from billion.store.contestants import ArenaContestantsTable
 from billion.store.training_runs import TrainingRunsTable
 
 __all__ = ["POSITIONS", "SCHEMA_VERSION", "WINNERS", "Store", "VoteHook"]
@@ -33,7 +34,7 @@ VoteHook = Callable[[dict[str, Any]], None]
 
 
 
-class Store(TrainingRunsTable):
+class Store(TrainingRunsTable, BenchResultsTable, ArenaContestantsTable):
     """One SQLite file. All methods are thread-safe; writes are single transactions."""
 
     def __init__(self, path: Path | str, on_vote: VoteHook | None = None):
@@ -325,55 +326,3 @@ class Store(TrainingRunsTable):
                 writer.writerow({k: _dumps(v) if isinstance(v, (dict, list)) else v
                                  for k, v in record.items()})
         return len(records)
-
-    # ---- extra arena contestants ------------------------------------------------------------------
-
-    def add_arena_contestant(self, record: Mapping[str, Any], replace: bool = True) -> None:
-        """Remember an extra contestant (a contestant dict with a 'name'); the same name replaces it,
-        or, with replace=False, is refused."""
-        if not record.get("name"):
-            raise BillionError("A contestant needs a 'name' (the key ratings use).")
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        try:
-            with self._write() as con:
-                con.execute(f"{verb} INTO arena_contestants (name, created_at, record_json) "
-                            "VALUES (?, ?, ?)", (record["name"], _now(), _dumps(dict(record))))
-        except sqlite3.IntegrityError:
-            raise BillionError(f"The Arena already has a contestant named {record['name']!r}: pick "
-                               "another label.") from None
-
-    def arena_contestants(self) -> list[dict[str, Any]]:
-        """Extra contestants, oldest first."""
-        rows = self._read("SELECT record_json FROM arena_contestants ORDER BY created_at, name")
-        return [_loads(r["record_json"]) for r in rows]
-
-    # ---- benchmark results (insert-only history) ------------------------------------------------
-
-    def add_bench_result(self, *, model: str, task: str, metric: str, score: float,
-                         revision: str | None = None, settings: Mapping[str, Any] | None = None,
-                         stderr: float | None = None, n: int | None = None,
-                         machine: str | None = None, versions: Mapping[str, str] | None = None,
-                         extra: Mapping[str, Any] | None = None) -> int:
-        """Append one measured score; returns its id. Results are never overwritten."""
-        with self._write() as con:
-            cur = con.execute(
-                "INSERT INTO bench_results (created_at, model, revision, task, settings_json, metric, "
-                "score, stderr, n, machine, library_versions_json, extra_json) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (_now(), model, revision, task, _dumps(dict(settings or {})), metric, float(score),
-                 None if stderr is None else float(stderr), n, machine or describe_machine(),
-                 _dumps(dict(versions) if versions is not None else library_versions()),
-                 _dumps(dict(extra or {}))))
-            return int(cur.lastrowid)
-
-    def bench_results_frame(self, model: str | None = None, task: str | None = None) -> pd.DataFrame:
-        """Benchmark history, oldest first, JSON columns decoded; optionally for one model / task."""
-        rows = self._read(
-            "SELECT * FROM bench_results WHERE (? IS NULL OR model = ?) AND (? IS NULL OR task = ?) "
-            "ORDER BY id", (model, model, task, task))
-        frame = pd.DataFrame([dict(r) for r in rows], columns=[
-            "id", "created_at", "model", "revision", "task", "settings_json", "metric", "score",
-            "stderr", "n", "machine", "library_versions_json", "extra_json"])
-        for col in ("settings", "library_versions", "extra"):
-            frame[col] = frame.pop(f"{col}_json").map(_loads)
-        return frame

@@ -13,6 +13,7 @@ and token -> the reveal). One gradio_client.Client is one session, so battle -> 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -214,6 +215,21 @@ def on_load(ctx: AppContext, render: Callable[[RatingTable], Any]) -> Callable[[
 def build_arena_tab(ctx: AppContext) -> None:
     battle = gr.State(None)
     session_endpoints = gr.State([])
+    page = _battle_page(ctx)
+    form = _battle_settings(ctx, session_endpoints)
+    # API plumbing: never shown; the token is a random id that says nothing about the models.
+    token = gr.Textbox(visible=False, label="Battle token")
+    vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
+    vote_api = gr.Button(visible=False)
+    reveal_json = gr.JSON(visible=False, label="Reveal")
+    ratings = _ratings_panel(ctx)
+    _wire(ctx, battle, session_endpoints, page, form,
+          SimpleNamespace(token=token, vote_choice=vote_choice, vote_api=vote_api, reveal_json=reveal_json),
+          ratings)
+
+
+def _battle_page(ctx: AppContext) -> SimpleNamespace:
+    """Both answers side by side, the votes, the prompt and the round's buttons."""
     gr.Markdown("Two anonymous models answer your prompt. Vote for the better answer; the names "
                 "are revealed after your vote. Answers that name their own model are flagged and "
                 "left out of the ratings.")
@@ -234,6 +250,13 @@ def build_arena_tab(ctx: AppContext) -> None:
         regen = gr.Button("🔄 Regenerate", interactive=False)
         next_round = gr.Button("🆕 New round")
         stop = gr.Button("⏹ Stop")
+    return SimpleNamespace(chat_left=chat_left, chat_right=chat_right, status=status,
+                           vote_buttons=vote_buttons, revealed=revealed, prompt=prompt, send=send,
+                           draw=draw, regen=regen, next_round=next_round, stop=stop)
+
+
+def _battle_settings(ctx: AppContext, session_endpoints: gr.State) -> SimpleNamespace:
+    """Pool, streaming and sampling of the next battle."""
     with gr.Accordion("Battle settings (apply from the next new battle)", open=False):
         pool = gr.Radio(POOL_CHOICES, value=DEFAULT_BATTLE.pool, label="Contestants")
         live = gr.Checkbox(DEFAULT_BATTLE.live_streaming,
@@ -255,12 +278,12 @@ def build_arena_tab(ctx: AppContext) -> None:
     for component, name in ((temperature, "temperature"), (top_p, "top_p"),
                             (max_new_tokens, "max_new_tokens"), (seed, "seed")):
         named_number(component, name)
-    # API plumbing: never shown; the token is a random id that says nothing about the models.
-    token = gr.Textbox(visible=False, label="Battle token")
-    vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
-    vote_api = gr.Button(visible=False)
-    reveal_json = gr.JSON(visible=False, label="Reveal")
+    return SimpleNamespace(pool=pool, live=live, temperature=temperature, top_p=top_p,
+                           max_new_tokens=max_new_tokens, seed=seed, precision=precision)
 
+
+def _ratings_panel(ctx: AppContext) -> SimpleNamespace:
+    """Ratings, win rates and battle counts from the stored votes, and the export."""
     with gr.Accordion("Ratings", open=True):
         # Callables: Gradio recomputes each on page load (from one cached rating table).
         summary = gr.Markdown(on_load(ctx, ratings_summary), label="Summary")
@@ -275,7 +298,21 @@ def build_arena_tab(ctx: AppContext) -> None:
             refresh = gr.Button("Refresh ratings")
             export = gr.Button("Export voted battles (JSONL + CSV)", visible=ctx.settings.votes_public)
         files = gr.File(label="Export", file_count="multiple", interactive=False)
+    return SimpleNamespace(summary=summary, table=table, rating_plot=rating_plot, win_plot=win_plot,
+                           count_plot=count_plot, refresh=refresh, export=export, files=files)
 
+
+def _wire(ctx: AppContext, battle: gr.State, session_endpoints: gr.State, page: SimpleNamespace,
+          form: SimpleNamespace, api: SimpleNamespace, ratings: SimpleNamespace) -> None:
+    chat_left, chat_right, status, revealed, prompt = (page.chat_left, page.chat_right, page.status,
+                                                       page.revealed, page.prompt)
+    vote_buttons, send, draw, regen, next_round, stop = (page.vote_buttons, page.send, page.draw,
+                                                         page.regen, page.next_round, page.stop)
+    pool, live, temperature, top_p = form.pool, form.live, form.temperature, form.top_p
+    max_new_tokens, seed, precision = form.max_new_tokens, form.seed, form.precision
+    token, vote_choice, vote_api, reveal_json = api.token, api.vote_choice, api.vote_api, api.reveal_json
+    summary, table, rating_plot, win_plot = ratings.summary, ratings.table, ratings.rating_plot, ratings.win_plot
+    count_plot, refresh, export, files = ratings.count_plot, ratings.refresh, ratings.export, ratings.files
     ratings_out = [summary, table, rating_plot, win_plot, count_plot]
     locked = [*vote_buttons, regen, next_round, send, prompt]
     control_out = [*locked, chat_left, chat_right]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import gradio as gr
 
 from billion.context import AppContext
@@ -168,6 +171,15 @@ def build_chat_tab(ctx: AppContext) -> None:
         send = gr.Button("Send", variant="primary", scale=1)
         stop = gr.Button("Stop", scale=1)
         clear = gr.Button("Clear", scale=1)
+    form = _settings(ctx, default)
+    _wire(ctx, session_endpoints, added, form, SimpleNamespace(
+        compare=compare, model_a=model_a, model_b=model_b, checkpoint=checkpoint, column_b=column_b,
+        chat_a=chat_a, chat_b=chat_b, stats_a=stats_a, stats_b=stats_b, prompt=prompt, send=send,
+        stop=stop, clear=clear))
+
+
+def _settings(ctx: AppContext, default: str | None) -> SimpleNamespace:
+    """System message, sampling and precision; the model's recommended sampling to start with."""
     with gr.Accordion("Generation settings", open=False):
         system = gr.Textbox(label="System message (optional)")
         with gr.Row():
@@ -188,6 +200,20 @@ def build_chat_tab(ctx: AppContext) -> None:
                             (repetition_penalty, "repetition_penalty"),
                             (max_new_tokens, "max_new_tokens"), (seed, "seed")):
         named_number(component, name)
+    return SimpleNamespace(system=system, temperature=temperature, top_p=top_p, top_k=top_k,
+                           repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
+                           seed=seed, dtype=dtype)
+
+
+def _wire(ctx: AppContext, session_endpoints: gr.State, added: Any, form: SimpleNamespace,
+          page: SimpleNamespace) -> None:
+    compare, model_a, model_b, checkpoint, column_b = (page.compare, page.model_a, page.model_b,
+                                                       page.checkpoint, page.column_b)
+    chat_a, chat_b, stats_a, stats_b = page.chat_a, page.chat_b, page.stats_a, page.stats_b
+    prompt, send, stop, clear = page.prompt, page.send, page.stop, page.clear
+    system, temperature, top_p, top_k = form.system, form.temperature, form.top_p, form.top_k
+    repetition_penalty, max_new_tokens, seed, dtype = (form.repetition_penalty, form.max_new_tokens,
+                                                       form.seed, form.dtype)
 
     def toggle(on: bool):
         return (gr.update(visible=on), gr.update(visible=on), gr.update(label="Model A" if on else "Answer"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterator
 
 import gradio as gr
@@ -225,6 +226,14 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
     default = default_model(choices)
     # the trainer's adapters and models.yaml's endpoints: results are stored for everyone
     choices = choices + adapter_choices(ctx.store) + endpoint_choices(ctx)
+    board = _board(ctx)
+    form = _bench_form(choices, default, unavailable)
+    cancel = gr.State(None)
+    _wire(ctx, board, form, cancel)
+
+
+def _board(ctx: AppContext) -> SimpleNamespace:
+    """The views of stored results: filters, the model x benchmark matrix, all results, plots."""
     gr.Markdown("Scores measured here (latest run per model, task, metric, dtype and quantization; "
                 "every run stays stored) beside **published** figures from model cards and papers, "
                 "labelled with their source, setting and checkpoint. Published figures were measured "
@@ -256,7 +265,13 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
     with gr.Accordion("Precision on CPU: quality cost and speed (what \"auto\" picks)", open=False):
         gr.Markdown(precision_summary)
         gr.Dataframe(precision_table, interactive=False, wrap=True, label="Offline suite by precision")
+    return SimpleNamespace(family=family, size=size, kinds=kinds, search=search, sort_by=sort_by,
+                           matrix=matrix, quick=quick, columns=columns, table=table,
+                           score_plot=score_plot, speed_plot=speed_plot, refresh=refresh)
 
+
+def _bench_form(choices: list, default: str | None, unavailable: str) -> SimpleNamespace:
+    """The form that runs a benchmark from the page, and its results."""
     with gr.Accordion("Run benchmark", open=False):
         with gr.Row():
             models = gr.Dropdown(choices, value=[default] if default else [], multiselect=True,
@@ -286,8 +301,19 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
         status = gr.Markdown(label="Status")
         run_table = gr.Dataframe(run_results_frame([]), label="This run", interactive=False, wrap=True)
         summary = gr.JSON(label="Summary", visible=False)
-    cancel = gr.State(None)
+    return SimpleNamespace(models=models, tasks=tasks, limit=limit, dtype=dtype, quantization=quantization,
+                           seed=seed, prompt_lengths=prompt_lengths, new_tokens=new_tokens,
+                           repeats=repeats, run=run, stop=stop, status=status, run_table=run_table,
+                           summary=summary)
 
+
+def _wire(ctx: AppContext, board: SimpleNamespace, form: SimpleNamespace, cancel: gr.State) -> None:
+    family, size, kinds, search, sort_by = board.family, board.size, board.kinds, board.search, board.sort_by
+    columns, table, score_plot, speed_plot = board.columns, board.table, board.score_plot, board.speed_plot
+    matrix, quick, refresh = board.matrix, board.quick, board.refresh
+    models, tasks, limit, dtype, quantization = form.models, form.tasks, form.limit, form.dtype, form.quantization
+    seed, prompt_lengths, new_tokens, repeats = form.seed, form.prompt_lengths, form.new_tokens, form.repeats
+    run, stop, status, run_table, summary = form.run, form.stop, form.status, form.run_table, form.summary
     filters = [family, size, kinds, search, columns]
     view = [table, score_plot, speed_plot]
     show = bind(leaderboard_view, ctx.store)
