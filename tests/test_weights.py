@@ -42,3 +42,18 @@ def test_converted_cache_is_keyed_by_content(tmp_path):
     assert weights.converted_dir(copy) == weights.converted_dir(gguf)
     copy.write_bytes(gguf.read_bytes()[:-1] + b"\x01")
     assert weights.converted_dir(copy) != weights.converted_dir(gguf)
+
+
+def test_only_damaged_folders_inside_the_cache_are_discarded(tmp_path, monkeypatch):
+    from billion.core.weights import discard_converted, discard_quantized
+
+    monkeypatch.setenv("BILLION_CACHE_DIR", str(tmp_path / "cache"))
+    converted, quantized = tmp_path / "cache" / "converted" / "x", tmp_path / "cache" / "quantized" / "y"
+    outside = tmp_path / "elsewhere" / "converted" / "x"
+    for folder in (converted, quantized, outside):
+        folder.mkdir(parents=True)
+    assert not discard_converted(outside) and outside.is_dir()
+    assert not discard_quantized(converted) and converted.is_dir()  # the other kind's folder stays
+    assert discard_converted(converted) and not converted.exists()
+    assert discard_quantized(quantized) and not quantized.exists()
+    assert not discard_quantized(quantized)  # already gone

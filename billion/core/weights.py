@@ -120,13 +120,18 @@ def discard_converted(folder: Path) -> bool:
 
     Only folders inside the cache's converted/ are touched; returns whether one was removed.
     """
-    root = (cache_dir() / "converted").resolve()
+    return _discard_in(folder, "converted", "the next load converts again")
+
+
+def _discard_in(folder: Path, kind: str, then: str) -> bool:
+    """Remove `folder` if it sits directly inside the cache's `kind`/ folder (nothing else is touched)."""
+    root = (cache_dir() / kind).resolve()
     folder = Path(folder).resolve()
     if folder.parent != root or not folder.is_dir():
         return False
     with _convert_lock:
         shutil.rmtree(folder, ignore_errors=True)
-    log.warning("removed damaged converted weights %s; the next load converts again", folder)
+    log.warning("removed damaged %s weights %s; %s", kind, folder, then)
     return True
 
 
@@ -197,11 +202,4 @@ def save_quantized(model, out: Path, info: dict) -> None:
 
 def discard_quantized(folder: Path) -> bool:
     """Remove a quantized cache entry that failed to load; only folders inside quantized/ are touched."""
-    root = (cache_dir() / "quantized").resolve()
-    folder = Path(folder).resolve()
-    if folder.parent != root or not folder.is_dir():
-        return False
-    with _convert_lock:
-        shutil.rmtree(folder, ignore_errors=True)
-    log.warning("removed damaged quantized weights %s; they are rebuilt now", folder)
-    return True
+    return _discard_in(folder, "quantized", "they are rebuilt now")

@@ -144,16 +144,22 @@ def _schedule(k: int | KSchedule) -> KSchedule:
 
 
 def _prepare(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSettings,
-             messages: Sequence[Message], models: ModelCache | None, hold: ExitStack
+             messages: Sequence[Message], models: ModelCache | None, hold: ExitStack,
+             warmup: KSchedule | None, say: Callable[[str], None]
              ) -> tuple[LoadedModel, BuiltDraft, torch.Tensor]:
-    """(the target with its cheaper verify path, the draft, the prompt's ids). Plain decoding and HF
-    run on that same target, whose 1-token steps are exactly the loaded model's."""
+    """(the target with its cheaper verify path, the draft, the prompt's ids), warmed up with
+    `warmup` unless None. Plain decoding and HF run on that same target, whose 1-token steps are
+    exactly the loaded model's."""
     settings.validate()
     choice = parse_draft(draft) if isinstance(draft, str) else draft
     input_ids = chat_input_ids(target, messages)
     check_length(target, input_ids.shape[1], settings)
     built = build_draft(target, choice, models, hold)
-    return replace(target, model=verifier(target.model)), built, input_ids
+    target = replace(target, model=verifier(target.model))
+    if warmup is not None:
+        say("warming up")
+        warm_up(target, input_ids, built.source, settings, warmup)
+    return target, built, input_ids
 
 
 def warm_up(target: LoadedModel, input_ids: torch.Tensor, source: DraftSource,
@@ -194,13 +200,11 @@ def run_race(target: LoadedModel, draft: DraftChoice | str, k: int | KSchedule, 
     models: the cache a draft model loads from (needed only when the draft is a model).
     """
     schedule = _schedule(k)
+    say = progress or (lambda _: None)
     with ExitStack() as hold:  # a draft model stays leased until the race ends
-        target, built, input_ids = _prepare(target, draft, settings, messages, models, hold)
+        target, built, input_ids = _prepare(target, draft, settings, messages, models, hold,
+                                            schedule if warmup else None, say)
         source = built.source
-        say = progress or (lambda _: None)
-        if warmup:
-            say("warming up")
-            warm_up(target, input_ids, source, settings, schedule)
         say("plain decoding")
         plain = run_plain(target, input_ids, settings, cancel)
         say(f"speculative decoding ({source.name}, k={schedule.k}{' dynamic' if schedule.dynamic else ''})")
@@ -240,13 +244,11 @@ def k_sweep(target: LoadedModel, draft: DraftChoice | str, settings: SamplingSet
         raise BillionError("The k sweep needs at least one k, e.g. 1 to 8.")
     if repeats < 1:
         raise BillionError(f"repeats must be at least 1 (got {repeats}).")
-    with ExitStack() as hold:  # a draft model stays leased until the race ends
-        target, built, input_ids = _prepare(target, draft, settings, messages, models, hold)
+    say = progress or (lambda _: None)
+    with ExitStack() as hold:  # a draft model stays leased until the sweep ends
+        target, built, input_ids = _prepare(target, draft, settings, messages, models, hold,
+                                            schedules[0] if warmup else None, say)
         source = built.source
-        say = progress or (lambda _: None)
-        if warmup:
-            say("warming up")
-            warm_up(target, input_ids, source, settings, schedules[0])
         points = []
         for schedule in schedules:
             ratios, spec, plain = [], None, None
