@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
-from typing import Any
 
 import gradio as gr
 
@@ -22,7 +21,6 @@ from billion.arena.battle import (Battle, BattleEnded, abandon_pending, ask, con
                                   public_label, regenerate, reveal, stream_pending,
                                   validate_prompt)
 from billion.arena.contestants import registered_contestants
-from billion.arena.ratings import RatingTable
 from billion.arena.rounds import (BattleRequest, cast_vote, end_battle, record_answers, record_ask,
                                   start_battle, store_missing)
 from billion.context import AppContext
@@ -32,9 +30,7 @@ from billion.core.errors import BillionError
 from billion.core.sampling import sampling_from
 from billion.ui.arena_view import (View, anonymous_session, battle_view, random_prompt,
                                    reveal_markdown, reveal_record, status_text)
-from billion.ui.arena_ratings import (battle_count_figure, current_ratings, export_voted_battles,
-                                      ratings_figure, ratings_frame, ratings_summary, ratings_view,
-                                      win_rate_figure)
+from billion.ui.arena_ratings import current_ratings, export_voted_battles, ratings_panel, ratings_view
 from billion.ui.common import bind, friendly_errors, named_number, on_device
 from billion.ui.downloads import arena_downloads, weight_sizes
 from billion.ui.endpoints import all_endpoints, build_endpoint_adder
@@ -207,11 +203,6 @@ def arena_export(ctx: AppContext) -> list[str]:
     return export_voted_battles(ctx.store, ctx.settings.exports_dir)
 
 
-def on_load(ctx: AppContext, render: Callable[[RatingTable], Any]) -> Callable[[], Any]:
-    """A value computed at each page load: the current ratings, drawn by render."""
-    return lambda: render(current_ratings(ctx.store))
-
-
 def build_arena_tab(ctx: AppContext) -> None:
     battle = gr.State(None)
     session_endpoints = gr.State([])
@@ -222,7 +213,7 @@ def build_arena_tab(ctx: AppContext) -> None:
     vote_choice = gr.Radio(VOTE_CHOICES, visible=False, label="Vote")
     vote_api = gr.Button(visible=False)
     reveal_json = gr.JSON(visible=False, label="Reveal")
-    ratings = _ratings_panel(ctx)
+    ratings = ratings_panel(ctx)
     _wire(ctx, battle, session_endpoints, page, form,
           SimpleNamespace(token=token, vote_choice=vote_choice, vote_api=vote_api, reveal_json=reveal_json),
           ratings)
@@ -280,26 +271,6 @@ def _battle_settings(ctx: AppContext, session_endpoints: gr.State) -> SimpleName
         named_number(component, name)
     return SimpleNamespace(pool=pool, live=live, temperature=temperature, top_p=top_p,
                            max_new_tokens=max_new_tokens, seed=seed, precision=precision)
-
-
-def _ratings_panel(ctx: AppContext) -> SimpleNamespace:
-    """Ratings, win rates and battle counts from the stored votes, and the export."""
-    with gr.Accordion("Ratings", open=True):
-        # Callables: Gradio recomputes each on page load (from one cached rating table).
-        summary = gr.Markdown(on_load(ctx, ratings_summary), label="Summary")
-        table = gr.Dataframe(on_load(ctx, ratings_frame), interactive=False, label="Leaderboard")
-        with gr.Row():
-            rating_plot = gr.Plot(on_load(ctx, ratings_figure), label="Ratings", show_label=False)
-            win_plot = gr.Plot(on_load(ctx, win_rate_figure), label="Win rates", show_label=False)
-            count_plot = gr.Plot(on_load(ctx, battle_count_figure), label="Battle counts",
-                                 show_label=False)
-        gr.Markdown(ctx.durability, label="Where votes are kept")
-        with gr.Row():
-            refresh = gr.Button("Refresh ratings")
-            export = gr.Button("Export voted battles (JSONL + CSV)", visible=ctx.settings.votes_public)
-        files = gr.File(label="Export", file_count="multiple", interactive=False)
-    return SimpleNamespace(summary=summary, table=table, rating_plot=rating_plot, win_plot=win_plot,
-                           count_plot=count_plot, refresh=refresh, export=export, files=files)
 
 
 def _wire(ctx: AppContext, battle: gr.State, session_endpoints: gr.State, page: SimpleNamespace,

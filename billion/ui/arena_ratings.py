@@ -1,4 +1,5 @@
-"""The Arena tab's ratings section: leaderboard table, interval plot, heatmaps, and the export.
+"""The Arena tab's ratings section: leaderboard table, interval plot, heatmaps, the export, and the
+panel that shows them.
 
 Figures are built with matplotlib's object API (no pyplot state); gr.Plot closes them once drawn.
 """
@@ -10,12 +11,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
 
+import gradio as gr
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from billion.arena.ratings import ANCHOR, MIN_VOTES, RatingTable, compute_ratings
+from billion.context import AppContext
 from billion.store.store import Store
 
 RATING_ROUNDS = 200
@@ -145,3 +150,30 @@ def export_voted_battles(store: Store, root: Path) -> list[str]:
     store.export_jsonl(jsonl, voted_only=True)
     store.export_csv(csv, voted_only=True)
     return [str(jsonl), str(csv)]
+
+
+# ---- the panel on the Arena tab ----------------------------------------------------------------
+
+def on_load(ctx: AppContext, render: Callable[[RatingTable], Any]) -> Callable[[], Any]:
+    """A value computed at each page load: the current ratings, drawn by render."""
+    return lambda: render(current_ratings(ctx.store))
+
+
+def ratings_panel(ctx: AppContext) -> SimpleNamespace:
+    """Ratings, win rates and battle counts from the stored votes, and the export."""
+    with gr.Accordion("Ratings", open=True):
+        # Callables: Gradio recomputes each on page load (from one cached rating table).
+        summary = gr.Markdown(on_load(ctx, ratings_summary), label="Summary")
+        table = gr.Dataframe(on_load(ctx, ratings_frame), interactive=False, label="Leaderboard")
+        with gr.Row():
+            rating_plot = gr.Plot(on_load(ctx, ratings_figure), label="Ratings", show_label=False)
+            win_plot = gr.Plot(on_load(ctx, win_rate_figure), label="Win rates", show_label=False)
+            count_plot = gr.Plot(on_load(ctx, battle_count_figure), label="Battle counts",
+                                 show_label=False)
+        gr.Markdown(ctx.durability, label="Where votes are kept")
+        with gr.Row():
+            refresh = gr.Button("Refresh ratings")
+            export = gr.Button("Export voted battles (JSONL + CSV)", visible=ctx.settings.votes_public)
+        files = gr.File(label="Export", file_count="multiple", interactive=False)
+    return SimpleNamespace(summary=summary, table=table, rating_plot=rating_plot, win_plot=win_plot,
+                           count_plot=count_plot, refresh=refresh, export=export, files=files)
