@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 from billion.core.errors import BillionError
+from billion.core.hub_cache import sha256_of
 from billion.core.paths import cache_dir
 from billion.core.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 _convert_lock = threading.Lock()
-_hash_memo: dict[tuple[str, int, int], str] = {}
 
 # Packages whose chunks together make one GGUF: the top package assembles them.
 _PART_PACKAGES = {
@@ -73,16 +73,7 @@ def package_gguf_path(spec: ModelSpec) -> Path:
     return path
 
 
-def file_sha256(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _hash_memo:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-        _hash_memo[key] = digest.hexdigest()
-    return _hash_memo[key]
+file_sha256 = sha256_of  # a GGUF's digest names its converted folder
 
 
 def converted_dir(gguf: Path) -> Path:
