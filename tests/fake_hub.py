@@ -124,7 +124,9 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, code: str) -> None:
         payload = json.dumps({"error": code}).encode()
-        self._send(status, {"X-Error-Code": code, "Content-Type": "application/json"}, payload, True)
+        # no body after HEAD: it would be read as the next response on a kept-alive connection
+        self._send(status, {"X-Error-Code": code, "Content-Type": "application/json"}, payload,
+                   self.command != "HEAD")
 
     def _send(self, status: int, headers: dict, payload: bytes, body: bool,
               throttle: bool = False) -> None:
