@@ -44,6 +44,10 @@ def progress_line(progress: DownloadProgress | None, name: str) -> str:
     """One model's download in the Chat tab: MB of total, rate, time left."""
     if progress is None or progress.state == "planning":
         return f"⬇️ Looking up **{name}** on the Hugging Face hub (first use on this server)…"
+    if progress.state == "waiting":  # another process (an app worker, the CLI) fetches it
+        return (f"⏳ Waiting for another process downloading **{name}**: "
+                f"**{_megabytes(progress.done_bytes)} of {_megabytes(progress.total_bytes)} MB** · "
+                f"{_rate(progress.rate_bytes_s)} · {_time_left(progress.eta_s)} · Stop stops waiting.")
     if progress.state == "done":
         return f"✅ **{name}** downloaded ({_megabytes(progress.total_bytes)} MB); loading it…"
     return (f"⬇️ Downloading **{name}** (first use on this server): "
