@@ -41,7 +41,7 @@ def _time_left(seconds: float | None) -> str:
 
 
 def progress_line(progress: DownloadProgress | None, name: str) -> str:
-    """One model's download in the Chat tab: MB of total, rate, time left."""
+    """One model's download as every named tab shows it: MB of total, rate, time left."""
     if progress is None or progress.state == "planning":
         return f"⬇️ Looking up **{name}** on the Hugging Face hub (first use on this server)…"
     if progress.state == "waiting":  # another process (an app worker, the CLI) fetches it
