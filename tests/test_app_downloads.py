@@ -28,12 +28,12 @@ TINYLLAMA = resolve("tinyllama")
 
 @pytest.fixture(scope="module")
 def hub(hub_repos, tmp_path_factory):
-    """The loopback hub, online, no token: about 8 s for the whole tiny TinyLlama (0.23 MB), so the
+    """The loopback hub, online, no token: about 10 s for the whole tiny TinyLlama (0.23 MB), so the
     shown MB (one decimal) moves before a test cancels it."""
     from huggingface_hub import constants
 
     total = sum(len(data) for data in hub_repos["tinyllama"].files.values())
-    with FakeHub(hub_repos, rate_bytes_s=total / 8) as server, pytest.MonkeyPatch.context() as patch:
+    with FakeHub(hub_repos, rate_bytes_s=total / 10) as server, pytest.MonkeyPatch.context() as patch:
         patch.setattr(constants, "HF_HUB_OFFLINE", False)  # read once at import; tests run offline
         patch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path_factory.mktemp("no-token") / "token"))
         patch.setenv("HF_HUB_OFFLINE", "0")
