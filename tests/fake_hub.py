@@ -4,7 +4,8 @@
   size, blob id and LFS sha256 (401 `GatedRepo` for a gated repo without a token, 404
   `RevisionNotFound` for an unknown revision); `.../tree/REV`: the same files as a tree listing,
 - `HEAD /ORG/NAME/resolve/REV/FILE`: X-Repo-Commit, ETag, X-Linked-Size and Content-Length headers,
-- `GET /ORG/NAME/resolve/REV/FILE` with `Range: bytes=N-` (206), sent at `rate_bytes_s`.
+- `GET /ORG/NAME/resolve/REV/FILE` with `Range: bytes=N-` (206), sent at `rate_bytes_s`; with
+  `xet` set, weight files carry the headers of a Xet-backed file (the bytes still come over HTTP).
 
 Point HF_ENDPOINT at `FakeHub.url`. Serves tests/hub_repos.py repos.
 """
@@ -26,6 +27,8 @@ class FakeHub:
     def __init__(self, repos: dict[str, Repo], rate_bytes_s: float | None = None):
         self.repos = {repo.repo_id: repo for repo in repos.values()}
         self.rate_bytes_s = rate_bytes_s
+        #: mark weight files as Xet-backed, as the real hub does (X-Xet-Hash and a xet-auth link)
+        self.xet = False
         self.requests: list[tuple[str, str, str]] = []  # (method, path, range header)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (HubHandler,), {"hub": self}))
         self.server.daemon_threads = True
@@ -115,6 +118,9 @@ class HubHandler(BaseHTTPRequestHandler):
         tag = etag(name, data)
         headers = {"X-Repo-Commit": commit, "ETag": f'"{tag}"', "X-Linked-Etag": f'"{tag}"',
                    "X-Linked-Size": str(len(data)), "Accept-Ranges": "bytes"}
+        if self.hub.xet and name.endswith((".safetensors", ".bin")):
+            headers["X-Xet-Hash"] = tag  # any 64 hex digits; the token route below serves nothing
+            headers["Link"] = f'<{self.hub.url}/api/models/{repo_id}/xet-read-token/{commit}>; rel="xet-auth"'
         start = 0
         ranged = self.headers.get("Range", "")
         if body and ranged.startswith("bytes="):
@@ -124,7 +130,9 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, code: str) -> None:
         payload = json.dumps({"error": code}).encode()
-        self._send(status, {"X-Error-Code": code, "Content-Type": "application/json"}, payload, True)
+        # no body after HEAD: it would be read as the next response on a kept-alive connection
+        self._send(status, {"X-Error-Code": code, "Content-Type": "application/json"}, payload,
+                   self.command != "HEAD")
 
     def _send(self, status: int, headers: dict, payload: bytes, body: bool,
               throttle: bool = False) -> None:

@@ -56,7 +56,7 @@ STABLELM_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['r
                      "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
                      "{{ '<|im_start|>assistant\n' }}{% endif %}")
 
-FAKE_MAIN = {"llama3.2-1b": "3" * 40}  # follows main: any commit stands for it
+FAKE_MAIN: dict[str, str] = {}  # alias -> a stand-in commit, for a model that follows main
 PYTHIA_STEP = ("step3000", "5" * 40)   # one training checkpoint branch, PyTorch .bin only
 
 

@@ -13,7 +13,7 @@ def test_the_probe_asks_once_per_ttl_and_respects_offline(monkeypatch):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")  # read per call
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     cached, fresh = HubProbe(ttl_s=300), HubProbe(ttl_s=0)
     assert hub_answers() and cached.reachable() and fresh.reachable()

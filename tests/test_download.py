@@ -13,7 +13,7 @@ from billion.core.download_jobs import download, follow
 from billion.core.errors import BillionError
 from billion.core.hub_cache import complete_snapshot
 from billion.core.loading import load_fresh
-from billion.core.registry import resolve
+from billion.core.registry import COMPARED, resolve
 
 TINYLLAMA = resolve("tinyllama")
 
@@ -116,3 +116,37 @@ def test_an_unreachable_hub_is_one_line(online_hub, monkeypatch):
     with pytest.raises(HubUnreachable) as caught:
         download(TINYLLAMA)
     assert "unreachable" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_pinned_revisions_are_what_download_and_load_ask_for(online_hub, monkeypatch):
+    """main moves on after the pin: every request names the registry's commit, never main."""
+    monkeypatch.setenv("HF_TOKEN", "hf_test")  # two of the four are gated
+    moved = "9" * 40
+    for alias in COMPARED:
+        spec = resolve(alias)
+        repo = online_hub.repos[spec.hub_id]
+        online_hub.repos[spec.hub_id] = dataclasses.replace(
+            repo, refs={**repo.refs, "main": moved}, others={**repo.others, moved: {**repo.files, "x.txt": b"x"}})
+    assert load_fresh(TINYLLAMA).revision == TINYLLAMA.source.revision  # the loader downloads it
+    for alias in COMPARED:
+        assert download(resolve(alias), poll_s=0.05).check.commit == resolve(alias).source.revision
+    for alias in COMPARED:
+        spec = resolve(alias)
+        asked = [path for _, path, _ in online_hub.requests if spec.hub_id in path]
+        assert asked and all(f"/{spec.source.revision}" in path for path in asked), asked
+
+
+def test_xet_backed_files_still_come_over_http_with_byte_progress(online_hub):
+    """The hub marks the weights as Xet-backed and hf_xet is installed (huggingface_hub 2.4 needs it):
+    billion's fetcher still GETs the resolve URL, so the file's progress counts bytes as they arrive
+    (docs/downloads.md, "hf_xet")."""
+    from huggingface_hub.utils._runtime import is_xet_available
+
+    assert is_xet_available(), "hf_xet is pinned in requirements.txt"
+    online_hub.xet, online_hub.rate_bytes_s = True, 400_000
+    seen = []
+    assert download(TINYLLAMA, on_progress=seen.append, poll_s=0.05).check.ok
+    size = len(online_hub.repos[TINYLLAMA.hub_id].files["model.safetensors"])
+    weights = [f.done_bytes for p in seen for f in p.files if f.path == "model.safetensors"]
+    assert any(0 < done < size for done in weights), weights  # bytes counted mid-file
+    assert not [path for _, path, _ in online_hub.requests if "xet" in path]

@@ -55,3 +55,16 @@ def test_an_unreachable_hub_is_one_line_and_a_failure(tmp_path):
     errors = done.stderr.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("error: The Hugging Face hub (http://127.0.0.1:9) "
                                                      "is unreachable"), done.stderr
+
+
+def test_a_download_another_process_holds_says_so_once(capsys):
+    from billion.commands.download import Bars
+    from billion.core.download_jobs import DownloadProgress, FileProgress
+
+    bars = Bars("tinyllama")
+    for done in (100, 300):  # two polls while the other process downloads
+        bars.update(DownloadProgress("TinyLlama/TinyLlama-1.1B-Chat-v1.0", "main", "waiting", done, 1000,
+                                     100.0, (FileProgress("model.safetensors", done, 1000),)))
+    bars.close()
+    err = capsys.readouterr().err
+    assert err.count("tinyllama: waiting for another process downloading TinyLlama/TinyLlama-1.1B-Chat-v1.0") == 1

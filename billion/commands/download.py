@@ -48,10 +48,15 @@ class Bars:
     def __init__(self, label: str):
         self.label = label
         self.bars: dict[str, object] = {}
+        self.waited = False
 
     def update(self, progress: DownloadProgress) -> None:
         from tqdm import tqdm
 
+        if progress.state == "waiting" and not self.waited:  # download_lock: another process has it
+            self.waited = True
+            print(f"{self.label}: waiting for another process downloading {progress.repo_id}",
+                  file=sys.stderr)
         if not self.bars and progress.files:
             self.bars["total"] = tqdm(total=progress.total_bytes, desc=f"{self.label} (total)", unit="B",
                                       unit_scale=True, file=sys.stderr, position=0, leave=True)

@@ -32,9 +32,9 @@ def hub_offline() -> bool:
 
 def hub_answers(timeout_s: float = 1.5) -> bool:
     """Whether the hub's host (HF_ENDPOINT, default huggingface.co) accepts a connection now."""
-    from huggingface_hub import constants
+    from billion.core.download import endpoint
 
-    url = urlparse(constants.ENDPOINT)
+    url = urlparse(endpoint())  # HF_ENDPOINT at call time, as downloads read it
     try:
         port = url.port or (80 if url.scheme == "http" else 443)
         socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout_s).close()

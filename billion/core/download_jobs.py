@@ -21,12 +21,14 @@ from typing import Literal
 from billion.core.download import (OFFLINE_MODELS, DownloadCancelled, DownloadPlan, HubUnreachable,
                                    bytes_on_disk, check_disk_space, explain, fetch_file, finish_snapshot,
                                    hub_offline, plan_download)
+from billion.core.download_lock import repo_lock
 from billion.core.errors import BillionError
 from billion.core.hub_cache import (SnapshotCheck, cached_revisions, complete_snapshot, hub_cache_dir,
                                     verify_snapshot)
 from billion.core.registry import ModelSpec
 
-State = Literal["planning", "downloading", "done", "failed", "cancelled"]
+#: waiting: another process downloads this repo and commit (download_lock); its progress is shown
+State = Literal["planning", "downloading", "waiting", "done", "failed", "cancelled"]
 RATE_WINDOW_S = 5.0
 
 
@@ -62,7 +64,7 @@ class DownloadProgress:
 
     @property
     def eta_s(self) -> float | None:
-        if self.state != "downloading" or self.rate_bytes_s <= 0:
+        if self.state not in ("downloading", "waiting") or self.rate_bytes_s <= 0:
             return None
         return max(self.total_bytes - self.done_bytes, 0) / self.rate_bytes_s
 
@@ -114,17 +116,16 @@ class DownloadJob:
         try:
             plan = plan_download(self.repo_id, self.revision)
             check_disk_space(plan)
-            with self._lock:  # bytes already here (blobs, partial files) count as done, not as rate
-                self.plan, self._state = plan, "downloading"
-                self._done = {f.path: bytes_on_disk(plan.repo_id, f) for f in plan.files}
-                self._meter.add(sum(self._done.values()))
-            for file in plan.files:
-                if self._cancel.is_set():
-                    raise DownloadCancelled(f"The download of {self.repo_id} was cancelled.")
-                fetch_file(plan, file, lambda n, path=file.path: self._advance(path, n))
-                with self._lock:
-                    self._done[file.path] = file.size
-            finish_snapshot(plan)
+            self.plan = plan
+            self._recount("downloading")  # bytes already here count as done, not as rate
+            with repo_lock(plan.repo_id, plan.commit, self._waiting):  # one download across processes
+                self._recount("downloading")  # what another process fetched meanwhile
+                for file in plan.files:
+                    self._check_cancel()
+                    fetch_file(plan, file, lambda n, path=file.path: self._advance(path, n))
+                    with self._lock:
+                        self._done[file.path] = file.size
+                finish_snapshot(plan)
             self.folder = complete_snapshot(self.repo_id, plan.commit)
             if self.folder is None:
                 raise BillionError(f"{self.repo_id} downloaded but its snapshot is incomplete: run "
@@ -137,9 +138,26 @@ class DownloadJob:
         except Exception as exc:  # anything else still ends the job, with the reason kept
             self._finish("failed", explain(self.repo_id, self.revision, exc))
 
-    def _advance(self, path: str, n: int) -> None:
+    def _check_cancel(self) -> None:
         if self._cancel.is_set():
             raise DownloadCancelled(f"The download of {self.repo_id} was cancelled.")
+
+    def _recount(self, state: State) -> None:
+        """Done bytes as the cache holds them now: blobs, and partial files (ours or another's)."""
+        plan = self.plan
+        assert plan is not None
+        done = {f.path: bytes_on_disk(plan.repo_id, f) for f in plan.files}
+        with self._lock:
+            self._state, self._done = state, done
+            self._meter.add(sum(done.values()))
+
+    def _waiting(self) -> None:
+        """Another process holds the download lock: follow its progress from the cache."""
+        self._check_cancel()
+        self._recount("waiting")
+
+    def _advance(self, path: str, n: int) -> None:
+        self._check_cancel()
         with self._lock:
             self._done[path] = self._done.get(path, 0) + n
             self._meter.add(sum(self._done.values()))

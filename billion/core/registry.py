@@ -103,8 +103,7 @@ PYTHIA_CHECKPOINTS: tuple[str, ...] = (
     ("step0",) + tuple(f"step{2 ** i}" for i in range(10))
     + tuple(f"step{n}" for n in range(1000, 143001, 1000)))
 
-# Pinned commits, each checked against a public page that shows it (none for Llama-3.2, whose repo is
-# gated: it follows main, see README "Hub models"):
+# Pinned commits, each checked against a public page that shows it (docs/downloads.md lists them):
 # - TinyLlama: head of main, https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0/tree/main
 #   (fe8a4ea), full sha in a clone's reflog at
 #   https://huggingface.co/yashmaurya01/TinyLlama-1.1B-Chat-v1.0_with_onnx/blame/main/HEAD
@@ -114,6 +113,12 @@ PYTHIA_CHECKPOINTS: tuple[str, ...] = (
 TINYLLAMA_COMMIT = "fe8a4ea1ffedaf415f4da2f062534de366a451e6"
 STABLELM_COMMIT = "e6eb5e15e765f5c8d53f6fe0376fe2370e63a0ec"
 PYTHIA_1B_COMMIT = "f73d7dcc545c8bd326d8559c8ef84ffe92fea6b2"
+# - Llama-3.2-1B-Instruct (gated, so its own pages cannot be read without a token): vLLM's test
+#   tests/spec_decode/e2e/test_compatibility.py links
+#   https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct/blob/9213176726f574b556790deb65791e0c5aa438b6/config.json,
+#   and independent public projects load it from `models--meta-llama--Llama-3.2-1B-Instruct/snapshots/
+#   9213176...` (a snapshot folder is named after the commit huggingface_hub resolved)
+LLAMA32_1B_COMMIT = "9213176726f574b556790deb65791e0c5aa438b6"
 
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -121,7 +126,7 @@ MODELS: tuple[ModelSpec, ...] = (
     _hub("tinyllama", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "TinyLlama-1.1B-Chat", 1100, "TinyLlama",
          "llama2-32k", license="apache-2.0", context=2048, revision=TINYLLAMA_COMMIT),
     _hub("llama3.2-1b", "meta-llama/Llama-3.2-1B-Instruct", "Llama-3.2-1B-Instruct", 1236, "Llama 3",
-         "llama3-128k", license="llama3.2", context=131072, gated=True),
+         "llama3-128k", license="llama3.2", context=131072, gated=True, revision=LLAMA32_1B_COMMIT),
     _hub("stablelm", "stabilityai/stablelm-2-1_6b-chat", "StableLM-2-1.6B-Chat", 1645, "StableLM 2",
          "stablelm2-100k", license="stabilityai-non-commercial-research-community", context=4096,
          gated=True, aliases=("stablelm-2-1.6b",), revision=STABLELM_COMMIT),

@@ -23,6 +23,8 @@ from billion.bench.runner import (HUMANEVAL, SPEED, BenchRequest, RunProgress, T
 from billion.arena.contestants import registered_contestants
 from billion.bench.matrix import SORT_CHOICES
 from billion.bench.tasks import TASKS
+from billion.core.download import DownloadCancelled
+from billion.core.download_jobs import DownloadRegistry
 from billion.core.errors import BillionError
 from billion.bench.leaderboard import (COLUMNS, DEFAULT_COLUMNS, KINDS, SIZE_BANDS,
                                  families,
@@ -36,6 +38,7 @@ from billion.ui.leaderboard_views import (initial_matrix, initial_quick_runs, in
 from billion.ui.common import (ON_ZEROGPU, bind, default_model, friendly_errors, model_choices,
                                named_number, on_device)
 from billion.endpoints.config import configured_endpoints
+from billion.ui.downloads import download_notes, to_download
 from billion.ui.endpoints import endpoint_choices
 
 TASK_LABELS = [(f"{t.name} · {t.display_name}" + ("" if t.offline else " (needs the hub)"), t.name)
@@ -109,15 +112,35 @@ def status_markdown(outcomes: list[TaskOutcome], request: BenchRequest, running:
     return "\n".join(lines)
 
 
+def download_first(request: BenchRequest, downloads: DownloadRegistry,
+                   cancel: threading.Event) -> Iterator[str]:
+    """Progress lines while each model of the run that is not cached yet downloads, one after the
+    other, before the run (whose device part then only loads). A model that cannot download is left
+    to the run, which reports it for that model and goes on; `cancel` raises DownloadCancelled."""
+    for name in request.models:
+        try:
+            yield from download_notes(to_download([name]), downloads, cancel)
+        except DownloadCancelled:
+            raise
+        except BillionError:
+            continue
+
+
 @friendly_errors
-def run_benchmark(bench: BenchFn, models, tasks, limit, dtype, quantization, seed, prompt_lengths,
-                  new_tokens, repeats, progress=gr.Progress()):
-    """Run and store. Yields (status, this run's table, JSON summary, cancel-event state)."""
+def run_benchmark(bench: BenchFn, downloads: DownloadRegistry, models, tasks, limit, dtype,
+                  quantization, seed, prompt_lengths, new_tokens, repeats, progress=gr.Progress()):
+    """Download, run and store. Yields (status, this run's table, JSON summary, cancel-event state)."""
     request = request_from(models, tasks, limit, dtype, quantization, seed, prompt_lengths,
                            new_tokens, repeats)
     cancel = threading.Event()
     outcomes: list[TaskOutcome] = []
     yield status_markdown(outcomes, request, "starting"), run_results_frame(outcomes), None, cancel
+    try:
+        for note in download_first(request, downloads, cancel):
+            yield f"{status_markdown(outcomes, request, 'downloading')}\n\n{note}", gr.skip(), gr.skip(), cancel
+    except DownloadCancelled as exc:
+        yield str(exc), run_results_frame(outcomes), run_summary(outcomes), None
+        return
     shown = time.monotonic()
     # On ZeroGPU the run happens in another process the event cannot reach; `cancels=` stops it.
     for step in bench(request, None if ON_ZEROGPU else cancel):
@@ -279,7 +302,7 @@ def _wire(ctx: AppContext, board: SimpleNamespace, form: SimpleNamespace, cancel
     bench_inputs = [models, tasks, limit, dtype, quantization, seed, prompt_lengths, new_tokens,
                     repeats]
     bench = on_device(bench_on_device, ctx, _device_seconds)
-    running = run.click(bind(run_benchmark, bench), bench_inputs, [status, run_table, summary, cancel],
+    running = run.click(bind(run_benchmark, bench, ctx.downloads), bench_inputs, [status, run_table, summary, cancel],
                         api_name="bench")
     running.then(show, filters, view, api_name=False).then(show_matrix, matrix_in, matrix_out,
                                                            api_name=False)

@@ -28,6 +28,7 @@ from billion.endpoints.config import RACE_LOCAL_ONLY
 from billion.spec.race import (EXAMPLE_PROMPTS, RACE_DEFAULTS, RaceRequest, RaceResult, SweepPoint, k_sweep,
                                parse_draft, run_race)
 from billion.ui.common import bind, default_model, friendly_errors, model_choices, named_number, on_device
+from billion.ui.downloads import STOPPED_NOTE, download_notes, to_download
 from billion.ui.race_render import (RaceView, badge_html, build_view, figures_markdown, plain_pane,
                                     race_summary, replay_frames, rounds_html, spec_pane, stats_markdown,
                                     sweep_figure, sweep_markdown)
@@ -94,6 +95,12 @@ def race_request(ctx: AppContext, prompt: str, target: str, draft: str, self_lay
         raise gr.Error(f"'{choice.label}' is not an available draft for {target}: pick prompt "
                        "lookup, self-speculation, or one of the drafts listed for this target.")
     return request
+
+
+def race_models(request: RaceRequest) -> list[str]:
+    """The models a race loads: the target, and the draft when it is a model of its own."""
+    choice = parse_draft(request.draft)
+    return [request.target] + ([choice.model] if choice.kind == "model" and choice.model else [])
 
 
 def in_steps(work: Callable[[Callable[[str], None], threading.Event], T]) -> Iterator[str | T]:
@@ -176,23 +183,28 @@ StepsFn = Callable[[RaceRequest], Iterator[Any]]
 def race(ctx: AppContext, steps: StepsFn, prompt: str, target: str, draft: str, self_layers: float,
          k: float, dynamic: bool, temperature: float, max_new_tokens: float, reference: bool,
          warmup: bool, progress: gr.Progress = gr.Progress()):
-    """Returns (JSON summary, lossless badge, figures, detail stats, rounds, race state)."""
+    """Yields (JSON summary, lossless badge, figures, detail stats, rounds, race state): download
+    progress in the figures pane while a hub model is fetched (first use here), then the race."""
     request = race_request(ctx, prompt, target, draft, self_layers, k, dynamic, temperature,
                            max_new_tokens, reference, warmup)
+    for note in download_notes(to_download(race_models(request)), ctx.downloads):
+        yield gr.skip(), gr.skip(), note, gr.skip(), gr.skip(), gr.skip()
     view = drive(steps(request), progress, expected=3 + request.warmup + request.reference)
     result: RaceResult = view.result
-    return (race_summary(result), badge_html(result), figures_markdown(result), stats_markdown(result),
-            rounds_html(view), view)
+    yield (race_summary(result), badge_html(result), figures_markdown(result), stats_markdown(result),
+           rounds_html(view), view)
 
 
 @friendly_errors
 def sweep(ctx: AppContext, steps: StepsFn, prompt: str, target: str, draft: str, self_layers: float,
           temperature: float, max_new_tokens: float, warmup: bool, progress: gr.Progress = gr.Progress()):
-    """Returns (plot of measured vs predicted speedup, table)."""
+    """Yields (plot of measured vs predicted speedup, table); download progress in the table first."""
     request = race_request(ctx, prompt, target, draft, self_layers, 1, False, temperature,
                            max_new_tokens, warmup=warmup)
+    for note in download_notes(to_download(race_models(request)), ctx.downloads):
+        yield gr.skip(), note
     points = drive(steps(request), progress, expected=2 + request.warmup + len(SWEEP_KS))
-    return sweep_figure(points), sweep_markdown(points)
+    yield sweep_figure(points), sweep_markdown(points)
 
 
 def replay(view: RaceView | None) -> Iterator[tuple[str, str]]:
@@ -205,6 +217,12 @@ def replay(view: RaceView | None) -> Iterator[tuple[str, str]]:
         if wait > 0:
             time.sleep(wait)
         yield plain_pane(view, frame.plain, frame.clock_s), spec_pane(view, frame.speculative, frame.clock_s)
+
+
+def stopped() -> str:
+    """Stop cancels the race or sweep (gradio's `cancels=`): a download nobody else waits for ends,
+    a race stops between rounds (in_steps' cancel)."""
+    return STOPPED_NOTE
 
 
 def _draft_update(ctx: AppContext, target: str):
@@ -252,6 +270,7 @@ def build_race_tab(ctx: AppContext) -> None:
         go = gr.Button("Race", variant="primary")
         again = gr.Button("Replay")
         sweep_button = gr.Button("k sweep (k = 1..8)")
+        stop = gr.Button("Stop")
     badge = gr.HTML()
     figures = gr.Markdown()
     with gr.Row(equal_height=True):
@@ -275,7 +294,7 @@ def build_race_tab(ctx: AppContext) -> None:
                      [summary, badge, figures, stats, rounds, state], api_name="race")
     raced.success(replay, state, [plain_out, spec_out], api_name=False, show_progress="hidden")
     again.click(replay, state, [plain_out, spec_out], api_name=False, show_progress="hidden")
-    sweep_on_device = on_device(sweep_steps, ctx, _sweep_seconds)
-    sweep_button.click(bind(sweep, ctx, sweep_on_device),
-                       [prompt, target, draft, self_layers, temperature, max_new_tokens, warmup],
-                       [sweep_plot, sweep_table], api_name="race_sweep")
+    swept = sweep_button.click(bind(sweep, ctx, on_device(sweep_steps, ctx, _sweep_seconds)),
+                               [prompt, target, draft, self_layers, temperature, max_new_tokens, warmup],
+                               [sweep_plot, sweep_table], api_name="race_sweep")
+    stop.click(stopped, None, figures, api_name="race_stop", cancels=[raced, swept])

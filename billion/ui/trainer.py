@@ -212,15 +212,16 @@ def _wire_data(ctx: AppContext, state: dict, data: dict, settings: dict, preview
 def _wire_runs(ctx: AppContext, state: dict, data: dict, settings: dict, run: dict) -> None:
     owner, pick, note = state["owner"], run["run_pick"], run["progress"]
     train_slice = on_device(gpu_slice, ctx, slice_duration)
-    run["start"].click(bind(start_training, ctx),
-                       [owner, state["dataset"], settings["prompts"], settings["probe_steps"],
-                        *settings["settings"]], pick, api_name=False) \
-        .then(bind(train_in_slices, ctx, train_slice), pick, None, api_name=False)
+    started = run["start"].click(bind(start_training, ctx),
+                                 [owner, state["dataset"], settings["prompts"], settings["probe_steps"],
+                                  *settings["settings"]], [pick, note], api_name=False)
+    started.then(bind(train_in_slices, ctx, train_slice), pick, None, api_name=False)
     pick.change(attach, pick, [state["seen"], run["timer"]], api_name=False)
     run["timer"].tick(bind(poll, ctx), [pick, state["seen"], owner],
                       [state["seen"], run["curves"], note, run["result"], run["answers"], run["download"],
                        run["timer"], pick], api_name=False, show_progress="hidden", concurrency_limit=None)
-    run["stop"].click(bind(stop_run, ctx), [pick, owner], note, api_name="trainer_stop")
+    run["stop"].click(bind(stop_run, ctx), [pick, owner], note, api_name="trainer_stop",
+                      cancels=[started])  # a start still downloading its base model
     run["resume"].click(bind(resume_run, ctx), [pick, owner], [pick, note], api_name="trainer_resume")
     run["discard"].click(bind(discard_run, ctx), [pick, owner], [pick, note], api_name="trainer_discard")
     run["to_arena"].click(bind(send_to_arena, ctx), [pick, run["arena_label"], owner], run["arena_note"],

@@ -32,6 +32,7 @@ from billion.train.data import TrainDataset, load_dataset
 from billion.train.folder import ACTIVE_STATES, CLI_OWNER
 from billion.train.runs import RunStatus, TrainResult, read_run, slice_seconds
 from billion.ui.common import ON_ZEROGPU, friendly_errors, refusing_uploads
+from billion.ui.downloads import download_notes, to_download
 from billion.ui.trainer_view import (answers_frame, loss_figure, progress_markdown, result_markdown,
                                      run_label)
 
@@ -42,6 +43,8 @@ MAX_PROMPTS = 8
 SETTING_FIELDS = ("model", "rank", "alpha", "dropout", "target_modules", "learning_rate", "epochs",
                   "max_steps", "cutoff", "batch_size", "grad_accum", "eval_fraction", "seed", "precision",
                   "qlora")
+NOTHING_TRAINING = ("⏹ No run was training. A download of the base model under way was cancelled "
+                    "(unless another session waits for it): what arrived stays in the cache.")
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 SliceFn = Callable[[str, int], bool]
 
@@ -107,15 +110,18 @@ def train_in_slices(ctx: AppContext, train_slice: SliceFn, run_id: str | None) -
 @friendly_errors
 def start_training(ctx: AppContext, owner: str | None, dataset: TrainDataset | None, prompts: str,
                    probe_steps: float, *settings):
-    """Check the settings (the SETTING_FIELDS controls), then start a run (its first steps are a
-    timed probe: ETA, memory). Returns the run picker pointed at the new run."""
+    """Check the settings (the SETTING_FIELDS controls), download the base model where it is not
+    cached yet (its progress in the note; Stop cancels it), then start a run (its first steps are a
+    timed probe: ETA, memory). Yields (run picker, note); last the picker at the new run."""
     if not owner:
         raise BillionError("This page has not finished loading: reload it, then start again.")
     if dataset is None or not dataset.examples:
         raise BillionError("No usable training rows: upload a data file (or use the sample) first.")
     config = TrainConfig.from_values(dict(zip(SETTING_FIELDS, settings)))
+    for note in download_notes(to_download([config.model]), ctx.downloads):
+        yield gr.skip(), note
     run_id = launch_run(ctx, config, dataset, prompt_list(prompts), int(probe_steps), owner)
-    return gr.update(choices=run_choices(ctx, owner), value=run_id)
+    yield gr.update(choices=run_choices(ctx, owner), value=run_id), ""
 
 
 # ---- following ----------------------------------------------------------------------------------
@@ -198,8 +204,8 @@ def _probe(ctx: AppContext, run_id: str) -> dict[str, Any] | None:
 @friendly_errors
 def stop_run(ctx: AppContext, run_id: str | None, owner: str | None = None,
              request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> str:  # type: ignore[assignment]
-    if not run_id:
-        raise BillionError("No run is selected.")
+    if not run_id:  # Stop also cancels a start still downloading its base model (build_trainer_tab)
+        return NOTHING_TRAINING
     if ON_ZEROGPU:
         raise BillionError("On ZeroGPU a run trains in short slices; it cannot be stopped mid-slice.")
     ctx.runs.stop(run_id, caller(owner, request, profile))
@@ -251,7 +257,8 @@ def send_to_arena(ctx: AppContext, run_id: str | None, label: str, owner: str | 
 def train_api(ctx: AppContext, train_slice: SliceFn, path: str | None, model: str, max_steps: float,
               rank: float, learning_rate: float, cutoff: float, prompts: str, owner: str | None = None,
               request: gr.Request = None, profile: gr.OAuthProfile | None = None):  # type: ignore[assignment]
-    """Train synchronously: waits for the run. Returns (summary, adapter zip)."""
+    """Train synchronously: waits for the run. Yields (summary, adapter zip): while the base model
+    downloads (first use here) a summary {"state": "downloading", "download": progress}."""
     if not path:
         raise BillionError("Upload a training data file (.jsonl, .json, .csv, .parquet or .txt).")
     who = caller(owner, request, profile)
@@ -259,6 +266,8 @@ def train_api(ctx: AppContext, train_slice: SliceFn, path: str | None, model: st
     # alpha follows the rank; every other setting is TrainConfig's default
     config = TrainConfig.from_values(dict(model=model, max_steps=max_steps, rank=rank,
                                           learning_rate=learning_rate, cutoff=cutoff))
+    for note in download_notes(to_download([config.model]), ctx.downloads):
+        yield {"state": "downloading", "download": note}, None
     run_id = launch_run(ctx, config, dataset, prompt_list(prompts), 0, who)
     train_in_slices(ctx, train_slice, run_id)
     status = ctx.runs.wait(run_id)
@@ -267,7 +276,7 @@ def train_api(ctx: AppContext, train_slice: SliceFn, path: str | None, model: st
         status = ctx.runs.status(run_id)
     if status.result is None:
         raise BillionError(f"Run {run_id} ended {status.state}: {status.error or 'no adapter was saved'}.")
-    return run_summary(status, ctx.runs.events(run_id)), exported_zip(ctx, status.result)
+    yield run_summary(status, ctx.runs.events(run_id)), exported_zip(ctx, status.result)
 
 
 def run_summary(status: RunStatus, events) -> dict[str, Any]:
