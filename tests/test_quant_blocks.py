@@ -83,3 +83,36 @@ def test_state_dict_round_trip_gives_the_same_outputs():
     x = torch.randn(1, 96)
     with torch.no_grad():
         assert torch.equal(layer(x), empty(x))
+
+
+def test_embedding_rows_decode_with_the_table_scale():
+    from billion.core.quant_blocks import BlockEmbedding
+
+    table = nn.Embedding(50, 64, padding_idx=0)
+    table.embed_scale = torch.tensor(8.0)  # Gemma scales its embeddings by sqrt(hidden)
+    quant = BlockEmbedding.from_embedding(table)
+    ids = torch.tensor([[3, 0, 49], [7, 7, 1]])
+    want = reference_blocks(table.weight, 8)[ids] * 8.0
+    with torch.no_grad():
+        got = quant(ids)
+    assert got.shape == (2, 3, 64) and torch.equal(got, want)
+    assert quant.blocks.numel() == 50 * 2 * 34  # 34 bytes per 32 values
+
+
+def test_quantized_model_stores_its_tied_embedding_as_blocks(tokenizer):
+    from tiny_models import tiny_llama
+
+    from billion.core.quant import quantize_model
+    from billion.core.quant_blocks import BlockEmbedding
+
+    model = tiny_llama(len(tokenizer), seed=5)
+    model.config.tie_word_embeddings = True
+    model.lm_head.weight = model.model.embed_tokens.weight
+    ids = torch.tensor([[1, 5, 9, 12]])
+    with torch.no_grad():
+        before = model(ids).logits
+        quant = quantize_model(model, "int8", kernel="blocks")
+        after = quant(ids).logits
+    assert isinstance(quant.get_input_embeddings(), BlockEmbedding)
+    assert isinstance(quant.lm_head, BlockLinear)
+    assert ((after - before).norm() / before.norm()) < 0.05

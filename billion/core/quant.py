@@ -25,7 +25,7 @@ from torch import nn
 
 from billion.core import native
 from billion.core.errors import BillionError
-from billion.core.quant_blocks import BlockLinear
+from billion.core.quant_blocks import BlockEmbedding, BlockLinear
 # re-exported: callers import the layers and calibration helpers from here
 from billion.core.quant_torch import (SMOOTH_ALPHA, Int4Linear, Int8Linear, activation_absmax,  # noqa: F401
                                       calibration_ids, random_calibration_ids, smoothing_factors)
@@ -127,6 +127,16 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
+def input_embedding(model: nn.Module, scheme: QuantScheme) -> tuple[str, nn.Embedding] | None:
+    """The input embedding table by name, where the block kernels store it as int8."""
+    if scheme.kernel != "blocks" or not hasattr(model, "get_input_embeddings"):
+        return None
+    table = model.get_input_embeddings()
+    if not BlockEmbedding.supports(table):
+        return None
+    return next(((name, m) for name, m in model.named_modules() if m is table), None)
+
+
 def check_cpu(model: nn.Module) -> None:
     devices = {p.device.type for p in model.parameters()} | {b.device.type for b in model.buffers()}
     if devices - {"cpu", "meta"}:
@@ -138,7 +148,8 @@ def check_cpu(model: nn.Module) -> None:
 def quantize_model(model: nn.Module, scheme: str, *, inplace: bool = False,
                    group_size: int | None = None, calibration: torch.Tensor | None = None,
                    empty: bool = False, kernel: str | None = None) -> nn.Module:
-    """The model with every nn.Linear replaced by its int8 / int4 version.
+    """The model with every nn.Linear replaced by its int8 / int4 version (with the block kernels,
+    the input embedding table by int8 blocks too).
 
     By default returns a copy and leaves `model` untouched; the copy shares no tensors with it and
     never holds a second float copy of the linear weights (they are quantized while copying).
@@ -155,8 +166,14 @@ def quantize_model(model: nn.Module, scheme: str, *, inplace: bool = False,
         ids = calibration if calibration is not None else random_calibration_ids(model)
         stats = activation_absmax(model, ids, layers)
 
+    embedding = input_embedding(model, chosen)
+    if embedding:
+        layers[embedding[0]] = embedding[1]  # type: ignore[assignment]
+
     def replacement(name: str) -> nn.Module:
         layer = layers.pop(name)  # dropped here, so in place each float layer is freed once swapped
+        if isinstance(layer, nn.Embedding):
+            return BlockEmbedding.empty_like(layer) if empty else BlockEmbedding.from_embedding(layer)
         if empty:
             return empty_quantized_linear(layer, chosen)
         return quantized_linear(layer, chosen, stats.pop(name, None))
@@ -171,7 +188,7 @@ def quantize_model(model: nn.Module, scheme: str, *, inplace: bool = False,
         memo = {id(layer): replacement(name) for name, layer in list(layers.items())}
         target = copy.deepcopy(model, memo)
     target.billion_quant = chosen  # type: ignore[assignment]
-    log.info("quantized %d linear layers to %s", count, chosen.label)
+    log.info("quantized %d layers to %s", count, chosen.label)
     return target
 
 
