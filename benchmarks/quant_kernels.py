@@ -4,7 +4,7 @@
 
 Each cell is ms per call, best of 5 rounds over --copies different weight copies (so the weights
 come from memory, not cache, as in a real decode step), and the ratio to fp32 `F.linear`.
-torchao columns appear when torchao imports; its weight-only int8 runs eagerly (as transformers'
+The block kernels' columns (billion/core/native.py) appear where they compile. torchao columns appear when torchao imports; its weight-only int8 runs eagerly (as transformers'
 TorchAoConfig does without torch.compile).
 """
 
@@ -17,7 +17,9 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from billion.core import native
 from billion.core.quant import Int4Linear, Int8Linear
+from billion.core.quant_blocks import BlockLinear
 from billion.core.table import format_table
 
 SHAPES = ((5632, 2048), (2048, 2048), (1536, 576), (49152, 576))
@@ -73,6 +75,10 @@ def row(n: int, k: int, copies: int) -> list:
         if k % group == 0:
             int4 = [Int4Linear.from_linear(layer, group) for layer in linears]
             cells[f"billion int4 g{group}"] = best_ms([lambda m=m: m(x) for m in int4])
+    if native.available():
+        for bits in (8, 4):
+            blocks = [BlockLinear.from_linear(layer, bits) for layer in linears]
+            cells[f"billion int{bits} blocks (AVX2)"] = best_ms([lambda m=m: m(x) for m in blocks])
     for name, layers in torchao_layers(weights).items():
         cells[name] = best_ms([lambda m=m: m(x) for m in layers])
     return [f"{n}x{k}", *(f"{v:.3f} ({cells['fp32'] / v:.2f}x)" for v in cells.values())], list(cells)

@@ -1,0 +1,182 @@
+/* int8 / int4 block-quantized matmul for x86 CPUs with AVX2 + FMA + F16C (billion/core/native.py).
+ *
+ * Decode on a CPU is bound by the bytes of weight read per token, so weights are stored in blocks of
+ * 32 along the input dimension with an fp16 scale (llama.cpp's Q8_0 / Q4_1 layouts): 8.5 or 5 bits
+ * per weight. Activations are quantized to int8 per block of 32 on the fly, so the inner product is
+ * an integer one (maddubs: 32 multiply-adds per instruction) and one fp32 FMA per block.
+ * Threads: OpenMP, in the same libgomp torch loaded (one pool, no two runtimes spinning).
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <math.h>
+
+#define QK 32
+
+/* Per row of the weight: the row's fp16 block scales (int4: then its fp16 block minimums), then its
+ * quantized values (int4: byte j of a block holds element j low and element j + 16 high). Scales apart
+ * from the values let eight of them convert in one instruction. Activations per row: nb fp32 scales,
+ * nb fp32 scaled sums (d * sum(q), for int4's minimums), then nb * 32 int8 values. */
+int billion_block_sizes(int which) {
+    return which == 4 ? 4 + QK / 2 : which == 8 ? 2 + QK : 8 + QK;
+}
+
+static inline float hsum(__m256 v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+static inline int hsum_i32(__m256i v) {
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4E));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xB1));
+    return _mm_cvtsi128_si32(x);
+}
+
+/* One block of 32 floats to int8 with the block's absolute maximum as 127. */
+static void quantize_block(const float *x, int8_t *q_out, float *d_out, float *s_out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(x + 8 * i);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float top = _mm_cvtss_f32(m);
+    const float d = top / 127.0f;
+    const __m256 id = _mm256_set1_ps(top > 0.0f ? 127.0f / top : 0.0f);
+    __m256i q[4];
+    for (int i = 0; i < 4; i++)
+        q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const int total = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    /* packs interleave the 128-bit lanes: the permute puts the 32 bytes back in order */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q_out, p);
+    *d_out = d;
+    *s_out = d * (float)total;
+}
+
+void billion_quantize_act(const float *x, int64_t rows, int64_t k, uint8_t *out, int threads) {
+    const int64_t nb = k / QK;
+    #pragma omp parallel for num_threads(threads) schedule(static) if (rows * k >= 65536)
+    for (int64_t i = 0; i < rows * nb; i++) {
+        uint8_t *row = out + (i / nb) * nb * (8 + QK);
+        const int64_t b = i % nb;
+        quantize_block(x + i * QK, (int8_t *)(row + 8 * nb) + b * QK, (float *)row + b, (float *)row + nb + b);
+    }
+}
+
+/* Eight block scales (fp16 weight x fp32 activation) at once, kept in memory for broadcasts. */
+static inline void scales8(const uint16_t *wd, const float *ad, float *out) {
+    const __m256 w = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)wd));
+    _mm256_storeu_ps(out, _mm256_mul_ps(w, _mm256_loadu_ps(ad)));
+}
+
+static inline __m256i q4_block(const uint8_t *q, const int8_t *a) {
+    const __m128i r = _mm_loadu_si128((const __m128i *)q);
+    const __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(r, 4), r), _mm256_set1_epi8(0x0F));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)a)), _mm256_set1_epi16(1));
+}
+
+static inline __m256i q8_block(const int8_t *q, const int8_t *a) {
+    /* maddubs multiplies unsigned by signed: |w| times a with w's sign (|q| <= 127: no saturation) */
+    const __m256i w = _mm256_loadu_si256((const __m256i *)q);
+    const __m256i x = _mm256_loadu_si256((const __m256i *)a);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
+}
+
+static float dot_q4(const uint8_t *row, const uint8_t *act, int64_t nb) {
+    const uint16_t *wd = (const uint16_t *)row, *wm = wd + nb;
+    const uint8_t *wq = row + 4 * nb;
+    const float *ad = (const float *)act, *as = ad + nb;
+    const int8_t *aq = (const int8_t *)(act + 8 * nb);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 mins = _mm256_setzero_ps();
+    float sc[8];
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        scales8(wd + b, ad + b, sc);
+        mins = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wm + b))), _mm256_loadu_ps(as + b), mins);
+        for (int i = 0; i < 8; i++)
+            acc[i & 3] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + i),
+                                         _mm256_cvtepi32_ps(q4_block(wq + (b + i) * (QK / 2), aq + (b + i) * QK)), acc[i & 3]);
+    }
+    float tail = 0.0f;
+    for (; b < nb; b++) {
+        acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(wd[b]) * ad[b]),
+                                 _mm256_cvtepi32_ps(q4_block(wq + b * (QK / 2), aq + b * QK)), acc[0]);
+        tail += _cvtsh_ss(wm[b]) * as[b];
+    }
+    return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + hsum(mins) + tail;
+}
+
+static float dot_q8(const uint8_t *row, const uint8_t *act, int64_t nb) {
+    const uint16_t *wd = (const uint16_t *)row;
+    const int8_t *wq = (const int8_t *)(row + 2 * nb);
+    const float *ad = (const float *)act;
+    const int8_t *aq = (const int8_t *)(act + 8 * nb);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float sc[8];
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        scales8(wd + b, ad + b, sc);
+        for (int i = 0; i < 8; i++)
+            acc[i & 3] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + i),
+                                         _mm256_cvtepi32_ps(q8_block(wq + (b + i) * QK, aq + (b + i) * QK)), acc[i & 3]);
+    }
+    for (; b < nb; b++)
+        acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(wd[b]) * ad[b]),
+                                 _mm256_cvtepi32_ps(q8_block(wq + b * QK, aq + b * QK)), acc[0]);
+    return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+}
+
+/* y[m, n] = sum_k W[n, k] x[m, k]: rows of W handed to threads 64 at a time (dynamic, so a thread
+ * the OS pauses on a shared machine does not hold the others at the barrier); a row (1-3 KB) stays
+ * in L1 while it meets every activation row. */
+void billion_q4_matmul(const uint8_t *w, int64_t n, int64_t k, const uint8_t *a, int64_t rows,
+                       float *y, int threads) {
+    const int64_t nb = k / QK, wrow = nb * (4 + QK / 2), arow = nb * (8 + QK);
+    #pragma omp parallel for num_threads(threads) schedule(dynamic, 64)
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t m = 0; m < rows; m++) y[m * n + j] = dot_q4(w + j * wrow, a + m * arow, nb);
+}
+
+void billion_q8_matmul(const uint8_t *w, int64_t n, int64_t k, const uint8_t *a, int64_t rows,
+                       float *y, int threads) {
+    const int64_t nb = k / QK, wrow = nb * (2 + QK), arow = nb * (8 + QK);
+    #pragma omp parallel for num_threads(threads) schedule(dynamic, 64)
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t m = 0; m < rows; m++) y[m * n + j] = dot_q8(w + j * wrow, a + m * arow, nb);
+}
+
+/* The float weight back, for prefill through a BLAS GEMM and for checks. */
+void billion_q4_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, int threads) {
+    const int64_t nb = k / QK, wrow = nb * (4 + QK / 2);
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t j = 0; j < n; j++) {
+        const uint16_t *wd = (const uint16_t *)(w + j * wrow), *wm = wd + nb;
+        const uint8_t *wq = w + j * wrow + 4 * nb;
+        for (int64_t b = 0; b < nb; b++) {
+            const float d = _cvtsh_ss(wd[b]), m = _cvtsh_ss(wm[b]);
+            float *o = out + j * k + b * QK;
+            for (int i = 0; i < QK / 2; i++) {
+                o[i] = d * (float)(wq[b * QK / 2 + i] & 0x0F) + m;
+                o[i + QK / 2] = d * (float)(wq[b * QK / 2 + i] >> 4) + m;
+            }
+        }
+    }
+}
+
+void billion_q8_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, int threads) {
+    const int64_t nb = k / QK, wrow = nb * (2 + QK);
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t j = 0; j < n; j++) {
+        const uint16_t *wd = (const uint16_t *)(w + j * wrow);
+        const int8_t *wq = (const int8_t *)(w + j * wrow + 2 * nb);
+        for (int64_t i = 0; i < k; i++) out[j * k + i] = _cvtsh_ss(wd[i / QK]) * (float)wq[i];
+    }
+}

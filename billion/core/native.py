@@ -1,0 +1,128 @@
+"""billion's block-quantized CPU kernels (kernels/qblocks.c), compiled on first use and called by ctypes.
+
+Why our own: on an AVX2 CPU PyTorch's int4 kernel is compute-bound and fbgemm's int8 needs
+activation smoothing (docs/benchmarks/decode.md). The C file is ~200 lines of AVX2 intrinsics over
+llama.cpp's block layouts; gcc builds it in about a second into ~/.cache/billion/kernels/, keyed by
+the source's hash. Where there is no compiler or no AVX2/FMA/F16C, `library()` is None and the
+PyTorch kernels are used instead (BILLION_NATIVE_KERNELS=0 forces that).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from billion.core.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("kernels") / "qblocks.c"
+FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC")
+CPU_FLAGS = ("avx2", "fma", "f16c")
+QK = 32
+#: bytes per block of 32: weights int4 (fp16 scale + fp16 min + 16 bytes), int8 (fp16 scale + 32),
+#: activations (fp32 scale + fp32 scaled sum + 32)
+BLOCK_BYTES = {4: 20, 8: 34, "act": 40}
+_i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+
+
+def cpu_supports(cpuinfo: str | None = None) -> bool:
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), [])
+    return all(flag in flags for flag in CPU_FLAGS)
+
+
+def build(target_dir: Path) -> Path:
+    """Compile the kernels (once per source version) and return the shared library's path."""
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    target = target_dir / f"qblocks-{digest}.so"
+    if target.is_file():
+        return target
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if not compiler:
+        raise OSError("no C compiler (gcc) on PATH")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target_dir) as work:  # atomic: concurrent builds never see half a file
+        partial = Path(work) / target.name
+        done = subprocess.run([compiler, *FLAGS, "-o", str(partial), str(SOURCE)],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise OSError(f"{compiler} failed: {done.stderr.strip()[-400:]}")
+        os.replace(partial, target)
+    return target
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    lib.billion_quantize_act.argtypes = [_ptr, _i64, _i64, _ptr, _int]
+    for name in ("billion_q4_matmul", "billion_q8_matmul"):
+        getattr(lib, name).argtypes = [_ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
+    for name in ("billion_q4_dequantize", "billion_q8_dequantize"):
+        getattr(lib, name).argtypes = [_ptr, _i64, _i64, _ptr, _int]
+    lib.billion_block_sizes.argtypes = [_int]
+    if (lib.billion_block_sizes(4), lib.billion_block_sizes(8), lib.billion_block_sizes(0)) != \
+            (BLOCK_BYTES[4], BLOCK_BYTES[8], BLOCK_BYTES["act"]):
+        raise OSError("the compiled block layouts differ from the Python side's")
+    return lib
+
+
+@lru_cache(maxsize=1)
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None where they cannot run here (why is logged)."""
+    if os.environ.get("BILLION_NATIVE_KERNELS", "1") == "0":
+        return None
+    if not cpu_supports():
+        log.info("native kernels off: the CPU lacks one of %s", CPU_FLAGS)
+        return None
+    try:
+        return _declare(ctypes.CDLL(str(build(cache_dir() / "kernels"))))
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("native kernels unavailable (%s): using PyTorch's int8/int4 kernels", exc)
+        return None
+
+
+def available() -> bool:
+    return library() is not None
+
+
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def quantize_activations(x: torch.Tensor) -> torch.Tensor:
+    """(rows, k) float32 contiguous -> (rows, k/32 * 40) bytes of int8 blocks."""
+    rows, k = x.shape
+    out = torch.empty(rows, k // QK * BLOCK_BYTES["act"], dtype=torch.uint8)
+    library().billion_quantize_act(x.data_ptr(), rows, k, out.data_ptr(), _threads())
+    return out
+
+
+def block_matmul(blocks: torch.Tensor, bits: int, k: int, x: torch.Tensor) -> torch.Tensor:
+    """x (rows, k) float32 contiguous times the (n, k) block-quantized weight's transpose: (rows, n)."""
+    acts = quantize_activations(x)
+    n, rows = blocks.shape[0], x.shape[0]
+    y = torch.empty(rows, n, dtype=torch.float32)
+    kernel = library().billion_q4_matmul if bits == 4 else library().billion_q8_matmul
+    kernel(blocks.data_ptr(), n, k, acts.data_ptr(), rows, y.data_ptr(), _threads())
+    return y
+
+
+def dequantize(blocks: torch.Tensor, bits: int, k: int) -> torch.Tensor:
+    """The (n, k) float32 weight the blocks stand for."""
+    out = torch.empty(blocks.shape[0], k, dtype=torch.float32)
+    kernel = library().billion_q4_dequantize if bits == 4 else library().billion_q8_dequantize
+    kernel(blocks.data_ptr(), blocks.shape[0], k, out.data_ptr(), _threads())
+    return out

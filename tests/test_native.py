@@ -1,0 +1,53 @@
+"""Building and loading billion's C kernels, and the fallback when they cannot run."""
+
+import os
+import stat
+
+import pytest
+
+from billion.core import native
+from billion.core.quant import default_kernel, scheme_for
+
+
+def test_cpu_flags_decide_support():
+    assert native.cpu_supports("processor : 0\nflags : fpu sse2 avx avx2 fma f16c bmi2\n")
+    assert not native.cpu_supports("processor : 0\nflags : fpu sse2 avx fma f16c\n")  # no avx2
+    assert not native.cpu_supports("processor : 0\n")
+
+
+@pytest.mark.skipif(not native.cpu_supports(), reason="needs AVX2/FMA/F16C")
+def test_build_compiles_once_per_source_version(tmp_path):
+    first = native.build(tmp_path)
+    mtime = first.stat().st_mtime_ns
+    assert native.build(tmp_path) == first and first.stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no half-written files left
+
+
+def test_a_broken_compiler_names_itself(tmp_path, monkeypatch):
+    fake = tmp_path / "cc"
+    fake.write_text("#!/bin/sh\necho 'cc: fatal error: no space' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("CC", str(fake))
+    with pytest.raises(OSError, match="no space"):
+        native.build(tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_switched_off_the_torch_kernels_are_used(monkeypatch):
+    monkeypatch.setenv("BILLION_NATIVE_KERNELS", "0")
+    native.library.cache_clear()
+    try:
+        assert native.library() is None and default_kernel() == "torch"
+        assert scheme_for("int8").kernel == "torch" and "fbgemm" in scheme_for("int8").label
+    finally:
+        monkeypatch.delenv("BILLION_NATIVE_KERNELS")
+        native.library.cache_clear()
+    assert (native.library() is not None) == native.cpu_supports() or os.environ.get("CC")
+
+
+def test_block_scheme_is_keyed_apart_from_the_torch_one():
+    if not native.available():
+        pytest.skip("no block kernels here")
+    blocks, torch_int8 = scheme_for("int8"), scheme_for("int8", kernel="torch")
+    assert blocks.kernel == "blocks" and blocks.key != torch_int8.key
+    assert scheme_for("int4", group_size=128).kernel == "torch"  # one group size for the blocks

@@ -1,0 +1,118 @@
+"""billion's block kernels against the arithmetic they stand for, computed in PyTorch."""
+
+import pytest
+import torch
+from torch import nn
+
+from billion.core import native
+from billion.core.quant_blocks import KERNEL_ROWS, BlockLinear, quantize_blocks
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="the block kernels need AVX2/FMA/F16C and gcc")
+
+
+def reference_blocks(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """What the blocks should decode to, from the layout's definition (scales apart from values)."""
+    n, k = weight.shape
+    nb = k // 32
+    blocks = quantize_blocks(weight, bits)
+    scales = blocks[:, :2 * nb].contiguous().view(torch.float16).float()
+    if bits == 8:
+        values = blocks[:, 2 * nb:].contiguous().view(torch.int8).float().reshape(n, nb, 32)
+        return (values * scales[..., None]).reshape(n, k)
+    mins = blocks[:, 2 * nb:4 * nb].contiguous().view(torch.float16).float()
+    packed = blocks[:, 4 * nb:].reshape(n, nb, 16)
+    values = torch.cat([packed & 0x0F, packed >> 4], -1).float()
+    return (values * scales[..., None] + mins[..., None]).reshape(n, k)
+
+
+def reference_activations(x: torch.Tensor) -> torch.Tensor:
+    """x after int8 quantization per block of 32 (absolute maximum as 127, round half to even)."""
+    groups = x.reshape(x.shape[0], -1, 32)
+    scale = groups.abs().amax(-1, keepdim=True) / 127
+    return (torch.round(groups / torch.where(scale > 0, scale, 1)) * scale).reshape(x.shape)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("shape", [(48, 32), (96, 576), (130, 2048)])  # 1, 18 (a tail) and 64 blocks
+def test_blocks_decode_to_the_weight_within_half_a_step(bits, shape):
+    weight = torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * 0.05
+    decoded = reference_blocks(weight, bits)
+    assert torch.equal(native.dequantize(quantize_blocks(weight, bits), bits, shape[1]), decoded)
+    groups = weight.reshape(shape[0], -1, 32)
+    step = groups.abs().amax(-1) / 127 if bits == 8 else (groups.amax(-1) - groups.amin(-1)) / 15
+    error = (decoded - weight).abs().reshape(shape[0], -1, 32).amax(-1)
+    assert (error <= step * 0.5 * 1.01 + 1e-4).all()  # half a step (fp16 scales add a hair)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("rows", [1, 3, KERNEL_ROWS, KERNEL_ROWS + 5])
+@pytest.mark.parametrize("k", [32, 576, 2048])
+def test_layer_computes_quantized_weight_times_quantized_activations(bits, rows, k):
+    torch.manual_seed(rows + k)
+    linear = nn.Linear(k, 40, bias=True)
+    layer = BlockLinear.from_linear(linear, bits)
+    x = torch.randn(1, rows, k)
+    weight = reference_blocks(linear.weight, bits)
+    with torch.no_grad():
+        got = layer(x)
+        # the integer kernels quantize activations; the prompt path (more rows) runs in float
+        acts = reference_activations(x.reshape(-1, k)) if rows <= KERNEL_ROWS else x.reshape(-1, k)
+        want = (acts @ weight.T + linear.bias).reshape(1, rows, 40)
+        exact = linear(x)
+    assert got.shape == (1, rows, 40)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert (got - exact).norm() / exact.norm() < (0.02 if bits == 8 else 0.12)
+
+
+def test_layer_keeps_the_caller_dtype_and_a_zero_row():
+    linear = nn.Linear(64, 16, bias=False)
+    layer = BlockLinear.from_linear(linear, 4)
+    x = torch.zeros(1, 64, dtype=torch.bfloat16)
+    x[0, :32] = 1.0
+    with torch.no_grad():
+        y = layer(x)
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()  # an all-zero block has scale 0
+    torch.testing.assert_close(y.float(), (x.float() @ reference_blocks(linear.weight, 4).T), rtol=2e-2, atol=2e-2)
+
+
+def test_state_dict_round_trip_gives_the_same_outputs():
+    linear = nn.Linear(96, 24)
+    layer = BlockLinear.from_linear(linear, 8)
+    empty = BlockLinear(96, 24, True, 8)
+    empty.load_state_dict({k: v.clone() for k, v in layer.state_dict().items()})
+    x = torch.randn(1, 96)
+    with torch.no_grad():
+        assert torch.equal(layer(x), empty(x))
+
+
+def test_embedding_rows_decode_with_the_table_scale():
+    from billion.core.quant_blocks import BlockEmbedding
+
+    table = nn.Embedding(50, 64, padding_idx=0)
+    table.embed_scale = torch.tensor(8.0)  # Gemma scales its embeddings by sqrt(hidden)
+    quant = BlockEmbedding.from_embedding(table)
+    ids = torch.tensor([[3, 0, 49], [7, 7, 1]])
+    want = reference_blocks(table.weight, 8)[ids] * 8.0
+    with torch.no_grad():
+        got = quant(ids)
+    assert got.shape == (2, 3, 64) and torch.equal(got, want)
+    assert quant.blocks.numel() == 50 * 2 * 34  # 34 bytes per 32 values
+
+
+def test_quantized_model_stores_its_tied_embedding_as_blocks(tokenizer):
+    from tiny_models import tiny_llama
+
+    from billion.core.quant import quantize_model
+    from billion.core.quant_blocks import BlockEmbedding
+
+    model = tiny_llama(len(tokenizer), seed=5)
+    model.config.tie_word_embeddings = True
+    model.lm_head.weight = model.model.embed_tokens.weight
+    ids = torch.tensor([[1, 5, 9, 12]])
+    with torch.no_grad():
+        before = model(ids).logits
+        quant = quantize_model(model, "int8", kernel="blocks")
+        after = quant(ids).logits
+    assert isinstance(quant.get_input_embeddings(), BlockEmbedding)
+    assert isinstance(quant.lm_head, BlockLinear)
+    assert ((after - before).norm() / before.norm()) < 0.05
