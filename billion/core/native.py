@@ -72,6 +72,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         getattr(lib, name).argtypes = [_ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
     for name in ("billion_q4_dequantize", "billion_q8_dequantize"):
         getattr(lib, name).argtypes = [_ptr, _i64, _i64, _ptr, _int]
+    lib.billion_linear.argtypes = [_int, _ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
     lib.billion_block_sizes.argtypes = [_int]
     if (lib.billion_block_sizes(4), lib.billion_block_sizes(8), lib.billion_block_sizes(0)) != \
             (BLOCK_BYTES[4], BLOCK_BYTES[8], BLOCK_BYTES["act"]):
@@ -112,11 +113,10 @@ def quantize_activations(x: torch.Tensor) -> torch.Tensor:
 
 def block_matmul(blocks: torch.Tensor, bits: int, k: int, x: torch.Tensor) -> torch.Tensor:
     """x (rows, k) float32 contiguous times the (n, k) block-quantized weight's transpose: (rows, n)."""
-    acts = quantize_activations(x)
     n, rows = blocks.shape[0], x.shape[0]
     y = torch.empty(rows, n, dtype=torch.float32)
-    kernel = library().billion_q4_matmul if bits == 4 else library().billion_q8_matmul
-    kernel(blocks.data_ptr(), n, k, acts.data_ptr(), rows, y.data_ptr(), _threads())
+    if library().billion_linear(bits, blocks.data_ptr(), n, k, x.data_ptr(), rows, y.data_ptr(), _threads()):
+        raise MemoryError(f"no memory for the int8 activations of a {rows} x {k} input")
     return y
 
 

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdlib.h>
 
 #define QK 32
 
@@ -179,4 +180,17 @@ void billion_q8_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, i
         const int8_t *wq = (const int8_t *)(w + j * wrow + 2 * nb);
         for (int64_t i = 0; i < k; i++) out[j * k + i] = _cvtsh_ss(wd[i / QK]) * (float)wq[i];
     }
+}
+
+/* Quantize the activations and multiply, in one call from Python (decode calls this ~150 times a
+ * token: one foreign call and no tensor allocation for the int8 activations). */
+int billion_linear(int bits, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t rows,
+                   float *y, int threads) {
+    uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (k / QK) * (8 + QK)));
+    if (!acts) return 1;
+    billion_quantize_act(x, rows, k, acts, threads);
+    if (bits == 4) billion_q4_matmul(w, n, k, acts, rows, y, threads);
+    else billion_q8_matmul(w, n, k, acts, rows, y, threads);
+    free(acts);
+    return 0;
 }
