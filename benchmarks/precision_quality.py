@@ -10,6 +10,7 @@
     # 3. this file:
     .venv/bin/python benchmarks/precision_quality.py --db quality.sqlite3 --speed decode.json
     # new speeds only (keeps the committed quality rows): --keep-quality instead of --db
+    # some precisions rerun (e.g. after a kernel change): --db new.sqlite3 --keep-quality
 
 Speed rows of random-weight models (benchmarks/decode.py's 1.1B-class configs) go into
 "speed_only": they have no quality figure but count in "auto"'s speed rule.
@@ -87,15 +88,18 @@ def kept_quality() -> dict[tuple[str, str], dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--db", type=Path, help="a store holding the offline-suite runs")
-    source.add_argument("--keep-quality", action="store_true", help="the committed file's quality rows")
+    parser.add_argument("--db", type=Path, help="a store holding the offline-suite runs")
+    parser.add_argument("--keep-quality", action="store_true",
+                        help="the committed file's quality rows (with --db: the rows it has no run for)")
     parser.add_argument("--speed", type=Path, nargs="*", default=[],
                         help="benchmarks/decode.py --json outputs")
     parser.add_argument("--out", type=Path, default=QUALITY_FILE)
     parser.add_argument("--note", default="", help="anything a reader must know about the runs")
     args = parser.parse_args()
-    quality = kept_quality() if args.keep_quality else quality_from_store(args.db)
+    if not (args.db or args.keep_quality):
+        parser.error("give --db, --keep-quality or both")
+    quality = kept_quality() if args.keep_quality else {}
+    quality.update(quality_from_store(args.db) if args.db else {})
     speeds = speeds_from(args.speed)
     rows = quality_rows_with(quality, speeds)
     speed_only = tuple(SpeedRow(m, p, tok_s) for (m, p), (tok_s, random_weights) in sorted(speeds.items())
