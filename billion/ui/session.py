@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.context import Context
 from gradio.utils import get_upload_folder
 
 from billion.context import AppContext
@@ -35,9 +36,22 @@ def session_secret(folder: Path) -> str:
     return path.read_text().strip()
 
 
+def at_page_level(make: Callable[[], Any]) -> Any:
+    """make() with the page, not the current tab, as the parent: Gradio mounts a tab's children only
+    when the tab is first opened, and a BrowserState not mounted yet reads as its default, so the
+    page's load event would replace the stored token with a new one (and lose what it kept)."""
+    here = Context.block
+    Context.block = Context.root_block or here
+    try:
+        return make()
+    finally:
+        Context.block = here
+
+
 def page_token(ctx: AppContext, storage_key: str) -> tuple[gr.BrowserState, gr.State]:
     """(the token in the browser, the same token in a server-side State once the page loaded)."""
-    stored = gr.BrowserState("", storage_key=storage_key, secret=session_secret(ctx.settings.data_dir))
+    secret = session_secret(ctx.settings.data_dir)
+    stored = at_page_level(lambda: gr.BrowserState("", storage_key=storage_key, secret=secret))
     return stored, gr.State(None)
 
 

@@ -29,6 +29,7 @@ from billion.ui.common import (bind, default_model, discard_upload, friendly_err
 from billion.ui.trainer_runs import (SETTING_FIELDS, attach, discard_run, gpu_slice, identify, list_runs,
                                      poll, resume_run, send_to_arena, slice_duration, start_training,
                                      stop_run, train_api, train_in_slices)
+from billion.ui.session import at_page_level
 from billion.ui.trainer_session import session_trainer
 from billion.ui.trainer_view import (answers_frame, highlighted, histogram_figure, preview_markdown,
                                      problems_frame, report_markdown)
@@ -195,8 +196,8 @@ def build_trainer_tab(ctx: AppContext) -> None:
     if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`: runs follow the login
         gr.LoginButton()
     state = dict(dataset=gr.State(None), seen=gr.State([]), owner=gr.State(None),
-                 token=gr.BrowserState("", storage_key=OWNER_STORAGE_KEY,
-                                       secret=owner_secret(ctx.settings.data_dir)))
+                 token=at_page_level(lambda: gr.BrowserState("", storage_key=OWNER_STORAGE_KEY,
+                                                             secret=owner_secret(ctx.settings.data_dir))))
     data, settings, preview, run = _data_section(), _settings_section(choices), _preview_section(), _run_section()
     _wire_data(ctx, state, data, settings, preview, run)
     _wire_runs(ctx, state, data, settings, run)
