@@ -386,10 +386,10 @@ def test_trainer_form_and_file_survive_a_reload(page):
     expect(panel.get_by_label("Max steps (0 = use epochs)", exact=True)).to_have_value("7")
     expect(panel.get_by_label("Held-out prompts for before/after (one per line)")).to_have_value(
         "Where is the treasure?")
-    expect(panel.get_by_text("pirate.jsonl").first).to_be_visible(timeout=MINUTE)
+    expect(panel.get_by_role("cell", name="pirate.jsonl")).to_be_visible(timeout=MINUTE)
     expect(panel.get_by_text(re.compile(r"100 of 100"))).to_be_visible(timeout=MINUTE)
     expect(panel.get_by_role("button", name="Start training")).to_be_enabled()
     panel = forget_browser(page, "billion-trainer-owner", "LoRA trainer")
     page.wait_for_timeout(1500)
     expect(panel.get_by_label("Max steps (0 = use epochs)", exact=True)).not_to_have_value("7")
-    expect(panel.get_by_text("pirate.jsonl")).to_have_count(0)
+    expect(panel.get_by_role("cell", name="pirate.jsonl")).to_have_count(0)

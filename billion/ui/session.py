@@ -95,4 +95,4 @@ def upload_copy(kept: Path) -> str:
     (Gradio refuses to show files from elsewhere, such as the data folder)."""
     folder = Path(get_upload_folder()) / f"restored-{secrets.token_hex(8)}"
     folder.mkdir(parents=True, exist_ok=True)
-    return shutil.copy2(kept, folder / kept.name)
+    return str(shutil.copy2(kept, folder / kept.name))

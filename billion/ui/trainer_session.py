@@ -1,7 +1,7 @@
 """The trainer's form and chosen data file across a reload (issue 14, fix 3).
 
 Keyed by the browser's owner token (billion.ui.trainer_runs.identify keeps it in a gr.BrowserState):
-each change of a field saves the form; an upload that reads is copied under the data folder
+each edit of a field saves the form; an upload that reads is copied under the data folder
 (billion.store.session_state, size-capped); the page's load sets the fields and the file again,
 which re-reads the file as a fresh upload would.
 """
@@ -60,7 +60,10 @@ def session_trainer(ctx: AppContext, token: gr.BrowserState, fields: dict, choic
     def restore(key):
         return restore_form(ctx, names, {value for _, value in choices}, key)
 
-    gr.on([c.change for c in components], save, [token, *components], None, api_name=False, queue=False,
+    # A person's edits only (a restore, or a control mounting late, must not save over the form); a
+    # text box also on blur: at .input its value can still lag the last keystroke
+    edits = [c.input for c in components] + [c.blur for c in components if isinstance(c, gr.Textbox)]
+    gr.on(edits, save, [token, *components], None, api_name=False, queue=False,
           show_progress="hidden")
     checked.then(lambda key, path, data: keep_upload(ctx, key, path, data), [token, upload, dataset], None,
                  api_name=False, show_progress="hidden")
