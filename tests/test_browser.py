@@ -393,3 +393,37 @@ def test_trainer_form_and_file_survive_a_reload(page):
     page.wait_for_timeout(1500)
     expect(panel.get_by_label("Max steps (0 = use epochs)", exact=True)).not_to_have_value("7")
     expect(panel.get_by_role("cell", name="pirate.jsonl")).to_have_count(0)
+
+
+# ---- issue 14: the phone layout --------------------------------------------------------------------
+
+TABS = ("Chat", "Arena", "Leaderboard", "Speculative race", "LoRA trainer")
+
+
+def test_phone_every_tab_reachable_and_the_arena_prompt_on_the_first_screen(browser, url):
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        phone.goto(url)
+        expect(phone.get_by_role("tab", name="Chat")).to_be_visible(timeout=MINUTE)
+        expect(phone.get_by_role("button", name="More tabs")).to_have_count(0)  # nothing behind "…"
+        for name in (*TABS[1:], TABS[0]):
+            tab = phone.get_by_role("tab", name=name)
+            expect(tab).to_be_visible()
+            box = tab.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (name, box)
+            tab.click()
+            expect(tab).to_have_attribute("aria-selected", "true")
+        open_tab(phone, "Arena")
+        prompt = phone.get_by_placeholder("Ask both models something…")
+        expect(prompt).to_be_visible()
+        top, answers = prompt.bounding_box()["y"], phone.get_by_test_id("chatbot").first.bounding_box()
+        assert top + 40 <= 844, f"the Arena prompt starts {top:.0f} px down, below the first screen"
+        assert answers is None or top < answers["y"], "the prompt sits below the empty answer panels"
+        # A dropdown's text ends before its arrow.
+        model = open_tab(phone, "Chat").get_by_label("Model", exact=True).first
+        text_end, arrow = model.evaluate("e => [e.getBoundingClientRect().right - parseFloat("
+                                         "getComputedStyle(e).paddingRight), e.parentElement"
+                                         ".querySelector('.icon-wrap').getBoundingClientRect().left]")
+        assert text_end <= arrow + 1, (text_end, arrow)
+    finally:
+        phone.close()

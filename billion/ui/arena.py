@@ -218,14 +218,14 @@ def build_arena_tab(ctx: AppContext) -> None:
     gr.Markdown("Two anonymous models answer your prompt. Vote for the better answer; the names "
                 "are revealed after your vote. Answers that name their own model are flagged and "
                 "left out of the ratings.")
-    with gr.Row():
+    with gr.Row(elem_classes="arena-answers"):
         chat_left = gr.Chatbot(label=public_label("left"), height=360)
         chat_right = gr.Chatbot(label=public_label("right"), height=360)
     status = gr.Markdown("Ask a prompt to start.", label="Status")
     with gr.Row():
         vote_buttons = [gr.Button(text, interactive=False) for text, _ in VOTE_CHOICES]
     revealed = gr.Markdown(label="Revealed")
-    with gr.Row():
+    with gr.Row(elem_classes="arena-prompt"):
         prompt = gr.Textbox(placeholder=PROMPT_PLACEHOLDER, label="Prompt",
                             show_label=False, scale=6, max_lines=8,
                             max_length=ctx.limits.arena_prompt_chars)
