@@ -401,7 +401,8 @@ TABS = ("Chat", "Arena", "Leaderboard", "Speculative race", "LoRA trainer")
 
 
 def test_phone_every_tab_reachable_and_the_arena_prompt_on_the_first_screen(browser, url):
-    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    phone = browser.new_page()
+    phone.set_viewport_size({"width": 390, "height": 844})
     try:
         phone.goto(url)
         expect(phone.get_by_role("tab", name="Chat")).to_be_visible(timeout=MINUTE)
@@ -416,7 +417,7 @@ def test_phone_every_tab_reachable_and_the_arena_prompt_on_the_first_screen(brow
         open_tab(phone, "Arena")
         prompt = phone.get_by_placeholder("Ask both models something…")
         expect(prompt).to_be_visible()
-        top, answers = prompt.bounding_box()["y"], phone.get_by_test_id("chatbot").first.bounding_box()
+        top, answers = prompt.bounding_box()["y"], phone.locator(".arena-answers").bounding_box()
         assert top + 40 <= 844, f"the Arena prompt starts {top:.0f} px down, below the first screen"
         assert answers is None or top < answers["y"], "the prompt sits below the empty answer panels"
         # A dropdown's text ends before its arrow.
