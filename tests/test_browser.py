@@ -320,20 +320,23 @@ def forget_browser(page, storage_key: str, tab: str):
     return reload(page, tab)
 
 
+@pytest.mark.slow  # ~20 s: the suite stays under 10 minutes (tests/test_ui_session.py runs the parts)
 def test_chat_history_survives_a_reload_even_mid_stream(page):
     panel = open_tab(page, "Chat")
+    panel.get_by_role("button", name="Clear", exact=True).click()  # an earlier test's chat comes back too
+    expect(panel.get_by_test_id("bot")).to_have_count(0)
     panel.get_by_role("button", name="Generation settings").click()
     set_number(panel, "Temperature (0 = greedy)", 0)
     set_number(panel, "Max new tokens", 160)
     panel.get_by_placeholder("Ask something…").fill("Tell me about the history of Paris.")
     panel.get_by_role("button", name="Send", exact=True).click()
-    answer = panel.get_by_test_id("bot").first
+    answer = panel.get_by_test_id("bot").last
     expect(answer).to_contain_text(re.compile(r"\w{3}"), timeout=2 * MINUTE)
     seen = answer.inner_text().strip()
     panel = reload(page, "Chat")  # while it streams
-    restored = panel.get_by_test_id("bot").first
+    restored = panel.get_by_test_id("bot").last
     expect(restored).to_contain_text(re.compile(r"\w{3}"), timeout=MINUTE)
-    expect(panel.get_by_test_id("user").first).to_contain_text("history of Paris")
+    expect(panel.get_by_test_id("user").last).to_contain_text("history of Paris")
     text = restored.inner_text().strip()
     assert text.startswith(seen[:20]) or seen.startswith(text[:20]), (seen, text)
     panel = forget_browser(page, "billion-chat-session", "Chat")
@@ -346,6 +349,7 @@ def voted_battles(folder: Path) -> int:
         return con.execute("SELECT COUNT(*) FROM battles WHERE vote IS NOT NULL").fetchone()[0]
 
 
+@pytest.mark.slow  # ~50 s
 def test_an_unvoted_battle_survives_a_reload_and_takes_one_vote(page, app_data):
     panel = open_tab(page, "Arena")
     panel.get_by_role("button", name="Battle settings").click()
@@ -371,6 +375,7 @@ def test_an_unvoted_battle_survives_a_reload_and_takes_one_vote(page, app_data):
     assert voted_battles(app_data) == votes + 1
 
 
+@pytest.mark.slow  # ~35 s
 def test_trainer_form_and_file_survive_a_reload(page):
     panel = open_tab(page, "LoRA trainer")
     panel.locator("input[type=file][accept*=jsonl]").set_input_files(str(SAMPLE))
