@@ -31,10 +31,10 @@ CSS = """
 .provenance-bonus { background: #bde0fe; } .provenance-rejected { text-decoration: line-through; color: #c00; }
 .provenance-accepted, .provenance-correction, .provenance-bonus { color: #111; }
 /* A dropdown's text ends before its arrow (it ran under it), with an ellipsis when cut. */
-.gradio-container .secondary-wrap input[role="combobox"] { padding-right: 28px; text-overflow: ellipsis; }
+.secondary-wrap input[role="combobox"] { padding-right: 28px; text-overflow: ellipsis; }
 /* Phones: a smaller title, and the Arena's prompt (and its buttons) above the empty answer panels. */
 @media (max-width: 640px) {
-  .gradio-container .prose h1 { font-size: 1.35rem !important; }
+  .prose h1 { font-size: 1.2rem !important; }
   :has(> .arena-prompt) > :first-child { order: -2; }
   .arena-prompt, .arena-prompt + .row { order: -1; }
 }
