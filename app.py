@@ -30,6 +30,14 @@ CSS = """
 .provenance-accepted { background: #c8f7c5; } .provenance-correction { background: #ffd6a5; }
 .provenance-bonus { background: #bde0fe; } .provenance-rejected { text-decoration: line-through; color: #c00; }
 .provenance-accepted, .provenance-correction, .provenance-bonus { color: #111; }
+/* A dropdown's text ends before its arrow (it ran under it), with an ellipsis when cut. */
+.secondary-wrap input[role="combobox"] { padding-right: 28px; text-overflow: ellipsis; }
+/* Phones: a smaller title, and the Arena's prompt (and its buttons) above the empty answer panels. */
+@media (max-width: 640px) {
+  .prose h1 { font-size: 1.2rem !important; }
+  :has(> .arena-prompt) > :first-child { order: -2; }
+  .arena-prompt, .arena-prompt + .row { order: -1; }
+}
 """
 
 
@@ -41,16 +49,18 @@ def build_demo(ctx: AppContext | None = None) -> gr.Blocks:
     with gr.Blocks(title="billion", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"# {TITLE}\nEverything here runs on this machine's own hardware; "
                     "figures are measured, published ones are labelled as such.")
-        with gr.Tab("Chat"):
-            build_chat_tab(ctx)
-        with gr.Tab("Arena"):
-            build_arena_tab(ctx)
-        with gr.Tab("Leaderboard"):
-            build_leaderboard_tab(ctx)
-        with gr.Tab("Speculative race"):
-            build_race_tab(ctx)
-        with gr.Tab("LoRA trainer"):
-            build_trainer_tab(ctx)
+        # Wrapping, not a "…" menu: on a phone (390 px) three of the five tabs hid behind it.
+        with gr.Tabs(overflow_behavior="wrap"):
+            with gr.Tab("Chat"):
+                build_chat_tab(ctx)
+            with gr.Tab("Arena"):
+                build_arena_tab(ctx)
+            with gr.Tab("Leaderboard"):
+                build_leaderboard_tab(ctx)
+            with gr.Tab("Speculative race"):
+                build_race_tab(ctx)
+            with gr.Tab("LoRA trainer"):
+                build_trainer_tab(ctx)
     return demo
 
 

@@ -18,6 +18,7 @@ from billion.core.model_cache import ModelCache
 from billion.core.paths import on_space, space_storage
 from billion.core.settings import Settings
 from billion.store.backup import StoreBackup, restore_file
+from billion.store.session_state import SessionStates
 from billion.store.store import Store
 from billion.core.download_jobs import DownloadRegistry
 from billion.train.manager import RunManager
@@ -40,6 +41,8 @@ class AppContext:
     backup: StoreBackup | None = None
     #: voted battles restored from hub_sync when this context opened a store without votes
     restored_votes: int = 0
+    #: what each browser had on screen (chat, open battle, trainer form), for a reload
+    sessions: SessionStates | None = None
 
     @property
     def limits(self) -> Limits:
@@ -68,6 +71,8 @@ class AppContext:
             self.backup.close()  # a last copy, while the store is still open
         self.models.clear()
         self.store.close()
+        if self.sessions is not None:
+            self.sessions.close()
 
 
 def build_context(settings: Settings | None = None, models: ModelCache | None = None) -> AppContext:
@@ -89,4 +94,6 @@ def build_context(settings: Settings | None = None, models: ModelCache | None = 
                       checkpoint_s=settings.train_checkpoint_s)
     runs.recover()  # runs whose process ended with an earlier app become "interrupted"
     return AppContext(settings=settings, store=store, models=models, runs=runs, hub=HubProbe(),
-                      hub_sync=copy, backup=backup, restored_votes=restored)
+                      hub_sync=copy, backup=backup, restored_votes=restored,
+                      sessions=SessionStates(settings.data_dir / "sessions.sqlite3",
+                                             settings.data_dir / "sessions"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import zipfile
 from pathlib import Path
 
@@ -50,9 +51,15 @@ def shots(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory, request):
+def app_data(tmp_path_factory) -> Path:
+    """The app's data folder (its votes.sqlite3 and sessions.sqlite3)."""
+    return tmp_path_factory.mktemp("browser-app")
+
+
+@pytest.fixture(scope="module")
+def url(app_data, request):
     _require_chromium()
-    data = tmp_path_factory.mktemp("browser-app")
+    data = app_data
     # The offline SmolLM2 behind `transformers serve` as an endpoint model, where the server runs.
     env = {}
     try:
@@ -297,3 +304,132 @@ def test_leaderboard_renders_and_a_small_run_completes(page, shots):
     expect(quick.get_by_role("gridcell", name="smollm2-135m", exact=True).first).to_be_visible()
     shot(page, shots, "leaderboard")
 
+
+
+# ---- issue 14, fix 3: what a reload brings back; a token from another browser gets nothing -----------
+
+def reload(page, tab: str):
+    page.reload()
+    expect(page.get_by_role("tab", name="Chat")).to_be_visible(timeout=MINUTE)
+    return open_tab(page, tab)
+
+
+def forget_browser(page, storage_key: str, tab: str):
+    """Drop this browser's token for a tab: the page then is what another browser sees."""
+    page.evaluate(f"localStorage.removeItem({storage_key!r})")
+    return reload(page, tab)
+
+
+@pytest.mark.slow  # ~20 s: the suite stays under 10 minutes (tests/test_ui_session.py runs the parts)
+def test_chat_history_survives_a_reload_even_mid_stream(page):
+    panel = open_tab(page, "Chat")
+    panel.get_by_role("button", name="Clear", exact=True).click()  # an earlier test's chat comes back too
+    expect(panel.get_by_test_id("bot")).to_have_count(0)
+    panel.get_by_role("button", name="Generation settings").click()
+    set_number(panel, "Temperature (0 = greedy)", 0)
+    set_number(panel, "Max new tokens", 160)
+    panel.get_by_placeholder("Ask something…").fill("Tell me about the history of Paris.")
+    panel.get_by_role("button", name="Send", exact=True).click()
+    answer = panel.get_by_test_id("bot").last
+    expect(answer).to_contain_text(re.compile(r"\w{3}"), timeout=2 * MINUTE)
+    seen = answer.inner_text().strip()
+    panel = reload(page, "Chat")  # while it streams
+    restored = panel.get_by_test_id("bot").last
+    expect(restored).to_contain_text(re.compile(r"\w{3}"), timeout=MINUTE)
+    expect(panel.get_by_test_id("user").last).to_contain_text("history of Paris")
+    text = restored.inner_text().strip()
+    assert text.startswith(seen[:20]) or seen.startswith(text[:20]), (seen, text)
+    panel = forget_browser(page, "billion-chat-session", "Chat")
+    page.wait_for_timeout(1500)  # the load event has run by then
+    expect(panel.get_by_test_id("bot")).to_have_count(0)
+
+
+def voted_battles(folder: Path) -> int:
+    with sqlite3.connect(folder / "votes.sqlite3") as con:
+        return con.execute("SELECT COUNT(*) FROM battles WHERE vote IS NOT NULL").fetchone()[0]
+
+
+@pytest.mark.slow  # ~50 s
+def test_an_unvoted_battle_survives_a_reload_and_takes_one_vote(page, app_data):
+    panel = open_tab(page, "Arena")
+    panel.get_by_role("button", name="Battle settings").click()
+    set_number(panel, "Max new tokens", 12)
+    panel.get_by_placeholder("Ask both models something…").fill("Name a fruit that is green.")
+    panel.get_by_role("button", name="Send", exact=True).click()
+    expect(panel.get_by_role("button", name="A is better")).to_be_enabled(timeout=2 * MINUTE)
+    answers = [a.inner_text() for a in panel.get_by_test_id("bot").all()]
+    votes = voted_battles(app_data)
+    panel = reload(page, "Arena")
+    a_is_better = panel.get_by_role("button", name="A is better")
+    expect(a_is_better).to_be_enabled(timeout=MINUTE)
+    expect(panel.get_by_test_id("bot")).to_have_count(2)
+    assert [a.inner_text() for a in panel.get_by_test_id("bot").all()] == answers
+    assert "smollm2" not in panel.inner_text().lower().split("ratings")[0]  # still blind
+    a_is_better.click()
+    expect(panel.get_by_text("Your vote:")).to_be_visible(timeout=MINUTE)
+    assert voted_battles(app_data) == votes + 1
+    panel = reload(page, "Arena")  # voted: nothing comes back, nothing to vote on twice
+    page.wait_for_timeout(1500)
+    expect(panel.get_by_test_id("bot")).to_have_count(0)
+    expect(panel.get_by_role("button", name="A is better")).to_be_disabled()
+    assert voted_battles(app_data) == votes + 1
+
+
+@pytest.mark.slow  # ~35 s
+def test_trainer_form_and_file_survive_a_reload(page):
+    panel = open_tab(page, "LoRA trainer")
+    panel.locator("input[type=file][accept*=jsonl]").set_input_files(str(SAMPLE))
+    expect(panel.get_by_text(re.compile(r"100 of 100"))).to_be_visible(timeout=MINUTE)
+    set_number(panel, "Max steps (0 = use epochs)", 7)
+    set_number(panel, "Cutoff (tokens per example)", 96)
+    prompts = panel.get_by_label("Held-out prompts for before/after (one per line)")
+    prompts.fill("Where is the treasure?")
+    prompts.blur()
+    page.wait_for_timeout(1500)  # the file is copied after it reads
+    panel = reload(page, "LoRA trainer")
+    expect(panel.get_by_label("number input for Cutoff (tokens per example)")).to_have_value("96", timeout=MINUTE)
+    expect(panel.get_by_label("Max steps (0 = use epochs)", exact=True)).to_have_value("7")
+    expect(panel.get_by_label("Held-out prompts for before/after (one per line)")).to_have_value(
+        "Where is the treasure?")
+    expect(panel.get_by_role("cell", name="pirate.jsonl")).to_be_visible(timeout=MINUTE)
+    expect(panel.get_by_text(re.compile(r"100 of 100"))).to_be_visible(timeout=MINUTE)
+    expect(panel.get_by_role("button", name="Start training")).to_be_enabled()
+    panel = forget_browser(page, "billion-trainer-owner", "LoRA trainer")
+    page.wait_for_timeout(1500)
+    expect(panel.get_by_label("Max steps (0 = use epochs)", exact=True)).not_to_have_value("7")
+    expect(panel.get_by_role("cell", name="pirate.jsonl")).to_have_count(0)
+
+
+# ---- issue 14: the phone layout --------------------------------------------------------------------
+
+TABS = ("Chat", "Arena", "Leaderboard", "Speculative race", "LoRA trainer")
+
+
+def test_phone_every_tab_reachable_and_the_arena_prompt_on_the_first_screen(browser, url):
+    phone = browser.new_page()
+    phone.set_viewport_size({"width": 390, "height": 844})
+    try:
+        phone.goto(url)
+        expect(phone.get_by_role("tab", name="Chat")).to_be_visible(timeout=MINUTE)
+        expect(phone.get_by_role("button", name="More tabs")).to_have_count(0)  # nothing behind "…"
+        for name in (*TABS[1:], TABS[0]):
+            tab = phone.get_by_role("tab", name=name)
+            expect(tab).to_be_visible()
+            box = tab.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (name, box)
+            tab.click()
+            expect(tab).to_have_attribute("aria-selected", "true")
+        open_tab(phone, "Arena")
+        prompt = phone.get_by_placeholder("Ask both models something…")
+        expect(prompt).to_be_visible()
+        top, answers = prompt.bounding_box()["y"], phone.locator(".arena-answers").bounding_box()
+        assert top + 40 <= 844, f"the Arena prompt starts {top:.0f} px down, below the first screen"
+        assert answers is None or top < answers["y"], "the prompt sits below the empty answer panels"
+        # A dropdown's text ends before its arrow.
+        model = open_tab(phone, "Chat").get_by_label("Model", exact=True).first
+        text_end, arrow = model.evaluate("e => [e.getBoundingClientRect().right - parseFloat("
+                                         "getComputedStyle(e).paddingRight), e.parentElement"
+                                         ".querySelector('.icon-wrap').getBoundingClientRect().left]")
+        assert text_end <= arrow + 1, (text_end, arrow)
+    finally:
+        phone.close()

@@ -28,6 +28,7 @@ from billion.core.availability import available_aliases
 from billion.core.precision import available_precisions
 from billion.core.errors import BillionError
 from billion.core.sampling import sampling_from
+from billion.ui.arena_session import session_arena
 from billion.ui.arena_view import (View, anonymous_session, battle_view, random_prompt,
                                    reveal_markdown, reveal_record, status_text)
 from billion.ui.arena_ratings import current_ratings, export_voted_battles, ratings_panel, ratings_view
@@ -224,14 +225,14 @@ def _battle_page(ctx: AppContext) -> SimpleNamespace:
     gr.Markdown("Two anonymous models answer your prompt. Vote for the better answer; the names "
                 "are revealed after your vote. Answers that name their own model are flagged and "
                 "left out of the ratings.")
-    with gr.Row():
+    with gr.Row(elem_classes="arena-answers"):
         chat_left = gr.Chatbot(label=public_label("left"), height=360)
         chat_right = gr.Chatbot(label=public_label("right"), height=360)
     status = gr.Markdown("Ask a prompt to start.", label="Status")
     with gr.Row():
         vote_buttons = [gr.Button(text, interactive=False) for text, _ in VOTE_CHOICES]
     revealed = gr.Markdown(label="Revealed")
-    with gr.Row():
+    with gr.Row(elem_classes="arena-prompt"):
         prompt = gr.Textbox(placeholder=PROMPT_PLACEHOLDER, label="Prompt",
                             show_label=False, scale=6, max_lines=8,
                             max_length=ctx.limits.arena_prompt_chars)
@@ -286,10 +287,10 @@ def _wire(ctx: AppContext, battle: gr.State, session_endpoints: gr.State, page: 
     count_plot, refresh, export, files = ratings.count_plot, ratings.refresh, ratings.export, ratings.files
     ratings_out = [summary, table, rating_plot, win_plot, count_plot]
     locked = [*vote_buttons, regen, next_round, send, prompt]
-    control_out = [*locked, chat_left, chat_right]
-    round_out = [chat_left, chat_right, token, status, revealed]
-    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, precision, battle,
-              session_endpoints]
+    control_out, round_out = [*locked, chat_left, chat_right], [chat_left, chat_right, token, status, revealed]
+    session = session_arena(ctx, battle, [*round_out, battle], control_out, controls, bind(ended, ctx))
+    ask_in = [prompt, pool, temperature, top_p, max_new_tokens, seed, live, precision, battle, session_endpoints,
+              session.token]
     vote_out = [revealed, reveal_json, status, battle]
 
     answer = on_device(answer_both, ctx, _answer_seconds)
@@ -297,13 +298,13 @@ def _wire(ctx: AppContext, battle: gr.State, session_endpoints: gr.State, page: 
     rounds = []
     for trigger, name in ((send.click, "arena_battle"), (prompt.submit, False)):
         asked = trigger(lock_controls, None, locked, api_name=False, queue=False) \
-            .then(bind(battle_round, ctx, answer), ask_in, [*round_out, prompt, battle], api_name=name)
-        asked.then(controls, battle, control_out, api_name=False)
+            .then(session.keep(bind(battle_round, ctx, answer)), ask_in, [*round_out, prompt, battle], api_name=name)
+        asked.then(session.controls, [battle, session.token], control_out, api_name=False)
         rounds.append(asked)
     regenerated = regen.click(lock_controls, None, locked, api_name=False, queue=False) \
-        .then(bind(regenerate_round, ctx, answer), battle, [*round_out, battle],
+        .then(session.keep(bind(regenerate_round, ctx, answer)), [battle, session.token], [*round_out, battle],
               api_name="arena_regenerate")
-    regenerated.then(controls, battle, control_out, api_name=False)
+    regenerated.then(session.controls, [battle, session.token], control_out, api_name=False)
     # Stop ends the answering (and a download nobody else waits for); the battle can be asked again.
     stop.click(stopped, battle, [*control_out, status], cancels=[*rounds, regenerated], api_name=False)
     votes = [button.click(_vote_button_handler(ctx, choice), [token, battle], vote_out, api_name=False)
@@ -311,10 +312,10 @@ def _wire(ctx: AppContext, battle: gr.State, session_endpoints: gr.State, page: 
     votes.append(vote_api.click(bind(vote_round, ctx), [vote_choice, token, battle], vote_out,
                                 api_name="arena_vote"))
     for voted in votes:
-        voted.then(controls, battle, control_out, api_name=False) \
+        voted.then(session.controls, [battle, session.token], control_out, api_name=False) \
             .then(refresh_ratings, None, ratings_out, api_name=False)
     next_round.click(new_round, None, [*round_out, battle], api_name="arena_new_round") \
-        .then(controls, battle, control_out, api_name=False)
+        .then(session.controls, [battle, session.token], control_out, api_name=False)
     pool.change(temperature_control, pool, temperature, api_name=False, queue=False)
     draw.click(random_prompt, None, prompt, api_name=False)
     refresh.click(refresh_ratings, None, ratings_out, api_name="arena_ratings")

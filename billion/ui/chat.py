@@ -9,6 +9,7 @@ import gradio as gr
 
 from billion.context import AppContext
 from billion.core.chat import CHAT_DEFAULTS, ChatRequest, plain_messages
+from billion.core.errors import BillionError
 from billion.core.download_jobs import follow_many, needs_download
 from billion.core.generation import GenerationResult, GenerationUpdate, interleave
 from billion.core.loading import pick_device
@@ -21,6 +22,7 @@ from billion.endpoints.config import is_endpoint_name
 from billion.ui.common import bind, default_model, friendly_errors, model_choices, named_number, on_device
 from billion.ui.downloads import progress_line
 from billion.ui.endpoints import all_endpoints, build_endpoint_adder, endpoint_choices
+from billion.ui.session import on_page_load, page_token, saving
 
 
 def stats_line(result: GenerationResult | None) -> str:
@@ -142,6 +144,49 @@ def model_sampling(model: str | None):
             gr.update(value=found.settings.top_p))
 
 
+# ---- what a reload brings back (billion.ui.session) -----------------------------------------------
+
+CHAT_STORAGE_KEY = "billion-chat-session"
+CUT_NOTE = "⏸ This answer was cut off (Stop, or the page was reloaded while it streamed): what had arrived is kept."
+
+
+def keep_chat(ctx: AppContext, token: str, inputs: tuple, update: tuple, cut: bool) -> None:
+    """Save the two conversations and the pickers; a chat over the size limit loses its oldest turns."""
+    try:
+        chats = [list(plain_messages(update[0] or [])), list(plain_messages(update[1] or []))]
+    except BillionError:
+        return
+    value = dict(a=chats[0], b=chats[1], compare=bool(inputs[3]), model_a=inputs[4], model_b=inputs[5],
+                 cut=cut)
+    while not ctx.sessions.save(token, "chat", value) and (value["a"] or value["b"]):
+        value["a"], value["b"] = value["a"][2:], value["b"][2:]
+
+
+def restore_chat(ctx: AppContext, token: str | None):
+    """This browser's conversations, as they were. Returns (chat A, chat B, stats A, side by side,
+    model A, model B): unchanged where nothing was kept."""
+    kept = ctx.sessions.load(token, "chat") if token and ctx.sessions else None
+    if not isinstance(kept, dict) or not (kept.get("a") or kept.get("b")):
+        return (gr.update(),) * 6
+    choices = {value for _, value in model_choices(ctx.hub)[0] + endpoint_choices(ctx)}
+    pick = [gr.update(value=kept[k]) if kept.get(k) in choices else gr.update() for k in ("model_a", "model_b")]
+    return (kept["a"], kept["b"], CUT_NOTE if kept.get("cut") else "", gr.update(value=bool(kept.get("compare"))),
+            *pick)
+
+
+def _session_chat(ctx: AppContext, inputs: list, clear: gr.Button, restored: list):
+    """The page's token; the chat handler saving as it streams; Clear forgetting; the load restoring.
+    Returns (the chat handler, its inputs with the token)."""
+    handler = bind(chat, ctx, on_device(answer, ctx, _generation_seconds))
+    stored, token = page_token(ctx, CHAT_STORAGE_KEY)
+    on_page_load(stored, token, bind(restore_chat, ctx), restored)
+    clear.click(lambda t: ctx.sessions.forget(t, "chat") if t and ctx.sessions else None, token, None,
+                api_name=False, queue=False)
+    if ctx.sessions is None:
+        return handler, inputs
+    return saving(handler, lambda *args: keep_chat(ctx, *args)), [*inputs, token]
+
+
 def build_chat_tab(ctx: AppContext) -> None:
     choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
@@ -230,7 +275,7 @@ def _wire(ctx: AppContext, session_endpoints: gr.State, added: Any, form: Simple
     inputs = [prompt, chat_a, chat_b, compare, model_a, model_b, system, temperature, top_p, top_k,
               repetition_penalty, max_new_tokens, seed, dtype, checkpoint, session_endpoints]
     outputs = [chat_a, chat_b, stats_a, stats_b, prompt]
-    handler = bind(chat, ctx, on_device(answer, ctx, _generation_seconds))
+    handler, inputs = _session_chat(ctx, inputs, clear, [chat_a, chat_b, stats_a, compare, model_a, model_b])
     sent = send.click(handler, inputs, outputs, api_name="chat")
     submitted = prompt.submit(handler, inputs, outputs, api_name=False)
     stop.click(stopped_note, [stats_a, stats_b], [stats_a, stats_b], cancels=[sent, submitted],

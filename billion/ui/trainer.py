@@ -26,9 +26,11 @@ from billion.train.data import SUFFIXES, TrainDataset, load_dataset
 from billion.train.tokens import preview_dataset
 from billion.ui.common import (bind, default_model, discard_upload, friendly_errors, model_choices,
                                on_device, refusing_uploads)
-from billion.ui.trainer_runs import (attach, discard_run, gpu_slice, identify, list_runs, poll, resume_run,
-                                     send_to_arena, slice_duration, start_training, stop_run, train_api,
-                                     train_in_slices)
+from billion.ui.trainer_runs import (SETTING_FIELDS, attach, discard_run, gpu_slice, identify, list_runs,
+                                     poll, resume_run, send_to_arena, slice_duration, start_training,
+                                     stop_run, train_api, train_in_slices)
+from billion.ui.session import at_page_level
+from billion.ui.trainer_session import session_trainer
 from billion.ui.trainer_view import (answers_frame, highlighted, histogram_figure, preview_markdown,
                                      problems_frame, report_markdown)
 
@@ -148,7 +150,7 @@ def _settings_section(choices: list[tuple[str, str]]) -> dict:
     settings = [model, rank, alpha, dropout, targets, lr, epochs, max_steps, cutoff, batch_size, grad_accum,
                 eval_fraction, seed, precision, qlora]
     return dict(settings=settings, model=model, rank=rank, lr=lr, cutoff=cutoff, max_steps=max_steps,
-                probe_steps=probe_steps, prompts=prompts)
+                probe_steps=probe_steps, prompts=prompts, choices=choices)
 
 
 def _preview_section() -> dict:
@@ -194,8 +196,8 @@ def build_trainer_tab(ctx: AppContext) -> None:
     if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`: runs follow the login
         gr.LoginButton()
     state = dict(dataset=gr.State(None), seen=gr.State([]), owner=gr.State(None),
-                 token=gr.BrowserState("", storage_key=OWNER_STORAGE_KEY,
-                                       secret=owner_secret(ctx.settings.data_dir)))
+                 token=at_page_level(lambda: gr.BrowserState("", storage_key=OWNER_STORAGE_KEY,
+                                                             secret=owner_secret(ctx.settings.data_dir))))
     data, settings, preview, run = _data_section(), _settings_section(choices), _preview_section(), _run_section()
     _wire_data(ctx, state, data, settings, preview, run)
     _wire_runs(ctx, state, data, settings, run)
@@ -203,7 +205,10 @@ def build_trainer_tab(ctx: AppContext) -> None:
 
 def _wire_data(ctx: AppContext, state: dict, data: dict, settings: dict, preview: dict, run: dict) -> None:
     checked = [data["report"], data["problems"], state["dataset"], run["start"]]
-    data["upload"].change(inspect_upload, data["upload"], checked, api_name="trainer_inspect")
+    read = data["upload"].change(inspect_upload, data["upload"], checked, api_name="trainer_inspect")
+    session_trainer(ctx, state["token"], dict(zip((*SETTING_FIELDS, "probe_steps", "prompts"), (
+        *settings["settings"], settings["probe_steps"], settings["prompts"]))), settings["choices"],
+        data["upload"], state["dataset"], read)
     data["sample"].click(use_sample, None, [*checked, settings["prompts"]], api_name="trainer_sample")
     preview["button"].click(bind(show_preview, ctx), [state["dataset"], settings["model"], settings["cutoff"]],
                             preview["outputs"], api_name=False)
