@@ -136,7 +136,8 @@ def result_markdown(result: TrainResult) -> str:
     stopped = " (stopped early; the adapter holds the steps done)" if result.stopped else ""
     speed = f", {result.tokens_per_s:.0f} tokens/s" if result.tokens_per_s else ""
     return (f"### Run `{result.run_id}` finished{stopped}\n{result.steps}/{result.max_steps} steps in "
-            f"{_minutes(result.train_seconds)}{speed}; {loss}.")
+            f"{_minutes(result.train_seconds)}{speed}; {loss}."
+            + (f"\n\nBefore/after {result.answer_sampling}." if result.answer_sampling else ""))
 
 
 def answers_frame(result: TrainResult | None) -> pd.DataFrame:
