@@ -248,8 +248,7 @@ def build_leaderboard_tab(ctx: AppContext) -> None:
     with gr.Accordion("All results (one row per model, benchmark and metric)", open=False):
         with gr.Accordion("Columns", open=False):
             columns = gr.CheckboxGroup(COLUMNS, value=DEFAULT_COLUMNS, label="Columns shown")
-        table = gr.Dataframe(bind(initial_table, ctx.store), interactive=False, wrap=True,
-                             label="All results")
+        table = gr.Dataframe(bind(initial_table, ctx.store), interactive=False, wrap=True, label="All results")
         build_detail_export(ctx, [family, size, kinds, search])
     with gr.Row():
         score_plot = gr.Plot(bind(initial_score_plot, ctx.store), label="Accuracy vs size", show_label=False)
