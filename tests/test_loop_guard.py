@@ -26,6 +26,10 @@ def looping(loaded):
 def test_repeating_tails_are_found_and_plain_text_is_not():
     assert repeating_period("Hi" + "i" * 40) == 1
     assert repeating_period("How to: " + "Boil an egg: " * 5) == len("Boil an egg: ")
+    # seen after a 0.3-epoch LoRA run of SmolLM2-135M: one 49-character sentence over and over
+    sentence = "It is a way of communication that is not spoken. "
+    assert repeating_period("The purr is a feline way. " + sentence * 4 + "It is a way") == len(sentence)
+    assert repeating_period("Don't be afraid to ask for help. Don't be afraid to ask for help.") == 0
     for plain in ("The capital of Japan is Tokyo.", "Wait...", "Arr, matey! Yo ho ho! " * 2, ""):
         assert repeating_period(plain) == 0
     assert cut_loop("Hi" + "i" * 40, 1) == "Hi"

@@ -15,10 +15,10 @@ from billion.core.generation import GenerationUpdate, Message, stream_chat
 from billion.core.loading import LoadedModel
 from billion.core.sampling import SamplingSettings
 
-#: a loop is a piece of at most this many characters ...
-MAX_PERIOD = 40
+#: a loop is a piece of at most this many characters (a sentence said over and over) ...
+MAX_PERIOD = 120
 #: ... repeated back to back this many times ...
-MIN_REPEATS = 4
+MIN_REPEATS = 3
 #: ... covering at least this many characters (so "!!!" or "..." is no loop)
 MIN_SPAN = 24
 #: what a stopped answer ends with, so a reader knows the text was cut, not finished
