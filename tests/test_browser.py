@@ -184,6 +184,17 @@ def label_clear_of_buttons(label) -> bool:
         }); }""")
 
 
+def test_dropdown_text_stops_before_its_arrow_on_a_phone(page):
+    """Fix 13: at 390 px the Chat model's name no longer runs on under the dropdown's arrow."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    box = open_tab(page, "Chat").get_by_role("combobox").first
+    expect(box).to_have_value(re.compile("smollm2-135m"))
+    text_right, arrow_left = box.evaluate("""i => { const r = i.getBoundingClientRect();
+        const arrow = i.closest('.wrap').querySelector('svg').getBoundingClientRect();
+        return [r.right - parseFloat(getComputedStyle(i).paddingRight), arrow.left]; }""")
+    assert text_right <= arrow_left
+
+
 def test_table_headers_fit_and_screen_readers_hear_words(page):
     """Fix 13: no header one letter per line; the status region never reads out an i18n key."""
     page.add_init_script("""window.__said = []; new MutationObserver(ms => { for (const m of ms) {

@@ -13,6 +13,8 @@ th.header-cell .header { white-space: nowrap; }
 /* A block label floats over the Chatbot's own buttons: it wraps short of them instead of being
    covered (the Arena's revealed names are long). */
 [data-testid=block-label].float { max-width: calc(100% - 7.5rem); white-space: normal; }
+/* A dropdown's chosen text ran on under its arrow on a phone: it stops (with "…") short of it. */
+.wrap .secondary-wrap input[role=combobox] { padding-right: 1.75rem !important; text-overflow: ellipsis; }
 """
 
 #: Gradio 6's status tracker announces `common.complete` to screen readers, a key its English
