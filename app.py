@@ -23,6 +23,7 @@ from billion.ui.arena import build_arena_tab
 from billion.ui.chat import build_chat_tab
 from billion.ui.leaderboard import build_leaderboard_tab
 from billion.ui.race import build_race_tab
+from billion.ui.page_fixes import PAGE_CSS, PAGE_I18N
 from billion.ui.trainer import build_trainer_tab
 
 TITLE = "billion · ~1B-parameter language models, compared, fine-tuned and sped up"
@@ -71,7 +72,7 @@ def main() -> None:
     demo.queue(default_concurrency_limit=ctx.settings.concurrency)
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                theme=gr.themes.Soft(), css=CSS,
+                theme=gr.themes.Soft(), css=CSS + PAGE_CSS, i18n=PAGE_I18N,
                 # Only the export folder: the rest of the data folder holds unrevealed battles.
                 allowed_paths=[str(ctx.settings.exports_dir)],
                 # Refused while it streams in (Gradio deletes the part already written).

@@ -46,6 +46,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--prompts", type=int, default=4, help="held-out prompts answered before/after")
     parser.add_argument("--skip-full-run", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true", help="only the full run (before/after answers)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     return parser.parse_args()
 
@@ -105,6 +106,22 @@ def full_run(config: TrainConfig, dataset, prompts: list[str]):
         return time.perf_counter() - started, result
 
 
+def speed_table(args, config: TrainConfig, precision: str, dataset) -> None:
+    """The engine's training loop against the PEFT + Trainer loop, one table."""
+    ours_s, session = engine(config, dataset.examples)
+    rows = session.train_rows
+    tokens = sum(len(r.input_ids) for r in rows) * args.epochs
+    del session
+    theirs_s = baseline(config, precision, rows)
+    print(f"\n{args.model}, {len(rows)} examples x {args.epochs:g} epochs = {tokens:.0f} training tokens "
+          f"(cutoff {args.cutoff}), batch {args.batch_size}, LoRA r={args.rank} attention, {precision}, "
+          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, {date.today()}\n")
+    print("| loop | train s | tokens/s | ratio |")
+    print("|---|---:|---:|---:|")
+    print(f"| PEFT + Trainer (reference) | {theirs_s:.1f} | {tokens / theirs_s:.0f} | 1.00x |")
+    print(f"| billion engine | {ours_s:.1f} | {tokens / ours_s:.0f} | {theirs_s / ours_s:.2f}x |")
+
+
 def main() -> int:
     args = parse_args()
     if args.threads:
@@ -119,18 +136,8 @@ def main() -> int:
                          epochs=args.epochs, cutoff=args.cutoff, batch_size=args.batch_size,
                          eval_fraction=0.0, precision=precision, device="cpu")
     dataset = load_dataset(args.data)
-    ours_s, session = engine(config, dataset.examples)
-    rows = session.train_rows
-    tokens = sum(len(r.input_ids) for r in rows) * args.epochs
-    del session
-    theirs_s = baseline(config, precision, rows)
-    print(f"\n{args.model}, {len(rows)} examples x {args.epochs:g} epochs = {tokens:.0f} training tokens "
-          f"(cutoff {args.cutoff}), batch {args.batch_size}, LoRA r={args.rank} attention, {precision}, "
-          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, {date.today()}\n")
-    print("| loop | train s | tokens/s | ratio |")
-    print("|---|---:|---:|---:|")
-    print(f"| PEFT + Trainer (reference) | {theirs_s:.1f} | {tokens / theirs_s:.0f} | 1.00x |")
-    print(f"| billion engine | {ours_s:.1f} | {tokens / ours_s:.0f} | {theirs_s / ours_s:.2f}x |")
+    if not args.skip_speed:
+        speed_table(args, config, precision, dataset)
     if args.skip_full_run:
         return 0
     prompts = json.loads(PROMPTS.read_text())[:args.prompts]
@@ -141,6 +148,7 @@ def main() -> int:
           f"eval loss {result.eval_loss_before:.3f} -> {result.eval_loss_after:.3f}")
     for pair in result.answers:
         print(f"\n### {pair.prompt}\n- before: {pair.before}\n- after: {pair.after}")
+    print(f"\nBefore/after {result.answer_sampling}")
     return 0
 
 

@@ -156,3 +156,24 @@ def test_matrix_view_keeps_quick_runs_apart(served):
     quick_rows = [dict(zip(quick["headers"], r)) for r in quick["data"]]
     assert any(r["model"] == "smollm2-135m" and r["billion-mc"] for r in quick_rows)
     assert all(r["rank"] == "" for r in quick_rows)
+
+
+def test_all_results_export_as_csv_and_json_holds_the_rows(served):
+    """Issue 14: the long per-(model, task) table downloads as CSV and JSON, with the shown rows."""
+    import csv
+    import json
+    from pathlib import Path
+
+    client, _ = served
+    shown, _, _ = board(client, search="hellaswag", kinds=["published"])
+    files = client.predict([], "any size", ["published"], "hellaswag", api_name="/leaderboard_export")
+    paths = {Path(f).suffix: Path(f) for f in files}
+    assert set(paths) == {".csv", ".json"}
+    with paths[".csv"].open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    data = json.loads(paths[".json"].read_text())
+    assert len(rows) == len(data["rows"]) == len(shown) > 0
+    assert {(r["model"], r["benchmark"], r["metric"]) for r in rows} == {
+        (r["model"], r["benchmark"], r["metric"]) for r in shown}
+    assert {"setting", "95% CI", "source", "date"} <= set(data["columns"])
+    assert all(r["kind"] == "published" for r in data["rows"])

@@ -175,7 +175,55 @@ def test_arena_battle_vote_reveal_and_ratings(page, shots):
     ratings = panel.locator(".block").filter(has=page.locator("table", has_text="win rate")).last
     expect(ratings).to_contain_text("smollm2-135m [int8, T=0.2]")
     expect(ratings).to_contain_text("smollm2-135m [int8, T=1]")
+    # fix 13: the revealed name is whole, and no Chatbot button covers it
+    label = panel.get_by_test_id("block-label").filter(has_text="Model A ·")
+    expect(label).to_contain_text(re.compile(r"Model A · smollm2-135m \[int8, T=(1|0\.2)\]$"))
+    assert label_clear_of_buttons(label), "a Chatbot button covers the revealed name"
     shot(page, shots, "arena")
+
+
+def label_clear_of_buttons(label) -> bool:
+    """The label's box overlaps none of the buttons of its block (the Chatbot's toolbar)."""
+    return label.evaluate("""lab => { const r = lab.getBoundingClientRect();
+        return [...lab.closest('.block').querySelectorAll('button')].every(b => {
+            const q = b.getBoundingClientRect();
+            return q.width === 0 || q.right <= r.left || q.left >= r.right || q.bottom <= r.top || q.top >= r.bottom;
+        }); }""")
+
+
+def test_dropdown_text_stops_before_its_arrow_on_a_phone(page):
+    """Fix 13: at 390 px the Chat model's name no longer runs on under the dropdown's arrow."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    box = open_tab(page, "Chat").get_by_role("combobox").first
+    expect(box).to_have_value(re.compile("smollm2-135m"))
+    text_right, arrow_left = box.evaluate("""i => { const r = i.getBoundingClientRect();
+        const arrow = i.closest('.wrap').querySelector('svg').getBoundingClientRect();
+        return [r.right - parseFloat(getComputedStyle(i).paddingRight), arrow.left]; }""")
+    assert text_right <= arrow_left
+
+
+def test_table_headers_fit_and_screen_readers_hear_words(page):
+    """Fix 13: no header one letter per line; the status region never reads out an i18n key."""
+    page.add_init_script("""window.__said = []; new MutationObserver(ms => { for (const m of ms) {
+        const el = m.target.nodeType === 1 ? m.target : m.target.parentElement;
+        const live = el && el.closest && el.closest('[aria-live]');
+        if (live && live.textContent.trim()) window.__said.push(live.textContent.trim()); } })
+        .observe(document, {subtree: true, childList: true, characterData: true});""")
+    page.reload()
+    panel = open_tab(page, "Leaderboard")
+    panel.get_by_role("button", name=re.compile("^All results")).click()
+    headers = panel.get_by_role("grid", name="All results").get_by_role("columnheader")
+    expect(headers.first).to_be_visible(timeout=MINUTE)
+    page.wait_for_timeout(1000)  # Gradio sets the column widths once the rows are drawn
+    # the header text's own box: a whole header row is as tall as its tallest cell
+    heights = headers.evaluate_all("hs => hs.map(h => [h.innerText.trim(), "
+                                   "(h.querySelector('.header') || h).getBoundingClientRect().height])")
+    line = min(h for _, h in heights)
+    assert all(h <= 1.5 * line for _, h in heights), f"headers wrapped: {heights}"
+    panel.get_by_role("button", name="Refresh", exact=True).click()
+    page.wait_for_function("() => window.__said.some(s => s !== 'Loading')", timeout=MINUTE)
+    said = page.evaluate("() => window.__said")
+    assert not [s for s in said if re.fullmatch(r"[a-z_]+\.[a-z_]+", s)], said
 
 
 def test_arena_local_against_served_smollm(page, served_smollm):

@@ -38,7 +38,8 @@ PROMPTS = {
                     f"December 2023\nToday Date: {TODAY}\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>"
                     "\n\nHello there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
     "stablelm": "<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n",
-    "pythia-1b": "User: Hello there\nAssistant:",
+    # a base model: the chat scaffold's header and example turns come first (billion.core.scaffold)
+    "pythia-1b": "\nAssistant: A spider has eight legs.\nUser: Hello there\nAssistant:",
 }
 GREEDY = SamplingSettings(temperature=0.0, max_new_tokens=4)
 
@@ -56,7 +57,8 @@ def test_hub_id_loads_from_the_cache_at_the_pinned_commit(offline_hub, models, a
 def test_chat_uses_the_models_own_template(offline_hub, models, alias):
     loaded = models.load(alias)
     messages = [{"role": "user", "content": "Hello there"}]
-    assert render_chat(loaded, messages) == PROMPTS[alias]
+    rendered = render_chat(loaded, messages)
+    assert rendered.endswith(PROMPTS[alias]) if alias == "pythia-1b" else rendered == PROMPTS[alias]
     ids = chat_input_ids(loaded, messages)[0].tolist()
     bos = loaded.tokenizer.bos_token_id
     if alias in ("tinyllama", "llama3.2-1b"):  # Llama tokenizers add BOS; the prompt has exactly one
@@ -71,7 +73,8 @@ def test_a_system_turn_goes_where_each_template_puts_it(offline_hub, models):
         "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n"
     assert f"Today Date: {TODAY}\n\nBe brief.<|eot_id|>" in render_chat(models.load("llama3.2-1b"), messages)
     assert render_chat(models.load("stablelm"), messages).startswith("<|im_start|>system\nBe brief.<|im_end|>\n")
-    assert render_chat(models.load("pythia-1b"), messages) == "Be brief.\n\nUser: Hi\nAssistant:"
+    pythia = render_chat(models.load("pythia-1b"), messages)
+    assert pythia.startswith("Be brief.\n\nUser: ") and pythia.endswith("legs.\nUser: Hi\nAssistant:")
 
 
 @pytest.mark.parametrize("alias", COMPARED)

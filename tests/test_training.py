@@ -20,7 +20,7 @@ from billion.train.data import load_dataset
 from billion.train.lora import target_modules
 from billion.train.manager import RunManager
 from billion.train.runs import create_run, read_events, read_run, train_slice
-from billion.train.session import TrainingSession, split_rows
+from billion.train.session import TrainingSession, comparison_settings, split_rows
 from billion.train.tokens import pad_batch, tokenize_dataset
 from billion.train.trainer import AnswerOnlyTrainer
 
@@ -135,6 +135,36 @@ def test_before_and_after_answers_use_one_model(trained, tokenizer):
         with session.model.disable_adapter():
             base = session.model(**batch).loss
     assert tuned < base - 1.0
+
+
+def test_the_comparison_samples_as_the_model_recommends(tiny_dir, tmp_path):
+    """Fix 12b (issue 14): before/after answers at the model's own sampling, not a fixed greedy."""
+    from billion.core.recommended import recommended_sampling
+
+    smol = comparison_settings("smollm2-135m", 40)
+    assert (smol.temperature, smol.top_p, smol.max_new_tokens, smol.seed) == (
+        recommended_sampling("smollm2-135m").settings.temperature, 0.9, 40, 0)
+    assert smol.temperature == 0.2
+    assert comparison_settings(str(tiny_dir)).greedy  # no recommendation: greedy, loops cut
+    folder = tmp_path / "own-config"
+    for path in tiny_dir.iterdir():
+        (folder / path.name).parent.mkdir(exist_ok=True)
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 1.3,
+                                                               "top_p": 0.8}))
+    assert (comparison_settings(str(folder)).temperature, comparison_settings(str(folder)).top_p) == (1.3, 0.8)
+
+
+def test_the_answers_use_the_comparison_sampling_and_the_loop_guard(trained):
+    from billion.core.loop_guard import generate_guarded
+
+    session, _, _ = trained
+    pair = session.answers(["Say the secret."], max_new_tokens=12)[0]
+    settings = comparison_settings(session.config.model, 12)
+    messages = [{"role": "user", "content": "Say the secret."}]
+    assert pair.after == generate_guarded(session.loaded, messages, settings).shown.strip()
+    with session.model.disable_adapter():
+        assert pair.before == generate_guarded(session.loaded, messages, settings).shown.strip()
 
 
 def test_probe_measures_and_keeps_the_adapter_fresh(tiny_dir, data_file, tmp_path):

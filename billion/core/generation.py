@@ -16,7 +16,8 @@ from transformers import DynamicCache
 from billion.core.errors import BillionError
 from billion.core.kv_cache import new_cache
 from billion.core.loading import LoadedModel
-from billion.core.registry import FALLBACK_STOPS, FALLBACK_TEMPLATE
+from billion.core.registry import FALLBACK_TEMPLATE
+from billion.core.scaffold import SCAFFOLD_STOPS, scaffold_messages
 from billion.core.sampling import SamplingSettings, make_generator, next_token
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
@@ -76,6 +77,8 @@ def uses_fallback(loaded: LoadedModel) -> bool:
 def render_chat(loaded: LoadedModel, messages: Sequence[Message]) -> str:
     """The prompt text: the model's chat template, or the registry's fallback for base models."""
     template = FALLBACK_TEMPLATE if uses_fallback(loaded) else None
+    if template is not None:  # a base model: example turns first, so it answers instead of rambling
+        messages = scaffold_messages(messages)
     try:
         return loaded.tokenizer.apply_chat_template(list(messages), chat_template=template,
                                                     tokenize=False, add_generation_prompt=True)
@@ -274,7 +277,7 @@ def _finished(loaded: LoadedModel, prompt_tokens: int, text: str, tokens: list[i
 def stream_chat(loaded: LoadedModel, messages: Sequence[Message], settings: SamplingSettings,
                 cancel: threading.Event | None = None) -> Iterator[GenerationUpdate]:
     input_ids = chat_input_ids(loaded, messages)
-    stops = FALLBACK_STOPS if uses_fallback(loaded) else ()
+    stops = SCAFFOLD_STOPS if uses_fallback(loaded) else ()
     return stream_ids(loaded, input_ids, settings, cancel, stops, strip_leading=True)
 
 

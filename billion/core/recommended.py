@@ -41,6 +41,9 @@ class Recommended:
 def local_folder(spec: ModelSpec) -> Path | None:
     """The model's folder if it is already on disk here (never downloads or converts)."""
     try:
+        if spec.source.kind == "local":  # a model folder on disk carries its own generation_config
+            folder = Path(spec.source.location)
+            return folder if folder.is_dir() else None
         if spec.is_offline:
             from billion.core.weights import converted_dir, is_converted, package_gguf_path
             gguf = package_gguf_path(spec)

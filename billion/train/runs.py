@@ -43,6 +43,8 @@ class TrainResult:
     #: each held-out prompt answered with the adapter off and on
     answers: tuple[AnswerPair, ...]
     merged_dir: str | None = None
+    #: how the before/after answers were sampled (the model's recommendation, loops cut)
+    answer_sampling: str = ""
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ def finish(run_dir: Path, session, results: dict[str, Any], stopped: bool,
         results["merged_dir"] = str(session.export_merged())
     pairs = session.answers(record.get("prompts") or [])
     results["answers"] = [[p.prompt, p.before, p.after] for p in pairs]
+    results["answer_sampling"] = sampling_note(session.config.model)
     remove_checkpoints(session)
     state = "stopped" if stopped else "done"
     record = update_run(run_dir, {"status": state, "results": results}, store)
@@ -188,7 +191,17 @@ def result_from(record: dict[str, Any]) -> TrainResult:
                        stopped=record["status"] == "stopped", train_loss=r.get("train_loss"),
                        eval_loss_before=r.get("eval_loss_before"), eval_loss_after=r.get("eval_loss_after"),
                        tokens_per_s=r.get("tokens_per_s"), train_seconds=r.get("train_seconds", 0.0),
-                       answers=tuple(AnswerPair(*a) for a in r.get("answers", [])), merged_dir=r.get("merged_dir"))
+                       answers=tuple(AnswerPair(*a) for a in r.get("answers", [])), merged_dir=r.get("merged_dir"),
+                       answer_sampling=r.get("answer_sampling", ""))
+
+
+def sampling_note(model: str) -> str:
+    """How the before/after answers are drawn, in words for the result."""
+    from billion.train.session import comparison_settings
+
+    s = comparison_settings(model)
+    how = "greedy" if s.greedy else f"temperature {s.temperature:g}, top-p {s.top_p:g}, seed {s.seed}"
+    return f"answers: {how} (the model's recommended sampling); a repeating loop is stopped and marked"
 
 
 def slice_seconds(step_s: float, steps: int, budget_s: float, overhead_s: float = 30.0) -> int:

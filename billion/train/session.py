@@ -24,6 +24,7 @@ import torch
 from transformers import TrainerCallback
 
 from billion.core.errors import BillionError
+from billion.core.sampling import SamplingSettings
 from billion.train.data import Example, describe_problems
 from billion.train.tokens import TokenizedExample, tokenize_dataset
 from billion.train.events import AnswerPair, EventLog, TrainEvent
@@ -225,19 +226,19 @@ class TrainingSession:
     # ---- after training -------------------------------------------------------------------------
 
     def answers(self, prompts: Sequence[str], max_new_tokens: int = 80) -> tuple[AnswerPair, ...]:
-        """Each prompt answered greedily by the base (adapter off) and the tuned model, one model in memory."""
-        from billion.core.generation import generate_chat
-        from billion.core.sampling import SamplingSettings
+        """Each prompt answered by the base (adapter off) and the tuned model, one model in memory, at
+        the model's recommended sampling (same seed both sides); a degenerate loop is cut and marked."""
+        from billion.core.loop_guard import generate_guarded
 
-        settings = SamplingSettings(temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
+        settings = comparison_settings(self.config.model, max_new_tokens)
         self.model.eval()
         pairs = []
         for prompt in prompts:
             messages = [{"role": "user", "content": prompt}]
             with self.model.disable_adapter():
-                before = generate_chat(self.loaded, messages, settings).text
-            after = generate_chat(self.loaded, messages, settings).text
-            pairs.append(AnswerPair(prompt, before.strip(), after.strip()))
+                before = generate_guarded(self.loaded, messages, settings)
+            after = generate_guarded(self.loaded, messages, settings)
+            pairs.append(AnswerPair(prompt, before.shown.strip(), after.shown.strip()))
             self.events.append(TrainEvent("answer", message=json.dumps(dataclasses.asdict(pairs[-1]))))
         return tuple(pairs)
 
@@ -259,6 +260,16 @@ class TrainingSession:
         merged.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.save_pretrained(directory)
         return directory
+
+
+def comparison_settings(model: str, max_new_tokens: int = 80) -> SamplingSettings:
+    """The before/after answers' sampling: the model's recommended one (card or generation_config),
+    seeded so both sides draw alike; greedy where the model recommends nothing."""
+    from billion.core.recommended import recommended_sampling
+
+    greedy = SamplingSettings(temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
+    found = recommended_sampling(model, greedy)
+    return found.settings if found.source != "app default" else greedy
 
 
 def zip_adapter(adapter_dir: Path, target: Path | None = None) -> Path:

@@ -159,7 +159,8 @@ def controls(battle: Battle | None):
     labels = [public_label("left"), public_label("right")]
     if battle is not None and battle.status == "voted":
         shown = reveal(battle)
-        labels = [f"{s.label} · {s.display_name} ({s.name})" for s in (shown.left, shown.right)]
+        # the contestant's whole name (precision, temperature): the reveal table has the rest
+        labels = [f"{s.label} · {s.name}" for s in (shown.left, shown.right)]
     votes = [gr.update(interactive=ready) for _ in VOTE_CHOICES]
     return (*votes, gr.update(interactive=can_retry), gr.update(interactive=True),
             gr.update(interactive=True), gr.update(interactive=True, placeholder=PROMPT_PLACEHOLDER),

@@ -68,12 +68,17 @@ def on_device(fn: Callable, ctx, duration: int | Callable[..., int] = 60) -> Cal
 def model_choices(hub: HubProbe | None = None) -> tuple[list[tuple[str, str]], str]:
     """(dropdown choices of loadable models, markdown explaining the others)."""
     items = available_all(hub)
-    choices = [(f"{a.spec.alias} · {a.spec.size_label} · {a.spec.family}", a.spec.alias)
-               for a in items if a.ok]
+    choices = [(model_label(a.spec), a.spec.alias) for a in items if a.ok]
     missing = [f"| `{a.spec.alias}` | {a.spec.hub_id} | {a.reason} |" for a in items if not a.ok]
     note = ("| model | hub id | why it cannot load now |\n|---|---|---|\n" + "\n".join(missing)
             if missing else "Every registry model can load.")
     return choices, note
+
+
+def model_label(spec) -> str:
+    """A dropdown entry; base models are marked (they get a chat scaffold, see core/scaffold.py)."""
+    base = "" if spec.instruct else " · base model (continues text)"
+    return f"{spec.alias} · {spec.size_label} · {spec.family}{base}"
 
 
 def default_model(choices: list[tuple[str, str]]) -> str | None:

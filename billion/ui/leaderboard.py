@@ -40,6 +40,7 @@ from billion.ui.common import (ON_ZEROGPU, bind, default_model, friendly_errors,
 from billion.endpoints.config import configured_endpoints
 from billion.ui.downloads import download_notes, to_download
 from billion.ui.endpoints import endpoint_choices
+from billion.ui.leaderboard_export import build_detail_export
 
 TASK_LABELS = [(f"{t.name} · {t.display_name}" + ("" if t.offline else " (needs the hub)"), t.name)
                for t in TASKS] + [("humaneval · HumanEval pass@1 (greedy)", HUMANEVAL),
@@ -225,8 +226,8 @@ def _board(ctx: AppContext) -> SimpleNamespace:
     with gr.Accordion("All results (one row per model, benchmark and metric)", open=False):
         with gr.Accordion("Columns", open=False):
             columns = gr.CheckboxGroup(COLUMNS, value=DEFAULT_COLUMNS, label="Columns shown")
-        table = gr.Dataframe(bind(initial_table, ctx.store), interactive=False, wrap=True,
-                             label="All results")
+        table = gr.Dataframe(bind(initial_table, ctx.store), interactive=False, wrap=True, label="All results")
+        build_detail_export(ctx, [family, size, kinds, search])
     with gr.Row():
         score_plot = gr.Plot(bind(initial_score_plot, ctx.store), label="Accuracy vs size", show_label=False)
         speed_plot = gr.Plot(bind(initial_speed_plot, ctx.store), label="Speed vs memory", show_label=False)

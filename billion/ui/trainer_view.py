@@ -65,7 +65,9 @@ def histogram_figure(hist: Histogram) -> Figure:
     axes.axvline(hist.cutoff, color="#c00", linestyle="--", label=f"cutoff {hist.cutoff}")
     axes.set_xlabel("tokens per example (before the cutoff)")
     axes.set_ylabel("examples")
-    axes.legend()
+    # headroom: the tallest bar and the legend both show instead of touching the frame's top
+    axes.set_ylim(0, max(1, max(hist.counts, default=0)) * 1.3)
+    axes.legend(loc="upper right")
     return figure
 
 
@@ -76,7 +78,8 @@ def loss_figure(events: Sequence[TrainEvent]) -> Figure:
     evals = [(e.step, e.eval_loss) for e in events if e.kind in ("eval", "done", "stopped")
              and e.eval_loss is not None]
     if train:
-        axes.plot(*zip(*train), label="train loss", color="#1f77b4")
+        # a line needs two points: a short run's steps are drawn as markers too
+        axes.plot(*zip(*train), label="train loss", color="#1f77b4", marker="o" if len(train) < 3 else None)
     if evals:
         axes.plot(*zip(*evals), "o-", label="eval loss", color="#d62728")
     axes.set_xlabel("step")
@@ -136,7 +139,8 @@ def result_markdown(result: TrainResult) -> str:
     stopped = " (stopped early; the adapter holds the steps done)" if result.stopped else ""
     speed = f", {result.tokens_per_s:.0f} tokens/s" if result.tokens_per_s else ""
     return (f"### Run `{result.run_id}` finished{stopped}\n{result.steps}/{result.max_steps} steps in "
-            f"{_minutes(result.train_seconds)}{speed}; {loss}.")
+            f"{_minutes(result.train_seconds)}{speed}; {loss}."
+            + (f"\n\nBefore/after {result.answer_sampling}." if result.answer_sampling else ""))
 
 
 def answers_frame(result: TrainResult | None) -> pd.DataFrame:
