@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from billion.core import native
-from billion.core.quant_blocks import KERNEL_ROWS, BlockLinear, quantize_blocks
+from billion.core.quant_blocks import BlockLinear, quantize_blocks
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="the block kernels need AVX2/FMA/F16C and gcc")
 
@@ -28,8 +28,9 @@ def reference_blocks(weight: torch.Tensor, bits: int) -> torch.Tensor:
 def reference_activations(x: torch.Tensor) -> torch.Tensor:
     """x after int8 quantization per block of 32 (absolute maximum as 127, round half to even)."""
     groups = x.reshape(x.shape[0], -1, 32)
-    scale = groups.abs().amax(-1, keepdim=True) / 127
-    return (torch.round(groups / torch.where(scale > 0, scale, 1)) * scale).reshape(x.shape)
+    top = groups.abs().amax(-1, keepdim=True)
+    inverse = torch.where(top > 0, 127 / top, 0)  # as the kernel computes it, so ties round alike
+    return (torch.round(groups * inverse) * (top / 127)).reshape(x.shape)
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -45,7 +46,7 @@ def test_blocks_decode_to_the_weight_within_half_a_step(bits, shape):
 
 
 @pytest.mark.parametrize("bits", [8, 4])
-@pytest.mark.parametrize("rows", [1, 3, KERNEL_ROWS, KERNEL_ROWS + 5])
+@pytest.mark.parametrize("rows", [1, 3, 16, 100])
 @pytest.mark.parametrize("k", [32, 576, 2048])
 def test_layer_computes_quantized_weight_times_quantized_activations(bits, rows, k):
     torch.manual_seed(rows + k)
@@ -55,12 +56,12 @@ def test_layer_computes_quantized_weight_times_quantized_activations(bits, rows,
     weight = reference_blocks(linear.weight, bits)
     with torch.no_grad():
         got = layer(x)
-        # the integer kernels quantize activations; the prompt path (more rows) runs in float
-        acts = reference_activations(x.reshape(-1, k)) if rows <= KERNEL_ROWS else x.reshape(-1, k)
+        acts = reference_activations(x.reshape(-1, k))  # the kernels quantize activations per block
         want = (acts @ weight.T + linear.bias).reshape(1, rows, 40)
         exact = linear(x)
     assert got.shape == (1, rows, 40)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # one activation rounding the other way on a tie moves an output by ~3e-4; a layout error by ~0.1
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
     assert (got - exact).norm() / exact.norm() < (0.02 if bits == 8 else 0.12)
 
 

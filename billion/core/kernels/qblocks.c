@@ -154,7 +154,11 @@ void billion_q8_matmul(const uint8_t *w, int64_t n, int64_t k, const uint8_t *a,
         for (int64_t m = 0; m < rows; m++) y[m * n + j] = dot_q8(w + j * wrow, a + m * arow, nb);
 }
 
-/* The float weight back, for prefill through a BLAS GEMM and for checks. */
+/* The float weight back, for a long prompt's BLAS GEMM and for checks (8 values per instruction). */
+static inline void store_scaled(const __m128i bytes8, __m256 d, __m256 m, float *out) {
+    _mm256_storeu_ps(out, _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes8)), d, m));
+}
+
 void billion_q4_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, int threads) {
     const int64_t nb = k / QK, wrow = nb * (4 + QK / 2);
     #pragma omp parallel for num_threads(threads) schedule(static)
@@ -162,23 +166,31 @@ void billion_q4_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, i
         const uint16_t *wd = (const uint16_t *)(w + j * wrow), *wm = wd + nb;
         const uint8_t *wq = w + j * wrow + 4 * nb;
         for (int64_t b = 0; b < nb; b++) {
-            const float d = _cvtsh_ss(wd[b]), m = _cvtsh_ss(wm[b]);
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(wd[b])), m = _mm256_set1_ps(_cvtsh_ss(wm[b]));
+            const __m128i r = _mm_loadu_si128((const __m128i *)(wq + b * QK / 2));
+            const __m128i lo = _mm_and_si128(r, _mm_set1_epi8(0x0F));
+            const __m128i hi = _mm_and_si128(_mm_srli_epi16(r, 4), _mm_set1_epi8(0x0F));
             float *o = out + j * k + b * QK;
-            for (int i = 0; i < QK / 2; i++) {
-                o[i] = d * (float)(wq[b * QK / 2 + i] & 0x0F) + m;
-                o[i + QK / 2] = d * (float)(wq[b * QK / 2 + i] >> 4) + m;
-            }
+            store_scaled(lo, d, m, o);
+            store_scaled(_mm_srli_si128(lo, 8), d, m, o + 8);
+            store_scaled(hi, d, m, o + 16);
+            store_scaled(_mm_srli_si128(hi, 8), d, m, o + 24);
         }
     }
 }
 
 void billion_q8_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, int threads) {
     const int64_t nb = k / QK, wrow = nb * (2 + QK);
+    const __m256 zero = _mm256_setzero_ps();
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t j = 0; j < n; j++) {
         const uint16_t *wd = (const uint16_t *)(w + j * wrow);
-        const int8_t *wq = (const int8_t *)(w + j * wrow + 2 * nb);
-        for (int64_t i = 0; i < k; i++) out[j * k + i] = _cvtsh_ss(wd[i / QK]) * (float)wq[i];
+        const uint8_t *wq = w + j * wrow + 2 * nb;
+        for (int64_t b = 0; b < nb; b++) {
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(wd[b]));
+            for (int i = 0; i < QK; i += 8)
+                store_scaled(_mm_loadl_epi64((const __m128i *)(wq + b * QK + i)), d, zero, out + j * k + b * QK + i);
+        }
     }
 }
 
