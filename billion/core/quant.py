@@ -34,7 +34,7 @@ from billion.core.quant_torch import (SMOOTH_ALPHA, Int4Linear, Int8Linear, acti
 log = logging.getLogger(__name__)
 
 #: bump when the packed layout or the quantization rule changes: it is part of the cache key
-KERNEL_VERSION = 2
+KERNEL_VERSION = 3
 SCHEMES = ("int8", "int4")
 KERNELS = ("blocks", "torch")
 INT4_GROUP_SIZES = (256, 128, 64, 32)
@@ -54,7 +54,7 @@ class QuantScheme:
     @property
     def label(self) -> str:
         if self.kernel == "blocks":
-            return f"{self.name} (blocks of {native.QK}, a8, AVX2)"
+            return f"{self.name} (blocks of {native.QK}, a{16 if self.name == 'int8' else 8}, AVX2)"
         if self.name == "int8":
             return "int8 (w8a8 per-token, fbgemm)"
         return f"int4 (w4 g{self.group_size}, bf16 act)"

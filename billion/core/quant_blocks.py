@@ -1,8 +1,8 @@
 """int8 / int4 layers on billion's block kernels (billion/core/native.py): blocks of 32 weights along
 the input dimension, one fp16 scale each (int4: a scale and a minimum, asymmetric).
 
-Finer scales than per-channel, and activations quantized per block of 32 rather than per token,
-so no SmoothQuant calibration is needed: a few huge activation channels only coarsen their own
+Finer scales than per-channel, and activations quantized per block of 32 (int16 against int8
+weights, int8 against int4) rather than per token, so no SmoothQuant calibration is needed: a few huge activation channels only coarsen their own
 blocks. Prompts run on the same integer kernels: at 256 rows they match fp32's BLAS GEMM on a
 5632 x 2048 layer (2 threads), and dequantizing to feed a GEMM was slower and cost a float copy.
 """

@@ -13,7 +13,7 @@ from billion.ui.common import bind, friendly_errors
 def export_detail(ctx: AppContext, family: list[str] | None, size: str, kinds: list[str] | None,
                   search: str) -> list[str]:
     """The filtered long table (every column) as [csv, json] file paths."""
-    from billion.ui.leaderboard import filtered_board  # the tab module imports this one
+    from billion.ui.leaderboard_views import filtered_board  # the tab module imports this one
 
     export = write_detail_export(filtered_board(ctx.store, family, size, kinds, search),
                                  ctx.settings.exports_dir)

@@ -2,8 +2,9 @@
  *
  * Decode on a CPU is bound by the bytes of weight read per token, so weights are stored in blocks of
  * 32 along the input dimension with an fp16 scale (llama.cpp's Q8_0 / Q4_1 layouts): 8.5 or 5 bits
- * per weight. Activations are quantized to int8 per block of 32 on the fly, so the inner product is
- * an integer one (maddubs: 32 multiply-adds per instruction) and one fp32 FMA per block.
+ * per weight. Activations are quantized per block of 32 on the fly (int8 against int4 weights,
+ * int16 against int8 weights), so the inner product is an integer one (maddubs / madd) and one fp32
+ * FMA per block.
  * Threads: OpenMP, in the same libgomp torch loaded (one pool, no two runtimes spinning).
  */
 #include <immintrin.h>
@@ -71,6 +72,40 @@ void billion_quantize_act(const float *x, int64_t rows, int64_t k, uint8_t *out,
     }
 }
 
+/* int8 weights meet int16 activations (a block's maximum as 32767): the int8 path stays as close
+ * to fp32 as weight-only int8 (int8 activations flipped SmolLM2's first answer word on a near
+ * tie), and its dot product (madd_epi16) is still cheap next to the weight bytes it waits for. */
+static void quantize_block16(const float *x, int16_t *q_out, float *d_out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(x + 8 * i);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float top = _mm_cvtss_f32(m);
+    const __m256 id = _mm256_set1_ps(top > 0.0f ? 32767.0f / top : 0.0f);
+    __m256i q[4];
+    for (int i = 0; i < 4; i++)
+        q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    /* packs interleave the 128-bit lanes: the permute puts the 16 values back in order */
+    _mm256_storeu_si256((__m256i *)q_out, _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8));
+    _mm256_storeu_si256((__m256i *)(q_out + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(q[2], q[3]), 0xD8));
+    *d_out = top / 32767.0f;
+}
+
+void billion_quantize_act16(const float *x, int64_t rows, int64_t k, uint8_t *out, int threads) {
+    const int64_t nb = k / QK;
+    #pragma omp parallel for num_threads(threads) schedule(static) if (rows * k >= 65536)
+    for (int64_t i = 0; i < rows * nb; i++) {
+        uint8_t *row = out + (i / nb) * nb * (4 + 2 * QK);
+        const int64_t b = i % nb;
+        quantize_block16(x + i * QK, (int16_t *)(row + 4 * nb) + b * QK, (float *)row + b);
+    }
+}
+
 /* Eight block scales (fp16 weight x fp32 activation) at once, kept in memory for broadcasts. */
 static inline void scales8(const uint16_t *wd, const float *ad, float *out) {
     const __m256 w = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)wd));
@@ -83,11 +118,11 @@ static inline __m256i q4_block(const uint8_t *q, const int8_t *a) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i *)a)), _mm256_set1_epi16(1));
 }
 
-static inline __m256i q8_block(const int8_t *q, const int8_t *a) {
-    /* maddubs multiplies unsigned by signed: |w| times a with w's sign (|q| <= 127: no saturation) */
-    const __m256i w = _mm256_loadu_si256((const __m256i *)q);
-    const __m256i x = _mm256_loadu_si256((const __m256i *)a);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
+static inline __m256i q8_block(const int8_t *q, const int16_t *a) {
+    const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q));
+    const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 16)));
+    return _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)a)),
+                            _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(a + 16))));
 }
 
 static float dot_q4(const uint8_t *row, const uint8_t *act, int64_t nb) {
@@ -119,7 +154,7 @@ static float dot_q8(const uint8_t *row, const uint8_t *act, int64_t nb) {
     const uint16_t *wd = (const uint16_t *)row;
     const int8_t *wq = (const int8_t *)(row + 2 * nb);
     const float *ad = (const float *)act;
-    const int8_t *aq = (const int8_t *)(act + 8 * nb);
+    const int16_t *aq = (const int16_t *)(act + 4 * nb);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     float sc[8];
     int64_t b = 0;
@@ -148,7 +183,7 @@ void billion_q4_matmul(const uint8_t *w, int64_t n, int64_t k, const uint8_t *a,
 
 void billion_q8_matmul(const uint8_t *w, int64_t n, int64_t k, const uint8_t *a, int64_t rows,
                        float *y, int threads) {
-    const int64_t nb = k / QK, wrow = nb * (2 + QK), arow = nb * (8 + QK);
+    const int64_t nb = k / QK, wrow = nb * (2 + QK), arow = nb * (4 + 2 * QK);
     #pragma omp parallel for num_threads(threads) schedule(dynamic, 64)
     for (int64_t j = 0; j < n; j++)
         for (int64_t m = 0; m < rows; m++) y[m * n + j] = dot_q8(w + j * wrow, a + m * arow, nb);
@@ -198,11 +233,15 @@ void billion_q8_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, i
  * token: one foreign call and no tensor allocation for the int8 activations). */
 int billion_linear(int bits, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t rows,
                    float *y, int threads) {
-    uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (k / QK) * (8 + QK)));
+    uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (k / QK) * (bits == 4 ? 8 + QK : 4 + 2 * QK)));
     if (!acts) return 1;
-    billion_quantize_act(x, rows, k, acts, threads);
-    if (bits == 4) billion_q4_matmul(w, n, k, acts, rows, y, threads);
-    else billion_q8_matmul(w, n, k, acts, rows, y, threads);
+    if (bits == 4) {
+        billion_quantize_act(x, rows, k, acts, threads);
+        billion_q4_matmul(w, n, k, acts, rows, y, threads);
+    } else {
+        billion_quantize_act16(x, rows, k, acts, threads);
+        billion_q8_matmul(w, n, k, acts, rows, y, threads);
+    }
     free(acts);
     return 0;
 }
