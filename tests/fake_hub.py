@@ -83,13 +83,21 @@ class HubHandler(BaseHTTPRequestHandler):
             return None
         return repo
 
-    def _info(self, repo_id: str, revision: str, tree: bool = False) -> None:
+    def _commit(self, repo_id: str, revision: str):
+        """The repo and the commit a revision names, or (None, None) once an error is sent."""
         repo = self._repo(repo_id)
         if repo is None:
-            return
+            return None, None
         commit = self.hub.resolve(repo, revision)
         if commit is None:
-            return self._error(404, "RevisionNotFound")
+            self._error(404, "RevisionNotFound")
+            return None, None
+        return repo, commit
+
+    def _info(self, repo_id: str, revision: str, tree: bool = False) -> None:
+        repo, commit = self._commit(repo_id, revision)
+        if commit is None:
+            return
         siblings = []
         for name, data in repo.tree(commit).items():
             sibling = {"rfilename": name, "size": len(data), "blobId": etag("x.json", data)}
@@ -106,12 +114,9 @@ class HubHandler(BaseHTTPRequestHandler):
         self._send(200, {"Content-Type": "application/json"}, payload, True)
 
     def _file(self, repo_id: str, revision: str, name: str, body: bool) -> None:
-        repo = self._repo(repo_id)
-        if repo is None:
-            return
-        commit = self.hub.resolve(repo, revision)
+        repo, commit = self._commit(repo_id, revision)
         if commit is None:
-            return self._error(404, "RevisionNotFound")
+            return
         data = repo.tree(commit).get(name)
         if data is None:
             return self._error(404, "EntryNotFound")

@@ -36,10 +36,10 @@ static inline int hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(x);
 }
 
-/* One block of 32 floats to int8 with the block's absolute maximum as 127. */
-static void quantize_block(const float *x, int8_t *q_out, float *d_out, float *s_out) {
+/* A block's 32 floats into four registers; returns their largest absolute value. */
+static inline float load_block(const float *x, __m256 v[4]) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 v[4], amax = _mm256_setzero_ps();
+    __m256 amax = _mm256_setzero_ps();
     for (int i = 0; i < 4; i++) {
         v[i] = _mm256_loadu_ps(x + 8 * i);
         amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
@@ -47,7 +47,13 @@ static void quantize_block(const float *x, int8_t *q_out, float *d_out, float *s
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    const float top = _mm_cvtss_f32(m);
+    return _mm_cvtss_f32(m);
+}
+
+/* One block of 32 floats to int8 with the block's absolute maximum as 127. */
+static void quantize_block(const float *x, int8_t *q_out, float *d_out, float *s_out) {
+    __m256 v[4];
+    const float top = load_block(x, v);
     const float d = top / 127.0f;
     const __m256 id = _mm256_set1_ps(top > 0.0f ? 127.0f / top : 0.0f);
     __m256i q[4];
@@ -76,16 +82,8 @@ void billion_quantize_act(const float *x, int64_t rows, int64_t k, uint8_t *out,
  * to fp32 as weight-only int8 (int8 activations flipped SmolLM2's first answer word on a near
  * tie), and its dot product (madd_epi16) is still cheap next to the weight bytes it waits for. */
 static void quantize_block16(const float *x, int16_t *q_out, float *d_out) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 v[4], amax = _mm256_setzero_ps();
-    for (int i = 0; i < 4; i++) {
-        v[i] = _mm256_loadu_ps(x + 8 * i);
-        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
-    }
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    const float top = _mm_cvtss_f32(m);
+    __m256 v[4];
+    const float top = load_block(x, v);
     const __m256 id = _mm256_set1_ps(top > 0.0f ? 32767.0f / top : 0.0f);
     __m256i q[4];
     for (int i = 0; i < 4; i++)
