@@ -227,6 +227,7 @@ def test_table_headers_fit_and_screen_readers_hear_words(page):
     assert not [s for s in said if re.fullmatch(r"[a-z_]+\.[a-z_]+", s)], said
 
 
+@pytest.mark.slow  # 12 s; the same mixed battle runs through the API in test_app_arena_endpoints.py
 def test_arena_local_against_served_smollm(page, served_smollm):
     """A mixed battle: the local SmolLM2 against the same model behind `transformers serve`."""
     panel = open_tab(page, "Arena")
@@ -269,6 +270,7 @@ def pick(panel, label: str, option: str) -> None:
     panel.page.get_by_role("option", name=re.compile(option)).click()
 
 
+@pytest.mark.slow  # 22 s; both draft sources race in tests/test_quant_draft.py and test_cross.py
 @pytest.mark.parametrize("option, source", [("target itself at int4", "quant:int4"),
                                             ("gemma3-270m .*another tokenizer", "gemma3-270m \\(via text\\)")])
 def test_speculative_race_with_each_new_draft_source(page, shots, option, source):

@@ -15,8 +15,11 @@ from app_process import start_app
 
 from billion.core.registry import MODELS
 
-pytestmark = pytest.mark.skipif(
-    not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry")
+# ~50 s of concurrent battles: slow (`pytest -m slow`); docs/load.md holds its measured run, and the
+# Arena's store and blindness are covered by test_app_arena.py and test_battle.py in the default run.
+pytestmark = [pytest.mark.skipif(
+    not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry"),
+    pytest.mark.slow]
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "arena_load.py"
 _spec = importlib.util.spec_from_file_location("arena_load", SCRIPT)

@@ -233,6 +233,7 @@ def test_one_run_at_a_time(tiny_dir, data_file, tmp_path):
         manager.wait(first, timeout=120)
 
 
+@pytest.mark.slow  # 11 s; the CLI's dispatch is in test_cli.py, training itself in the tests above
 def test_cli_finetune(tiny_dir, data_file, tmp_path, capsys, ctx):
     from billion.commands import finetune
 
