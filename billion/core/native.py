@@ -103,14 +103,6 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def quantize_activations(x: torch.Tensor) -> torch.Tensor:
-    """(rows, k) float32 contiguous -> (rows, k/32 * 40) bytes of int8 blocks."""
-    rows, k = x.shape
-    out = torch.empty(rows, k // QK * BLOCK_BYTES["act"], dtype=torch.uint8)
-    library().billion_quantize_act(x.data_ptr(), rows, k, out.data_ptr(), _threads())
-    return out
-
-
 def block_matmul(blocks: torch.Tensor, bits: int, k: int, x: torch.Tensor) -> torch.Tensor:
     """x (rows, k) float32 contiguous times the (n, k) block-quantized weight's transpose: (rows, n)."""
     n, rows = blocks.shape[0], x.shape[0]

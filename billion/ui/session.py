@@ -28,7 +28,12 @@ SAVE_EVERY_S = 0.5
 def session_secret(folder: Path) -> str:
     """The key the browser's token is encrypted with: kept in the data folder, so a restarted app
     still reads the tokens browsers stored before."""
-    path = folder / ".session-secret"
+    return folder_secret(folder, ".session-secret")
+
+
+def folder_secret(folder: Path, name: str) -> str:
+    """A random key kept in the data folder under `name` (created once, readable by this user only)."""
+    path = folder / name
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text(os.urandom(16).hex())

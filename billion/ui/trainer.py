@@ -29,7 +29,7 @@ from billion.ui.common import (bind, default_model, discard_upload, friendly_err
 from billion.ui.trainer_runs import (SETTING_FIELDS, attach, discard_run, gpu_slice, identify, list_runs,
                                      poll, resume_run, send_to_arena, slice_duration, start_training,
                                      stop_run, train_api, train_in_slices)
-from billion.ui.session import at_page_level
+from billion.ui.session import at_page_level, folder_secret
 from billion.ui.trainer_session import session_trainer
 from billion.ui.trainer_view import (answers_frame, highlighted, histogram_figure, preview_markdown,
                                      problems_frame, report_markdown)
@@ -99,12 +99,7 @@ def training_precisions() -> tuple[str, ...]:
 def owner_secret(folder: Path) -> str:
     """The key the page's stored token is encrypted with: kept in the data folder, so a restarted
     app still reads the tokens browsers stored before (and their owners find their runs)."""
-    path = folder / ".trainer-owner-secret"
-    if not path.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(os.urandom(16).hex())
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return folder_secret(folder, ".trainer-owner-secret")
 
 
 def _data_section() -> dict:
