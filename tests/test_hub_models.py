@@ -30,18 +30,27 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 CLASSES = {"tinyllama": "LlamaForCausalLM", "llama3.2-1b": "LlamaForCausalLM",
            "stablelm": "StableLmForCausalLM", "pythia-1b": "GPTNeoXForCausalLM"}
-TODAY = datetime.date.today().strftime("%d %b %Y")
 # What each model's own template makes of one user turn (Pythia, a base model: billion's transcript).
 PROMPTS = {
     "tinyllama": "<|user|>\nHello there</s>\n<|assistant|>\n",
     "llama3.2-1b": ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
-                    f"December 2023\nToday Date: {TODAY}\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>"
+                    "December 2023\nToday Date: {today}\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>"
                     "\n\nHello there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
     "stablelm": "<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n",
     # a base model: the chat scaffold's header and example turns come first (billion.core.scaffold)
     "pythia-1b": "\nAssistant: A spider has eight legs.\nUser: Hello there\nAssistant:",
 }
 GREEDY = SamplingSettings(temperature=0.0, max_new_tokens=4)
+
+
+def render_dated(loaded, messages) -> tuple[str, str]:
+    """The rendered prompt and the day it was rendered on (Llama-3.2 stamps today's date; a run
+    crossing midnight renders again rather than compare against yesterday)."""
+    while True:
+        day = datetime.date.today().strftime("%d %b %Y")
+        rendered = render_chat(loaded, messages)
+        if datetime.date.today().strftime("%d %b %Y") == day:
+            return rendered, day
 
 
 @pytest.mark.parametrize("alias", COMPARED)
@@ -57,8 +66,9 @@ def test_hub_id_loads_from_the_cache_at_the_pinned_commit(offline_hub, models, a
 def test_chat_uses_the_models_own_template(offline_hub, models, alias):
     loaded = models.load(alias)
     messages = [{"role": "user", "content": "Hello there"}]
-    rendered = render_chat(loaded, messages)
-    assert rendered.endswith(PROMPTS[alias]) if alias == "pythia-1b" else rendered == PROMPTS[alias]
+    rendered, today = render_dated(loaded, messages)
+    expected = PROMPTS[alias].replace("{today}", today)
+    assert rendered.endswith(expected) if alias == "pythia-1b" else rendered == expected
     ids = chat_input_ids(loaded, messages)[0].tolist()
     bos = loaded.tokenizer.bos_token_id
     if alias in ("tinyllama", "llama3.2-1b"):  # Llama tokenizers add BOS; the prompt has exactly one
@@ -71,7 +81,8 @@ def test_a_system_turn_goes_where_each_template_puts_it(offline_hub, models):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
     assert render_chat(models.load("tinyllama"), messages) == \
         "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n"
-    assert f"Today Date: {TODAY}\n\nBe brief.<|eot_id|>" in render_chat(models.load("llama3.2-1b"), messages)
+    llama, today = render_dated(models.load("llama3.2-1b"), messages)
+    assert f"Today Date: {today}\n\nBe brief.<|eot_id|>" in llama
     assert render_chat(models.load("stablelm"), messages).startswith("<|im_start|>system\nBe brief.<|im_end|>\n")
     pythia = render_chat(models.load("pythia-1b"), messages)
     assert pythia.startswith("Be brief.\n\nUser: ") and pythia.endswith("legs.\nUser: Hi\nAssistant:")

@@ -139,7 +139,10 @@ def settle(child: Child, code: int, store: Store | None) -> None:
             return
         child.settled = True
         try:
-            record = read_run(child.run_dir)
+            try:
+                record = read_run(child.run_dir)
+            except (OSError, ValueError, BillionError):
+                return  # the folder was discarded (deleted run, removed tree): nothing left to settle
             if record["status"] in ACTIVE_STATES:
                 record = _fail(child, code, record, store)
             record_in_store(store, record, created=False)
