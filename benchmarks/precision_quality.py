@@ -11,6 +11,8 @@
     .venv/bin/python benchmarks/precision_quality.py --db quality.sqlite3 --speed decode.json
     # new speeds only (keeps the committed quality rows): --keep-quality instead of --db
     # some precisions rerun (e.g. after a kernel change): --db new.sqlite3 --keep-quality
+    # --fidelity: also measure each quantized row's next-token agreement and KL against fp32 on the
+    # suite's text (billion.core.fidelity; loads each model at fp32 and at every precision)
 
 Speed rows of random-weight models (benchmarks/decode.py's 1.1B-class configs) go into
 "speed_only": they have no quality figure but count in "auto"'s speed rule.
@@ -86,6 +88,25 @@ def kept_quality() -> dict[tuple[str, str], dict]:
             for r in load_quality()}
 
 
+def with_fidelity(quality: dict[tuple[str, str], dict], threads: int) -> None:
+    """Add top-1 agreement and KL vs fp32 to every non-fp32 row of the offline models, in place."""
+    from billion.core import fidelity
+    from billion.core.loading import load_fresh
+    from billion.core.precision import options_for
+
+    torch.set_num_threads(threads)
+    for model in sorted({m for m, _ in quality}):
+        precisions = [p for m, p in quality if m == model and p != "fp32"]
+        reference = load_fresh(model, options_for("fp32"))
+        ids = reference.tokenizer(fidelity.suite_text(), return_tensors="pt")["input_ids"][0]
+        found = fidelity.measure(reference.model, {p: load_fresh(model, options_for(p)).model
+                                                   for p in precisions}, ids)
+        for precision, result in found.items():
+            quality[(model, precision)].update(top1_agreement=result.top1_agreement, mean_kl=result.mean_kl)
+            print(f"{model} {precision}: top-1 = fp32 on {result.top1_agreement:.1%} of {result.tokens} "
+                  f"tokens, mean KL {result.mean_kl:.4f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", type=Path, help="a store holding the offline-suite runs")
@@ -95,11 +116,15 @@ def main() -> None:
                         help="benchmarks/decode.py --json outputs")
     parser.add_argument("--out", type=Path, default=QUALITY_FILE)
     parser.add_argument("--note", default="", help="anything a reader must know about the runs")
+    parser.add_argument("--fidelity", action="store_true", help="measure next-token agreement with fp32")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for --fidelity")
     args = parser.parse_args()
     if not (args.db or args.keep_quality):
         parser.error("give --db, --keep-quality or both")
     quality = kept_quality() if args.keep_quality else {}
     quality.update(quality_from_store(args.db) if args.db else {})
+    if args.fidelity:
+        with_fidelity(quality, args.threads)
     speeds = speeds_from(args.speed)
     rows = quality_rows_with(quality, speeds)
     speed_only = tuple(SpeedRow(m, p, tok_s) for (m, p), (tok_s, random_weights) in sorted(speeds.items())

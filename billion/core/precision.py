@@ -2,7 +2,8 @@
 
 On CUDA and MPS, "auto" keeps the dtype rule of billion.core.loading. On CPU it picks the fastest
 precision whose measured quality on the offline suite stays inside fp32's 95% interval for every
-model measured, read from a committed results file (assets/precision_quality.json, written by
+model measured and whose next tokens agree with fp32's on at least MIN_TOP1_AGREEMENT of the suite's
+text (billion.core.fidelity: the suite alone is too close to chance to tell int8 from int4), read from a committed results file (assets/precision_quality.json, written by
 benchmarks/precision_quality.py from stored bench results): the rule is data with provenance,
 not a constant in code. Without that file, or with no precision passing, "auto" on CPU is fp32.
 """
@@ -25,6 +26,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "int4")
 #: precisions "auto" may pick on CPU; fp32 is the reference they are measured against
 CPU_CANDIDATES = ("int8", "int4", "bf16")
 TRAINABLE_CPU = ("auto", "fp32", "bf16")
+#: teacher-forced top-1 agreement with fp32 a precision needs to be "auto" (measured: block int8
+#: 98.8%, block int4 92.0% / 79.9% on SmolLM2-135M / Gemma-3-270M; int4 turns SmolLM2's answer to
+#: "What is the capital of France?" into "L'Étoile")
+MIN_TOP1_AGREEMENT = 0.95
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,9 @@ class QualityRow:
     ci_high: float
     n: int
     decode_tok_s: float | None = None
+    #: billion.core.fidelity against fp32 on the suite's text (None: not measured)
+    top1_agreement: float | None = None
+    mean_kl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,16 @@ def within_fp32_interval(rows: tuple[QualityRow, ...], precision: str) -> tuple[
     return ok and bool(models), notes
 
 
+def follows_fp32(rows: tuple[QualityRow, ...], precision: str) -> tuple[bool, list[str]]:
+    """Whether `precision` agrees with fp32's next token often enough on every model where measured."""
+    ok, notes = True, []
+    for row in rows:
+        if row.precision == precision and row.top1_agreement is not None:
+            ok &= row.top1_agreement >= MIN_TOP1_AGREEMENT
+            notes.append(f"{row.model} top-1 = fp32 on {row.top1_agreement:.1%} of tokens")
+    return ok, notes
+
+
 def _speed(rows: tuple[QualityRow | SpeedRow, ...], precision: str) -> float:
     """Mean measured speed relative to fp32 over the models (0 when not measured)."""
     ratios = []
@@ -120,15 +138,17 @@ def choose_cpu_precision(rows: tuple[QualityRow, ...],
     passing = []
     for precision in CPU_CANDIDATES:
         ok, notes = within_fp32_interval(rows, precision)
+        follows, agreement = follows_fp32(rows, precision)
         speed = _speed((*rows, *speed_only), precision)
-        if ok and speed > 1.0:
-            passing.append((speed, precision, notes))
+        if ok and follows and speed > 1.0:
+            passing.append((speed, precision, notes + agreement))
     if not passing:
-        return AutoChoice("fp32", "no faster precision stayed within fp32's 95% interval: fp32", rows)
+        return AutoChoice("fp32", "no faster precision stayed within fp32's 95% interval and agreed with "
+                                  f"fp32's next token on {MIN_TOP1_AGREEMENT:.0%} of the suite: fp32", rows)
     speed, precision, notes = max(passing)
     models = len({r.model for r in (*rows, *speed_only)})
     reason = (f"{precision}: {speed:.1f}x fp32's decode speed (mean over {models} models), offline-suite acc_norm within fp32's "
-              f"95% interval ({'; '.join(notes)})")
+              f"95% interval, next token as fp32's on >= {MIN_TOP1_AGREEMENT:.0%} ({'; '.join(notes)})")
     return AutoChoice(precision, reason, rows)
 
 
@@ -138,7 +158,7 @@ def auto_cpu_choice() -> AutoChoice:
 
 
 QUALITY_COLUMNS = ["model", "precision", "kernel", "acc_norm %", "95% CI", "n", "vs fp32 (points)",
-                   "within fp32's 95% CI", "decode tok/s", "speed vs fp32"]
+                   "within fp32's 95% CI", "top-1 = fp32 %", "KL vs fp32", "decode tok/s", "speed vs fp32"]
 
 
 def quality_rows(rows: tuple[QualityRow, ...] | None = None) -> list[list]:
@@ -155,6 +175,8 @@ def quality_rows(rows: tuple[QualityRow, ...] | None = None) -> list[list]:
         cells.append([row.model, row.precision, row.label, round(row.acc_norm * 100, 1),
                       f"{row.ci_low * 100:.1f} to {row.ci_high * 100:.1f}", row.n,
                       None if delta is None else round(delta, 1), inside,
+                      None if row.top1_agreement is None else round(row.top1_agreement * 100, 1),
+                      None if row.mean_kl is None else round(row.mean_kl, 4),
                       None if row.decode_tok_s is None else round(row.decode_tok_s, 1),
                       None if speed is None else f"{speed:.2f}x"])
     return cells
