@@ -161,7 +161,8 @@ def run_benchmark(bench: BenchFn, downloads: DownloadRegistry, models, tasks, li
 def precision_summary() -> str:
     choice = auto_cpu_choice()
     return (f"**auto on CPU = {choice.precision}**: {choice.reason}. Full offline suite (`billion-mc`, "
-            f"all items, acc_norm, 95% interval) at each precision; source: "
+            f"all items, acc_norm, 95% interval) at each precision, and how often each precision's next "
+            f"token is fp32's on the suite's text (top-1 = fp32, with the KL divergence); source: "
             f"`assets/precision_quality.json` (`benchmarks/precision_quality.py`).")
 
 
