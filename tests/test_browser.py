@@ -428,7 +428,9 @@ def test_an_unvoted_battle_survives_a_reload_and_takes_one_vote(page, app_data):
 
 @pytest.mark.slow  # ~35 s
 def test_trainer_form_and_file_survive_a_reload(page):
-    panel = open_tab(page, "LoRA trainer")
+    # the browser profile is shared: start as a browser the trainer has not seen (an earlier test's
+    # upload would come back, and the form would have no empty file input)
+    panel = forget_browser(page, "billion-trainer-owner", "LoRA trainer")
     panel.locator("input[type=file][accept*=jsonl]").set_input_files(str(SAMPLE))
     expect(panel.get_by_text(re.compile(r"100 of 100"))).to_be_visible(timeout=MINUTE)
     set_number(panel, "Max steps (0 = use epochs)", 7)
