@@ -374,7 +374,8 @@ def forget_browser(page, storage_key: str, tab: str):
 @pytest.mark.slow  # ~20 s: the suite stays under 10 minutes (tests/test_ui_session.py runs the parts)
 def test_chat_history_survives_a_reload_even_mid_stream(page):
     panel = open_tab(page, "Chat")
-    panel.get_by_role("button", name="Clear", exact=True).click()  # an earlier test's chat comes back too
+    # an earlier test's chat comes back too; the app's Clear (with text), not the Chatbot's icon
+    panel.get_by_role("button", name="Clear", exact=True).filter(has_text="Clear").click()
     expect(panel.get_by_test_id("bot")).to_have_count(0)
     panel.get_by_role("button", name="Generation settings").click()
     set_number(panel, "Temperature (0 = greedy)", 0)
