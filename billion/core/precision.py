@@ -3,7 +3,8 @@
 On CUDA and MPS, "auto" keeps the dtype rule of billion.core.loading. On CPU it picks the fastest
 precision whose measured quality on the offline suite stays inside fp32's 95% interval for every
 model measured and whose next tokens agree with fp32's on at least MIN_TOP1_AGREEMENT of the suite's
-text (billion.core.fidelity: the suite alone is too close to chance to tell int8 from int4), read from a committed results file (assets/precision_quality.json, written by
+text (billion.core.fidelity: the suite alone is too close to chance to tell int8 from int4), read
+from a committed results file (assets/precision_quality.json, written by
 benchmarks/precision_quality.py from stored bench results): the rule is data with provenance,
 not a constant in code. Without that file, or with no precision passing, "auto" on CPU is fp32.
 """
@@ -27,7 +28,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8", "int4")
 CPU_CANDIDATES = ("int8", "int4", "bf16")
 TRAINABLE_CPU = ("auto", "fp32", "bf16")
 #: teacher-forced top-1 agreement with fp32 a precision needs to be "auto" (measured: block int8
-#: 98.8%, block int4 92.0% / 79.9% on SmolLM2-135M / Gemma-3-270M; int4 turns SmolLM2's answer to
+#: 98.8%, block int4 91.9% / 79.9% on SmolLM2-135M / Gemma-3-270M; int4 turns SmolLM2's answer to
 #: "What is the capital of France?" into "L'Étoile")
 MIN_TOP1_AGREEMENT = 0.95
 
