@@ -90,6 +90,7 @@ def kept_quality() -> dict[tuple[str, str], dict]:
 
 def with_fidelity(quality: dict[tuple[str, str], dict], threads: int) -> None:
     """Add top-1 agreement and KL vs fp32 to every non-fp32 row of the offline models, in place."""
+    from billion.bench.tasks import offline_suite_text
     from billion.core import fidelity
     from billion.core.loading import load_fresh
     from billion.core.precision import options_for
@@ -98,7 +99,7 @@ def with_fidelity(quality: dict[tuple[str, str], dict], threads: int) -> None:
     for model in sorted({m for m, _ in quality}):
         precisions = [p for m, p in quality if m == model and p != "fp32"]
         reference = load_fresh(model, options_for("fp32"))
-        ids = reference.tokenizer(fidelity.suite_text(), return_tensors="pt")["input_ids"][0]
+        ids = reference.tokenizer(offline_suite_text(), return_tensors="pt")["input_ids"][0]
         found = fidelity.measure(reference.model, {p: load_fresh(model, options_for(p)).model
                                                    for p in precisions}, ids)
         for precision, result in found.items():

@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from billion.core.fidelity import chunks, compare, measure, suite_text
+from billion.bench.tasks import offline_suite_text
+from billion.core.fidelity import chunks, compare, measure
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_compare_counts_agreement_and_sums_kl():
 def test_windows_cover_every_token_once_and_the_suite_text_holds_the_answers():
     ids = torch.arange(1030)
     assert [len(c) for c in chunks(ids, 512)] == [512, 512, 6] and torch.equal(torch.cat(chunks(ids)), ids)
-    text = suite_text()
+    text = offline_suite_text()
     assert text.count("Question: ") == 227 and "Answer: carbon dioxide" in text
     with pytest.raises(ValueError):
         measure(None, {}, torch.arange(0))

@@ -162,6 +162,13 @@ def read_suite_file(path: Path) -> tuple[McItem, ...]:
     return tuple(items)
 
 
+def offline_suite_text() -> str:
+    """The offline suite's scored questions with their right answers, as one text (what
+    billion.core.fidelity compares precisions on: no model here has trained on it)."""
+    return "\n".join(f"Question: {item.question}\nAnswer: {item.choices[item.answer]}"
+                     for item in read_suite_file(OFFLINE_DIR / "test.jsonl"))
+
+
 @lru_cache(maxsize=1)
 def load_offline_suite() -> McData:
     return McData(items=read_suite_file(OFFLINE_DIR / "test.jsonl"),

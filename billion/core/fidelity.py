@@ -9,15 +9,10 @@ every token of the text is a comparison, so a few thousand tokens separate int8 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import torch
 
-from billion.core.paths import ASSETS
-
-#: the offline suite's scored split, as question-and-answer text (no model has trained on it here)
-SUITE = ASSETS / "offline_mc" / "test.jsonl"
 CHUNK_TOKENS = 512
 
 
@@ -30,12 +25,6 @@ class Fidelity:
     #: mean KL(reference || model) of the next-token distributions, in nats
     mean_kl: float
     tokens: int
-
-
-def suite_text() -> str:
-    """The scored questions with their right answers, one after another."""
-    items = [json.loads(line) for line in SUITE.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return "\n".join(f"Question: {item['question']}\nAnswer: {item['choices'][item['answer']]}" for item in items)
 
 
 def chunks(ids: torch.Tensor, size: int = CHUNK_TOKENS) -> list[torch.Tensor]:
