@@ -47,8 +47,8 @@ def url(hub, tmp_path):
         app.stop()
 
 
-@pytest.mark.slow  # ~32 s with its server: the suite stays under 10 minutes; the same download-then-answer
-# path runs through the API in tests/test_app_downloads.py and its progress text in test_ui_downloads.py
+@pytest.mark.slow  # ~32 s with its server: the suite stays under 10 minutes; downloads with progress run
+# through the app in tests/test_app_downloads.py, the chat's progress line in tests/test_ui_downloads.py
 def test_chat_shows_the_download_moving_then_answers(url, tmp_path_factory):
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
