@@ -51,3 +51,45 @@ def test_block_scheme_is_keyed_apart_from_the_torch_one():
     blocks, torch_int8 = scheme_for("int8"), scheme_for("int8", kernel="torch")
     assert blocks.kernel == "blocks" and blocks.key != torch_int8.key
     assert scheme_for("int4", group_size=128).kernel == "torch"  # one group size for the blocks
+
+
+needs_kernels = pytest.mark.skipif(not native.available(), reason="needs AVX2/FMA/F16C and a C compiler")
+
+
+@needs_kernels
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("rows", [1, 3])
+def test_a_linear_group_equals_its_weights_one_by_one(bits, rows):
+    """q|k|v in one call: the same numbers as three calls, side by side (the input quantized once)."""
+    import torch
+
+    from billion.core.quant_blocks import quantize_blocks
+
+    gen = torch.Generator().manual_seed(0)
+    weights = [quantize_blocks(torch.randn(n, 96, generator=gen), bits) for n in (64, 32, 200)]
+    x = torch.randn(rows, 96, generator=gen)
+    one_by_one = torch.cat([native.block_matmul(w, bits, 96, x) for w in weights], dim=1)
+    assert torch.equal(native.LinearGroup(weights, bits, 96)(x), one_by_one)
+
+
+@needs_kernels
+@pytest.mark.parametrize("rows", [1, 4])
+def test_rope_kernel_is_bit_identical_to_transformers(rows):
+    """In place on the q and k heads of a fused q|k|v row; the v columns stay as they were."""
+    import torch
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    gen = torch.Generator().manual_seed(1)
+    heads, kv, dim = 6, 2, 16
+    qkv = torch.randn(rows, (heads + 2 * kv) * dim, generator=gen)
+    angles = torch.rand(rows, dim // 2, generator=gen) * 50
+    emb = torch.cat((angles, angles), dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+    q = qkv[:, :heads * dim].view(1, rows, heads, dim).transpose(1, 2)
+    k = qkv[:, heads * dim:(heads + kv) * dim].view(1, rows, kv, dim).transpose(1, 2)
+    q_ref, k_ref = apply_rotary_pos_emb(q, k, cos[None], sin[None])
+    v_before = qkv[:, (heads + kv) * dim:].clone()
+    native.rope_(qkv, heads + kv, dim, cos, sin)
+    assert torch.equal(qkv[:, :heads * dim].view(1, rows, heads, dim).transpose(1, 2), q_ref)
+    assert torch.equal(qkv[:, heads * dim:(heads + kv) * dim].view(1, rows, kv, dim).transpose(1, 2), k_ref)
+    assert torch.equal(qkv[:, (heads + kv) * dim:], v_before)

@@ -73,6 +73,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     for name in ("billion_q4_dequantize", "billion_q8_dequantize"):
         getattr(lib, name).argtypes = [_ptr, _i64, _i64, _ptr, _int]
     lib.billion_linear.argtypes = [_int, _ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
+    lib.billion_linear_cat.argtypes = [_int, _int, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _int]
+    lib.billion_rope.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr, _ptr]
     lib.billion_block_sizes.argtypes = [_int]
     if (lib.billion_block_sizes(4), lib.billion_block_sizes(8), lib.billion_block_sizes(0)) != \
             (BLOCK_BYTES[4], BLOCK_BYTES[8], BLOCK_BYTES["act"]):
@@ -118,3 +120,30 @@ def dequantize(blocks: torch.Tensor, bits: int, k: int) -> torch.Tensor:
     kernel = library().billion_q4_dequantize if bits == 4 else library().billion_q8_dequantize
     kernel(blocks.data_ptr(), blocks.shape[0], k, out.data_ptr(), _threads())
     return out
+
+
+class LinearGroup:
+    """Weights of one input side by side (q|k|v, gate|up): x (rows, k) float32 contiguous ->
+    (rows, sum of their n), with x quantized once and one parallel loop (kernels/qblocks.c).
+    The pointer arrays are built once; the blocks must stay alive (the caller's modules hold them)."""
+
+    def __init__(self, blocks: list[torch.Tensor], bits: int, k: int):
+        self.bits, self.k = bits, k
+        self.total = sum(b.shape[0] for b in blocks)
+        self._keep = blocks
+        self._ptrs = (ctypes.c_void_p * len(blocks))(*(b.data_ptr() for b in blocks))
+        self._ns = (ctypes.c_int64 * len(blocks))(*(b.shape[0] for b in blocks))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.empty(x.shape[0], self.total, dtype=torch.float32)
+        if library().billion_linear_cat(self.bits, len(self._keep), self._ptrs, self._ns, self.k,
+                                        x.data_ptr(), x.shape[0], y.data_ptr(), _threads()):
+            raise MemoryError(f"no memory for the int8 activations of a {x.shape[0]} x {self.k} input")
+        return y
+
+
+def rope_(x: torch.Tensor, heads: int, dim: int, cos: torch.Tensor, sin: torch.Tensor) -> None:
+    """Rotary embedding in place on the first `heads` heads of each row of x (rows, >= heads * dim),
+    float32 with unit column stride; cos/sin (rows, dim) contiguous. Bit-identical to transformers'
+    apply_rotary_pos_emb (kernels/qblocks.c says why)."""
+    library().billion_rope(x.data_ptr(), x.shape[0], x.stride(0), heads, dim, cos.data_ptr(), sin.data_ptr())

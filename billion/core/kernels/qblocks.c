@@ -227,19 +227,66 @@ void billion_q8_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, i
     }
 }
 
-/* Quantize the activations and multiply, in one call from Python (decode calls this ~150 times a
- * token: one foreign call and no tensor allocation for the int8 activations). */
-int billion_linear(int bits, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t rows,
-                   float *y, int threads) {
+/* Several weights that read the same input (q|k|v, gate|up), side by side in one output: the input
+ * is quantized once, and one parallel loop covers all their rows (one fork/join, not one per weight).
+ * Weight i writes columns [sum(ns[:i]), sum(ns[:i+1])) of y (rows x sum(ns)). */
+static void matmul_cat(int bits, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
+                       const uint8_t *a, int64_t rows, float *y, int threads) {
+    const int64_t nb = k / QK;
+    const int64_t wrow = bits == 4 ? nb * (4 + QK / 2) : nb * (2 + QK);
+    const int64_t arow = bits == 4 ? nb * (8 + QK) : nb * (4 + 2 * QK);
+    int64_t total = 0;
+    for (int i = 0; i < count; i++) total += ns[i];
+    #pragma omp parallel for num_threads(threads) schedule(dynamic, 64)
+    for (int64_t j = 0; j < total; j++) {
+        int i = 0;
+        int64_t r = j;
+        while (r >= ns[i]) r -= ns[i++];
+        const uint8_t *row = ws[i] + r * wrow;
+        for (int64_t m = 0; m < rows; m++)
+            y[m * total + j] = bits == 4 ? dot_q4(row, a + m * arow, nb) : dot_q8(row, a + m * arow, nb);
+    }
+}
+
+/* Quantize the activations and multiply, in one call from Python (no tensor allocation for the
+ * int8 activations). Returns 1 when there is no memory for them. */
+int billion_linear_cat(int bits, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
+                       const float *x, int64_t rows, float *y, int threads) {
     uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (k / QK) * (bits == 4 ? 8 + QK : 4 + 2 * QK)));
     if (!acts) return 1;
-    if (bits == 4) {
+    if (bits == 4)
         billion_quantize_act(x, rows, k, acts, threads);
-        billion_q4_matmul(w, n, k, acts, rows, y, threads);
-    } else {
+    else
         billion_quantize_act16(x, rows, k, acts, threads);
-        billion_q8_matmul(w, n, k, acts, rows, y, threads);
-    }
+    matmul_cat(bits, count, ws, ns, k, acts, rows, y, threads);
     free(acts);
     return 0;
+}
+
+int billion_linear(int bits, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t rows,
+                   float *y, int threads) {
+    return billion_linear_cat(bits, 1, &w, &n, k, x, rows, y, threads);
+}
+
+/* Rotary embedding in place on the first `heads` heads of each row of x (rows x stride floats; q then
+ * k heads side by side, as the fused q|k|v projection writes them), with cos/sin rows (rows x dim).
+ * The same roundings as transformers' q * cos + rotate_half(q) * sin: a multiply, a multiply, an
+ * add (so no FMA contraction here), so the result is bit-identical. */
+__attribute__((optimize("fp-contract=off")))
+void billion_rope(float *x, int64_t rows, int64_t stride, int64_t heads, int64_t dim,
+                  const float *cos, const float *sin) {
+    const int64_t half = dim / 2;
+    for (int64_t t = 0; t < rows; t++) {
+        const float *c = cos + t * dim, *s = sin + t * dim;
+        for (int64_t h = 0; h < heads; h++) {
+            float *v = x + t * stride + h * dim;
+            for (int64_t i = 0; i < half; i++) {
+                const float a = v[i], b = v[i + half];
+                const float lo = a * c[i] - b * s[i];
+                const float hi = b * c[i + half] + a * s[i + half];
+                v[i] = lo;
+                v[i + half] = hi;
+            }
+        }
+    }
 }

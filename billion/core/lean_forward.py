@@ -1,0 +1,243 @@
+"""A lean forward for Llama-architecture decoders (SmolLM2, TinyLlama, Llama-3.2): transformers'
+LlamaForCausalLM math in a few tensor ops per layer, on the model's own modules and KV cache.
+
+Why: once the weights are int8/int4 blocks, the eager HF stack costs more than the matmuls on 2
+CPU cores. A SmolLM2-135M int8 token took 13.9 ms in the kernels and ~17.5 ms in ~2,400 small ops
+(mask building, rotary tables, rotate_half, RMSNorm's five ops, module hooks; docs/benchmarks/
+decode.md). Here a layer is ~20 ops, rotary angles come from a table grown once, and no mask is
+built for a one-token step. Every op mirrors HF's (same order, same dtypes), so logits match HF's
+forward bit for bit or to float rounding (tests/test_lean_forward.py checks both greedy tokens and
+logits). The cache is the caller's DynamicCache, so speculative rollback (crop) works unchanged.
+
+Models it does not describe (PEFT wrappers, other architectures, rope scaling kinds it cannot
+tabulate, eager-only attention features) keep HF's forward: `plan_for` returns None.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DynamicCache
+
+from billion.core import native
+from billion.core.quant_blocks import BlockLinear
+
+#: BILLION_LEAN_FORWARD=0 keeps transformers' forward everywhere (for comparisons)
+ENABLED = os.environ.get("BILLION_LEAN_FORWARD", "1") != "0"
+#: positions of rotary angles computed at first; the table doubles when a longer sequence comes
+_ROPE_ROOM = 1024
+
+
+Projection = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One decoder layer's parts, looked up once instead of through module attributes per token.
+    qkv and gate_up return their modules' outputs side by side (one kernel call where they are blocks)."""
+
+    input_norm: torch.Tensor
+    post_norm: torch.Tensor
+    qkv: Projection
+    o: Projection
+    gate_up: Projection
+    down: Projection
+
+
+def _group(modules: list[nn.Module]) -> Projection:
+    """One call for modules that read the same input: a single block-kernel loop where all are
+    int8/int4 blocks without bias, else each module and a concatenation."""
+    first = modules[0]
+    if all(isinstance(m, BlockLinear) and m.bias is None and m.bits == first.bits for m in modules):
+        group = native.LinearGroup([m.blocks for m in modules], first.bits, first.in_features)
+        return lambda x: group(x.contiguous()) if x.dtype == torch.float32 else \
+            group(x.float().contiguous()).to(x.dtype)
+    if len(modules) == 1:
+        return first
+    return lambda x: torch.cat([m(x) for m in modules], dim=-1)
+
+
+class RopeTable:
+    """cos/sin for positions 0..n, computed exactly as LlamaRotaryEmbedding does for each forward.
+    Both tables live in one tuple, swapped whole, so a thread never pairs a new cos with an old sin."""
+
+    def __init__(self, inv_freq: torch.Tensor, scaling: float, dtype: torch.dtype):
+        self.inv_freq, self.scaling, self.dtype = inv_freq.float(), scaling, dtype
+        self.tables = (torch.empty(0, 0), torch.empty(0, 0))
+
+    def _grow(self, needed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(max(_ROPE_ROOM, 2 * needed), dtype=torch.float32)
+        freqs = positions[:, None] * self.inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self.tables = ((emb.cos() * self.scaling).to(self.dtype), (emb.sin() * self.scaling).to(self.dtype))
+        return self.tables
+
+    def at(self, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cos, sin = self.tables
+        if start + count > cos.shape[0]:
+            cos, sin = self._grow(start + count)
+        return cos[start:start + count], sin[start:start + count]
+
+
+@dataclass(frozen=True)
+class LeanPlan:
+    layers: tuple[LayerPlan, ...]
+    embed: nn.Module
+    final_norm: torch.Tensor
+    lm_head: Callable[[torch.Tensor], torch.Tensor]
+    rope: RopeTable
+    eps: float
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scaling: float
+
+
+def _describable(model: nn.Module) -> bool:
+    config = getattr(model, "config", None)
+    if type(model).__name__ != "LlamaForCausalLM" or config is None:
+        return False
+    rotary = model.model.rotary_emb
+    static_rope = getattr(rotary, "rope_type", "default") in ("default", "llama3", "linear")
+    return (static_rope and getattr(rotary, "inv_freq", None) is not None
+            and getattr(config, "pretraining_tp", 1) == 1 and config.hidden_act == "silu"
+            and getattr(config, "_attn_implementation", None) == "sdpa" and not getattr(model, "_hf_hook", None)
+            and all(p.device.type == "cpu" for p in model.model.norm.parameters()))
+
+
+def _watched(model: nn.Module) -> tuple[tuple[dict, str, object], ...]:
+    """(container, key, object) for every module and weight the plan holds: if any container no
+    longer holds the same object (PEFT injected LoRA layers, weights were swapped), the plan is stale."""
+    watched = []
+    for parent in model.modules():
+        if parent is model.model.rotary_emb:
+            continue
+        watched += [(parent._modules, key, child) for key, child in parent._modules.items()]
+        watched += [(parent._parameters, key, t) for key, t in parent._parameters.items()]
+        watched += [(parent._buffers, key, t) for key, t in parent._buffers.items()]
+    return tuple(watched)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    plan: LeanPlan | None
+    watched: tuple[tuple[dict, str, object], ...]
+
+    def current(self) -> bool:
+        return all(container.get(key) is held for container, key, held in self.watched)
+
+
+_PLANS: "weakref.WeakKeyDictionary[nn.Module, _Entry]" = weakref.WeakKeyDictionary()
+_PLANS_LOCK = threading.Lock()
+
+
+def plan_for(model: nn.Module) -> LeanPlan | None:
+    """The lean plan for `model` (built once, rebuilt if its modules or weights were replaced);
+    None where HF's forward must run. Kept beside the model, not on it, so deepcopy never copies one."""
+    entry = _PLANS.get(model)
+    if entry is not None and entry.current():
+        return entry.plan
+    with _PLANS_LOCK:
+        plan = _build(model) if _describable(model) else None
+        _PLANS[model] = _Entry(plan, _watched(model) if plan is not None else ())
+    return plan
+
+
+def _build(model: nn.Module) -> LeanPlan:
+    inner, config = model.model, model.config
+    layers = tuple(LayerPlan(
+        input_norm=layer.input_layernorm.weight, post_norm=layer.post_attention_layernorm.weight,
+        qkv=_group([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]),
+        o=_group([layer.self_attn.o_proj]),
+        gate_up=_group([layer.mlp.gate_proj, layer.mlp.up_proj]), down=_group([layer.mlp.down_proj]),
+    ) for layer in inner.layers)
+    attn = inner.layers[0].self_attn
+    dtype = inner.norm.weight.dtype
+    return LeanPlan(
+        layers=layers, embed=inner.embed_tokens, final_norm=inner.norm.weight, lm_head=_group([model.lm_head]),
+        rope=RopeTable(inner.rotary_emb.inv_freq, inner.rotary_emb.attention_scaling, dtype),
+        eps=inner.norm.variance_epsilon, heads=config.num_attention_heads,
+        kv_heads=config.num_key_value_heads, head_dim=attn.head_dim, scaling=attn.scaling)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """LlamaRMSNorm in one op: torch.rms_norm gives the same bits as HF's five on fp32 (tested)."""
+    if x.dtype == torch.float32:
+        return torch.rms_norm(x, weight.shape, weight, eps)
+    wide = x.to(torch.float32)
+    wide = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * wide.to(x.dtype)
+
+
+def rotate_(qkv: torch.Tensor, heads: int, dim: int, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """apply_rotary_pos_emb on the q and k heads at the front of each row of qkv (T, ...): in place
+    by the C kernel on fp32, else HF's ops on a copy. Returns the tensor that holds the result."""
+    if qkv.dtype == torch.float32 and native.available():
+        native.rope_(qkv, heads, dim, cos, sin)
+        return qkv
+    x = qkv[:, :heads * dim].view(qkv.shape[0], heads, dim)
+    c, s = cos[:, None], sin[:, None]
+    rotated = torch.cat((-x[..., dim // 2:], x[..., :dim // 2]), dim=-1)
+    return torch.cat([((x * c) + (rotated * s)).flatten(1), qkv[:, heads * dim:]], dim=-1)
+
+
+def _causal_mask(count: int, start: int) -> torch.Tensor:
+    """The boolean mask HF's sdpa path gets when new positions attend to a cache: row i sees 0..start+i."""
+    return torch.arange(start + count)[None, :] <= torch.arange(start, start + count)[:, None]
+
+
+def attention(plan: LeanPlan, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+    """SDPA as transformers calls it: GQA in the kernel without a mask, repeated heads with one."""
+    count = q.shape[2]
+    groups = plan.heads // plan.kv_heads
+    if count == 1:
+        return F.scaled_dot_product_attention(q, k, v, scale=plan.scaling, enable_gqa=groups > 1)
+    if start == 0:
+        return F.scaled_dot_product_attention(q, k, v, scale=plan.scaling, is_causal=True, enable_gqa=groups > 1)
+    if groups > 1:
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=_causal_mask(count, start), scale=plan.scaling)
+
+
+def _heads(x: torch.Tensor, count: int, heads: int, dim: int) -> torch.Tensor:
+    """(T, heads * dim) columns -> (1, heads, T, dim), a view."""
+    if count == 1:
+        return x.view(1, heads, 1, dim)
+    return x.view(1, count, heads, dim).transpose(1, 2)
+
+
+def layer_forward(plan: LeanPlan, index: int, x: torch.Tensor, cache: DynamicCache, start: int,
+                  cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """One decoder layer on x (T, hidden): attention with the cache, then the MLP; residuals added."""
+    layer = plan.layers[index]
+    count, heads, kv_heads, dim = x.shape[0], plan.heads, plan.kv_heads, plan.head_dim
+    qkv = rotate_(layer.qkv(rms_norm(x, layer.input_norm, plan.eps)), heads + kv_heads, dim, cos, sin)
+    q_end, k_end = heads * dim, (heads + kv_heads) * dim
+    k, v = cache.update(_heads(qkv[:, q_end:k_end], count, kv_heads, dim),
+                        _heads(qkv[:, k_end:], count, kv_heads, dim), index)
+    a = attention(plan, _heads(qkv[:, :q_end], count, heads, dim), k, v, start)
+    x = x + layer.o(a.transpose(1, 2).reshape(count, q_end))
+    gate_up = layer.gate_up(rms_norm(x, layer.post_norm, plan.eps))
+    inner = gate_up.shape[-1] // 2
+    return x + layer.down(F.silu(gate_up[:, :inner]).mul_(gate_up[:, inner:]))
+
+
+def lean_forward(plan: LeanPlan, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 0) -> torch.Tensor:
+    """Logits (1, positions, vocab) like HF's forward with logits_to_keep=keep; the cache grows in place."""
+    start = cache.get_seq_length()
+    count = input_ids.shape[1]
+    cos, sin = plan.rope.at(start, count)
+    x = plan.embed(input_ids[0])
+    for index in range(len(plan.layers)):
+        x = layer_forward(plan, index, x, cache, start, cos, sin)
+    if keep:
+        x = x[-keep:]
+    return plan.lm_head(rms_norm(x, plan.final_norm, plan.eps)).unsqueeze(0)
