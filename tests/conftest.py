@@ -65,7 +65,11 @@ def ctx(tmp_path, models):
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine they lose a lot.
+    """Tiny models gain nothing from threads, and on a shared 2-core machine they lose a lot: while
+    another process holds a core, a step split over two threads waits for the one not running
+    (SmolLM2 at int8: ~1 token/s on two threads against ~40 on one). This process runs one torch
+    thread, and so do the processes it starts meanwhile (OMP_NUM_THREADS: training children,
+    `transformers serve`).
 
     Opt in per module with `pytestmark = pytest.mark.usefixtures("one_thread")`.
     """
@@ -73,8 +77,74 @@ def one_thread():
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OMP_NUM_THREADS", "1")
+        yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=["in-process",
+                        # ~10 s a test in fresh processes; the [in-process] case runs the same commands
+                        # in every run, and test_cli.py::test_models_lists_every_entry_with_availability
+                        # starts `python -m billion` itself
+                        pytest.param("subprocess", marks=pytest.mark.slow)])
+def cli(request):
+    """Run `python -m billion ARGS`: CompletedProcess(returncode, stdout, stderr). In-process
+    (billion.cli.main, as billion/__main__.py calls it) in the default run; in a fresh process with
+    -m slow."""
+    from test_cli import run_cli, run_cli_here
+
+    return run_cli_here if request.param == "in-process" else run_cli
+
+
+@pytest.fixture(scope="session")
+def app_url(models):
+    """The whole app served from this process (tests/app_server.py) on the environment's data
+    folder with the session's models: one launch for the modules that call its endpoints or read
+    its page (test_app.py, test_app_race.py, test_app_page.py, test_recommended.py,
+    test_app_trainer.py)."""
+    from app_server import serve_app
+
+    with serve_app(models=models) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def app_process(tmp_path_factory, request):
+    """One real `python app.py` (tests/app_process.py) for the modules that need the process itself:
+    test_browser.py clicks through it, test_paths_security.py tries its real allowed_paths. Its data
+    folder and Gradio upload folder are fresh temporary folders; .url, .data, .uploads. Where a
+    selected test battles the offline SmolLM2 behind `transformers serve` from the page, its
+    models.yaml declares that server (alias smollm2-served)."""
+    from types import SimpleNamespace
+
+    from app_process import start_app
+
+    root = tmp_path_factory.mktemp("app-process")
+    data, uploads = root / "data", root / "gradio-uploads"
+    data.mkdir()
+    uploads.mkdir()
+    # One torch thread, as conftest.py's one_thread gives the in-process apps: the page's tests
+    # wait on SmolLM2's answers, which two threads slow down many times while another process
+    # holds a core.
+    env = {"GRADIO_TEMP_DIR": str(uploads), "OMP_NUM_THREADS": "1"}
+    if any(item.get_closest_marker("browser") and "served_smollm" in getattr(item, "fixturenames", ())
+           for item in request.session.items):
+        try:
+            served = request.getfixturevalue("transformers_serve")
+            (data / "models.yaml").write_text(
+                f"models:\n  - alias: smollm2-served\n    base_url: {served.base_url}\n"
+                f"    model: {served.model}\n")
+            env["BILLION_MODELS_FILE"] = str(data / "models.yaml")
+        except pytest.skip.Exception:
+            pass
+    # A separate process, as a person runs it: served from inside the test process, the page's
+    # polling and the training thread fight over one interpreter and training runs ~3x slower.
+    app = start_app(data, budget_gb=8, env=env)
+    try:
+        yield SimpleNamespace(url=app.url, data=data, uploads=uploads)
+    finally:
+        app.stop()
 
 
 @pytest.fixture(scope="session")
@@ -139,6 +209,15 @@ def transformers_serve(tmp_path_factory):
 @pytest.fixture
 def served_smollm(transformers_serve):
     return transformers_serve.ensure_running()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked kills_served_smollm SIGKILL the session's `transformers serve`: they run after
+    every other test, so the server starts once a run (a restart costs ~10-20 s on 2 shared cores:
+    the start, then the model's load at its first request)."""
+    last = [item for item in items if item.get_closest_marker("kills_served_smollm")]
+    if last:
+        items[:] = [item for item in items if item not in last] + last
 
 
 @pytest.fixture(scope="session")

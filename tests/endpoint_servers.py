@@ -62,7 +62,8 @@ class TransformersServe:
 
     def start(self, timeout_s: float = 180.0) -> "TransformersServe":
         cli = Path(sys.executable).with_name("transformers")
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+        # one torch thread: two lose many times over while another process holds one of 2 shared cores
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [str(cli), "serve", self.model, "--host", "127.0.0.1", "--port", str(self.port),

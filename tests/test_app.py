@@ -1,17 +1,19 @@
 """The app through gradio_client against a real launched server."""
 
+import re
 
 import pytest
 from gradio_client import Client
 
 import app
-from app_server import serve_app
+
+# SmolLM2 in this process: one thread (conftest.py's one_thread), as the engine modules run it
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def client(models):
-    with serve_app(models=models) as url:
-        yield Client(url, verbose=False)
+def client(app_url):
+    return Client(app_url, verbose=False)
 
 
 def chat_args(prompt, compare=False, max_new_tokens=32):
@@ -26,7 +28,8 @@ def last_answer(history) -> str:
 
 def test_importing_app_does_not_launch():
     # Nothing built at import (so nothing to launch); building a whole page here cost seconds and
-    # wrote to the environment's data folder. serve_app builds and launches one for the tests below.
+    # wrote to the environment's data folder. serve_app (conftest.py's app_url) builds and launches
+    # one for the tests below.
     import gradio as gr
 
     assert not [name for name, value in vars(app).items() if isinstance(value, gr.Blocks)]
@@ -38,6 +41,7 @@ def test_chat_answers_through_the_api(client):
         *chat_args("What is the capital of France?"), api_name="/chat")
     assert "Paris" in last_answer(chat_a)
     assert "tokens/s" in stats_a and chat_b == [] and prompt == ""
+    assert re.search(r"stop: (eos|length)", stats_a), stats_a  # as the browser shows it
 
 
 def test_compare_streams_two_answers(client):

@@ -23,8 +23,11 @@ from gradio_client.exceptions import AppError
 from billion.core.limits import DEFAULT_LIMITS
 from billion.core.registry import MODELS
 
-pytestmark = pytest.mark.skipif(
-    not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry")
+pytestmark = [
+    pytest.mark.skipif(
+        not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry"),
+    pytest.mark.usefixtures("one_thread"),  # tiny work on a shared 2-core CPU (conftest.py)
+]
 
 SECRETS = sorted({s.lower() for m in MODELS
                   for s in (m.alias, m.display_name, m.hub_id, m.family, m.size_label) if s})

@@ -15,24 +15,26 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from test_app_arena import SECRETS, assert_blind, rows, text_of
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 KEY = "sk-billion-arena-9f2d41c07b"
 SERVED = "endpoint:smollm2-served"
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, transformers_serve):
+def app(tmp_path_factory, transformers_serve, models):
     """(url, store path, models.yaml path): the app on a fresh store, built with a models.yaml
     that declares the served SmolLM2 (its port survives restarts); tests may rewrite the file,
-    which the arena reads again whenever it changes."""
+    which the arena reads again whenever it changes. Local models come from the session's cache."""
     data = tmp_path_factory.mktemp("arena-endpoints")
-    models = data / "models.yaml"
-    declare(models, **{"smollm2-served": {"base_url": transformers_serve.base_url,
-                                          "model": transformers_serve.model}})
+    declared = data / "models.yaml"
+    declare(declared, **{"smollm2-served": {"base_url": transformers_serve.base_url,
+                                            "model": transformers_serve.model}})
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("BILLION_MODELS_FILE", str(models))
+        env.setenv("BILLION_MODELS_FILE", str(declared))
         env.setenv("BILLION_TEST_ARENA_KEY", KEY)
-        with serve_app(data, "votes.sqlite3") as url:
-            yield url, data / "votes.sqlite3", models
+        with serve_app(data, "votes.sqlite3", models=models) as url:
+            yield url, data / "votes.sqlite3", declared
 
 
 def declare(models, **entries: dict) -> None:
@@ -91,6 +93,7 @@ def test_local_against_served_smollm_votes_and_rates(app, served_smollm):
     assert names <= rated, (summary, table)
 
 
+@pytest.mark.kills_served_smollm  # runs after every other test that uses the server (conftest.py)
 def test_endpoint_killed_mid_stream_leaves_no_vote(app, served_smollm):
     url, db, models = app
     declare(models, **{"smollm2-served": {"base_url": served_smollm.base_url,

@@ -13,8 +13,11 @@ from gradio_client.exceptions import AppError
 from billion.core.registry import MODELS
 from billion.store.store import Store
 
-pytestmark = pytest.mark.skipif(
-    not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry")
+pytestmark = [
+    pytest.mark.skipif(
+        not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry"),
+    pytest.mark.usefixtures("one_thread"),  # tiny work on a shared 2-core CPU (conftest.py)
+]
 
 ALL_KINDS = ["measured", "published"]
 
@@ -51,6 +54,9 @@ def test_bench_endpoint_runs_stores_and_the_table_shows_it(served):
     assert len(run_table["data"]) == len(summary["scores"])
     mc = next(s for s in summary["scores"] if s["task"] == "billion-mc")
     assert mc["n"] == 2 and mc["limited"] and 0 <= mc["score"] <= 1
+    # fix 5: memory is this model's alone (a child process), not the server's RSS
+    [memory] = [s for s in summary["scores"] if s["task"] == "speed" and s["metric"] == "peak_memory_bytes"]
+    assert "this model alone" in memory["note"]
 
     stored = Store(db).bench_results_frame(model="smollm2-135m")
     assert sorted(stored["id"]) == sorted(s["id"] for s in summary["scores"])
@@ -100,6 +106,18 @@ def test_status_says_what_runs_and_cancel_keeps_the_finished_items(served):
     assert len(Store(db).bench_results_frame()) == before + cut["stored"]
 
 
+def test_only_a_run_with_item_tasks_claims_an_item_limit():
+    """The status line of test_a_speed_only_run_does_not_claim_an_item_limit, without a run."""
+    from billion.bench.runner import BenchRequest
+    from billion.ui.leaderboard import status_markdown
+
+    speed = BenchRequest(models=("smollm2-135m",), tasks=("speed",), limit=20)
+    mixed = BenchRequest(models=("smollm2-135m",), tasks=("billion-mc", "speed"), limit=20)
+    assert "Limited to" not in status_markdown([], speed)
+    assert "Limited to 20 items per task" in status_markdown([], mixed)
+
+
+@pytest.mark.slow  # 9 s, a second speed run: test_only_a_run_with_item_tasks_claims_an_item_limit and the memory note in test_bench_endpoint_runs_stores_and_the_table_shows_it
 def test_a_speed_only_run_does_not_claim_an_item_limit(served):
     client, _ = served
     status, _, summary = client.predict(*bench_args(["speed"], limit=20), api_name="/bench")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from app_server import serve_app
 
 from billion.bench.leaderboard import RUN_COLUMNS
 from billion.core.registry import MODELS
@@ -14,14 +13,8 @@ pytestmark = pytest.mark.skipif(not any(m.alias == "smollm2-135m" for m in MODEL
 
 
 @pytest.fixture(scope="module")
-def components(tmp_path_factory, models):
-    from billion.context import build_context
-    from billion.core.settings import Settings
-
-    ctx = build_context(Settings.in_folder(tmp_path_factory.mktemp("page")), models=models)
-    with serve_app(ctx=ctx) as url:
-        yield [c["props"] for c in httpx.get(url + "config").json()["components"]]
-    ctx.store.close()
+def components(app_url):
+    return [c["props"] for c in httpx.get(app_url + "config").json()["components"]]
 
 
 def by_label(components, label, dropdown=False):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from app_server import serve_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -26,11 +25,10 @@ def race_args(prompt: str = REPEAT, k: float = 4, temperature: float = 0, max_ne
 
 
 @pytest.fixture(scope="module")
-def client(models):
+def client(app_url):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 135M model on a shared 2-core machine runs faster on one thread
-    with serve_app(models=models) as url:
-        yield Client(url, verbose=False)
+    yield Client(app_url, verbose=False)
     torch.set_num_threads(threads)
 
 

@@ -27,6 +27,8 @@ from billion.train.config import TrainConfig
 from billion.train.data import load_dataset
 from billion.train.folder import read_run
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 FAULTS = Path(__file__).with_name("train_child_faults.py")
 @pytest.fixture(scope="module")
 def app_ctx(tmp_path_factory, models):

@@ -21,15 +21,22 @@ def app_ctx(tmp_path_factory, models):
 
 
 @pytest.fixture(scope="module")
-def client(app_ctx):
+def trainer_client(app_ctx):
+    """A client of the app served on app_ctx, whose runs the training test reads."""
     with serve_app(ctx=app_ctx) as url:
         yield Client(url, verbose=False)
 
 
+@pytest.fixture(scope="module")
+def client(app_url):
+    """A client of the session's app (conftest.py's app_url): the tests that train nothing."""
+    return Client(app_url, verbose=False)
+
+
 @pytest.mark.slow  # 25-70 s: the suite stays under 10 minutes; run with -m slow
-def test_sample_upload_trains_and_serves_the_adapter(client, app_ctx, tmp_path):
-    summary, zip_path = client.predict(handle_file(str(SAMPLE_DATA)), "smollm2-135m", 3, 4, 2e-3, 64,
-                                       "What is the capital of Japan?", api_name="/train")
+def test_sample_upload_trains_and_serves_the_adapter(trainer_client, app_ctx, tmp_path):
+    summary, zip_path = trainer_client.predict(handle_file(str(SAMPLE_DATA)), "smollm2-135m", 3, 4, 2e-3,
+                                               64, "What is the capital of Japan?", api_name="/train")
     assert summary["state"] == "done" and summary["steps"] == 3
     assert len(summary["train_losses"]) == 3 and all(math.isfinite(x) for x in summary["train_losses"])
     assert math.isfinite(summary["eval_loss_before"]) and math.isfinite(summary["eval_loss_after"])

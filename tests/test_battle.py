@@ -27,6 +27,8 @@ from billion.core.sampling import SamplingSettings
 from billion.store.store import Store
 from evicting import Evictor, budget_for, cached, in_thread
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 SETTINGS = SamplingSettings(temperature=0.8, max_new_tokens=6)
 MAX_PROMPT_CHARS = DEFAULT_LIMITS.arena_prompt_chars
 

@@ -14,7 +14,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from app_process import start_app
 
 from billion.core.availability import available
 from billion.core.paths import ASSETS
@@ -51,32 +50,18 @@ def shots(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_data(tmp_path_factory) -> Path:
-    """The app's data folder (its votes.sqlite3 and sessions.sqlite3)."""
-    return tmp_path_factory.mktemp("browser-app")
+def url(request):
+    """A separate `python app.py` (conftest.py's app_process, shared with test_paths_security.py),
+    with the offline SmolLM2 behind `transformers serve` as an endpoint model where a selected test
+    battles it."""
+    _require_chromium()
+    return request.getfixturevalue("app_process").url
 
 
 @pytest.fixture(scope="module")
-def url(app_data, request):
-    _require_chromium()
-    data = app_data
-    # The offline SmolLM2 behind `transformers serve` as an endpoint model, where the server runs.
-    env = {}
-    try:
-        served = request.getfixturevalue("transformers_serve")
-        (data / "models.yaml").write_text(
-            f"models:\n  - alias: smollm2-served\n    base_url: {served.base_url}\n"
-            f"    model: {served.model}\n")
-        env["BILLION_MODELS_FILE"] = str(data / "models.yaml")
-    except pytest.skip.Exception:
-        pass
-    # A separate `python app.py`, as a person runs it: served from inside the test process, the
-    # page's polling and the training thread fight over one interpreter and training runs ~3x slower.
-    app = start_app(data, budget_gb=8, env=env)
-    try:
-        yield app.url
-    finally:
-        app.stop()
+def app_data(app_process) -> Path:
+    """The app's data folder (its votes.sqlite3 and sessions.sqlite3)."""
+    return app_process.data
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +108,7 @@ def shot(page, folder: Path, name: str) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
+@pytest.mark.slow  # 13 s: test_app.py::test_chat_answers_through_the_api (Paris, tokens/s, stop) and test_recommended.py's 0.2 start
 def test_chat_answers(page, shots):
     panel = open_tab(page, "Chat")
     panel.get_by_role("button", name="Generation settings").click()
@@ -192,6 +178,7 @@ def label_clear_of_buttons(label) -> bool:
         }); }""")
 
 
+@pytest.mark.slow  # 3 s: test_phone_every_tab_reachable_and_the_arena_prompt_on_the_first_screen checks it at 390 px
 def test_dropdown_text_stops_before_its_arrow_on_a_phone(page):
     """Fix 13: at 390 px the Chat model's name no longer runs on under the dropdown's arrow."""
     page.set_viewport_size({"width": 390, "height": 844})
@@ -250,6 +237,7 @@ def test_arena_local_against_served_smollm(page, served_smollm):
     expect(ratings).to_contain_text("endpoint:smollm2-served", timeout=MINUTE)
 
 
+@pytest.mark.slow  # 13 s: test_app_race.py's greedy race is lossless, its replay ends with both whole outputs
 def test_speculative_race_is_lossless(page, shots):
     panel = open_tab(page, "Speculative race")
     panel.get_by_role("button", name="repeat", exact=True).click()

@@ -16,6 +16,8 @@ from billion.bench.endpoint_tasks import CHAT_PROMPT_SETTING, code_from_answer, 
 from billion.endpoints.config import EndpointModel, configured_endpoints
 from billion.store.store import Store
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 
 @pytest.fixture
 def declared(tmp_path, monkeypatch):
@@ -86,15 +88,14 @@ def test_mc_from_prompt_logprobs_equals_local_scoring(llama, tokenizer, declared
     assert score.extra["acc"]["mean"] == pytest.approx(local.acc.mean)
 
 
-def test_cli_chats_with_an_endpoint_and_the_race_refuses_it(declared, monkeypatch):
+def test_cli_chats_with_an_endpoint_and_the_race_refuses_it(declared, cli):
     from endpoint_servers import FaultServer
-    from test_cli import run_cli
 
     with FaultServer() as server:
         declared(quick=(server.base_url, "ok"))
-        out = run_cli("chat", "--model", "endpoint:quick", "--max-new-tokens", "8", "Hello")
+        out = cli("chat", "--model", "endpoint:quick", "--max-new-tokens", "8", "Hello")
         assert out.returncode == 0, out.stderr
         assert "Hello from the fault server." in out.stdout
         assert f"over the network, from 127.0.0.1:{server.server_address[1]}" in out.stdout
-    out = run_cli("race", "--target", "endpoint:quick", "Hello")
+    out = cli("race", "--target", "endpoint:quick", "Hello")
     assert out.returncode == 2 and "runs local models only" in out.stderr

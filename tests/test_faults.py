@@ -30,8 +30,10 @@ from billion.core.registry import MODELS, resolve
 from billion.core.settings import Settings
 
 MODEL = "smollm2-135m"
-pytestmark = pytest.mark.skipif(not any(m.alias == MODEL for m in MODELS),
-                                reason="needs the offline SmolLM2 entry")
+pytestmark = [
+    pytest.mark.skipif(not any(m.alias == MODEL for m in MODELS), reason="needs the offline SmolLM2 entry"),
+    pytest.mark.usefixtures("one_thread"),  # tiny work on a shared 2-core CPU (conftest.py)
+]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from billion.bench.tasks import offline_suite_text
 from billion.core.fidelity import chunks, compare, measure
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def model():

@@ -8,6 +8,8 @@ from billion.core.generation import (Detokenizer, chat_input_ids, generate_chat,
                                 stream_chat, stream_ids)
 from billion.core.sampling import SamplingSettings
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 GREEDY = SamplingSettings(temperature=0, max_new_tokens=24)
 ASK = [{"role": "user", "content": "The capital of France is"}]
 

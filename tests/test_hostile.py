@@ -38,8 +38,11 @@ from billion.core.registry import MODELS
 from billion.core.settings import Settings
 from billion.ui.arena_ratings import current_ratings, ratings_frame
 
-pytestmark = pytest.mark.skipif(
-    not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry")
+pytestmark = [
+    pytest.mark.skipif(
+        not any(m.alias == "smollm2-135m" for m in MODELS), reason="needs the offline SmolLM2 entry"),
+    pytest.mark.usefixtures("one_thread"),  # tiny work on a shared 2-core CPU (conftest.py)
+]
 
 SECRETS = sorted({s.lower() for m in MODELS
                   for s in (m.alias, m.display_name, m.hub_id, m.family, m.size_label) if s})

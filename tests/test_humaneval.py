@@ -18,6 +18,8 @@ from billion.bench.sandbox import SandboxLimits
 from billion.core.errors import BillionError
 from billion.core.stats import pass_at_k
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox uses Linux resource limits")
 
 

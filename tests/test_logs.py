@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -18,6 +20,7 @@ def python(code: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300, cwd=REPO, env=env)
 
 
+@pytest.mark.slow  # 5 s: test_cli.py::test_models_lists_every_entry_with_availability checks the same run's empty stderr
 def test_models_command_prints_nothing_on_stderr():
     out = python("", "-m", "billion", "models")
     assert out.returncode == 0 and "smollm2-135m" in out.stdout

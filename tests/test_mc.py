@@ -10,6 +10,8 @@ import torch
 from billion.bench import mc
 from billion.bench.tasks import McData, McItem, McTask, build_prompt, get_task, load_offline_suite
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 
 def cloze_task(item: McItem, n_shot: int = 0, fewshot: tuple[McItem, ...] = ()) -> McTask:
     data = McData(items=(item,), fewshot=fewshot)

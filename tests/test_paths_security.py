@@ -1,10 +1,11 @@
 """No endpoint reads or writes a file outside the app's own folders.
 
 The app runs as `python app.py` (its real `allowed_paths`), with its data folder, store and Gradio
-upload folder in fresh temporary folders. Every way in that takes a file or a name that could
-become a path is tried with `../` names, URL-encoded ones and absolute paths: Gradio's file route,
-uploads, file inputs that were never uploaded, training run ids (public endpoints and the page's own
-poll event, called as the browser calls it) and model names. docs/faults.md lists the checks.
+upload folder in fresh temporary folders (one process a run: test_browser.py clicks through it too).
+Every way in that takes a file or a name that could become a path is tried with `../` names,
+URL-encoded ones and absolute paths: Gradio's file route, uploads, file inputs that were never
+uploaded, training run ids (public endpoints and the page's own poll event, called as the browser
+calls it) and model names. docs/faults.md lists the checks.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from app_process import start_app
 from app_server import call_page_event
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -46,24 +46,20 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory) -> Served:
-    root = tmp_path_factory.mktemp("paths")
-    served = Served("", root / "data", root / "gradio-uploads", root / "outside")
-    for folder in (served.data, served.uploads, served.outside):
-        folder.mkdir()
+def app(app_process, tmp_path_factory) -> Served:
+    # The real `python app.py` (conftest.py's app_process, which test_browser.py clicks through
+    # too), so its real allowed_paths apply; Gradio's uploads go to a known folder.
+    served = Served(app_process.url, app_process.data, app_process.uploads,
+                    tmp_path_factory.mktemp("paths") / "outside")
+    served.outside.mkdir()
     # Files the app must never hand out: one outside every app folder, one in a run folder.
     (served.outside / "secret.jsonl").write_text(json.dumps({"instruction": SECRET, "output": SECRET}) + "\n")
     run = served.data / "runs" / "20990101-000000-beef"
     run.mkdir(parents=True)
     (run / "data.jsonl").write_text(json.dumps({"instruction": SECRET, "output": SECRET}) + "\n")
-    served.exports.mkdir()
+    served.exports.mkdir(exist_ok=True)
     (served.exports / "shared.txt").write_text("EXPORTED-" + SECRET[7:])
-    # The real `python app.py`, so its real allowed_paths apply; Gradio's uploads go to a known folder.
-    app = start_app(served.data, env={"GRADIO_TEMP_DIR": str(served.uploads)})
-    try:
-        yield Served(app.url, served.data, served.uploads, served.outside)
-    finally:
-        app.stop()
+    return served
 
 
 @pytest.fixture(scope="module")

@@ -35,12 +35,9 @@ def test_smollm2_gets_its_cards_low_temperature_and_base_models_keep_the_default
 
 
 @needs_smollm
-def test_the_chat_tab_starts_at_the_models_recommended_temperature(ctx):
+def test_the_chat_tab_starts_at_the_models_recommended_temperature(app_url):
     """The served page's config: the Chat temperature slider starts at SmolLM2's 0.2, not 0.7."""
-    from app_server import serve_app
-
-    with serve_app(ctx=ctx) as url:
-        config = httpx.get(url + "config").json()
+    config = httpx.get(app_url + "config").json()
     sliders = [c["props"] for c in config["components"]
                if c["props"].get("label") == "Temperature (0 = greedy)"]
     assert sliders and sliders[0]["value"] == 0.2

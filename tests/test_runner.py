@@ -16,6 +16,8 @@ from billion.core.registry import MODELS
 from billion.store.store import Store
 from evicting import Evictor, budget_for, cached, in_thread
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 SPEED = dict(prompt_lengths=(8, 16), new_tokens=4, warmup=0, repeats=2)
 
 

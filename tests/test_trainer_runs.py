@@ -10,6 +10,8 @@ from billion.train.data import load_dataset
 from billion.train.folder import read_events
 from billion.ui import trainer_runs
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 
 def test_zerogpu_runs_train_in_slices_that_resume(ctx, tiny_dir, data_file, monkeypatch):
     monkeypatch.setattr(trainer_runs, "ON_ZEROGPU", True)

@@ -222,6 +222,7 @@ def test_slices_resume_from_the_checkpoint(tiny_dir, data_file, tmp_path):
     assert read_run(run_dir)["status"] == "done" and not (run_dir / "checkpoints").exists()
 
 
+@pytest.mark.slow  # a child per run: test_manager.py::test_runs_at_once_per_person_and_in_all refuses the second run
 def test_one_run_at_a_time(tiny_dir, data_file, tmp_path):
     manager = RunManager(tmp_path)
     first = manager.start(tiny_config(tiny_dir, max_steps=200), load_dataset(data_file))

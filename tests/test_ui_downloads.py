@@ -13,6 +13,8 @@ from billion.core.errors import BillionError
 from billion.core.sampling import SamplingSettings
 from billion.ui.downloads import arena_downloads, blind_line, progress_line, weight_sizes
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
 NAMES = re.compile(r"tinyllama|pythia|llama|eleuther|meta|\bMB\b|MB/s|\.safetensors", re.IGNORECASE)
 
 

@@ -9,6 +9,10 @@ from billion.core.generation import generate_chat
 from billion.core.registry import WeightSource, resolve
 from billion.core.sampling import SamplingSettings
 from billion.core import weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny work on a shared 2-core CPU (conftest.py)
+
+
 def test_package_gguf_is_found_without_importing_the_package():
     code = ("import sys; from billion.core import weights, registry;"
             "p = weights.package_gguf_path(registry.resolve('smollm2-135m'));"
