@@ -1,0 +1,129 @@
+"""One decode step: billion's lean Llama forward against transformers' forward on the same model, one run.
+
+    .venv/bin/python benchmarks/lean_forward.py [--models smollm2-135m,tinyllama] [--precisions fp32,int8,int4]
+        [--threads 2] [--steps 30] [--rounds 3]
+
+Per model and precision (each in its own process): a 64-token prompt, then --steps one-token
+steps with each forward, the two interleaved --rounds times (so both see the same machine); the
+median per-step time of each, their ratio, and the time in the matrix kernels alone (the same
+step's projections called on their own), so the rest is the work around them. Both forwards are
+checked to give the same logits before timing. tinyllama / llama3.2-1b are random weights of the
+hub configs (speed only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+RANDOM = ("tinyllama", "llama3.2-1b")
+
+
+def _load(model: str, precision: str):
+    from billion.bench.random_weights import random_model
+    from billion.core.loading import load_fresh
+    from billion.core.precision import options_for
+
+    options = options_for(precision)
+    return random_model(model, options) if model in RANDOM else load_fresh(model, options)
+
+
+def _step_ms(model, lean: bool, steps: int) -> float:
+    from billion.core import lean_forward
+    from billion.core.generation import forward
+    from billion.core.kv_cache import new_cache
+
+    lean_forward.ENABLED = lean
+    cache = new_cache()
+    forward(model, torch.arange(100, 164)[None], cache, keep=1)
+    token = torch.tensor([[5]])
+    forward(model, token, cache, keep=1)
+    started = time.perf_counter()
+    for _ in range(steps):
+        forward(model, token, cache, keep=1)
+    return (time.perf_counter() - started) / steps * 1e3
+
+
+def _kernels_ms(plan, hidden: int, steps: int) -> float:
+    x = torch.randn(1, hidden)
+    started = time.perf_counter()
+    for _ in range(steps):
+        for layer in plan.layers:
+            layer.qkv(x)
+            layer.o(x)
+            gate_up = layer.gate_up(x)
+            layer.down(gate_up[:, :gate_up.shape[1] // 2].contiguous())
+        plan.lm_head(x)
+    return (time.perf_counter() - started) / steps * 1e3
+
+
+def row(model_name: str, precision: str, steps: int, rounds: int) -> dict:
+    from billion.core import lean_forward
+    from billion.core.generation import forward
+    from billion.core.kv_cache import new_cache
+
+    loaded = _load(model_name, precision)
+    model = loaded.model
+    plan = lean_forward.plan_for(model)
+    if plan is None:
+        return {"model": model_name, "precision": precision, "note": "not a Llama-architecture CPU model"}
+    ids = torch.arange(100, 140)[None]
+    with torch.inference_mode():
+        lean_forward.ENABLED = False
+        reference = forward(model, ids, new_cache())
+        lean_forward.ENABLED = True
+        same = bool(torch.equal(forward(model, ids, new_cache()), reference))
+        times = {"hf": [], "lean": [], "kernels": []}
+        for _ in range(rounds):
+            times["hf"].append(_step_ms(model, False, steps))
+            times["lean"].append(_step_ms(model, True, steps))
+            times["kernels"].append(_kernels_ms(plan, model.config.hidden_size, steps))
+    hf, lean, kernels = (statistics.median(times[k]) for k in ("hf", "lean", "kernels"))
+    return {"model": model_name, "precision": loaded.precision_label, "hf_ms": hf, "lean_ms": lean,
+            "kernels_ms": kernels, "speedup": hf / lean, "same_logits": same}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="smollm2-135m,tinyllama")
+    parser.add_argument("--precisions", default="fp32,int8,int4")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--row", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.row:
+        model, precision = args.row.split(":")
+        print(json.dumps(row(model, precision, args.steps, args.rounds)))
+        return
+    from billion.core.table import format_table
+
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, "
+          f"{args.threads} threads, 64-token prompt, {args.steps} steps x {args.rounds} interleaved rounds, median")
+    rows = []
+    for model in args.models.split(","):
+        for precision in args.precisions.split(","):
+            done = subprocess.run([sys.executable, __file__, "--row", f"{model}:{precision}",
+                                   "--threads", str(args.threads), "--steps", str(args.steps),
+                                   "--rounds", str(args.rounds)], capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"{model} {precision}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    table = [[r["model"] + (" (random weights)" if r["model"] in RANDOM else ""), r["precision"],
+              f"{r['hf_ms']:.1f}", f"{r['lean_ms']:.1f}", f"{r['speedup']:.2f}x", f"{r['kernels_ms']:.1f}",
+              f"{r['hf_ms'] - r['kernels_ms']:.1f}", f"{r['lean_ms'] - r['kernels_ms']:.1f}",
+              "yes" if r["same_logits"] else "NO"] for r in rows if "hf_ms" in r]
+    print(format_table(["model", "precision", "HF forward ms", "lean ms", "lean vs HF", "kernels ms",
+                        "HF rest ms", "lean rest ms", "same logits"], table))
+
+
+if __name__ == "__main__":
+    main()
