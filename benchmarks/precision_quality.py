@@ -10,6 +10,8 @@
     # 3. this file:
     .venv/bin/python benchmarks/precision_quality.py --db quality.sqlite3 --speed decode.json
     # new speeds only (keeps the committed quality rows): --keep-quality instead of --db
+    # new quality rows only (e.g. bf16 added): --db new.sqlite3 --keep-quality --keep-speed (the
+    # committed file's speeds stay, with the note saying where they come from)
     # some precisions rerun (e.g. after a kernel change): --db new.sqlite3 --keep-quality
     # --fidelity: also measure each quantized row's next-token agreement and KL against fp32 on the
     # suite's text (billion.core.fidelity; loads each model at fp32 and at every precision)
@@ -76,6 +78,15 @@ def speeds_from(paths: list[Path]) -> dict[tuple[str, str], tuple[float, bool]]:
             if r.get("kind") == "ours" and "tok_s" in r}
 
 
+def kept_speeds() -> dict[tuple[str, str], tuple[float, bool]]:
+    """The committed file's decode speeds (quality rows and speed-only rows), as speeds_from gives them."""
+    from billion.core.precision import load_speed_only
+
+    kept = {(r.model, r.precision): (r.decode_tok_s, False) for r in load_quality() if r.decode_tok_s}
+    kept.update({(r.model, r.precision): (r.decode_tok_s, True) for r in load_speed_only()})
+    return kept
+
+
 def quality_rows_with(quality: dict[tuple[str, str], dict], speeds: dict) -> tuple[QualityRow, ...]:
     return tuple(QualityRow(model=m, precision=p, decode_tok_s=speeds.get((m, p), (None,))[0], **q)
                  for (m, p), q in sorted(quality.items()))
@@ -115,6 +126,8 @@ def main() -> None:
                         help="the committed file's quality rows (with --db: the rows it has no run for)")
     parser.add_argument("--speed", type=Path, nargs="*", default=[],
                         help="benchmarks/decode.py --json outputs")
+    parser.add_argument("--keep-speed", action="store_true",
+                        help="keep the committed file's speeds (new --speed files override them)")
     parser.add_argument("--out", type=Path, default=QUALITY_FILE)
     parser.add_argument("--note", default="", help="anything a reader must know about the runs")
     parser.add_argument("--fidelity", action="store_true", help="measure next-token agreement with fp32")
@@ -126,7 +139,7 @@ def main() -> None:
     quality.update(quality_from_store(args.db) if args.db else {})
     if args.fidelity:
         with_fidelity(quality, args.threads)
-    speeds = speeds_from(args.speed)
+    speeds = {**(kept_speeds() if args.keep_speed else {}), **speeds_from(args.speed)}
     rows = quality_rows_with(quality, speeds)
     speed_only = tuple(SpeedRow(m, p, tok_s) for (m, p), (tok_s, random_weights) in sorted(speeds.items())
                        if random_weights)

@@ -259,9 +259,11 @@ def pick(panel, label: str, option: str) -> None:
 
 
 @pytest.mark.slow  # 22 s; both draft sources race in tests/test_quant_draft.py and test_cross.py
-@pytest.mark.parametrize("option, source", [("target itself at int4", "quant:int4"),
-                                            ("gemma3-270m .*another tokenizer", "gemma3-270m \\(via text\\)")])
-def test_speculative_race_with_each_new_draft_source(page, shots, option, source):
+# k: picking a draft source sets the k slider to that source's suggested k (10 for quant drafts,
+# which stop earlier on their own; 4 for a model draft)
+@pytest.mark.parametrize("option, source, k", [("target itself at int4", "quant:int4", 10),
+                                               ("gemma3-270m .*another tokenizer", "gemma3-270m \\(via text\\)", 4)])
+def test_speculative_race_with_each_new_draft_source(page, shots, option, source, k):
     if "gemma3" in option and not available(resolve("gemma3-270m")).ok:
         pytest.skip("needs the offline Gemma-3-270M weights")
     panel = open_tab(page, "Speculative race")
@@ -269,10 +271,12 @@ def test_speculative_race_with_each_new_draft_source(page, shots, option, source
     set_number(panel, "Max new tokens", 16)
     panel.get_by_label("Warm up first (a few tokens of each run)").uncheck()
     pick(panel, "Draft source", option)
+    # The slider shows the source's k before the race starts (the race reads the slider).
+    expect(panel.get_by_label("number input for k (tokens drafted per round)")).to_have_value(str(k))
     panel.get_by_role("button", name="Race", exact=True).click()
     # Identical, or (named as such, with its margin) parted only by rounding at a near-tie.
     expect(panel.get_by_text(re.compile("LOSSLESS ✓|DIFFERS BY NUMERICS"))).to_be_visible(timeout=4 * MINUTE)
-    expect(panel.get_by_text(re.compile(rf"Speculative decoding \({source}, k=4"))).to_be_visible(timeout=MINUTE)
+    expect(panel.get_by_text(re.compile(rf"Speculative decoding \({source}, k={k}\b"))).to_be_visible(timeout=MINUTE)
     panel.get_by_role("button", name=re.compile("Details: rounds")).click()
     expect(panel.get_by_text(re.compile(r"Verify cost"))).to_be_visible()
     shot(page, shots, "race-" + source.split()[0].replace(":", "-"))

@@ -46,6 +46,21 @@ def test_parse_draft():
             parse_draft(bad)
 
 
+def test_each_draft_kind_starts_at_its_suggested_k():
+    from billion.spec.request import RaceRequest, suggested_k
+
+    # lookup and quant drafts choose their own length each round: k is their ceiling
+    assert suggested_k("prompt-lookup") == suggested_k("quant:int8") == suggested_k("QUANT:int4") == 10
+    assert suggested_k("self:8") == suggested_k("smollm2-135m") == 4
+    assert suggested_k("quant:int3") == 4  # a name the parser refuses: the plain default
+    assert RaceRequest("hi").schedule.k == suggested_k(RaceRequest("hi").draft)
+    parser = argparse.ArgumentParser()
+    race_command.register(parser.add_subparsers())
+    for draft, k in (("quant:int8", 10), ("self:8", 4)):
+        assert race_command.request_from(parser.parse_args(["race", "--draft", draft, "hi"])).schedule.k == k
+    assert race_command.request_from(parser.parse_args(["race", "--draft", "quant:int8", "--k", "3", "hi"])).schedule.k == 3
+
+
 def test_first_difference():
     assert first_difference([1, 2, 3], [1, 2, 3]) is None
     assert first_difference([1, 2, 3], [1, 5, 3]) == 1

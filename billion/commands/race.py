@@ -13,6 +13,7 @@ from billion.core.sampling import sampling_from
 from billion.endpoints.config import RACE_LOCAL_ONLY, is_endpoint_name
 from billion.spec.decoding import MAX_K, KSchedule
 from billion.spec.race import RACE_DEFAULTS, RaceRequest, RaceResult, SweepPoint, k_sweep, run_race
+from billion.spec.request import suggested_k
 
 DEFAULT = RaceRequest("")
 
@@ -24,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="prompt-lookup, self:N (the target's first N layers), quant:int8 / "
                              "quant:int4 (the target itself quantized), or a model's alias (another "
                              "tokenizer drafts through text)")
-    parser.add_argument("--k", type=int, default=DEFAULT.schedule.k,
-                        help=f"tokens drafted per round (1..{MAX_K})")
+    parser.add_argument("--k", type=int, default=None,
+                        help=f"tokens drafted per round (1..{MAX_K}); default: 10 for prompt lookup and "
+                             "quant drafts (they stop earlier on their own), 4 for model drafts")
     parser.add_argument("--dynamic", action="store_true",
                         help="grow k after a fully accepted round, shrink it after a rejection")
     parser.add_argument("--reference", action="store_true",
@@ -48,7 +50,7 @@ def dtype_and_quantization(args: argparse.Namespace) -> dict[str, str]:
 
 def request_from(args: argparse.Namespace) -> RaceRequest:
     return RaceRequest(args.prompt, target=args.target, draft=args.draft,
-                       schedule=KSchedule(args.k, dynamic=args.dynamic),
+                       schedule=KSchedule(args.k if args.k is not None else suggested_k(args.draft), dynamic=args.dynamic),
                        settings=sampling_from(vars(args), RACE_DEFAULTS), reference=args.reference,
                        warmup=not args.no_warmup, **dtype_and_quantization(args),
                        system=args.system or "")

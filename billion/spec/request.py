@@ -16,6 +16,12 @@ from billion.spec.outcome import DraftChoice
 from billion.spec.quant_draft import SCHEMES
 
 PROMPT_LOOKUP_NAMES = ("prompt-lookup", "prompt_lookup", "lookup", "pld")
+#: the k a race starts at, by kind of draft. Prompt lookup and the quantized target choose each
+#: round how many tokens to draft, so k is only their ceiling, and a low one cost them speed
+#: (docs/benchmarks/speculative.md: quant:int8 1.50x over plain at k <= 6, 1.59x at k <= 10);
+#: model drafts draft k tokens every round
+SUGGESTED_K = {"prompt_lookup": 10, "quant": 10, "self": 4, "model": 4}
+DEFAULT_K = 4
 
 
 #: how a race samples unless asked otherwise: greedy, so the lossless check applies
@@ -31,7 +37,8 @@ class RaceRequest:
     target: str = DEFAULT_MODEL
     #: as parse_draft reads it: prompt-lookup, self:N, quant:int8, quant:int4 or a draft model's alias
     draft: str = "prompt-lookup"
-    schedule: KSchedule = KSchedule(4)
+    #: the suggested k of the default draft (SUGGESTED_K)
+    schedule: KSchedule = KSchedule(SUGGESTED_K["prompt_lookup"])
     settings: SamplingSettings = RACE_DEFAULTS
     #: also run Hugging Face's assisted generation with the same draft and k
     reference: bool = False
@@ -86,3 +93,11 @@ def parse_draft(text: str) -> DraftChoice:
                                "quantized, drafts for it).")
         return DraftChoice("quant", scheme=scheme)
     return DraftChoice("model", model=name)
+
+
+def suggested_k(draft: str) -> int:
+    """The k a race with this draft starts at (DEFAULT_K for a name parse_draft refuses)."""
+    try:
+        return SUGGESTED_K.get(parse_draft(draft).kind, DEFAULT_K)
+    except BillionError:
+        return DEFAULT_K

@@ -24,6 +24,7 @@ from billion.core.loading import pick_device
 from billion.core.registry import all_models, drafts_for, resolve
 from billion.core.sampling import sampling_from
 from billion.spec.decoding import MAX_K, KSchedule
+from billion.spec.request import suggested_k
 from billion.endpoints.config import RACE_LOCAL_ONLY
 from billion.spec.race import (EXAMPLE_PROMPTS, RACE_DEFAULTS, RaceRequest, RaceResult, SweepPoint, k_sweep,
                                parse_draft, run_race)
@@ -238,6 +239,12 @@ INTRO = ("Plain decoding runs first, then speculative decoding (never both at on
          + RACE_LOCAL_ONLY)
 
 
+def _draft_changed(draft: str | None):
+    """N shows for self drafts; k starts at the new source's own (billion.spec.request.SUGGESTED_K:
+    a ceiling for prompt lookup and quant drafts, which stop earlier on their own)."""
+    return gr.update(visible=draft == SELF), gr.update(value=suggested_k(draft or ""))
+
+
 def build_race_tab(ctx: AppContext) -> None:
     choices, unavailable = model_choices(ctx.hub)
     default = default_model(choices)
@@ -251,7 +258,7 @@ def build_race_tab(ctx: AppContext) -> None:
     with gr.Accordion("Models that cannot load here, and why", open=False):
         gr.Markdown(unavailable)
     with gr.Row():
-        k = gr.Slider(1, MAX_K, value=DEFAULT_RACE.schedule.k, step=1, label="k (tokens drafted per round)")
+        k = gr.Slider(1, MAX_K, value=suggested_k(PROMPT_LOOKUP), step=1, label="k (tokens drafted per round)")
         dynamic = gr.Checkbox(label="Dynamic k (grow after a fully accepted round, shrink after a rejection)")
         temperature = gr.Slider(0, 2, value=RACE_DEFAULTS.temperature, step=0.05,
                                 label="Temperature (0 = greedy)")
@@ -286,7 +293,7 @@ def build_race_tab(ctx: AppContext) -> None:
     state = gr.State()
 
     target.change(bind(_draft_update, ctx), target, draft, api_name=False)
-    draft.change(lambda d: gr.update(visible=d == SELF), draft, self_layers, api_name=False)
+    draft.change(_draft_changed, draft, [self_layers, k], api_name=False)
     race_inputs = [prompt, target, draft, self_layers, k, dynamic, temperature, max_new_tokens, reference,
                    warmup]
     race_on_device = on_device(race_steps, ctx, _race_seconds)
