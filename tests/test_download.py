@@ -150,3 +150,30 @@ def test_xet_backed_files_still_come_over_http_with_byte_progress(online_hub):
     weights = [f.done_bytes for p in seen for f in p.files if f.path == "model.safetensors"]
     assert any(0 < done < size for done in weights), weights  # bytes counted mid-file
     assert not [path for _, path, _ in online_hub.requests if "xet" in path]
+
+
+def test_relinking_a_snapshot_never_leaves_a_file_missing(tmp_path, monkeypatch):
+    """A second process finishing the same snapshot must not unlink what the first is verifying:
+    a correct link is left alone (same inode), a wrong one is replaced by a rename, never removed."""
+    from billion.core.download import DownloadPlan, RemoteFile, blob_path, link_snapshot
+    from billion.core.hub_cache import repo_folder
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    file = RemoteFile("config.json", 2, "a" * 40)
+    plan = DownloadPlan("org/name", "main", "c" * 40, (file,))
+    blob = blob_path(plan.repo_id, file)
+    blob.parent.mkdir(parents=True)
+    blob.write_text("{}")
+    pointer = repo_folder(plan.repo_id) / "snapshots" / plan.commit / "config.json"
+    link_snapshot(plan, file)
+    touched = []
+    with monkeypatch.context() as patch:  # already right: nothing is removed or renamed
+        patch.setattr(type(pointer), "unlink", lambda self, *a, **k: touched.append(("unlink", self.name)))
+        patch.setattr(download_module.os, "replace", lambda *a: touched.append(("replace", a)))
+        link_snapshot(plan, file)
+    assert touched == [] and pointer.read_text() == "{}"
+    pointer.unlink()
+    pointer.symlink_to("elsewhere")  # wrong: replaced in one rename
+    link_snapshot(plan, file)
+    assert pointer.read_text() == "{}"
+    assert [p.name for p in pointer.parent.iterdir()] == ["config.json"]  # no temporary left

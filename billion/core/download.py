@@ -188,12 +188,18 @@ def link_snapshot(plan: DownloadPlan, file: RemoteFile) -> None:
     pointer = repo_folder(plan.repo_id) / "snapshots" / plan.commit / file.path
     pointer.parent.mkdir(parents=True, exist_ok=True)
     blob = blob_path(plan.repo_id, file)
-    if pointer.is_symlink() or pointer.exists():
-        pointer.unlink()
+    target = os.path.relpath(blob, pointer.parent)
+    if pointer.is_symlink() and os.readlink(pointer) == target:
+        return  # linked already (by another process, maybe being verified right now): leave it
+    # Built aside, then renamed over the pointer: another process checking the snapshot meanwhile
+    # sees the old entry or the new one, never a missing file.
+    tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
     try:
-        pointer.symlink_to(os.path.relpath(blob, pointer.parent))
+        tmp.symlink_to(target)
     except OSError:  # no symlinks (some Windows setups): a copy works the same for loading
-        shutil.copyfile(blob, pointer)
+        shutil.copyfile(blob, tmp)
+    os.replace(tmp, pointer)
 
 
 def finish_snapshot(plan: DownloadPlan) -> None:
