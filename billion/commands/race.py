@@ -49,8 +49,9 @@ def dtype_and_quantization(args: argparse.Namespace) -> dict[str, str]:
 
 
 def request_from(args: argparse.Namespace) -> RaceRequest:
+    k = args.k if args.k is not None else suggested_k(args.draft)
     return RaceRequest(args.prompt, target=args.target, draft=args.draft,
-                       schedule=KSchedule(args.k if args.k is not None else suggested_k(args.draft), dynamic=args.dynamic),
+                       schedule=KSchedule(k, dynamic=args.dynamic),
                        settings=sampling_from(vars(args), RACE_DEFAULTS), reference=args.reference,
                        warmup=not args.no_warmup, **dtype_and_quantization(args),
                        system=args.system or "")
