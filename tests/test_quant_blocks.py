@@ -119,3 +119,51 @@ def test_quantized_model_stores_its_tied_embedding_as_blocks(tokenizer):
     assert isinstance(quant.get_input_embeddings(), BlockEmbedding)
     assert isinstance(quant.lm_head, BlockLinear)
     assert ((after - before).norm() / before.norm()) < 0.05
+
+
+def _table_in_a_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from billion.core.quant_blocks import BlockEmbedding
+
+    table = BlockEmbedding.from_embedding(nn.Embedding(50, 64))
+    path = tmp_path / "model.safetensors"
+    # A tensor before the table, so its offset in the file is not the data start.
+    save_file({"a.before": torch.arange(77, dtype=torch.uint8), "embed.blocks": table.blocks}, str(path))
+    return table, path
+
+
+def test_embedding_rows_read_from_a_file_match_the_table(tmp_path):
+    import copy
+
+    from billion.core.quant_blocks import RowFile
+
+    table, path = _table_in_a_file(tmp_path)
+    ids = torch.tensor([[3, 0, 49], [7, 7, 1]])
+    want = table(ids)
+    table.read_rows_from(RowFile.in_safetensors(path, "embed.blocks"))
+    table.blocks = torch.zeros_like(table.blocks)  # a lookup no longer reads the table in memory
+    assert torch.equal(table(ids), want)
+    assert torch.equal(copy.deepcopy(table)(ids), want)  # a copy opens its own file
+    assert table(torch.tensor([], dtype=torch.long)).shape == (0, 64)
+    with pytest.raises(IndexError):
+        table(torch.tensor([50]))
+    with pytest.raises(IndexError):
+        table(torch.tensor([-1]))
+
+
+def test_row_file_refuses_a_wrong_tensor_and_reports_a_truncated_file(tmp_path):
+    from billion.core.quant_blocks import BlockEmbedding, RowFile
+
+    table, path = _table_in_a_file(tmp_path)
+    with pytest.raises(ValueError, match="not 2-D uint8"):
+        RowFile.in_safetensors(path, "a.before")
+    with pytest.raises(ValueError, match="row file holds"):
+        BlockEmbedding.from_embedding(nn.Embedding(49, 64)).read_rows_from(
+            RowFile.in_safetensors(path, "embed.blocks"))
+    rows = RowFile.in_safetensors(path, "embed.blocks")
+    path.write_bytes(path.read_bytes()[:-100])  # the last rows are gone
+    table.read_rows_from(rows)
+    assert table(torch.tensor([0])).shape == (1, 64)
+    with pytest.raises(OSError, match="damaged"):
+        table(torch.tensor([49]))

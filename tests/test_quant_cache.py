@@ -59,3 +59,18 @@ def test_changed_source_weights_get_a_new_entry(tiny_dir, cache, tmp_path_factor
     a = quant_cache.cache_entry(str(tiny_dir), {}, "int8")
     b = quant_cache.cache_entry(str(copy), {}, "int8")
     assert a != b and a.name.endswith(quant_cache.cache_key("int8"))
+
+
+def test_cached_model_reads_embedding_rows_from_the_cache_file(tiny_dir, cache):
+    from billion.core.quant_blocks import BlockEmbedding
+
+    built = load_fresh(str(tiny_dir), LoadOptions(quantization="int8"))
+    cached = load_fresh(str(tiny_dir), LoadOptions(quantization="int8"))
+    table = cached.model.get_input_embeddings()
+    assert isinstance(table, BlockEmbedding) and table.rows is not None
+    assert table.rows.path == quant_cache.cache_entry(str(tiny_dir), {}, "int8") / "model.safetensors"
+    ids = torch.tensor([[0, 5, 5, table.num_embeddings - 1]])
+    want = built.model.get_input_embeddings()(ids)
+    table.blocks = torch.zeros_like(table.blocks)  # the lookup reads the file, not the mapped table
+    assert torch.equal(table(ids), want)
+    assert torch.equal(_logits(cached), _logits(built))

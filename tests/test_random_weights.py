@@ -31,6 +31,7 @@ def configs(tmp_path, monkeypatch):
     (tmp_path / "tinyllama.json").write_text(json.dumps({"_source": "test", **TINY}))
     (tmp_path / "pythia-1b.json").write_text(json.dumps(TINY_NEOX))
     monkeypatch.setattr(random_weights, "CONFIG_DIR", tmp_path)
+    monkeypatch.setenv("BILLION_CACHE_DIR", str(tmp_path / "cache"))  # quantized random models
     return tmp_path
 
 
@@ -68,6 +69,44 @@ def test_random_model_at_cpu_int8_int4(configs, alias, scheme):
     assert model_scheme(loaded.model).name == scheme and loaded.precision == scheme
     with torch.no_grad():
         assert torch.isfinite(loaded.model(torch.tensor([[5, 6, 7]])).logits).all()
+
+
+def test_quantized_random_model_is_stored_once_and_read_back(configs, monkeypatch):
+    from billion.core.quant_blocks import BlockEmbedding
+
+    first = random_model("tinyllama", LoadOptions(quantization="int4"))
+    entries = list((configs / "cache" / "quantized").iterdir())
+    assert len(entries) == 1 and entries[0].name.startswith("random-tinyllama-")
+    # The first run already returns the model read from its entry, as every later run does.
+    assert isinstance(first.model.get_input_embeddings(), BlockEmbedding)
+    assert first.model.get_input_embeddings().rows.path == entries[0] / "model.safetensors"
+
+    def no_quantizing(*args, **kwargs):
+        raise AssertionError("quantized again instead of reading the cache")
+
+    monkeypatch.setattr(random_weights, "quantize_model", no_quantizing)
+    again = random_model("tinyllama", LoadOptions(quantization="int4"))
+    ids = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        assert torch.equal(again.model(ids).logits, first.model(ids).logits)
+    # Another seed or another architecture is another model, not this entry.
+    with pytest.raises(AssertionError, match="quantized again"):
+        random_model("tinyllama", LoadOptions(quantization="int4"), seed=1)
+    (configs / "tinyllama.json").write_text(json.dumps({**TINY, "num_hidden_layers": 3}))
+    with pytest.raises(AssertionError, match="quantized again"):
+        random_model("tinyllama", LoadOptions(quantization="int4"))
+
+
+def test_damaged_random_cache_entry_is_rebuilt(configs):
+    ids = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        first = random_model("tinyllama", LoadOptions(quantization="int8")).model(ids).logits
+    # (The model read from the entry maps its file: it is gone before the file is damaged.)
+    entry = next((configs / "cache" / "quantized").iterdir())
+    (entry / "model.safetensors").write_bytes(b"not safetensors")
+    again = random_model("tinyllama", LoadOptions(quantization="int8"))
+    with torch.no_grad():
+        assert torch.equal(again.model(ids).logits, first)
 
 
 def test_unknown_architecture_names_the_known_ones(configs):

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+import torch.nn.functional as F
 
 from billion.core.errors import BillionError
 from billion.arena.ratings import (ANCHOR, battle_count_matrix, bradley_terry, compute_ratings,
@@ -161,20 +163,27 @@ def test_empty_table():
 
 
 def test_fit_matches_a_generic_optimizer():
-    # Independent maximum likelihood: scipy on the plain BT log-likelihood (ties as half wins).
-    from scipy.optimize import minimize
-
+    # Independent maximum likelihood: a generic optimizer (torch's L-BFGS, float64) on the plain
+    # BT log-likelihood (ties as half wins).
     df = simulate(TRUE, 800, 9, tie_prob=0.2)
     names = sorted(TRUE)
-    ia = df.model_a.map(names.index).to_numpy()
-    ib = df.model_b.map(names.index).to_numpy()
-    y = df.winner.map({"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}).to_numpy()
+    ia = torch.tensor(df.model_a.map(names.index).to_numpy())
+    ib = torch.tensor(df.model_b.map(names.index).to_numpy())
+    y = torch.tensor(df.winner.map({"model_a": 1.0, "model_b": 0.0, "tie": 0.5,
+                                    "tie (bothbad)": 0.5}).to_numpy(), dtype=torch.float64)
+    theta = torch.zeros(len(names), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([theta], max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-14,
+                                  line_search_fn="strong_wolfe")
 
-    def nll(theta):
+    def nll():
+        optimizer.zero_grad()
         d = theta[ia] - theta[ib]
-        return np.sum(y * np.logaddexp(0, -d) + (1 - y) * np.logaddexp(0, d))
+        loss = (y * F.softplus(-d) + (1 - y) * F.softplus(d)).sum()
+        loss.backward()
+        return loss
 
-    theta = minimize(nll, np.zeros(len(names)), method="BFGS", options={"gtol": 1e-9}).x
+    optimizer.step(nll)
+    theta = theta.detach().numpy()
     expected = ANCHOR + 400 / math.log(10) * (theta - theta.mean())
     fitted = bradley_terry(df)
     assert [fitted[m] for m in names] == pytest.approx(list(expected), abs=0.5)

@@ -8,17 +8,23 @@ speed only". The configs live in assets/hub_configs/<alias>.json.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import time
 from dataclasses import replace
 
 import torch
 
+from billion.core import heap, weights
 from billion.core.errors import BillionError
 from billion.core.loading import LoadedModel, LoadOptions, pick_device, pick_dtype, weight_bytes
-from billion.core.paths import ASSETS
+from billion.core.paths import ASSETS, cache_dir
 from billion.core.quant import quantize_model, scheme_for
+from billion.core.quant_cache import cache_key, load_cached
 from billion.core.registry import resolve
+
+log = logging.getLogger(__name__)
 
 CONFIG_DIR = ASSETS / "hub_configs"
 LABEL = "random weights: speed only"
@@ -90,26 +96,57 @@ def hub_config(alias: str) -> dict:
 def random_model(alias: str, options: LoadOptions = LoadOptions(), seed: int = 0) -> LoadedModel:
     """The model's architecture with seeded random weights, at the options' precision (CPU int8/int4
     through billion.core.quant). Its display name says it is random."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     started = time.perf_counter()
+    heap.return_freed_buffers()  # as billion.core.loading does for every model it loads
     spec = resolve(alias)
     fields = hub_config(alias)
     device = pick_device(options.device)
     if options.quantization != "none" and device.type != "cpu":
         raise BillionError("Random-weight int8/int4 runs use billion's CPU kernels: use device cpu.")
     dtype = pick_dtype(options.dtype, device)
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
-    with torch.device("meta"):  # transformers' own init takes 70-90 s for a 1B model here
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    materialize(model, torch.Generator().manual_seed(seed))
-    model = model.to(device).eval()
     if options.quantization != "none":
-        scheme_for(options.quantization)
-        quantize_model(model, options.quantization, inplace=True)  # seeded random calibration ids
+        name = f"random-{spec.alias}-{key}-s{seed}-{str(dtype).removeprefix('torch.')}"
+        model = quantized_random(name, config, dtype, options.quantization, seed)
+    else:
+        model = float_random(config, dtype, seed).to(device)
     eos = config.eos_token_id[0] if isinstance(config.eos_token_id, list) else config.eos_token_id
     shown = replace(spec, display_name=f"{spec.display_name} ({LABEL})")
     return LoadedModel(spec=shown, model=model, tokenizer=SyntheticTokenizer(config.vocab_size, eos),
                        device=device, dtype=dtype, quantization=options.quantization,
                        weight_bytes=weight_bytes(model), load_seconds=time.perf_counter() - started,
                        revision=LABEL)
+
+
+def float_random(config, dtype: torch.dtype, seed: int) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):  # transformers' own init takes 70-90 s for a 1B model here
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    materialize(model, torch.Generator().manual_seed(seed))
+    return model.eval()
+
+
+def quantized_random(name: str, config, dtype: torch.dtype, scheme: str, seed: int) -> torch.nn.Module:
+    """A quantized random model, loaded the way a real one is at every start after its first: from
+    the quantized cache (billion.core.quant_cache), so speed and memory rows measure that state.
+    The first run builds, quantizes and stores it (TinyLlama int4: 0.7 GB on disk)."""
+    scheme_for(scheme)
+    entry = cache_dir() / "quantized" / f"{name}-{cache_key(scheme)}"
+    if (entry / weights.QUANT_MARKER).is_file():
+        try:
+            return load_cached(entry, str(entry), {}, scheme, dtype, config=config)
+        except Exception as exc:  # damaged: rebuilt below
+            log.warning("random-weight cache %s unreadable (%s), rebuilding it", entry, exc)
+            weights.discard_quantized(entry)
+    model = quantize_model(float_random(config, dtype, seed), scheme, inplace=True)  # seeded calibration
+    try:
+        weights.save_quantized(model, entry, {"source": name, "scheme": cache_key(scheme)})
+    except OSError as exc:  # a full or read-only disk: this run keeps the model it built
+        log.warning("could not cache %s: %s", entry, exc)
+        return model
+    del model
+    return load_cached(entry, str(entry), {}, scheme, dtype, config=config)

@@ -9,6 +9,12 @@ blocks. Prompts run on the same integer kernels: at 256 rows they match fp32's B
 
 from __future__ import annotations
 
+import json
+import os
+import struct
+import threading
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -94,6 +100,7 @@ class BlockEmbedding(nn.Module):
         self.scale, self.dtype = scale, dtype  # scale: Gemma multiplies its embeddings by sqrt(hidden)
         width = embedding_dim // native.QK * native.BLOCK_BYTES[8]
         self.register_buffer("blocks", torch.empty(num_embeddings, width, dtype=torch.uint8))
+        self.rows: RowFile | None = None
 
     @staticmethod
     def supports(embedding: nn.Module) -> bool:
@@ -116,10 +123,77 @@ class BlockEmbedding(nn.Module):
         module.blocks = quantize_blocks(embedding.weight, 8)
         return module
 
+    def read_rows_from(self, rows: "RowFile | None") -> None:
+        """Look rows up in a file (the quantized cache entry) instead of the mapped table."""
+        if rows is not None and (rows.rows, rows.row_bytes) != tuple(self.blocks.shape):
+            raise ValueError(f"row file holds {rows.rows} x {rows.row_bytes}, the table {tuple(self.blocks.shape)}")
+        self.rows = rows
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rows = self.blocks.index_select(0, ids.reshape(-1))
+        flat = ids.reshape(-1)
+        rows = self.rows.read(flat) if self.rows is not None else self.blocks.index_select(0, flat)
         out = native.dequantize(rows, 8, self.embedding_dim).reshape(*ids.shape, self.embedding_dim)
         return (out * self.scale if self.scale is not None else out).to(self.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, int8 blocks of {native.QK}"
+
+
+class RowFile:
+    """Rows of a uint8 table stored in a file, read with pread on each lookup.
+
+    Why not the memory map that safetensors gives: a lookup touches a few rows, but the kernel maps
+    whole page-cache folios around a fault (up to megabytes on ext4 with large folios), so after a
+    64-token prompt half of TinyLlama's 66 MiB int8 table was resident. A read copies only the rows
+    asked for; the rest stays on disk or in the shared, reclaimable page cache.
+    """
+
+    def __init__(self, path: Path, offset: int, row_bytes: int, rows: int):
+        self.path, self.offset, self.row_bytes, self.rows = Path(path), offset, row_bytes, rows
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def _descriptor(self) -> int:
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            return self._fd
+
+    def read(self, ids: torch.Tensor) -> torch.Tensor:
+        wanted = ids.tolist()
+        if any(not 0 <= i < self.rows for i in wanted):
+            raise IndexError(f"index out of range in self: ids must be in [0, {self.rows})")
+        fd, size = self._descriptor(), self.row_bytes
+        data = bytearray(len(wanted) * size)
+        for n, i in enumerate(wanted):
+            row = os.pread(fd, size, self.offset + i * size)
+            if len(row) != size:
+                raise OSError(f"{self.path} ended inside row {i}: the cache entry is damaged")
+            data[n * size:(n + 1) * size] = row
+        return torch.frombuffer(data, dtype=torch.uint8).view(len(wanted), size) if wanted \
+            else torch.empty(0, size, dtype=torch.uint8)
+
+    def __getstate__(self) -> dict:  # copies (deepcopy, pickling) open their own descriptor
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fd", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _fd=None, _lock=threading.Lock())
+
+    def __del__(self):
+        if self._fd is not None:
+            os.close(self._fd)
+
+    @classmethod
+    def in_safetensors(cls, path: Path, name: str) -> "RowFile":
+        """Where tensor `name` (2-D uint8) lies in a safetensors file: header length, JSON header, data."""
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        entry = header[name]
+        if entry["dtype"] != "U8" or len(entry["shape"]) != 2:
+            raise ValueError(f"{name} in {path} is {entry['dtype']} {entry['shape']}, not 2-D uint8")
+        start, end = entry["data_offsets"]
+        rows, width = entry["shape"]
+        if end - start != rows * width:
+            raise ValueError(f"{name} in {path}: {end - start} bytes for {rows} x {width}")
+        return cls(path, 8 + length + start, width, rows)

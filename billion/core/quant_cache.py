@@ -10,6 +10,7 @@ AVX512). An entry that fails to load is removed and rebuilt from the float weigh
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 
 from billion.core import weights
 from billion.core.quant import calibration_ids, quantize_model, scheme_for
+from billion.core.quant_blocks import BlockEmbedding, RowFile
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +49,14 @@ def cache_entry(location: str, hub_kwargs: dict[str, Any], scheme: str) -> Path 
 
 
 def load_cached(entry: Path, location: str, hub_kwargs: dict[str, Any], scheme: str,
-                dtype: torch.dtype):
-    """The quantized model from a cache entry (raises on a damaged or mismatched entry)."""
+                dtype: torch.dtype, config=None):
+    """The quantized model from a cache entry (raises on a damaged or mismatched entry). config:
+    the model's config when it is not in `location` (random-weight models)."""
     from accelerate import init_empty_weights
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    config = AutoConfig.from_pretrained(location, **hub_kwargs)
+    config = config or AutoConfig.from_pretrained(location, **hub_kwargs)
     with init_empty_weights(include_buffers=False):  # parameters on meta; rotary buffers real
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     quantize_model(model, scheme, inplace=True, empty=True)
@@ -64,11 +67,22 @@ def load_cached(entry: Path, location: str, hub_kwargs: dict[str, Any], scheme: 
     left = [n for n, p in model.named_parameters() if p.device.type == "meta"]
     if left:
         raise ValueError(f"weights missing from the cache: {left[:3]}")
+    read_embedding_rows_from(model, entry / "model.safetensors")
     try:
         model.generation_config = GenerationConfig.from_pretrained(location, **hub_kwargs)
     except OSError:  # no generation_config.json: the one from config stays
         pass
     return model.eval()
+
+
+def read_embedding_rows_from(model, path: Path) -> None:
+    """Input-embedding lookups read their rows from the cache file: a prompt needs a few rows of a
+    table that is the size of several layers (TinyLlama 66 MiB, Llama-3.2-1B 266 MiB at int8)."""
+    if not hasattr(os, "pread"):  # Windows: the mapped table serves lookups
+        return
+    for name, module in model.named_modules():
+        if isinstance(module, BlockEmbedding):
+            module.read_rows_from(RowFile.in_safetensors(path, f"{name}.blocks"))
 
 
 def quantize_and_store(model, tokenizer, scheme: str, entry: Path | None, source: str):
