@@ -66,10 +66,10 @@ def test_a_linear_group_equals_its_weights_one_by_one(bits, rows):
     from billion.core.quant_blocks import quantize_blocks
 
     gen = torch.Generator().manual_seed(0)
-    weights = [quantize_blocks(torch.randn(n, 96, generator=gen), bits) for n in (64, 32, 200)]
-    x = torch.randn(rows, 96, generator=gen)
-    one_by_one = torch.cat([native.block_matmul(w, bits, 96, x) for w in weights], dim=1)
-    assert torch.equal(native.LinearGroup(weights, bits, 96)(x), one_by_one)
+    weights = [quantize_blocks(torch.randn(n, 128, generator=gen), bits) for n in (64, 32, 200)]
+    x = torch.randn(rows, 128, generator=gen)
+    one_by_one = torch.cat([native.block_matmul(w, bits, 128, x) for w in weights], dim=1)
+    assert torch.equal(native.LinearGroup(weights, bits, 128)(x), one_by_one)
 
 
 @needs_kernels

@@ -87,7 +87,7 @@ def test_int4_model_falls_back_to_int8_where_the_kernel_cannot_pack(llama):
     # The tiny vocabulary is not a multiple of 16: the LM head stays int8.
     assert llama.lm_head.out_features % 16 != 0
     assert isinstance(quantized.lm_head, Int8Linear)
-    assert model_scheme(quantized).label == "int4 (w4 g32, bf16 act)"
+    assert model_scheme(quantized).label == "int4 (w4 g64, bf16 act)"
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -15,12 +15,14 @@ def reference_blocks(weight: torch.Tensor, bits: int) -> torch.Tensor:
     n, k = weight.shape
     nb = k // 32
     blocks = quantize_blocks(weight, bits)
-    scales = blocks[:, :2 * nb].contiguous().view(torch.float16).float()
     if bits == 8:
+        scales = blocks[:, :2 * nb].contiguous().view(torch.float16).float()
         values = blocks[:, 2 * nb:].contiguous().view(torch.int8).float().reshape(n, nb, 32)
         return (values * scales[..., None]).reshape(n, k)
-    mins = blocks[:, 2 * nb:4 * nb].contiguous().view(torch.float16).float()
-    packed = blocks[:, 4 * nb:].reshape(n, nb, 16)
+    # int4: one fp16 scale and one fp16 minimum per group of 64 (two blocks of 32)
+    scales = blocks[:, :nb].contiguous().view(torch.float16).float().repeat_interleave(2, -1)
+    mins = blocks[:, nb:2 * nb].contiguous().view(torch.float16).float().repeat_interleave(2, -1)
+    packed = blocks[:, 2 * nb:].reshape(n, nb, 16)
     values = torch.cat([packed & 0x0F, packed >> 4], -1).float()
     return (values * scales[..., None] + mins[..., None]).reshape(n, k)
 
@@ -36,14 +38,17 @@ def reference_activations(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("bits", [8, 4])
-@pytest.mark.parametrize("shape", [(48, 32), (96, 576), (130, 2048)])  # 1, 18 (a tail) and 64 blocks
+@pytest.mark.parametrize("shape", [(48, 32), (48, 64), (96, 576), (130, 2048)])  # 1, 2, 18 (a tail), 64 blocks
 def test_blocks_decode_to_the_weight_within_half_a_step(bits, shape):
+    if bits == 4 and shape[1] % native.Q4_GROUP:
+        pytest.skip("int4 groups are 64 wide")
     weight = torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * 0.05
     decoded = reference_blocks(weight, bits)
     assert torch.equal(native.dequantize(quantize_blocks(weight, bits), bits, shape[1]), decoded)
-    groups = weight.reshape(shape[0], -1, 32)
+    size = 32 if bits == 8 else native.Q4_GROUP
+    groups = weight.reshape(shape[0], -1, size)
     step = groups.abs().amax(-1) / 127 if bits == 8 else (groups.amax(-1) - groups.amin(-1)) / 15
-    error = (decoded - weight).abs().reshape(shape[0], -1, 32).amax(-1)
+    error = (decoded - weight).abs().reshape(shape[0], -1, size).amax(-1)
     assert (error <= step * 0.5 * 1.01 + 1e-4).all()  # half a step (fp16 scales add a hair)
 
 
@@ -51,6 +56,7 @@ def test_blocks_decode_to_the_weight_within_half_a_step(bits, shape):
 @pytest.mark.parametrize("rows", [1, 3, 16, 100])
 @pytest.mark.parametrize("k", [32, 576, 2048])
 def test_layer_computes_quantized_weight_times_quantized_activations(bits, rows, k):
+    k = 64 if bits == 4 and k == 32 else k  # int4's smallest row: one group of 64
     torch.manual_seed(rows + k)
     linear = nn.Linear(k, 40, bias=True)
     layer = BlockLinear.from_linear(linear, bits)
@@ -65,6 +71,13 @@ def test_layer_computes_quantized_weight_times_quantized_activations(bits, rows,
     # one activation rounding the other way on a tie moves an output by ~3e-4; a layout error by ~0.1
     torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
     assert (got - exact).norm() / exact.norm() < (0.005 if bits == 8 else 0.12)
+
+
+def test_int4_blocks_take_rows_of_whole_groups_of_64():
+    assert BlockLinear.supports(nn.Linear(64, 8), 4) and BlockLinear.supports(nn.Linear(96, 8), 8)
+    assert not BlockLinear.supports(nn.Linear(96, 8), 4)  # 3 blocks of 32: half a group left over
+    assert quantize_blocks(torch.randn(8, 128), 4).shape == (8, 128 // 32 * native.BLOCK_BYTES[4])
+    assert native.BLOCK_BYTES[4] * 32 * 8 / 32 / 32 == 4.5  # bits per weight
 
 
 def test_layer_keeps_the_caller_dtype_and_a_zero_row():

@@ -29,9 +29,11 @@ SOURCE = Path(__file__).with_name("kernels") / "qblocks.c"
 FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC")
 CPU_FLAGS = ("avx2", "fma", "f16c")
 QK = 32
-#: bytes per block of 32: weights int4 (fp16 scale + fp16 min + 16 bytes), int8 (fp16 scale + 32),
-#: activations (fp32 scale + fp32 scaled sum + 32)
-BLOCK_BYTES = {4: 20, 8: 34, "act": 40}
+#: int4 weights share a scale and a minimum per group of two blocks (64 values)
+Q4_GROUP = 64
+#: bytes per block of 32: weights int4 (half a group's fp16 scale + fp16 min, + 16 bytes), int8
+#: (fp16 scale + 32), activations (fp32 scale + fp32 scaled sum + 32)
+BLOCK_BYTES = {4: 18, 8: 34, "act": 40}
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
 

@@ -2,12 +2,13 @@
 
 Kernels (measured in benchmarks/quant_kernels.py; why these in docs/benchmarks/decode.md):
 - "blocks" (the default where it compiles: x86 with AVX2/FMA/F16C and a C compiler): billion's own
-  int8 / int4 kernels over blocks of 32 weights (billion/core/quant_blocks.py, native.py).
+  int8 / int4 kernels over blocks of 32 weights (int4: groups of 64) (billion/core/quant_blocks.py,
+  native.py).
 Otherwise PyTorch's packed kernels ("torch"):
 - int8: per-output-channel int8 weights on fbgemm's int8 GEMM (`quantized::linear_dynamic`),
   activations quantized per token on the fly. `torch._weight_int8pack_mm` (weight-only) was no
   faster than fp32 on an AVX2 CPU; fbgemm was 3-6x faster.
-- int4: asymmetric groups along the input dimension (min/max, group 32 by default),
+- int4: asymmetric groups along the input dimension (min/max, group 64 by default),
   `torch._weight_int4pack_mm_for_cpu` on a layout packed once at load, bf16 activations (the
   kernel is slow with fp32 ones). It halves int8's memory; its speed depends on the CPU.
 Each module casts to its kernel's activation dtype and back: the rest of the model keeps its own
@@ -34,11 +35,11 @@ from billion.core.quant_torch import (SMOOTH_ALPHA, Int4Linear, Int8Linear, acti
 log = logging.getLogger(__name__)
 
 #: bump when the packed layout or the quantization rule changes: it is part of the cache key
-KERNEL_VERSION = 3
+KERNEL_VERSION = 4
 SCHEMES = ("int8", "int4")
 KERNELS = ("blocks", "torch")
 INT4_GROUP_SIZES = (256, 128, 64, 32)
-DEFAULT_INT4_GROUP = 32
+DEFAULT_INT4_GROUP = native.Q4_GROUP
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ class QuantScheme:
     @property
     def label(self) -> str:
         if self.kernel == "blocks":
-            return f"{self.name} (blocks of {native.QK}, a{16 if self.name == 'int8' else 8}, AVX2)"
+            if self.name == "int8":
+                return f"int8 (blocks of {native.QK}, a16, AVX2)"
+            return f"int4 (groups of {native.Q4_GROUP}, a8, AVX2)"
         if self.name == "int8":
             return "int8 (w8a8 per-token, fbgemm)"
         return f"int4 (w4 g{self.group_size}, bf16 act)"
@@ -70,7 +73,7 @@ def default_kernel() -> str:
 
 
 def scheme_for(name: str, group_size: int | None = None, kernel: str | None = None) -> QuantScheme:
-    """The scheme for int8 / int4; the block kernels where they run here (int4 with group 32 only)."""
+    """The scheme for int8 / int4; the block kernels where they run here (int4 with group 64 only)."""
     if name not in SCHEMES:
         raise BillionError(f"Unknown quantization scheme {name!r}: use int8 or int4.")
     chosen = kernel or default_kernel()
@@ -82,7 +85,7 @@ def scheme_for(name: str, group_size: int | None = None, kernel: str | None = No
     group = group_size or DEFAULT_INT4_GROUP
     if group not in INT4_GROUP_SIZES:
         raise BillionError(f"int4 group size {group} is not supported: use one of {INT4_GROUP_SIZES}.")
-    if group != native.QK:
+    if group != native.Q4_GROUP:
         chosen = "torch"  # the block kernels have one group size
     return QuantScheme("int4", group, chosen)
 
@@ -90,7 +93,7 @@ def scheme_for(name: str, group_size: int | None = None, kernel: str | None = No
 def quantized_linear_type(linear: nn.Linear, scheme: QuantScheme) -> type:
     """BlockLinear with the block kernels; Int4Linear where the int4 kernel can pack the shape,
     else Int8Linear."""
-    if scheme.kernel == "blocks" and BlockLinear.supports(linear):
+    if scheme.kernel == "blocks" and BlockLinear.supports(linear, 8 if scheme.name == "int8" else 4):
         return BlockLinear
     if scheme.name == "int4" and scheme.group_size and Int4Linear.supports(linear, scheme.group_size):
         return Int4Linear

@@ -1,5 +1,7 @@
-"""int8 / int4 layers on billion's block kernels (billion/core/native.py): blocks of 32 weights along
-the input dimension, one fp16 scale each (int4: a scale and a minimum, asymmetric).
+"""int8 / int4 layers on billion's block kernels (billion/core/native.py): int8 in blocks of 32 weights
+along the input dimension with one fp16 scale each; int4 in groups of 64 with an fp16 scale and an
+fp16 minimum (asymmetric; MLX's default 4-bit layout): 4.5 bits per weight instead of the 5 of groups
+of 32, which took TinyLlama's int4 weights from 683 to 622 MiB (quality: docs/benchmarks/decode.md).
 
 Finer scales than per-channel, and activations quantized per block of 32 (int16 against int8
 weights, int8 against int4) rather than per token, so no SmoothQuant calibration is needed: a few huge activation channels only coarsen their own
@@ -34,12 +36,13 @@ def _q8_rows(w: torch.Tensor) -> torch.Tensor:
 
 def _q4_rows(w: torch.Tensor) -> torch.Tensor:
     n, k = w.shape
-    groups = w.float().reshape(n, k // native.QK, native.QK)
+    groups = w.float().reshape(n, k // native.Q4_GROUP, native.Q4_GROUP)
     low = groups.amin(-1, keepdim=True)
     scale = ((groups.amax(-1, keepdim=True) - low) / 15).to(torch.float16)
     low16 = low.to(torch.float16)
     wide = scale.float()
     q = torch.round((groups - low16.float()) / torch.where(wide > 0, wide, 1)).clamp(0, 15).to(torch.uint8)
+    q = q.reshape(n, k // native.QK, native.QK)  # packed per block of 32, as the kernels read it
     half = native.QK // 2
     packed = q[..., :half] | (q[..., half:] << 4)  # byte j: element j low, element j + 16 high
     return torch.cat([scale.view(torch.uint8).reshape(n, -1), low16.view(torch.uint8).reshape(n, -1),
@@ -48,13 +51,17 @@ def _q4_rows(w: torch.Tensor) -> torch.Tensor:
 
 def quantize_blocks(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """(n, k) float weight -> (n, k/32 * block bytes) uint8 rows in the kernels' layout: per row, the
-    fp16 block scales (int4: then the fp16 block minimums), then the quantized values."""
+    fp16 scales (int8: one per block of 32; int4: one per group of 64, then the fp16 group minimums),
+    then the quantized values."""
+    size = native.Q4_GROUP if bits == 4 else native.QK
+    if weight.shape[-1] % size:
+        raise ValueError(f"int{bits} blocks need rows of a multiple of {size} values, not {weight.shape[-1]}")
     rows = _q4_rows if bits == 4 else _q8_rows
     return torch.cat([rows(part) for part in weight.detach().split(_CHUNK_ROWS)])
 
 
 class BlockLinear(nn.Module):
-    """y = x W^T + b with W in blocks of 32 (int8 or int4), on billion's AVX2 kernels."""
+    """y = x W^T + b with W in blocks (int8: of 32; int4: groups of 64), on billion's AVX2 kernels."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, bits: int):
         super().__init__()
@@ -64,8 +71,8 @@ class BlockLinear(nn.Module):
         self.register_buffer("bias", torch.empty(out_features) if bias else None)
 
     @staticmethod
-    def supports(linear: nn.Linear) -> bool:
-        return linear.in_features % native.QK == 0 and native.available()
+    def supports(linear: nn.Linear, bits: int) -> bool:
+        return linear.in_features % (native.Q4_GROUP if bits == 4 else native.QK) == 0 and native.available()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, bits: int) -> "BlockLinear":
@@ -85,7 +92,8 @@ class BlockLinear(nn.Module):
         return y + self.bias.to(x.dtype) if self.bias is not None else y
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, int{self.bits} blocks of {native.QK}"
+        size = native.Q4_GROUP if self.bits == 4 else native.QK
+        return f"in={self.in_features}, out={self.out_features}, int{self.bits} blocks of {size}"
 
 
 class BlockEmbedding(nn.Module):
