@@ -240,6 +240,8 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
         entry = None if options.adapter else quant_cache.cache_entry(location, hub_kwargs,
                                                                      options.quantization)
         model = quant_cache.quantize_and_store(model, tokenizer, options.quantization, entry, location)
+        if entry is not None:  # the first start runs as every later one: on the stored entry, mapped
+            model = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype) or model
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, device=device, dtype=dtype,
