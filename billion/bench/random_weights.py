@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from billion.core import heap, weights
+from billion.core import weights
 from billion.core.errors import BillionError
 from billion.core.loading import LoadedModel, LoadOptions, pick_device, pick_dtype, weight_bytes
 from billion.core.paths import ASSETS, cache_dir
@@ -99,7 +99,6 @@ def random_model(alias: str, options: LoadOptions = LoadOptions(), seed: int = 0
     from transformers import AutoConfig
 
     started = time.perf_counter()
-    heap.return_freed_buffers()  # as billion.core.loading does for every model it loads
     spec = resolve(alias)
     fields = hub_config(alias)
     device = pick_device(options.device)

@@ -17,7 +17,7 @@ import torch
 
 from billion.core.errors import BillionError
 from billion.core.registry import ModelSpec, resolve
-from billion.core import heap, quant_cache, weights
+from billion.core import quant_cache, weights
 from billion.core.download_jobs import DownloadRegistry, ensure_local
 from billion.core.quant import model_scheme, scheme_for
 
@@ -200,7 +200,6 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
-    heap.return_freed_buffers()  # a process that loads a model decodes: keep prompts' buffers off its heap
     device = pick_device(options.device)
     dtype = pick_dtype(options.dtype, device)
     # int8/int4 on CPU go through billion's kernels (billion.core.quant), bitsandbytes elsewhere.
