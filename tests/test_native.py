@@ -57,19 +57,19 @@ needs_kernels = pytest.mark.skipif(not native.available(), reason="needs AVX2/FM
 
 
 @needs_kernels
-@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("bits, group", [(8, 32), (4, 64), (4, 32)])
 @pytest.mark.parametrize("rows", [1, 3])
-def test_a_linear_group_equals_its_weights_one_by_one(bits, rows):
+def test_a_linear_group_equals_its_weights_one_by_one(bits, group, rows):
     """q|k|v in one call: the same numbers as three calls, side by side (the input quantized once)."""
     import torch
 
     from billion.core.quant_blocks import quantize_blocks
 
     gen = torch.Generator().manual_seed(0)
-    weights = [quantize_blocks(torch.randn(n, 128, generator=gen), bits) for n in (64, 32, 200)]
+    weights = [quantize_blocks(torch.randn(n, 128, generator=gen), bits, group) for n in (64, 32, 200)]
     x = torch.randn(rows, 128, generator=gen)
-    one_by_one = torch.cat([native.block_matmul(w, bits, 128, x) for w in weights], dim=1)
-    assert torch.equal(native.LinearGroup(weights, bits, 128)(x), one_by_one)
+    one_by_one = torch.cat([native.block_matmul(w, bits, 128, x, group) for w in weights], dim=1)
+    assert torch.equal(native.LinearGroup(weights, bits, 128, group)(x), one_by_one)
 
 
 @needs_kernels

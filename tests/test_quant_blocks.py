@@ -10,19 +10,20 @@ from billion.core.quant_blocks import BlockLinear, quantize_blocks
 pytestmark = pytest.mark.skipif(not native.available(), reason="the block kernels need AVX2/FMA/F16C and gcc")
 
 
-def reference_blocks(weight: torch.Tensor, bits: int) -> torch.Tensor:
+def reference_blocks(weight: torch.Tensor, bits: int, group: int = 64) -> torch.Tensor:
     """What the blocks should decode to, from the layout's definition (scales apart from values)."""
     n, k = weight.shape
     nb = k // 32
-    blocks = quantize_blocks(weight, bits)
+    blocks = quantize_blocks(weight, bits, group)
     if bits == 8:
         scales = blocks[:, :2 * nb].contiguous().view(torch.float16).float()
         values = blocks[:, 2 * nb:].contiguous().view(torch.int8).float().reshape(n, nb, 32)
         return (values * scales[..., None]).reshape(n, k)
-    # int4: one fp16 scale and one fp16 minimum per group of 64 (two blocks of 32)
-    scales = blocks[:, :nb].contiguous().view(torch.float16).float().repeat_interleave(2, -1)
-    mins = blocks[:, nb:2 * nb].contiguous().view(torch.float16).float().repeat_interleave(2, -1)
-    packed = blocks[:, 2 * nb:].reshape(n, nb, 16)
+    # int4: one fp16 scale and one fp16 minimum per group (of 64: two blocks of 32; of 32: one)
+    ng, per = k // group, group // 32
+    scales = blocks[:, :2 * ng].contiguous().view(torch.float16).float().repeat_interleave(per, -1)
+    mins = blocks[:, 2 * ng:4 * ng].contiguous().view(torch.float16).float().repeat_interleave(per, -1)
+    packed = blocks[:, 4 * ng:].reshape(n, nb, 16)
     values = torch.cat([packed & 0x0F, packed >> 4], -1).float()
     return (values * scales[..., None] + mins[..., None]).reshape(n, k)
 
@@ -37,30 +38,31 @@ def reference_activations(x: torch.Tensor, bits: int) -> torch.Tensor:
     return (torch.round(groups * inverse) * (top / levels)).reshape(x.shape)
 
 
-@pytest.mark.parametrize("bits, shape", [(bits, shape) for bits in (8, 4)
-                                          for shape in [(48, 32), (48, 64), (96, 576), (130, 2048)]
-                                          if bits == 8 or shape[1] % 64 == 0])  # 1, 2, 18 (a tail), 64 blocks
-def test_blocks_decode_to_the_weight_within_half_a_step(bits, shape):
+@pytest.mark.parametrize("bits, group, shape", [
+    (bits, group, shape) for bits, group in ((8, 32), (4, 64), (4, 32))
+    for shape in [(48, 32), (48, 64), (96, 576), (130, 2048)]  # 1, 2, 18 (a tail) and 64 blocks
+    if shape[1] % group == 0])
+def test_blocks_decode_to_the_weight_within_half_a_step(bits, group, shape):
     weight = torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * 0.05
-    decoded = reference_blocks(weight, bits)
-    assert torch.equal(native.dequantize(quantize_blocks(weight, bits), bits, shape[1]), decoded)
-    size = 32 if bits == 8 else native.Q4_GROUP
+    decoded = reference_blocks(weight, bits, group)
+    assert torch.equal(native.dequantize(quantize_blocks(weight, bits, group), bits, shape[1], group), decoded)
+    size = group
     groups = weight.reshape(shape[0], -1, size)
     step = groups.abs().amax(-1) / 127 if bits == 8 else (groups.amax(-1) - groups.amin(-1)) / 15
     error = (decoded - weight).abs().reshape(shape[0], -1, size).amax(-1)
     assert (error <= step * 0.5 * 1.01 + 1e-4).all()  # half a step (fp16 scales add a hair)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("bits, group", [(8, 32), (4, 64), (4, 32)])
 @pytest.mark.parametrize("rows", [1, 3, 16, 100])
 @pytest.mark.parametrize("k", [32, 576, 2048])
-def test_layer_computes_quantized_weight_times_quantized_activations(bits, rows, k):
-    k = 64 if bits == 4 and k == 32 else k  # int4's smallest row: one group of 64
+def test_layer_computes_quantized_weight_times_quantized_activations(bits, group, rows, k):
+    k = max(k, group)  # the smallest row: one group
     torch.manual_seed(rows + k)
     linear = nn.Linear(k, 40, bias=True)
-    layer = BlockLinear.from_linear(linear, bits)
+    layer = BlockLinear.from_linear(linear, bits, group)
     x = torch.randn(1, rows, k)
-    weight = reference_blocks(linear.weight, bits)
+    weight = reference_blocks(linear.weight, bits, group)
     with torch.no_grad():
         got = layer(x)
         acts = reference_activations(x.reshape(-1, k), bits)  # the kernels quantize activations per block
@@ -72,11 +74,15 @@ def test_layer_computes_quantized_weight_times_quantized_activations(bits, rows,
     assert (got - exact).norm() / exact.norm() < (0.005 if bits == 8 else 0.12)
 
 
-def test_int4_blocks_take_rows_of_whole_groups_of_64():
+def test_int4_blocks_take_rows_of_whole_groups():
     assert BlockLinear.supports(nn.Linear(64, 8), 4) and BlockLinear.supports(nn.Linear(96, 8), 8)
-    assert not BlockLinear.supports(nn.Linear(96, 8), 4)  # 3 blocks of 32: half a group left over
-    assert quantize_blocks(torch.randn(8, 128), 4).shape == (8, 128 // 32 * native.BLOCK_BYTES[4])
-    assert native.BLOCK_BYTES[4] * 32 * 8 / 32 / 32 == 4.5  # bits per weight
+    assert not BlockLinear.supports(nn.Linear(96, 8), 4)  # 3 blocks of 32: half a group of 64 left over
+    assert BlockLinear.supports(nn.Linear(96, 8), 4, group=32)
+    assert quantize_blocks(torch.randn(8, 128), 4).shape == (8, native.row_bytes(4, 128))
+    assert native.row_bytes(4, 128) * 8 / 128 == 4.5 and native.row_bytes(4, 128, 32) * 8 / 128 == 5  # bits per weight
+    assert BlockLinear(128, 8, False, 4, 32).blocks.shape == (8, 80)
+    with pytest.raises(ValueError, match="groups of 48"):
+        quantize_blocks(torch.randn(8, 96), 4, group=48)
 
 
 def test_layer_keeps_the_caller_dtype_and_a_zero_row():

@@ -78,3 +78,20 @@ def test_cached_model_reads_embedding_rows_from_the_cache_file(tiny_dir, cache):
     table.blocks = torch.zeros_like(table.blocks)  # the lookup reads the file, not the mapped table
     assert torch.equal(table(ids), want)
     assert torch.equal(_logits(cached), _logits(built))
+
+
+def test_int4_group_is_part_of_the_entry_and_comes_back(tiny_dir, cache):
+    from billion.core.quant_blocks import BlockLinear
+
+    tokenizer_free = load_fresh(str(tiny_dir), LoadOptions(quantization="none"))
+    by_group = {}
+    for group in (32, None):
+        model = load_fresh(str(tiny_dir), LoadOptions(quantization="none")).model
+        entry = quant_cache.cache_entry(str(tiny_dir), {}, "int4", group)
+        quant_cache.quantize_and_store(model, tokenizer_free.tokenizer, "int4", entry, str(tiny_dir), group)
+        loaded = quant_cache.try_load_cached(str(tiny_dir), {}, "int4", torch.float32, group)
+        layers = [m for m in loaded.modules() if isinstance(m, BlockLinear)]
+        assert layers and {m.group for m in layers} == {group or 64}
+        assert model_scheme(loaded).label == f"int4 (groups of {group or 64}, a8, AVX2)"
+        by_group[group] = entry
+    assert by_group[32] != by_group[None] and "g32" in by_group[32].name and "g64" in by_group[None].name

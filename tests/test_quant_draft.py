@@ -77,6 +77,15 @@ def test_quantized_copy_drafts_losslessly_and_is_made_once(target, tokenizer, pr
     assert result.stats.acceptance_rate > 0.5
 
 
+def test_int4_copies_are_kept_per_group(target, tokenizer):
+    from billion.core.quant_blocks import BlockLinear
+
+    default, grid32 = quantized_copy(target, "int4", tokenizer), quantized_copy(target, "int4", tokenizer, 32)
+    assert default is not grid32 and quantized_copy(target, "int4", group=32) is grid32
+    assert {m.group for m in grid32.modules() if isinstance(m, BlockLinear)} == {32}
+    assert {m.group for m in default.modules() if isinstance(m, BlockLinear)} == {64}
+
+
 def test_sampling_with_the_shared_cache_draft(target, tokenizer, prompt):
     settings = SamplingSettings(temperature=0.9, top_p=0.95, max_new_tokens=16, seed=4)
     draft = SharedCacheDraft(quantized_copy(target, "int8", tokenizer), len(tokenizer), "quant:int8")

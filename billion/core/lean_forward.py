@@ -55,8 +55,9 @@ def _group(modules: list[nn.Module]) -> Projection:
     """One call for modules that read the same input: a single block-kernel loop where all are
     int8/int4 blocks without bias, else each module and a concatenation."""
     first = modules[0]
-    if all(isinstance(m, BlockLinear) and m.bias is None and m.bits == first.bits for m in modules):
-        group = native.LinearGroup([m.blocks for m in modules], first.bits, first.in_features)
+    if all(isinstance(m, BlockLinear) and m.bias is None and (m.bits, m.group) == (first.bits, first.group)
+           for m in modules):
+        group = native.LinearGroup([m.blocks for m in modules], first.bits, first.in_features, first.group)
         return lambda x: group(x.contiguous()) if x.dtype == torch.float32 else \
             group(x.float().contiguous()).to(x.dtype)
     if len(modules) == 1:

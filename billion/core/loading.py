@@ -207,12 +207,13 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
     if cpu_quant:
         scheme_for(options.quantization)  # an unknown scheme fails before the weights are read
     quant = None if cpu_quant else quantization_config(options.quantization, device, dtype)
+    group = spec.int4_group if options.quantization == "int4" else None
     location, hub_kwargs = weights_location(spec, downloads)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **hub_kwargs)
         model = None
         if cpu_quant and not options.adapter:
-            model = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype)
+            model = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype, group)
         if model is None:
             kwargs: dict[str, Any] = {"dtype": dtype, **hub_kwargs}
             if quant is not None:
@@ -237,10 +238,10 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
             model = model.merge_and_unload()
     if cpu_quant and model_scheme(model) is None:
         entry = None if options.adapter else quant_cache.cache_entry(location, hub_kwargs,
-                                                                     options.quantization)
-        model = quant_cache.quantize_and_store(model, tokenizer, options.quantization, entry, location)
+                                                                     options.quantization, group)
+        model = quant_cache.quantize_and_store(model, tokenizer, options.quantization, entry, location, group)
         if entry is not None:  # the first start runs as every later one: on the stored entry, mapped
-            model = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype) or model
+            model = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype, group) or model
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, device=device, dtype=dtype,

@@ -29,12 +29,27 @@ SOURCE = Path(__file__).with_name("kernels") / "qblocks.c"
 FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC")
 CPU_FLAGS = ("avx2", "fma", "f16c")
 QK = 32
-#: int4 weights share a scale and a minimum per group of two blocks (64 values)
-Q4_GROUP = 64
-#: bytes per block of 32: weights int4 (half a group's fp16 scale + fp16 min, + 16 bytes), int8
+#: int4 groups (one fp16 scale and minimum each): 64 by default, 32 for GGUF-grid weights
+Q4_GROUPS = (64, 32)
+Q4_GROUP = Q4_GROUPS[0]
+#: bytes per block of 32: weights int4 in groups of 32 (fp16 scale + fp16 min + 16 bytes), int8
 #: (fp16 scale + 32), activations (fp32 scale + fp32 scaled sum + 32)
-BLOCK_BYTES = {4: 18, 8: 34, "act": 40}
+BLOCK_BYTES = {4: 20, 8: 34, "act": 40}
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+
+
+def row_bytes(bits: int, k: int, group: int = Q4_GROUP) -> int:
+    """Bytes of one weight row of k values: int8 34 per block of 32; int4 16 per block of 32 and 4
+    (fp16 scale and minimum) per group."""
+    if bits == 8:
+        return k // QK * BLOCK_BYTES[8]
+    return k // QK * (QK // 2) + 4 * (k // group)
+
+
+def _shift(group: int) -> int:
+    if group not in Q4_GROUPS:
+        raise ValueError(f"int4 groups of {group}: the kernels take {Q4_GROUPS}")
+    return 0 if group == QK else 1
 
 
 def cpu_supports(cpuinfo: str | None = None) -> bool:
@@ -70,12 +85,12 @@ def build(target_dir: Path) -> Path:
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.billion_quantize_act.argtypes = [_ptr, _i64, _i64, _ptr, _int]
-    for name in ("billion_q4_matmul", "billion_q8_matmul"):
-        getattr(lib, name).argtypes = [_ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
-    for name in ("billion_q4_dequantize", "billion_q8_dequantize"):
-        getattr(lib, name).argtypes = [_ptr, _i64, _i64, _ptr, _int]
-    lib.billion_linear.argtypes = [_int, _ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
-    lib.billion_linear_cat.argtypes = [_int, _int, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _int]
+    lib.billion_q4_matmul.argtypes = [_ptr, _i64, _i64, _int, _ptr, _i64, _ptr, _int]
+    lib.billion_q8_matmul.argtypes = [_ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
+    lib.billion_q4_dequantize.argtypes = [_ptr, _i64, _i64, _int, _ptr, _int]
+    lib.billion_q8_dequantize.argtypes = [_ptr, _i64, _i64, _ptr, _int]
+    lib.billion_linear.argtypes = [_int, _int, _ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
+    lib.billion_linear_cat.argtypes = [_int, _int, _int, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _int]
     lib.billion_rope.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr, _ptr]
     lib.billion_block_sizes.argtypes = [_int]
     if (lib.billion_block_sizes(4), lib.billion_block_sizes(8), lib.billion_block_sizes(0)) != \
@@ -107,20 +122,24 @@ def _threads() -> int:
     return max(1, torch.get_num_threads())
 
 
-def block_matmul(blocks: torch.Tensor, bits: int, k: int, x: torch.Tensor) -> torch.Tensor:
+def block_matmul(blocks: torch.Tensor, bits: int, k: int, x: torch.Tensor, group: int = Q4_GROUP) -> torch.Tensor:
     """x (rows, k) float32 contiguous times the (n, k) block-quantized weight's transpose: (rows, n)."""
     n, rows = blocks.shape[0], x.shape[0]
     y = torch.empty(rows, n, dtype=torch.float32)
-    if library().billion_linear(bits, blocks.data_ptr(), n, k, x.data_ptr(), rows, y.data_ptr(), _threads()):
+    if library().billion_linear(bits, _shift(group), blocks.data_ptr(), n, k, x.data_ptr(), rows,
+                                y.data_ptr(), _threads()):
         raise MemoryError(f"no memory for the int8 activations of a {rows} x {k} input")
     return y
 
 
-def dequantize(blocks: torch.Tensor, bits: int, k: int) -> torch.Tensor:
+def dequantize(blocks: torch.Tensor, bits: int, k: int, group: int = Q4_GROUP) -> torch.Tensor:
     """The (n, k) float32 weight the blocks stand for."""
     out = torch.empty(blocks.shape[0], k, dtype=torch.float32)
-    kernel = library().billion_q4_dequantize if bits == 4 else library().billion_q8_dequantize
-    kernel(blocks.data_ptr(), blocks.shape[0], k, out.data_ptr(), _threads())
+    if bits == 4:
+        library().billion_q4_dequantize(blocks.data_ptr(), blocks.shape[0], k, _shift(group), out.data_ptr(),
+                                        _threads())
+    else:
+        library().billion_q8_dequantize(blocks.data_ptr(), blocks.shape[0], k, out.data_ptr(), _threads())
     return out
 
 
@@ -129,8 +148,8 @@ class LinearGroup:
     (rows, sum of their n), with x quantized once and one parallel loop (kernels/qblocks.c).
     The pointer arrays are built once; the blocks must stay alive (the caller's modules hold them)."""
 
-    def __init__(self, blocks: list[torch.Tensor], bits: int, k: int):
-        self.bits, self.k = bits, k
+    def __init__(self, blocks: list[torch.Tensor], bits: int, k: int, group: int = Q4_GROUP):
+        self.bits, self.k, self.shift = bits, k, _shift(group) if bits == 4 else 0
         self.total = sum(b.shape[0] for b in blocks)
         self._keep = blocks
         self._ptrs = (ctypes.c_void_p * len(blocks))(*(b.data_ptr() for b in blocks))
@@ -138,7 +157,7 @@ class LinearGroup:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.empty(x.shape[0], self.total, dtype=torch.float32)
-        if library().billion_linear_cat(self.bits, len(self._keep), self._ptrs, self._ns, self.k,
+        if library().billion_linear_cat(self.bits, self.shift, len(self._keep), self._ptrs, self._ns, self.k,
                                         x.data_ptr(), x.shape[0], y.data_ptr(), _threads()):
             raise MemoryError(f"no memory for the int8 activations of a {x.shape[0]} x {self.k} input")
         return y

@@ -57,7 +57,7 @@ class QuantScheme:
         if self.kernel == "blocks":
             if self.name == "int8":
                 return f"int8 (blocks of {native.QK}, a16, AVX2)"
-            return f"int4 (groups of {native.Q4_GROUP}, a8, AVX2)"
+            return f"int4 (groups of {self.group_size}, a8, AVX2)"
         if self.name == "int8":
             return "int8 (w8a8 per-token, fbgemm)"
         return f"int4 (w4 g{self.group_size}, bf16 act)"
@@ -73,7 +73,7 @@ def default_kernel() -> str:
 
 
 def scheme_for(name: str, group_size: int | None = None, kernel: str | None = None) -> QuantScheme:
-    """The scheme for int8 / int4; the block kernels where they run here (int4 with group 64 only)."""
+    """The scheme for int8 / int4; the block kernels where they run here (int4 in groups of 64 or 32)."""
     if name not in SCHEMES:
         raise BillionError(f"Unknown quantization scheme {name!r}: use int8 or int4.")
     chosen = kernel or default_kernel()
@@ -85,15 +85,19 @@ def scheme_for(name: str, group_size: int | None = None, kernel: str | None = No
     group = group_size or DEFAULT_INT4_GROUP
     if group not in INT4_GROUP_SIZES:
         raise BillionError(f"int4 group size {group} is not supported: use one of {INT4_GROUP_SIZES}.")
-    if group != native.Q4_GROUP:
-        chosen = "torch"  # the block kernels have one group size
+    if group not in native.Q4_GROUPS:
+        chosen = "torch"  # the block kernels take groups of 64 and 32
     return QuantScheme("int4", group, chosen)
+
+
+def _bits(scheme: QuantScheme) -> int:
+    return 8 if scheme.name == "int8" else 4
 
 
 def quantized_linear_type(linear: nn.Linear, scheme: QuantScheme) -> type:
     """BlockLinear with the block kernels; Int4Linear where the int4 kernel can pack the shape,
     else Int8Linear."""
-    if scheme.kernel == "blocks" and BlockLinear.supports(linear, 8 if scheme.name == "int8" else 4):
+    if scheme.kernel == "blocks" and BlockLinear.supports(linear, _bits(scheme), scheme.group_size or native.QK):
         return BlockLinear
     if scheme.name == "int4" and scheme.group_size and Int4Linear.supports(linear, scheme.group_size):
         return Int4Linear
@@ -105,7 +109,7 @@ def quantized_linear(linear: nn.Linear, scheme: QuantScheme,
     """The quantized replacement of one layer."""
     kind = quantized_linear_type(linear, scheme)
     if kind is BlockLinear:
-        return BlockLinear.from_linear(linear, 8 if scheme.name == "int8" else 4)
+        return BlockLinear.from_linear(linear, _bits(scheme), scheme.group_size or native.QK)
     if kind is Int4Linear:
         return Int4Linear.from_linear(linear, scheme.group_size)  # type: ignore[arg-type]
     return Int8Linear.from_linear(linear, act_absmax)
@@ -115,7 +119,8 @@ def empty_quantized_linear(linear: nn.Linear, scheme: QuantScheme) -> nn.Module:
     """Same module type and buffer shapes as quantized_linear, uninitialized (to load saved buffers into)."""
     bias = linear.bias is not None
     if quantized_linear_type(linear, scheme) is BlockLinear:
-        return BlockLinear(linear.in_features, linear.out_features, bias, 8 if scheme.name == "int8" else 4)
+        return BlockLinear(linear.in_features, linear.out_features, bias, _bits(scheme),
+                           scheme.group_size or native.QK)
     if quantized_linear_type(linear, scheme) is Int4Linear:
         return Int4Linear(linear.in_features, linear.out_features, bias, scheme.group_size)  # type: ignore[arg-type]
     return Int8Linear(linear.in_features, linear.out_features, bias)

@@ -1,7 +1,9 @@
 """int8 / int4 layers on billion's block kernels (billion/core/native.py): int8 in blocks of 32 weights
 along the input dimension with one fp16 scale each; int4 in groups of 64 with an fp16 scale and an
 fp16 minimum (asymmetric; MLX's default 4-bit layout): 4.5 bits per weight instead of the 5 of groups
-of 32, which took TinyLlama's int4 weights from 683 to 622 MiB (quality: docs/benchmarks/decode.md).
+of 32, which took TinyLlama's int4 weights from 683 to 622 MiB. Weights dequantized from a GGUF with
+32-wide blocks (the offline SmolLM2 and Gemma) keep groups of 32: they lie on that grid already, and
+groups of 64 cost SmolLM2 a tenth of its fp32 next tokens (docs/benchmarks/decode.md).
 
 Finer scales than per-channel, and activations quantized per block of 32 (int16 against int8
 weights, int8 against int4) rather than per token, so no SmoothQuant calibration is needed: a few huge activation channels only coarsen their own
@@ -34,9 +36,9 @@ def _q8_rows(w: torch.Tensor) -> torch.Tensor:
     return torch.cat([scale.view(torch.uint8).reshape(n, -1), q.view(torch.uint8).reshape(n, -1)], -1)
 
 
-def _q4_rows(w: torch.Tensor) -> torch.Tensor:
+def _q4_rows(w: torch.Tensor, group: int) -> torch.Tensor:
     n, k = w.shape
-    groups = w.float().reshape(n, k // native.Q4_GROUP, native.Q4_GROUP)
+    groups = w.float().reshape(n, k // group, group)
     low = groups.amin(-1, keepdim=True)
     scale = ((groups.amax(-1, keepdim=True) - low) / 15).to(torch.float16)
     low16 = low.to(torch.float16)
@@ -49,51 +51,54 @@ def _q4_rows(w: torch.Tensor) -> torch.Tensor:
                       packed.reshape(n, -1)], -1)
 
 
-def quantize_blocks(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """(n, k) float weight -> (n, k/32 * block bytes) uint8 rows in the kernels' layout: per row, the
-    fp16 scales (int8: one per block of 32; int4: one per group of 64, then the fp16 group minimums),
-    then the quantized values."""
-    size = native.Q4_GROUP if bits == 4 else native.QK
+def quantize_blocks(weight: torch.Tensor, bits: int, group: int = native.Q4_GROUP) -> torch.Tensor:
+    """(n, k) float weight -> (n, native.row_bytes) uint8 rows in the kernels' layout: per row, the
+    fp16 scales (int8: one per block of 32; int4: one per group, then the fp16 group minimums), then
+    the quantized values."""
+    size = group if bits == 4 else native.QK
+    if bits == 4 and group not in native.Q4_GROUPS:
+        raise ValueError(f"int4 groups of {group}: the kernels take {native.Q4_GROUPS}")
     if weight.shape[-1] % size:
         raise ValueError(f"int{bits} blocks need rows of a multiple of {size} values, not {weight.shape[-1]}")
-    rows = _q4_rows if bits == 4 else _q8_rows
-    return torch.cat([rows(part) for part in weight.detach().split(_CHUNK_ROWS)])
+    parts = weight.detach().split(_CHUNK_ROWS)
+    return torch.cat([_q4_rows(part, group) if bits == 4 else _q8_rows(part) for part in parts])
 
 
 class BlockLinear(nn.Module):
-    """y = x W^T + b with W in blocks (int8: of 32; int4: groups of 64), on billion's AVX2 kernels."""
+    """y = x W^T + b with W in blocks (int8: of 32; int4: groups of 64 or 32), on billion's AVX2 kernels."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool, bits: int):
+    def __init__(self, in_features: int, out_features: int, bias: bool, bits: int,
+                 group: int = native.Q4_GROUP):
         super().__init__()
         self.in_features, self.out_features, self.bits = in_features, out_features, bits
-        width = in_features // native.QK * native.BLOCK_BYTES[bits]
+        self.group = group if bits == 4 else native.QK
+        width = native.row_bytes(bits, in_features, self.group)
         self.register_buffer("blocks", torch.empty(out_features, width, dtype=torch.uint8))
         self.register_buffer("bias", torch.empty(out_features) if bias else None)
 
     @staticmethod
-    def supports(linear: nn.Linear, bits: int) -> bool:
-        return linear.in_features % (native.Q4_GROUP if bits == 4 else native.QK) == 0 and native.available()
+    def supports(linear: nn.Linear, bits: int, group: int = native.Q4_GROUP) -> bool:
+        return linear.in_features % (group if bits == 4 else native.QK) == 0 and native.available()
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, bits: int) -> "BlockLinear":
-        module = cls(linear.in_features, linear.out_features, linear.bias is not None, bits)
-        module.blocks = quantize_blocks(linear.weight, bits)
+    def from_linear(cls, linear: nn.Linear, bits: int, group: int = native.Q4_GROUP) -> "BlockLinear":
+        module = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, group)
+        module.blocks = quantize_blocks(linear.weight, bits, group)
         if linear.bias is not None:
             module.bias = linear.bias.detach().float().clone()
         return module
 
     def dequantized(self) -> torch.Tensor:
-        return native.dequantize(self.blocks, self.bits, self.in_features)
+        return native.dequantize(self.blocks, self.bits, self.in_features, self.group)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features).to(torch.float32).contiguous()
-        y = native.block_matmul(self.blocks, self.bits, self.in_features, flat)
+        y = native.block_matmul(self.blocks, self.bits, self.in_features, flat, self.group)
         y = y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
         return y + self.bias.to(x.dtype) if self.bias is not None else y
 
     def extra_repr(self) -> str:
-        size = native.Q4_GROUP if self.bits == 4 else native.QK
-        return f"in={self.in_features}, out={self.out_features}, int{self.bits} blocks of {size}"
+        return f"in={self.in_features}, out={self.out_features}, int{self.bits} blocks of {self.group}"
 
 
 class BlockEmbedding(nn.Module):

@@ -38,18 +38,19 @@ def local_folder(location: str, hub_kwargs: dict[str, Any]) -> Path | None:
         return None
 
 
-def cache_key(scheme: str) -> str:
-    """Scheme, kernel version and CPU capability: the int4 packing differs between AVX2 and AVX512."""
-    return f"{scheme_for(scheme).key}-{torch.backends.cpu.get_cpu_capability().lower()}"
+def cache_key(scheme: str, group: int | None = None) -> str:
+    """Scheme (int4: with its group), kernel version and CPU capability: the int4 packing differs
+    between AVX2 and AVX512."""
+    return f"{scheme_for(scheme, group).key}-{torch.backends.cpu.get_cpu_capability().lower()}"
 
 
-def cache_entry(location: str, hub_kwargs: dict[str, Any], scheme: str) -> Path | None:
+def cache_entry(location: str, hub_kwargs: dict[str, Any], scheme: str, group: int | None = None) -> Path | None:
     folder = local_folder(location, hub_kwargs)
-    return weights.quantized_dir(folder, cache_key(scheme)) if folder else None
+    return weights.quantized_dir(folder, cache_key(scheme, group)) if folder else None
 
 
 def load_cached(entry: Path, location: str, hub_kwargs: dict[str, Any], scheme: str,
-                dtype: torch.dtype, config=None):
+                dtype: torch.dtype, config=None, group: int | None = None):
     """The quantized model from a cache entry (raises on a damaged or mismatched entry). config:
     the model's config when it is not in `location` (random-weight models)."""
     from accelerate import init_empty_weights
@@ -59,7 +60,7 @@ def load_cached(entry: Path, location: str, hub_kwargs: dict[str, Any], scheme: 
     config = config or AutoConfig.from_pretrained(location, **hub_kwargs)
     with init_empty_weights(include_buffers=False):  # parameters on meta; rotary buffers real
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    quantize_model(model, scheme, inplace=True, empty=True)
+    quantize_model(model, scheme, inplace=True, empty=True, group_size=group)
     result = model.load_state_dict(load_file(str(entry / "model.safetensors")), strict=True, assign=True)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"state mismatch: missing {result.missing_keys[:3]}, "
@@ -85,27 +86,28 @@ def read_embedding_rows_from(model, path: Path) -> None:
             module.read_rows_from(RowFile.in_safetensors(path, f"{name}.blocks"))
 
 
-def quantize_and_store(model, tokenizer, scheme: str, entry: Path | None, source: str):
+def quantize_and_store(model, tokenizer, scheme: str, entry: Path | None, source: str, group: int | None = None):
     """Quantize a float CPU model in place, and write the cache entry when there is one."""
     started = time.perf_counter()
-    quantize_model(model, scheme, inplace=True, calibration=calibration_ids(tokenizer))
+    quantize_model(model, scheme, inplace=True, calibration=calibration_ids(tokenizer), group_size=group)
     seconds = time.perf_counter() - started
     if entry is not None:
         try:
-            weights.save_quantized(model, entry, {"source": source, "scheme": cache_key(scheme),
+            weights.save_quantized(model, entry, {"source": source, "scheme": cache_key(scheme, group),
                                                   "quantize_seconds": round(seconds, 2)})
         except OSError as exc:  # a full or read-only disk costs the next start time, nothing else
             log.warning("could not cache the quantized weights in %s: %s", entry, exc)
     return model
 
 
-def try_load_cached(location: str, hub_kwargs: dict[str, Any], scheme: str, dtype: torch.dtype):
+def try_load_cached(location: str, hub_kwargs: dict[str, Any], scheme: str, dtype: torch.dtype,
+                    group: int | None = None):
     """The cached quantized model, or None (no entry yet, or a damaged one, now removed)."""
-    entry = cache_entry(location, hub_kwargs, scheme)
+    entry = cache_entry(location, hub_kwargs, scheme, group)
     if entry is None or not (entry / weights.QUANT_MARKER).is_file():
         return None
     try:
-        return load_cached(entry, location, hub_kwargs, scheme, dtype)
+        return load_cached(entry, location, hub_kwargs, scheme, dtype, group=group)
     except Exception as exc:  # a damaged entry: rebuilt from the float weights
         log.warning("quantized cache %s unreadable (%s: %s)", entry, type(exc).__name__, exc)
         weights.discard_quantized(entry)

@@ -27,9 +27,10 @@ _COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, torch.nn.Module]]
 _LOCK = threading.Lock()
 
 
-def quantized_copy(model: torch.nn.Module, scheme: str, tokenizer=None) -> torch.nn.Module:
+def quantized_copy(model: torch.nn.Module, scheme: str, tokenizer=None, group: int | None = None) -> torch.nn.Module:
     """The model quantized to `scheme` (made once per model and scheme, then kept while it lives);
-    with a tokenizer, int8's smoothing is calibrated on real text rather than random ids."""
+    with a tokenizer, int8's smoothing is calibrated on real text rather than random ids. group:
+    int4's group (the registry's int4_group for the model; None: the kernels' default)."""
     if scheme not in SCHEMES:
         raise BillionError(f"Unknown quantized draft 'quant:{scheme}': use quant:int8 or quant:int4.")
     try:
@@ -39,10 +40,11 @@ def quantized_copy(model: torch.nn.Module, scheme: str, tokenizer=None) -> torch
                            f"which this install lacks ({exc}): use prompt-lookup or a draft model.") from exc
     with _LOCK:
         copies = _COPIES.setdefault(model, {})
-        if scheme not in copies:
+        key = f"{scheme}-g{group}" if scheme == "int4" and group else scheme
+        if key not in copies:
             calibration = calibration_ids(tokenizer) if tokenizer is not None else None
-            copies[scheme] = quantize_model(model, scheme, calibration=calibration)
-        return copies[scheme]
+            copies[key] = quantize_model(model, scheme, calibration=calibration, group_size=group)
+        return copies[key]
 
 
 class ConfidenceCalibration:

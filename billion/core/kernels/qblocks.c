@@ -3,7 +3,8 @@
  * Decode on a CPU is bound by the bytes of weight read per token, so weights are stored in blocks
  * along the input dimension: int8 in blocks of 32 with an fp16 scale (llama.cpp's Q8_0), 8.5 bits per
  * weight; int4 in groups of 64 with an fp16 scale and minimum (MLX's default 4-bit layout), 4.5 bits
- * per weight, 10% fewer bytes than groups of 32 (Q4_1's 5 bits). Activations are quantized per block of 32 on the fly (int8 against int4 weights,
+ * per weight, 10% fewer bytes than groups of 32 (Q4_1's 5 bits), or in groups of 32 for weights that
+ * come from a GGUF with 32-wide blocks (they lie on that grid already). Activations are quantized per block of 32 on the fly (int8 against int4 weights,
  * int16 against int8 weights), so the inner product is an integer one (maddubs / madd) and one fp32
  * FMA per block.
  * Threads: OpenMP, in the same libgomp torch loaded (one pool, no two runtimes spinning).
@@ -21,17 +22,20 @@
 #define PREFETCH_ROWS 4
 #endif
 
-/* Per row of the weight: the row's fp16 block scales (int4: one per group of 64, then its fp16 group
- * minimums), then its quantized values (int4: byte j of a block of 32 holds element j low and element
- * j + 16 high). Scales apart from the values let eight of them convert in one instruction.
- * Activations per row: nb fp32 scales, nb fp32 scaled sums (d * sum(q), for int4's minimums), then
- * nb * 32 int8 values. Sizes are bytes per block of 32 (an int4 row has an even number of blocks). */
+/* Per row of the weight: the row's fp16 scales (int4: one per group, then its fp16 group minimums),
+ * then its quantized values (int4: byte j of a block of 32 holds element j low and element j + 16
+ * high). Scales apart from the values let eight of them convert in one instruction. int4's group is
+ * 32 << gs values (gs 0 or 1). Activations per row: nb fp32 scales, nb fp32 scaled sums
+ * (d * sum(q), for int4's minimums), then nb * 32 int8 values. */
 int billion_block_sizes(int which) {
-    return which == 4 ? 2 + QK / 2 : which == 8 ? 2 + QK : 8 + QK;
+    return which == 4 ? 4 + QK / 2 : which == 8 ? 2 + QK : 8 + QK;
 }
 
-/* Four fp16 group values, each repeated for the group's two blocks of 32, as eight floats. */
-static inline __m256 pairs8(const uint16_t *g) {
+static inline int64_t q4_row_bytes(int64_t nb, int gs) { return nb * (QK / 2) + 4 * (nb >> gs); }
+
+/* Eight blocks' fp16 group values as eight floats: with groups of 64, four values each repeated. */
+static inline __m256 groups8(const uint16_t *g, int gs) {
+    if (!gs) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
     const __m128i four = _mm_loadl_epi64((const __m128i *)g);
     return _mm256_cvtph_ps(_mm_unpacklo_epi16(four, four));
 }
@@ -137,9 +141,9 @@ static inline __m256i q8_block(const int8_t *q, const int16_t *a) {
                             _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(a + 16))));
 }
 
-static float dot_q4(const uint8_t *row, const uint8_t *act, int64_t nb) {
-    const uint16_t *wd = (const uint16_t *)row, *wm = wd + nb / 2;
-    const uint8_t *wq = row + 2 * nb;
+static float dot_q4(const uint8_t *row, const uint8_t *act, int64_t nb, int gs) {
+    const uint16_t *wd = (const uint16_t *)row, *wm = wd + (nb >> gs);
+    const uint8_t *wq = row + 4 * (nb >> gs);
     const float *ad = (const float *)act, *as = ad + nb;
     const int8_t *aq = (const int8_t *)(act + 8 * nb);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -147,17 +151,17 @@ static float dot_q4(const uint8_t *row, const uint8_t *act, int64_t nb) {
     float sc[8];
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
-        _mm256_storeu_ps(sc, _mm256_mul_ps(pairs8(wd + b / 2), _mm256_loadu_ps(ad + b)));
-        mins = _mm256_fmadd_ps(pairs8(wm + b / 2), _mm256_loadu_ps(as + b), mins);
+        _mm256_storeu_ps(sc, _mm256_mul_ps(groups8(wd + (b >> gs), gs), _mm256_loadu_ps(ad + b)));
+        mins = _mm256_fmadd_ps(groups8(wm + (b >> gs), gs), _mm256_loadu_ps(as + b), mins);
         for (int i = 0; i < 8; i++)
             acc[i & 3] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + i),
                                          _mm256_cvtepi32_ps(q4_block(wq + (b + i) * (QK / 2), aq + (b + i) * QK)), acc[i & 3]);
     }
     float tail = 0.0f;
     for (; b < nb; b++) {
-        acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(wd[b / 2]) * ad[b]),
+        acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(wd[b >> gs]) * ad[b]),
                                  _mm256_cvtepi32_ps(q4_block(wq + b * (QK / 2), aq + b * QK)), acc[0]);
-        tail += _cvtsh_ss(wm[b / 2]) * as[b];
+        tail += _cvtsh_ss(wm[b >> gs]) * as[b];
     }
     return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + hsum(mins) + tail;
 }
@@ -185,12 +189,12 @@ static float dot_q8(const uint8_t *row, const uint8_t *act, int64_t nb) {
 /* y[m, n] = sum_k W[n, k] x[m, k]: rows of W handed to threads 64 at a time (dynamic, so a thread
  * the OS pauses on a shared machine does not hold the others at the barrier); a row (1-3 KB) stays
  * in L1 while it meets every activation row. */
-void billion_q4_matmul(const uint8_t *w, int64_t n, int64_t k, const uint8_t *a, int64_t rows,
+void billion_q4_matmul(const uint8_t *w, int64_t n, int64_t k, int gs, const uint8_t *a, int64_t rows,
                        float *y, int threads) {
-    const int64_t nb = k / QK, wrow = nb * (2 + QK / 2), arow = nb * (8 + QK);
+    const int64_t nb = k / QK, wrow = q4_row_bytes(nb, gs), arow = nb * (8 + QK);
     #pragma omp parallel for num_threads(threads) schedule(dynamic, 64)
     for (int64_t j = 0; j < n; j++)
-        for (int64_t m = 0; m < rows; m++) y[m * n + j] = dot_q4(w + j * wrow, a + m * arow, nb);
+        for (int64_t m = 0; m < rows; m++) y[m * n + j] = dot_q4(w + j * wrow, a + m * arow, nb, gs);
 }
 
 void billion_q8_matmul(const uint8_t *w, int64_t n, int64_t k, const uint8_t *a, int64_t rows,
@@ -206,14 +210,14 @@ static inline void store_scaled(const __m128i bytes8, __m256 d, __m256 m, float 
     _mm256_storeu_ps(out, _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes8)), d, m));
 }
 
-void billion_q4_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, int threads) {
-    const int64_t nb = k / QK, wrow = nb * (2 + QK / 2);
+void billion_q4_dequantize(const uint8_t *w, int64_t n, int64_t k, int gs, float *out, int threads) {
+    const int64_t nb = k / QK, wrow = q4_row_bytes(nb, gs);
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t j = 0; j < n; j++) {
-        const uint16_t *wd = (const uint16_t *)(w + j * wrow), *wm = wd + nb / 2;
-        const uint8_t *wq = w + j * wrow + 2 * nb;
+        const uint16_t *wd = (const uint16_t *)(w + j * wrow), *wm = wd + (nb >> gs);
+        const uint8_t *wq = w + j * wrow + 4 * (nb >> gs);
         for (int64_t b = 0; b < nb; b++) {
-            const __m256 d = _mm256_set1_ps(_cvtsh_ss(wd[b / 2])), m = _mm256_set1_ps(_cvtsh_ss(wm[b / 2]));
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(wd[b >> gs])), m = _mm256_set1_ps(_cvtsh_ss(wm[b >> gs]));
             const __m128i r = _mm_loadu_si128((const __m128i *)(wq + b * QK / 2));
             const __m128i lo = _mm_and_si128(r, _mm_set1_epi8(0x0F));
             const __m128i hi = _mm_and_si128(_mm_srli_epi16(r, 4), _mm_set1_epi8(0x0F));
@@ -244,10 +248,10 @@ void billion_q8_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, i
 /* Several weights that read the same input (q|k|v, gate|up), side by side in one output: the input
  * is quantized once, and one parallel loop covers all their rows (one fork/join, not one per weight).
  * Weight i writes columns [sum(ns[:i]), sum(ns[:i+1])) of y (rows x sum(ns)). */
-static void matmul_cat(int bits, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
+static void matmul_cat(int bits, int gs, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
                        const uint8_t *a, int64_t rows, float *y, int threads) {
     const int64_t nb = k / QK;
-    const int64_t wrow = bits == 4 ? nb * (2 + QK / 2) : nb * (2 + QK);
+    const int64_t wrow = bits == 4 ? q4_row_bytes(nb, gs) : nb * (2 + QK);
     const int64_t arow = bits == 4 ? nb * (8 + QK) : nb * (4 + 2 * QK);
     int64_t total = 0;
     for (int i = 0; i < count; i++) total += ns[i];
@@ -262,13 +266,14 @@ static void matmul_cat(int bits, int count, const uint8_t *const *ws, const int6
             for (int64_t off = 0; off < wrow; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
         }
         for (int64_t m = 0; m < rows; m++)
-            y[m * total + j] = bits == 4 ? dot_q4(row, a + m * arow, nb) : dot_q8(row, a + m * arow, nb);
+            y[m * total + j] = bits == 4 ? dot_q4(row, a + m * arow, nb, gs) : dot_q8(row, a + m * arow, nb);
     }
 }
 
 /* Quantize the activations and multiply, in one call from Python (no tensor allocation for the
- * int8 activations). Returns 1 when there is no memory for them. */
-int billion_linear_cat(int bits, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
+ * int8 activations). bits: 8, or 4 with groups of 32 << gs. Returns 1 when there is no memory for
+ * the activations. */
+int billion_linear_cat(int bits, int gs, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
                        const float *x, int64_t rows, float *y, int threads) {
     uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (k / QK) * (bits == 4 ? 8 + QK : 4 + 2 * QK)));
     if (!acts) return 1;
@@ -276,14 +281,14 @@ int billion_linear_cat(int bits, int count, const uint8_t *const *ws, const int6
         billion_quantize_act(x, rows, k, acts, threads);
     else
         billion_quantize_act16(x, rows, k, acts, threads);
-    matmul_cat(bits, count, ws, ns, k, acts, rows, y, threads);
+    matmul_cat(bits, gs, count, ws, ns, k, acts, rows, y, threads);
     free(acts);
     return 0;
 }
 
-int billion_linear(int bits, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t rows,
+int billion_linear(int bits, int gs, const uint8_t *w, int64_t n, int64_t k, const float *x, int64_t rows,
                    float *y, int threads) {
-    return billion_linear_cat(bits, 1, &w, &n, k, x, rows, y, threads);
+    return billion_linear_cat(bits, gs, 1, &w, &n, k, x, rows, y, threads);
 }
 
 /* Rotary embedding in place on the first `heads` heads of each row of x (rows x stride floats; q then
