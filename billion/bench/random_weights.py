@@ -21,7 +21,7 @@ from billion.core.errors import BillionError
 from billion.core.loading import LoadedModel, LoadOptions, pick_device, pick_dtype, weight_bytes
 from billion.core.paths import ASSETS, cache_dir
 from billion.core.quant import quantize_model, scheme_for
-from billion.core.quant_cache import cache_key, load_cached
+from billion.core.quant_cache import cache_key, read_entry
 from billion.core.registry import resolve
 
 log = logging.getLogger(__name__)
@@ -135,17 +135,13 @@ def quantized_random(name: str, config, dtype: torch.dtype, scheme: str, seed: i
     The first run builds, quantizes and stores it (TinyLlama int4: 0.7 GB on disk)."""
     scheme_for(scheme)
     entry = cache_dir() / "quantized" / f"{name}-{cache_key(scheme)}"
-    if (entry / weights.QUANT_MARKER).is_file():
-        try:
-            return load_cached(entry, str(entry), {}, scheme, dtype, config=config)
-        except Exception as exc:  # damaged: rebuilt below
-            log.warning("random-weight cache %s unreadable (%s), rebuilding it", entry, exc)
-            weights.discard_quantized(entry)
+    model = read_entry(entry, str(entry), {}, scheme, dtype, config=config)
+    if model is not None:
+        return model
     model = quantize_model(float_random(config, dtype, seed), scheme, inplace=True)  # seeded calibration
     try:
         weights.save_quantized(model, entry, {"source": name, "scheme": cache_key(scheme)})
     except OSError as exc:  # a full or read-only disk: this run keeps the model it built
         log.warning("could not cache %s: %s", entry, exc)
         return model
-    del model
-    return load_cached(entry, str(entry), {}, scheme, dtype, config=config)
+    return read_entry(entry, str(entry), {}, scheme, dtype, config=config) or model

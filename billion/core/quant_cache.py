@@ -100,15 +100,21 @@ def quantize_and_store(model, tokenizer, scheme: str, entry: Path | None, source
     return model
 
 
+def read_entry(entry: Path, location: str, hub_kwargs: dict[str, Any], scheme: str, dtype: torch.dtype,
+               config=None, group: int | None = None):
+    """The quantized model in a cache entry, or None (no entry, or a damaged one, now removed)."""
+    if not (entry / weights.QUANT_MARKER).is_file():
+        return None
+    try:
+        return load_cached(entry, location, hub_kwargs, scheme, dtype, config=config, group=group)
+    except Exception as exc:  # a damaged entry: the caller rebuilds it
+        log.warning("quantized cache %s unreadable (%s: %s)", entry, type(exc).__name__, exc)
+        weights.discard_quantized(entry)
+        return None
+
+
 def try_load_cached(location: str, hub_kwargs: dict[str, Any], scheme: str, dtype: torch.dtype,
                     group: int | None = None):
     """The cached quantized model, or None (no entry yet, or a damaged one, now removed)."""
     entry = cache_entry(location, hub_kwargs, scheme, group)
-    if entry is None or not (entry / weights.QUANT_MARKER).is_file():
-        return None
-    try:
-        return load_cached(entry, location, hub_kwargs, scheme, dtype, group=group)
-    except Exception as exc:  # a damaged entry: rebuilt from the float weights
-        log.warning("quantized cache %s unreadable (%s: %s)", entry, type(exc).__name__, exc)
-        weights.discard_quantized(entry)
-        return None
+    return read_entry(entry, location, hub_kwargs, scheme, dtype, group=group) if entry else None
