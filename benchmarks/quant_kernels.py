@@ -4,7 +4,8 @@
 
 Each cell is ms per call, best of 5 rounds over --copies different weight copies (so the weights
 come from memory, not cache, as in a real decode step), and the ratio to fp32 `F.linear`.
-The block kernels' columns (billion/core/native.py) appear where they compile. torchao columns appear when torchao imports; its weight-only int8 runs eagerly (as transformers'
+The block kernels' columns (billion/core/native.py) appear where they compile, on AVX2 and, where
+the CPU has AVX-512 BW + VNNI, on AVX-512 too. torchao columns appear when torchao imports; its weight-only int8 runs eagerly (as transformers'
 TorchAoConfig does without torch.compile).
 """
 
@@ -61,7 +62,7 @@ def row(n: int, k: int, copies: int) -> list:
         layer = torch.nn.Linear(k, n, bias=False)
         layer.weight.data = w
         linears.append(layer)
-    cells: dict[str, float] = {}
+    cells: dict[str, float | None] = {}
     cells["fp32"] = best_ms([lambda w=w: F.linear(x, w) for w in weights])
     bf16 = [w.bfloat16() for w in weights]
     cells["bf16"] = best_ms([lambda w=w: F.linear(xb, w) for w in bf16])
@@ -72,16 +73,22 @@ def row(n: int, k: int, copies: int) -> list:
     fbgemm = [Int8Linear.from_linear(layer) for layer in linears]
     cells["billion int8 (fbgemm w8a8)"] = best_ms([lambda m=m: m(x) for m in fbgemm])
     for group in (32, 128):
+        cells[f"billion int4 g{group}"] = None  # "-" where rows are not whole groups (columns stay aligned)
         if k % group == 0:
             int4 = [Int4Linear.from_linear(layer, group) for layer in linears]
             cells[f"billion int4 g{group}"] = best_ms([lambda m=m: m(x) for m in int4])
     if native.available():
         for bits in (8, 4):
             blocks = [BlockLinear.from_linear(layer, bits) for layer in linears]
-            cells[f"billion int{bits} blocks (AVX2)"] = best_ms([lambda m=m: m(x) for m in blocks])
+            for avx512 in (False, True):  # the same blocks on both instruction sets, where both run
+                isa = native.set_isa(avx512)
+                if avx512 and isa != "AVX-512":
+                    continue
+                cells[f"billion int{bits} blocks ({isa})"] = best_ms([lambda m=m: m(x) for m in blocks])
+            native.set_isa(True)
     for name, layers in torchao_layers(weights).items():
         cells[name] = best_ms([lambda m=m: m(x) for m in layers])
-    return [f"{n}x{k}", *(f"{v:.3f} ({cells['fp32'] / v:.2f}x)" for v in cells.values())], list(cells)
+    return [f"{n}x{k}", *(f"{v:.3f} ({cells['fp32'] / v:.2f}x)" if v else "-" for v in cells.values())], list(cells)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,23 @@ def test_switched_off_the_torch_kernels_are_used(monkeypatch):
         monkeypatch.delenv("BILLION_NATIVE_KERNELS")
         native.library.cache_clear()
     assert (native.library() is not None) == native.cpu_supports() or os.environ.get("CC")
+
+
+def test_avx512_can_be_switched_off_by_environment(monkeypatch):
+    """BILLION_NATIVE_AVX512=0 starts on the AVX2 loops (for A/B runs); the label says which ran."""
+    if not native.available():
+        pytest.skip("no block kernels here")
+    monkeypatch.setenv("BILLION_NATIVE_AVX512", "0")
+    native.library.cache_clear()
+    try:
+        assert native.isa() == "AVX2" and scheme_for("int8").label.endswith("AVX2)")
+    finally:
+        monkeypatch.delenv("BILLION_NATIVE_AVX512")
+        native.library.cache_clear()
+    flags = Path("/proc/cpuinfo").read_text()
+    has = all(f" {flag}" in flags for flag in ("avx512bw", "avx512vl", "avx512dq", "avx512_vnni"))
+    assert native.isa() == ("AVX-512" if has else "AVX2")
+    assert scheme_for("int4").label.endswith(f"{native.isa()})")
 
 
 def test_block_scheme_is_keyed_apart_from_the_torch_one():

@@ -10,6 +10,23 @@ from billion.core.quant_blocks import BlockLinear, quantize_blocks
 pytestmark = pytest.mark.skipif(not native.available(), reason="the block kernels need AVX2/FMA/F16C and gcc")
 
 
+def _avx512_here() -> bool:
+    try:
+        return native.set_isa(True) == "AVX-512"
+    finally:
+        native.set_isa(True)
+
+
+@pytest.fixture(params=["AVX2", "AVX-512"])
+def isa(request):
+    """Each kernel test on both instruction sets (AVX-512 where this CPU has BW + VNNI)."""
+    if native.set_isa(request.param == "AVX-512") != request.param:
+        native.set_isa(True)
+        pytest.skip(f"this CPU has no {request.param} (BW + VNNI)")
+    yield request.param
+    native.set_isa(True)
+
+
 def reference_blocks(weight: torch.Tensor, bits: int, group: int = 64) -> torch.Tensor:
     """What the blocks should decode to, from the layout's definition (scales apart from values)."""
     n, k = weight.shape
@@ -55,9 +72,12 @@ def test_blocks_decode_to_the_weight_within_half_a_step(bits, group, shape):
 
 @pytest.mark.parametrize("bits, group", [(8, 32), (4, 64), (4, 32)])
 @pytest.mark.parametrize("rows", [1, 3, 16, 100])
-@pytest.mark.parametrize("k", [32, 576, 2048])
-def test_layer_computes_quantized_weight_times_quantized_activations(bits, group, rows, k):
+# blocks per row: 1; 6 and 7 (a run of four, then 2 or 3 alone); 18 and 22 (sixteen, then a tail)
+@pytest.mark.parametrize("k", [32, 192, 224, 576, 704, 2048])
+def test_layer_computes_quantized_weight_times_quantized_activations(bits, group, rows, k, isa):
     k = max(k, group)  # the smallest row: one group
+    if k % group:
+        pytest.skip(f"rows of {k} are not whole groups of {group}")
     torch.manual_seed(rows + k)
     linear = nn.Linear(k, 40, bias=True)
     layer = BlockLinear.from_linear(linear, bits, group)
@@ -185,3 +205,21 @@ def test_row_file_refuses_a_wrong_tensor_and_reports_a_truncated_file(tmp_path):
     assert table(torch.tensor([0])).shape == (1, 64)
     with pytest.raises(OSError, match="damaged"):
         table(torch.tensor([49]))
+
+
+@pytest.mark.parametrize("bits, group", [(8, 32), (4, 64), (4, 32)])
+def test_avx512_and_avx2_loops_agree(bits, group):
+    """The same integer products on both instruction sets: outputs differ only by the order of the
+    fp32 sums (a layout slip would move them by whole percents)."""
+    if not _avx512_here():
+        pytest.skip("this CPU has no AVX-512 BW + VNNI")
+    torch.manual_seed(bits + group)
+    layer = BlockLinear.from_linear(nn.Linear(704, 96, bias=False), bits, group)
+    x = torch.randn(3, 704)
+    with torch.no_grad():
+        native.set_isa(False)
+        avx2 = layer(x)
+        native.set_isa(True)
+        avx512 = layer(x)
+    torch.testing.assert_close(avx512, avx2, rtol=1e-5, atol=1e-5)
+    assert native.isa() == "AVX-512"

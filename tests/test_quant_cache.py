@@ -92,6 +92,6 @@ def test_int4_group_is_part_of_the_entry_and_comes_back(tiny_dir, cache):
         loaded = quant_cache.try_load_cached(str(tiny_dir), {}, "int4", torch.float32, group)
         layers = [m for m in loaded.modules() if isinstance(m, BlockLinear)]
         assert layers and {m.group for m in layers} == {group or 64}
-        assert model_scheme(loaded).label == f"int4 (groups of {group or 64}, a8, AVX2)"
+        assert model_scheme(loaded).label == f"int4 (groups of {group or 64}, a8, {native.isa()})"
         by_group[group] = entry
     assert by_group[32] != by_group[None] and "g32" in by_group[32].name and "g64" in by_group[None].name

@@ -1,8 +1,8 @@
 """billion's block-quantized CPU kernels (kernels/qblocks.c), compiled on first use and called by ctypes.
 
 Why our own: on an AVX2 CPU PyTorch's int4 kernel is compute-bound and fbgemm's int8 needs
-activation smoothing (docs/benchmarks/decode.md). The C file is ~200 lines of AVX2 intrinsics over
-llama.cpp's block layouts; gcc builds it in about a second into ~/.cache/billion/kernels/, keyed by
+activation smoothing (docs/benchmarks/decode.md). The C file is ~350 lines of AVX2 intrinsics, with
+AVX-512 (BW + VNNI) loops chosen at run time where the CPU has them, over llama.cpp's block layouts; gcc builds it in about a second into ~/.cache/billion/kernels/, keyed by
 the source's hash. Where there is no compiler or no AVX2/FMA/F16C, `library()` is None and the
 PyTorch kernels are used instead (BILLION_NATIVE_KERNELS=0 forces that).
 """
@@ -25,7 +25,7 @@ from billion.core.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("kernels") / "qblocks.c"
+SOURCE = Path(__file__).with_name("kernels") / "qblocks.c"  # includes qblocks_avx512.h
 FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC")
 CPU_FLAGS = ("avx2", "fma", "f16c")
 QK = 32
@@ -65,7 +65,8 @@ def cpu_supports(cpuinfo: str | None = None) -> bool:
 
 def build(target_dir: Path) -> Path:
     """Compile the kernels (once per source version) and return the shared library's path."""
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    sources = b"".join(path.read_bytes() for path in sorted(SOURCE.parent.iterdir()) if path.suffix in (".c", ".h"))
+    digest = hashlib.sha256(sources + " ".join(FLAGS).encode()).hexdigest()[:16]
     target = target_dir / f"qblocks-{digest}.so"
     if target.is_file():
         return target
@@ -84,9 +85,8 @@ def build(target_dir: Path) -> Path:
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
-    lib.billion_quantize_act.argtypes = [_ptr, _i64, _i64, _ptr, _int]
-    lib.billion_q4_matmul.argtypes = [_ptr, _i64, _i64, _int, _ptr, _i64, _ptr, _int]
-    lib.billion_q8_matmul.argtypes = [_ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
+    lib.billion_set_isa.argtypes = [_int]
+    lib.billion_get_isa.argtypes = []
     lib.billion_q4_dequantize.argtypes = [_ptr, _i64, _i64, _int, _ptr, _int]
     lib.billion_q8_dequantize.argtypes = [_ptr, _i64, _i64, _ptr, _int]
     lib.billion_linear.argtypes = [_int, _int, _ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
@@ -108,14 +108,31 @@ def library() -> ctypes.CDLL | None:
         log.info("native kernels off: the CPU lacks one of %s", CPU_FLAGS)
         return None
     try:
-        return _declare(ctypes.CDLL(str(build(cache_dir() / "kernels"))))
+        lib = _declare(ctypes.CDLL(str(build(cache_dir() / "kernels"))))
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("native kernels unavailable (%s): using PyTorch's int8/int4 kernels", exc)
         return None
+    lib.billion_set_isa(int(os.environ.get("BILLION_NATIVE_AVX512", "1") != "0"))
+    return lib
 
 
 def available() -> bool:
     return library() is not None
+
+
+def set_isa(avx512: bool) -> str:
+    """Run the AVX-512 loops (where the CPU has AVX-512 BW/VNNI) or the AVX2 ones, for every later
+    call in this process; returns isa(). BILLION_NATIVE_AVX512=0 starts a process on AVX2."""
+    library().billion_set_isa(int(avx512))
+    return isa()
+
+
+def isa() -> str:
+    """The instruction set the kernels run on here: "AVX-512" or "AVX2" ("none" without kernels)."""
+    lib = library()
+    if lib is None:
+        return "none"
+    return "AVX-512" if lib.billion_get_isa() else "AVX2"
 
 
 def _threads() -> int:

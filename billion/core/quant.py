@@ -49,15 +49,15 @@ class QuantScheme:
     name: str
     #: int4 group size along the input dimension (None for int8's per-channel scales)
     group_size: int | None = None
-    #: "blocks" (billion's AVX2 kernels, blocks of 32) or "torch" (fbgemm / int4pack)
+    #: "blocks" (billion's AVX2 / AVX-512 kernels, blocks of 32) or "torch" (fbgemm / int4pack)
     kernel: str = "torch"
 
     @property
     def label(self) -> str:
         if self.kernel == "blocks":
             if self.name == "int8":
-                return f"int8 (blocks of {native.QK}, a16, AVX2)"
-            return f"int4 (groups of {self.group_size}, a8, AVX2)"
+                return f"int8 (blocks of {native.QK}, a16, {native.isa()})"
+            return f"int4 (groups of {self.group_size}, a8, {native.isa()})"
         if self.name == "int8":
             return "int8 (w8a8 per-token, fbgemm)"
         return f"int4 (w4 g{self.group_size}, bf16 act)"

@@ -65,7 +65,7 @@ def quantize_blocks(weight: torch.Tensor, bits: int, group: int = native.Q4_GROU
 
 
 class BlockLinear(nn.Module):
-    """y = x W^T + b with W in blocks (int8: of 32; int4: groups of 64 or 32), on billion's AVX2 kernels."""
+    """y = x W^T + b with W in blocks (int8: of 32; int4: groups of 64 or 32), on billion's AVX2 / AVX-512 kernels."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, bits: int,
                  group: int = native.Q4_GROUP):

@@ -1,12 +1,13 @@
-/* int8 / int4 block-quantized matmul for x86 CPUs with AVX2 + FMA + F16C (billion/core/native.py).
+/* int8 / int4 block-quantized matmul for x86 CPUs with AVX2 + FMA + F16C, with AVX-512 (BW, VNNI)
+ * loops chosen at run time where the CPU has them (billion/core/native.py).
  *
  * Decode on a CPU is bound by the bytes of weight read per token, so weights are stored in blocks
  * along the input dimension: int8 in blocks of 32 with an fp16 scale (llama.cpp's Q8_0), 8.5 bits per
  * weight; int4 in groups of 64 with an fp16 scale and minimum (MLX's default 4-bit layout), 4.5 bits
  * per weight, 10% fewer bytes than groups of 32 (Q4_1's 5 bits), or in groups of 32 for weights that
- * come from a GGUF with 32-wide blocks (they lie on that grid already). Activations are quantized per block of 32 on the fly (int8 against int4 weights,
- * int16 against int8 weights), so the inner product is an integer one (maddubs / madd) and one fp32
- * FMA per block.
+ * come from a GGUF with 32-wide blocks (they lie on that grid already). Activations are quantized per
+ * block of 32 on the fly (int8 against int4 weights, int16 against int8 weights), so the inner
+ * product is an integer one (maddubs / madd / dpbusd) and one fp32 FMA per block.
  * Threads: OpenMP, in the same libgomp torch loaded (one pool, no two runtimes spinning).
  */
 #include <immintrin.h>
@@ -68,8 +69,9 @@ static inline float load_block(const float *x, __m256 v[4]) {
     return _mm_cvtss_f32(m);
 }
 
-/* One block of 32 floats to int8 with the block's absolute maximum as 127. */
-static void quantize_block(const float *x, int8_t *q_out, float *d_out, float *s_out) {
+/* One block of 32 floats to int8 with the block's absolute maximum as 127: elements 0-15 to lo,
+ * 16-31 to hi (the AVX-512 loop reads four blocks' halves side by side). */
+static void quantize_block(const float *x, int8_t *lo, int8_t *hi, float *d_out, float *s_out) {
     __m256 v[4];
     const float top = load_block(x, v);
     const float d = top / 127.0f;
@@ -81,18 +83,26 @@ static void quantize_block(const float *x, int8_t *q_out, float *d_out, float *s
     /* packs interleave the 128-bit lanes: the permute puts the 32 bytes back in order */
     __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
     p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256((__m256i *)q_out, p);
+    _mm_storeu_si128((__m128i *)lo, _mm256_castsi256_si128(p));
+    _mm_storeu_si128((__m128i *)hi, _mm256_extracti128_si256(p, 1));
     *d_out = d;
     *s_out = d * (float)total;
 }
 
-void billion_quantize_act(const float *x, int64_t rows, int64_t k, uint8_t *out, int threads) {
+/* quad: lay each complete run of four blocks out as their four first halves, then their four
+ * second halves (dot_q4_512's order); the rest in order. */
+static void quantize_act(const float *x, int64_t rows, int64_t k, uint8_t *out, int quad, int threads) {
     const int64_t nb = k / QK;
     #pragma omp parallel for num_threads(threads) schedule(static) if (rows * k >= 65536)
     for (int64_t i = 0; i < rows * nb; i++) {
         uint8_t *row = out + (i / nb) * nb * (8 + QK);
         const int64_t b = i % nb;
-        quantize_block(x + i * QK, (int8_t *)(row + 8 * nb) + b * QK, (float *)row + b, (float *)row + nb + b);
+        int8_t *q = (int8_t *)(row + 8 * nb) + b * QK, *lo = q, *hi = q + QK / 2;
+        if (quad && (b | 3) < nb) {
+            lo = (int8_t *)(row + 8 * nb) + (b & ~3) * QK + (b & 3) * (QK / 2);
+            hi = lo + 2 * QK;
+        }
+        quantize_block(x + i * QK, lo, hi, (float *)row + b, (float *)row + nb + b);
     }
 }
 
@@ -112,7 +122,7 @@ static void quantize_block16(const float *x, int16_t *q_out, float *d_out) {
     *d_out = top / 32767.0f;
 }
 
-void billion_quantize_act16(const float *x, int64_t rows, int64_t k, uint8_t *out, int threads) {
+static void quantize_act16(const float *x, int64_t rows, int64_t k, uint8_t *out, int threads) {
     const int64_t nb = k / QK;
     #pragma omp parallel for num_threads(threads) schedule(static) if (rows * k >= 65536)
     for (int64_t i = 0; i < rows * nb; i++) {
@@ -186,23 +196,11 @@ static float dot_q8(const uint8_t *row, const uint8_t *act, int64_t nb) {
     return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
-/* y[m, n] = sum_k W[n, k] x[m, k]: rows of W handed to threads 64 at a time (dynamic, so a thread
- * the OS pauses on a shared machine does not hold the others at the barrier); a row (1-3 KB) stays
- * in L1 while it meets every activation row. */
-void billion_q4_matmul(const uint8_t *w, int64_t n, int64_t k, int gs, const uint8_t *a, int64_t rows,
-                       float *y, int threads) {
-    const int64_t nb = k / QK, wrow = q4_row_bytes(nb, gs), arow = nb * (8 + QK);
-    #pragma omp parallel for num_threads(threads) schedule(dynamic, 64)
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t m = 0; m < rows; m++) y[m * n + j] = dot_q4(w + j * wrow, a + m * arow, nb, gs);
-}
+#include "qblocks_avx512.h"
 
-void billion_q8_matmul(const uint8_t *w, int64_t n, int64_t k, const uint8_t *a, int64_t rows,
-                       float *y, int threads) {
-    const int64_t nb = k / QK, wrow = nb * (2 + QK), arow = nb * (4 + 2 * QK);
-    #pragma omp parallel for num_threads(threads) schedule(dynamic, 64)
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t m = 0; m < rows; m++) y[m * n + j] = dot_q8(w + j * wrow, a + m * arow, nb);
+static inline float dot_row(int bits, const uint8_t *row, const uint8_t *act, int64_t nb, int gs) {
+    if (use512) return bits == 4 ? dot_q4_512(row, act, nb, gs) : dot_q8_512(row, act, nb);
+    return bits == 4 ? dot_q4(row, act, nb, gs) : dot_q8(row, act, nb);
 }
 
 /* The float weight back, for a long prompt's BLAS GEMM and for checks (8 values per instruction). */
@@ -261,12 +259,12 @@ static void matmul_cat(int bits, int gs, int count, const uint8_t *const *ws, co
         int64_t r = j;
         while (r >= ns[i]) r -= ns[i++];
         const uint8_t *row = ws[i] + r * wrow;
-        if (r + PREFETCH_ROWS < ns[i]) {  /* the hardware prefetcher alone left ~20% of a step waiting */
+        if (!use512 && r + PREFETCH_ROWS < ns[i]) {  /* the hardware prefetcher alone left ~20% of a step waiting */
             const char *ahead = (const char *)(row + PREFETCH_ROWS * wrow);
             for (int64_t off = 0; off < wrow; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
         }
         for (int64_t m = 0; m < rows; m++)
-            y[m * total + j] = bits == 4 ? dot_q4(row, a + m * arow, nb, gs) : dot_q8(row, a + m * arow, nb);
+            y[m * total + j] = dot_row(bits, row, a + m * arow, nb, gs);
     }
 }
 
@@ -275,12 +273,13 @@ static void matmul_cat(int bits, int gs, int count, const uint8_t *const *ws, co
  * the activations. */
 int billion_linear_cat(int bits, int gs, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
                        const float *x, int64_t rows, float *y, int threads) {
+    if (use512 < 0) billion_set_isa(1);
     uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (k / QK) * (bits == 4 ? 8 + QK : 4 + 2 * QK)));
     if (!acts) return 1;
     if (bits == 4)
-        billion_quantize_act(x, rows, k, acts, threads);
+        quantize_act(x, rows, k, acts, use512, threads);
     else
-        billion_quantize_act16(x, rows, k, acts, threads);
+        quantize_act16(x, rows, k, acts, threads);
     matmul_cat(bits, gs, count, ws, ns, k, acts, rows, y, threads);
     free(acts);
     return 0;
