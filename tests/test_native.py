@@ -34,6 +34,23 @@ def test_a_broken_compiler_names_itself(tmp_path, monkeypatch):
     assert not list((tmp_path / "out").iterdir())
 
 
+@pytest.mark.skipif(not native.cpu_supports(), reason="needs AVX2/FMA/F16C")
+def test_a_compiler_without_avx512_still_builds_the_avx2_loops(tmp_path, monkeypatch):
+    """An old gcc that cannot target AVX-512 VNNI: the AVX2 loops are built alone, once, and work."""
+    import ctypes
+    import shutil
+
+    fake = tmp_path / "cc"
+    fake.write_text(f"#!/bin/sh\ncase \"$*\" in *{native.NO_AVX512}*) exec {shutil.which('gcc')} \"$@\";; esac\n"
+                    "echo 'error: attribute(target(\"avx512vnni\")) is unknown' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("CC", str(fake))
+    built = native.build(tmp_path / "out")
+    assert native.build(tmp_path / "out") == built and [p.name for p in (tmp_path / "out").iterdir()] == [built.name]
+    lib = ctypes.CDLL(str(built))
+    assert lib.billion_set_isa(1) == 0 and lib.billion_get_isa() == 0  # AVX2, even asked for AVX-512
+
+
 def test_switched_off_the_torch_kernels_are_used(monkeypatch):
     monkeypatch.setenv("BILLION_NATIVE_KERNELS", "0")
     native.library.cache_clear()

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("kernels") / "qblocks.c"  # includes qblocks_avx512.h
 FLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC")
 CPU_FLAGS = ("avx2", "fma", "f16c")
+#: built without the AVX-512 loops (qblocks_avx512.h) where the compiler cannot target them
+NO_AVX512 = "-DBILLION_NO_AVX512"
 QK = 32
 #: int4 groups (one fp16 scale and minimum each): 64 by default, 32 for GGUF-grid weights
 Q4_GROUPS = (64, 32)
@@ -63,25 +65,34 @@ def cpu_supports(cpuinfo: str | None = None) -> bool:
     return all(flag in flags for flag in CPU_FLAGS)
 
 
-def build(target_dir: Path) -> Path:
-    """Compile the kernels (once per source version) and return the shared library's path."""
+def _target(target_dir: Path, flags: tuple[str, ...]) -> Path:
     sources = b"".join(path.read_bytes() for path in sorted(SOURCE.parent.iterdir()) if path.suffix in (".c", ".h"))
-    digest = hashlib.sha256(sources + " ".join(FLAGS).encode()).hexdigest()[:16]
-    target = target_dir / f"qblocks-{digest}.so"
-    if target.is_file():
-        return target
+    return target_dir / f"qblocks-{hashlib.sha256(sources + ' '.join(flags).encode()).hexdigest()[:16]}.so"
+
+
+def build(target_dir: Path) -> Path:
+    """Compile the kernels (once per source version) and return the shared library's path. Where the
+    compiler cannot target AVX-512 VNNI (an old gcc), the AVX2 loops are built alone."""
+    variants = (FLAGS, (*FLAGS, NO_AVX512))
+    built = next((t for t in (_target(target_dir, flags) for flags in variants) if t.is_file()), None)
+    if built is not None:
+        return built
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if not compiler:
         raise OSError("no C compiler (gcc) on PATH")
     target_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target_dir) as work:  # atomic: concurrent builds never see half a file
-        partial = Path(work) / target.name
-        done = subprocess.run([compiler, *FLAGS, "-o", str(partial), str(SOURCE)],
-                              capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise OSError(f"{compiler} failed: {done.stderr.strip()[-400:]}")
-        os.replace(partial, target)
-    return target
+    errors = []
+    for flags in variants:
+        target = _target(target_dir, flags)
+        with tempfile.TemporaryDirectory(dir=target_dir) as work:  # atomic: concurrent builds never see half a file
+            partial = Path(work) / target.name
+            done = subprocess.run([compiler, *flags, "-o", str(partial), str(SOURCE)],
+                                  capture_output=True, text=True, timeout=120)
+            if done.returncode == 0:
+                os.replace(partial, target)
+                return target
+            errors.append(done.stderr.strip()[-400:])
+    raise OSError(f"{compiler} failed: {errors[-1]}")
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:

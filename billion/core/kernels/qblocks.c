@@ -196,10 +196,38 @@ static float dot_q8(const uint8_t *row, const uint8_t *act, int64_t nb) {
     return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
+/* 1 where the AVX-512 loops run, 0 for AVX2; billion_set_isa(0) forces AVX2 (tests compare both). */
+static int use512 = -1;
+
+/* A compiler that cannot target AVX-512 VNNI builds without those loops (native.build retries with
+ * BILLION_NO_AVX512), rather than leaving the machine without any kernels. */
+#ifndef BILLION_NO_AVX512
 #include "qblocks_avx512.h"
+#endif
+
+int billion_set_isa(int avx512) {
+#ifdef BILLION_NO_AVX512
+    (void)avx512;
+    use512 = 0;
+#else
+    __builtin_cpu_init();
+    const int has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                    __builtin_cpu_supports("avx512vnni");
+    use512 = avx512 && has;
+#endif
+    return use512;
+}
+
+int billion_get_isa(void) {
+    if (use512 < 0) billion_set_isa(1);
+    return use512;
+}
 
 static inline float dot_row(int bits, const uint8_t *row, const uint8_t *act, int64_t nb, int gs) {
+#ifndef BILLION_NO_AVX512
     if (use512) return bits == 4 ? dot_q4_512(row, act, nb, gs) : dot_q8_512(row, act, nb);
+#endif
     return bits == 4 ? dot_q4(row, act, nb, gs) : dot_q8(row, act, nb);
 }
 

@@ -94,21 +94,3 @@ T512 static float dot_q8_512(const uint8_t *row, const uint8_t *act, int64_t nb)
                                _mm512_cvtepi32_ps(q8_block512(wq + b * QK, aq + b * QK)), acc0);
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
-
-/* 1 where the AVX-512 loops run, 0 for AVX2; billion_set_isa(0) forces AVX2 (tests compare both). */
-static int use512 = -1;
-
-int billion_set_isa(int avx512) {
-    __builtin_cpu_init();
-    const int has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                    __builtin_cpu_supports("avx512vnni");
-    use512 = avx512 && has;
-    return use512;
-}
-
-int billion_get_isa(void) {
-    if (use512 < 0) billion_set_isa(1);
-    return use512;
-}
-
