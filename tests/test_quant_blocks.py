@@ -222,3 +222,16 @@ def test_avx512_and_avx2_loops_agree(bits, group):
         avx512 = layer(x)
     torch.testing.assert_close(avx512, avx2, rtol=1e-5, atol=1e-5)
     assert native.isa() == "AVX-512"
+
+
+@pytest.mark.parametrize("bits, group, k", [(bits, group, k) for bits, group in ((8, 32), (4, 64), (4, 32))
+                                             for k in (224, 704, 2048) if k % group == 0])
+def test_a_prompts_rows_equal_the_same_rows_one_at_a_time(bits, group, k, isa):
+    """Rows are taken four at a time where the loops allow (a prompt), in the one-row order: the
+    same bits, so a token's projections do not depend on how many came with it."""
+    gen = torch.Generator().manual_seed(k + bits)
+    blocks = quantize_blocks(torch.randn(72, k, generator=gen) * 0.05, bits, group)
+    x = torch.randn(9, k, generator=gen)
+    together = native.block_matmul(blocks, bits, k, x, group)
+    alone = torch.cat([native.block_matmul(blocks, bits, k, x[i:i + 1].contiguous(), group) for i in range(9)])
+    assert torch.equal(together, alone)

@@ -291,7 +291,12 @@ static void matmul_cat(int bits, int gs, int count, const uint8_t *const *ws, co
             const char *ahead = (const char *)(row + PREFETCH_ROWS * wrow);
             for (int64_t off = 0; off < wrow; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
         }
-        for (int64_t m = 0; m < rows; m++)
+        int64_t m = 0;
+#ifndef BILLION_NO_AVX512
+        for (; use512 && bits == 4 && m + 4 <= rows; m += 4)  /* a prompt: four of its rows per weight load */
+            dot_q4_512_x4(row, a + m * arow, arow, nb, gs, y + m * total + j, total);
+#endif
+        for (; m < rows; m++)
             y[m * total + j] = dot_row(bits, row, a + m * arow, nb, gs);
     }
 }

@@ -32,6 +32,27 @@ T512 static inline __m512i q4_quad512(const uint8_t *q, const int8_t *a) {
                                _mm512_loadu_si512((const void *)(a + 2 * QK)));
 }
 
+/* int4 blocks b.. of a row (fewer than 16: what the 16-block loops leave), four at a time, then
+ * one by one. */
+T512 static float q4_tail512(const uint8_t *row, const uint8_t *act, int64_t nb, int gs, int64_t b) {
+    const uint16_t *wd = (const uint16_t *)row, *wm = wd + (nb >> gs);
+    const uint8_t *wq = row + 4 * (nb >> gs);
+    const float *ad = (const float *)act, *as = ad + nb;
+    const int8_t *aq = (const int8_t *)(act + 8 * nb);
+    float tail = 0.0f;
+    for (; (b | 3) < nb; b += 4) {
+        const __m512i sums = q4_quad512(wq + b * (QK / 2), aq + b * QK);
+        for (int i = 0; i < 4; i++)
+            tail += _cvtsh_ss(wd[(b + i) >> gs]) * ad[b + i] *
+                    (float)_mm512_mask_reduce_add_epi32((__mmask16)(0xF << (4 * i)), sums)
+                    + _cvtsh_ss(wm[(b + i) >> gs]) * as[b + i];
+    }
+    for (; b < nb; b++)
+        tail += _cvtsh_ss(wd[b >> gs]) * ad[b] * (float)hsum_i32(q4_block(wq + b * (QK / 2), aq + b * QK))
+                + _cvtsh_ss(wm[b >> gs]) * as[b];
+    return tail;
+}
+
 T512 static float dot_q4_512(const uint8_t *row, const uint8_t *act, int64_t nb, int gs) {
     const uint16_t *wd = (const uint16_t *)row, *wm = wd + (nb >> gs);
     const uint8_t *wq = row + 4 * (nb >> gs);
@@ -53,18 +74,7 @@ T512 static float dot_q4_512(const uint8_t *row, const uint8_t *act, int64_t nb,
             acc1 = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(q4_quad512(wq + (b + i + 4) * (QK / 2), aq + (b + i + 4) * QK)), acc1);
         }
     }
-    float tail = 0.0f;
-    for (; (b | 3) < nb; b += 4) {
-        const __m512i sums = q4_quad512(wq + b * (QK / 2), aq + b * QK);
-        for (int i = 0; i < 4; i++)
-            tail += _cvtsh_ss(wd[(b + i) >> gs]) * ad[b + i] *
-                    (float)_mm512_mask_reduce_add_epi32((__mmask16)(0xF << (4 * i)), sums)
-                    + _cvtsh_ss(wm[(b + i) >> gs]) * as[b + i];
-    }
-    for (; b < nb; b++)
-        tail += _cvtsh_ss(wd[b >> gs]) * ad[b] * (float)hsum_i32(q4_block(wq + b * (QK / 2), aq + b * QK))
-                + _cvtsh_ss(wm[b >> gs]) * as[b];
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + _mm512_reduce_add_ps(mins) + tail;
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + _mm512_reduce_add_ps(mins) + q4_tail512(row, act, nb, gs, b);
 }
 
 T512 static inline __m512i q8_block512(const int8_t *q, const int16_t *a) {
@@ -93,4 +103,45 @@ T512 static float dot_q8_512(const uint8_t *row, const uint8_t *act, int64_t nb)
         acc0 = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(wd[b]) * ad[b]),
                                _mm512_cvtepi32_ps(q8_block512(wq + b * QK, aq + b * QK)), acc0);
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+/* Four activation rows (a prompt's) against one int4 weight row: each weight block is loaded and
+ * unpacked once for the four. A 64-token prompt through a 5632 x 2048 layer took 5.5-7.9 ms against
+ * 7.2-10.0 one row at a time (int8's conversion is cheaper and it measured no faster, so it has
+ * none). The sums run in dot_q4_512's order, so each row's result is bit-identical to its.
+ * Row r's activations start at act + r * arow; its sum goes to out[r * ostride]. */
+T512 static void dot_q4_512_x4(const uint8_t *row, const uint8_t *act, int64_t arow, int64_t nb, int gs,
+                               float *out, int64_t ostride) {
+    const uint16_t *wd = (const uint16_t *)row, *wm = wd + (nb >> gs);
+    const uint8_t *wq = row + 4 * (nb >> gs);
+    const __m512i quarter = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    __m512 acc[4][2], mins[4];
+    for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = mins[r] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 16 <= nb; b += 16) {
+        const __m512 g = groups16(wd + (b >> gs), gs), m = groups16(wm + (b >> gs), gs);
+        __m512 d[4];
+        for (int r = 0; r < 4; r++) {
+            const float *ad = (const float *)(act + r * arow);
+            d[r] = _mm512_mul_ps(g, _mm512_loadu_ps(ad + b));
+            mins[r] = _mm512_fmadd_ps(m, _mm512_loadu_ps(ad + nb + b), mins[r]);
+        }
+        for (int i = 0; i < 16; i += 4) {
+            const __m512i w = _mm512_loadu_si512((const void *)(wq + (b + i) * (QK / 2)));
+            const __m512i lo = _mm512_and_si512(w, mask), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), mask);
+            const __m512i at = _mm512_add_epi32(quarter, _mm512_set1_epi32(i));
+            for (int r = 0; r < 4; r++) {
+                const int8_t *aq = (const int8_t *)(act + r * arow + 8 * nb) + (b + i) * QK;
+                const __m512i p = _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512((const void *)aq)),
+                    hi, _mm512_loadu_si512((const void *)(aq + 2 * QK)));
+                acc[r][(i >> 2) & 1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(at, d[r]), _mm512_cvtepi32_ps(p),
+                                                       acc[r][(i >> 2) & 1]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        out[r * ostride] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])) + _mm512_reduce_add_ps(mins[r])
+                           + q4_tail512(row, act + r * arow, nb, gs, b);
 }
