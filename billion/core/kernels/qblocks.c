@@ -224,9 +224,9 @@ int billion_get_isa(void) {
     return use512;
 }
 
-static inline float dot_row(int bits, const uint8_t *row, const uint8_t *act, int64_t nb, int gs) {
+static inline float dot_row(int wide, int bits, const uint8_t *row, const uint8_t *act, int64_t nb, int gs) {
 #ifndef BILLION_NO_AVX512
-    if (use512) return bits == 4 ? dot_q4_512(row, act, nb, gs) : dot_q8_512(row, act, nb);
+    if (wide) return bits == 4 ? dot_q4_512(row, act, nb, gs) : dot_q8_512(row, act, nb);
 #endif
     return bits == 4 ? dot_q4(row, act, nb, gs) : dot_q8(row, act, nb);
 }
@@ -273,8 +273,8 @@ void billion_q8_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, i
 
 /* Several weights that read the same input (q|k|v, gate|up), side by side in one output: the input
  * is quantized once, and one parallel loop covers all their rows (one fork/join, not one per weight).
- * Weight i writes columns [sum(ns[:i]), sum(ns[:i+1])) of y (rows x sum(ns)). */
-static void matmul_cat(int bits, int gs, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
+ * Weight i writes columns [sum(ns[:i]), sum(ns[:i+1])) of y (rows x sum(ns)). wide: the AVX-512 loops. */
+static void matmul_cat(int wide, int bits, int gs, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
                        const uint8_t *a, int64_t rows, float *y, int threads) {
     const int64_t nb = k / QK;
     const int64_t wrow = bits == 4 ? q4_row_bytes(nb, gs) : nb * (2 + QK);
@@ -287,17 +287,17 @@ static void matmul_cat(int bits, int gs, int count, const uint8_t *const *ws, co
         int64_t r = j;
         while (r >= ns[i]) r -= ns[i++];
         const uint8_t *row = ws[i] + r * wrow;
-        if (!use512 && r + PREFETCH_ROWS < ns[i]) {  /* the hardware prefetcher alone left ~20% of a step waiting */
+        if (!wide && r + PREFETCH_ROWS < ns[i]) {  /* the hardware prefetcher alone left ~20% of a step waiting */
             const char *ahead = (const char *)(row + PREFETCH_ROWS * wrow);
             for (int64_t off = 0; off < wrow; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
         }
         int64_t m = 0;
 #ifndef BILLION_NO_AVX512
-        for (; use512 && bits == 4 && m + 4 <= rows; m += 4)  /* a prompt: four of its rows per weight load */
+        for (; wide && bits == 4 && m + 4 <= rows; m += 4)  /* a prompt: four of its rows per weight load */
             dot_q4_512_x4(row, a + m * arow, arow, nb, gs, y + m * total + j, total);
 #endif
         for (; m < rows; m++)
-            y[m * total + j] = dot_row(bits, row, a + m * arow, nb, gs);
+            y[m * total + j] = dot_row(wide, bits, row, a + m * arow, nb, gs);
     }
 }
 
@@ -306,14 +306,14 @@ static void matmul_cat(int bits, int gs, int count, const uint8_t *const *ws, co
  * the activations. */
 int billion_linear_cat(int bits, int gs, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
                        const float *x, int64_t rows, float *y, int threads) {
-    if (use512 < 0) billion_set_isa(1);
+    const int wide = billion_get_isa();  /* once per call: the activations' layout and the loops agree */
     uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (k / QK) * (bits == 4 ? 8 + QK : 4 + 2 * QK)));
     if (!acts) return 1;
     if (bits == 4)
-        quantize_act(x, rows, k, acts, use512, threads);
+        quantize_act(x, rows, k, acts, wide, threads);
     else
         quantize_act16(x, rows, k, acts, threads);
-    matmul_cat(bits, gs, count, ws, ns, k, acts, rows, y, threads);
+    matmul_cat(wide, bits, gs, count, ws, ns, k, acts, rows, y, threads);
     free(acts);
     return 0;
 }
