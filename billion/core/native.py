@@ -1,9 +1,10 @@
 """billion's block-quantized CPU kernels (kernels/qblocks.c), compiled on first use and called by ctypes.
 
 Why our own: on an AVX2 CPU PyTorch's int4 kernel is compute-bound and fbgemm's int8 needs
-activation smoothing (docs/benchmarks/decode.md). The C file is ~350 lines of AVX2 intrinsics, with
-AVX-512 (BW + VNNI) loops chosen at run time where the CPU has them, over llama.cpp's block layouts; gcc builds it in about a second into ~/.cache/billion/kernels/, keyed by
-the source's hash. Where there is no compiler or no AVX2/FMA/F16C, `library()` is None and the
+activation smoothing (docs/benchmarks/decode.md). The C file is ~350 lines of AVX2 intrinsics over
+llama.cpp's block layouts, plus AVX-512 (BW + VNNI) loops (kernels/qblocks_avx512.h) chosen at run
+time where the CPU has them; gcc builds it in about a second into ~/.cache/billion/kernels/, keyed
+by the sources' hash. Where there is no compiler or no AVX2/FMA/F16C, `library()` is None and the
 PyTorch kernels are used instead (BILLION_NATIVE_KERNELS=0 forces that).
 """
 
