@@ -66,25 +66,23 @@ def cpu_supports(cpuinfo: str | None = None) -> bool:
     return all(flag in flags for flag in CPU_FLAGS)
 
 
-def _target(target_dir: Path, flags: tuple[str, ...]) -> Path:
-    sources = b"".join(path.read_bytes() for path in sorted(SOURCE.parent.iterdir()) if path.suffix in (".c", ".h"))
-    return target_dir / f"qblocks-{hashlib.sha256(sources + ' '.join(flags).encode()).hexdigest()[:16]}.so"
-
-
 def build(target_dir: Path) -> Path:
     """Compile the kernels (once per source version) and return the shared library's path. Where the
     compiler cannot target AVX-512 VNNI (an old gcc), the AVX2 loops are built alone."""
-    variants = (FLAGS, (*FLAGS, NO_AVX512))
-    built = next((t for t in (_target(target_dir, flags) for flags in variants) if t.is_file()), None)
+    sources = b"".join(path.read_bytes() for path in sorted(SOURCE.parent.iterdir()) if path.suffix in (".c", ".h"))
+    digest = {flags: hashlib.sha256(sources + " ".join(flags).encode()).hexdigest()[:16]
+              for flags in (FLAGS, (*FLAGS, NO_AVX512))}
+    variants = [(flags, target_dir / f"qblocks-{digest[flags]}.so")
+                for flags in digest]
+    built = next((target for _, target in variants if target.is_file()), None)
     if built is not None:
         return built
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if not compiler:
         raise OSError("no C compiler (gcc) on PATH")
     target_dir.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for flags in variants:
-        target = _target(target_dir, flags)
+    error = ""
+    for flags, target in variants:
         with tempfile.TemporaryDirectory(dir=target_dir) as work:  # atomic: concurrent builds never see half a file
             partial = Path(work) / target.name
             done = subprocess.run([compiler, *flags, "-o", str(partial), str(SOURCE)],
@@ -92,8 +90,8 @@ def build(target_dir: Path) -> Path:
             if done.returncode == 0:
                 os.replace(partial, target)
                 return target
-            errors.append(done.stderr.strip()[-400:])
-    raise OSError(f"{compiler} failed: {errors[-1]}")
+            error = done.stderr.strip()[-400:]
+    raise OSError(f"{compiler} failed: {error}")
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
