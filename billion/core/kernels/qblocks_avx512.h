@@ -9,7 +9,9 @@
 /* The AVX-512 loops prefetch one cache line per line they read, this far ahead (past a row's end
  * into the next row's, rows being consecutive): 4 KB ahead streamed TinyLlama-shaped int8 weights
  * at 22.9 GB/s against 20.0 with the row-ahead bursts (interleaved A/B of both builds in one process);
- * 2 and 8 KB measured alike. */
+ * 2 and 8 KB measured alike. Into L2 (T2), not L1: the L1's few fill buffers cap the lines in flight
+ * per core, and a TinyLlama-shaped int8 sweep went from 23.0 to 25.4 GB/s (int4 22.5 to 23.5) with
+ * T2 (T1 alike, NTA 17.4; docs/benchmarks/decode.md). */
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 4096
 #endif
@@ -66,8 +68,8 @@ T512 static float dot_q4_512(const uint8_t *row, const uint8_t *act, int64_t nb,
         /* each block's scale over its four lanes */
         const __m512i quarter = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
         for (int i = 0; i < 16; i += 8) {
-            _mm_prefetch((const char *)(wq + (b + i) * (QK / 2)) + PREFETCH_BYTES, _MM_HINT_T0);
-            _mm_prefetch((const char *)(wq + (b + i + 4) * (QK / 2)) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(wq + (b + i) * (QK / 2)) + PREFETCH_BYTES, _MM_HINT_T2);
+            _mm_prefetch((const char *)(wq + (b + i + 4) * (QK / 2)) + PREFETCH_BYTES, _MM_HINT_T2);
             const __m512 s0 = _mm512_permutexvar_ps(_mm512_add_epi32(quarter, _mm512_set1_epi32(i)), d);
             const __m512 s1 = _mm512_permutexvar_ps(_mm512_add_epi32(quarter, _mm512_set1_epi32(i + 4)), d);
             acc0 = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(q4_quad512(wq + (b + i) * (QK / 2), aq + (b + i) * QK)), acc0);
@@ -94,7 +96,7 @@ T512 static float dot_q8_512(const uint8_t *row, const uint8_t *act, int64_t nb)
         _mm512_storeu_ps(sc, _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wd + b))),
                                            _mm512_loadu_ps(ad + b)));
         for (int i = 0; i < 16; i += 2) {
-            _mm_prefetch((const char *)(wq + (b + i) * QK) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(wq + (b + i) * QK) + PREFETCH_BYTES, _MM_HINT_T2);
             acc0 = _mm512_fmadd_ps(_mm512_set1_ps(sc[i]), _mm512_cvtepi32_ps(q8_block512(wq + (b + i) * QK, aq + (b + i) * QK)), acc0);
             acc1 = _mm512_fmadd_ps(_mm512_set1_ps(sc[i + 1]), _mm512_cvtepi32_ps(q8_block512(wq + (b + i + 1) * QK, aq + (b + i + 1) * QK)), acc1);
         }
