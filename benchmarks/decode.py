@@ -10,8 +10,12 @@ loop at each precision. Timings: 1 warm-up, then the median of --repeats runs; t
 token is prefill + the first token; decode tokens/s counts the tokens after the first. Peak memory
 is the process RSS high-water mark from after loading to the end of the runs. "same as generate"
 runs HF `generate` on the very model billion just used (same precision, same quantized layers) and
-compares the greedy tokens (billion.core.equivalence). Models with no weights here
-(tinyllama, llama3.2-1b, stablelm, pythia-1b) are built from their stored config with random
+compares the greedy tokens (billion.core.equivalence). "weights GB/s" is the weight bytes a
+decode step reads (all but the input embedding's) times tokens/s. The read ceiling is torch.mv's
+fp32 GB/s over 1 GiB here, the better of the run's start and end; "vs HF at read ceiling" is the
+ratio a row would reach if its weights streamed at that ceiling with nothing else in the step. A
+ratio target above it is out of that format's reach on this host, short of reading memory faster
+than torch.mv does. Models with no weights here (tinyllama, llama3.2-1b, stablelm, pythia-1b) are built from their stored config with random
 weights: their rows say "random weights: speed only".
 """
 
@@ -79,6 +83,29 @@ def _time_ours(loaded, ids: torch.Tensor, new_tokens: int) -> tuple[float, float
     return update.result.ttft_s, update.result.decode_tokens_per_s
 
 
+def streamed_bytes(model: torch.nn.Module) -> int:
+    """Weight bytes one decode step reads: all of the model's but the input embedding's (a token
+    reads one row of it), unless the LM head is that same table (tied)."""
+    from billion.core.loading import weight_bytes
+
+    embed, head = model.get_input_embeddings(), model.get_output_embeddings()
+    shared = head is not None and {t.data_ptr() for t in embed.parameters()} & {t.data_ptr() for t in head.parameters()}
+    return weight_bytes(model) - (0 if shared else weight_bytes(embed))
+
+
+def read_ceiling(threads: int) -> float:
+    """GB/s of the fastest fp32 weight read here: torch.mv (what a 1-token fp32 forward runs) over
+    1 GiB, far larger than the cache, best of 5."""
+    torch.set_num_threads(threads)
+    matrix, x = torch.randn(4096, 65536), torch.randn(65536)
+    best = float("inf")
+    for _ in range(6):
+        started = time.perf_counter()
+        torch.mv(matrix, x)
+        best = min(best, time.perf_counter() - started)
+    return matrix.numel() * 4 / best / 1e9
+
+
 def child(model: str, kind: str, precision: str, args) -> dict:
     """One row: kind "reference" (HF generate) or "ours", in this process."""
     torch.set_num_threads(args.threads)
@@ -96,7 +123,8 @@ def child(model: str, kind: str, precision: str, args) -> dict:
            "ttft_s": statistics.median(r[0] for r in runs),
            "tok_s": statistics.median(r[1] for r in runs),
            "tok_s_range": [min(r[1] for r in runs), max(r[1] for r in runs)],
-           "peak_bytes": _peak_bytes(), "weight_bytes": loaded.weight_bytes}
+           "peak_bytes": _peak_bytes(), "weight_bytes": loaded.weight_bytes,
+           "streamed_bytes": streamed_bytes(loaded.model)}
     if kind == "ours" and model in REAL:
         from billion.core.equivalence import compare_greedy
 
@@ -116,7 +144,16 @@ def run_row(model: str, kind: str, precision: str, args) -> dict:
     return json.loads(lines[-1])
 
 
-def table(rows: list[dict]) -> str:
+def at_ceiling(r: dict, base: dict | None, ceiling: float | None) -> str:
+    """The ratio this row would have if its weights streamed at the read ceiling with nothing else
+    in the step: HF's measured time per token over the row's bytes / ceiling. A ratio target above
+    it cannot be met on this host by this format."""
+    if not (base and ceiling and r.get("streamed_bytes")) or r["kind"] == "reference":
+        return ""
+    return f"{ceiling * 1e9 / r['streamed_bytes'] / base['tok_s']:.2f}x"
+
+
+def table(rows: list[dict], ceiling: float | None = None) -> str:
     from billion.core.table import format_table
 
     reference = {r["model"]: r for r in rows if r["kind"] == "reference" and "error" not in r}
@@ -125,17 +162,19 @@ def table(rows: list[dict]) -> str:
         name = f"{r['model']}" + (" (random weights: speed only)" if r.get("random_weights") else "")
         who = "HF generate" if r["kind"] == "reference" else "billion"
         if "error" in r:
-            cells.append([name, who, r["precision"], "failed: " + r["error"], "", "", "", "", "", ""])
+            cells.append([name, who, r["precision"], "failed: " + r["error"], "", "", "", "", "", "", "", ""])
             continue
         base = reference.get(r["model"])
         ratio = f"{r['tok_s'] / base['tok_s']:.2f}x" if base else "?"
         cells.append([name, who, r["label"], f"{r['tok_s']:.2f}",
                       f"{r['tok_s_range'][0]:.1f}-{r['tok_s_range'][1]:.1f}", ratio,
                       f"{r['ttft_s']:.3f}", f"{r['peak_bytes'] / 2**20:.0f}",
-                      f"{r['weight_bytes'] / 2**20:.0f}", r.get("same_as_generate", "")])
+                      f"{r['weight_bytes'] / 2**20:.0f}",
+                      f"{r['streamed_bytes'] * r['tok_s'] / 1e9:.1f}" if "streamed_bytes" in r else "",
+                      at_ceiling(r, base, ceiling), r.get("same_as_generate", "")])
     return format_table(["model", "loop", "precision", "decode tok/s", "range", "vs HF fp32",
-                         "ttft s", "peak MiB", "weights MiB", "greedy vs generate (same precision)"],
-                        cells)
+                         "ttft s", "peak MiB", "weights MiB", "weights GB/s", "vs HF at read ceiling",
+                         "greedy vs generate (same precision)"], cells)
 
 
 def main() -> None:
@@ -156,6 +195,8 @@ def main() -> None:
           f"torch {torch.__version__}, {args.threads} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, prompt {args.prompt_tokens} tokens, "
           f"{args.new_tokens} new tokens, median of {args.repeats}", flush=True)
+    ceiling = read_ceiling(args.threads)
+    print(f"read ceiling: torch.mv fp32 over 1 GiB, {args.threads} threads: {ceiling:.1f} GB/s", flush=True)
     rows = []
     for model in args.models.split(","):
         for kind, precision in [("reference", "fp32")] + [("ours", p) for p in args.precisions.split(",")]:
@@ -163,7 +204,11 @@ def main() -> None:
             print(f"  done: {model} {kind} {precision}", file=sys.stderr, flush=True)
             if args.json:  # after every row, so a stopped run keeps what it measured
                 Path(args.json).write_text(json.dumps(rows, indent=1))
-    print(table(rows))
+    ceiling = max(ceiling, read_ceiling(args.threads))  # the better of the run's start and end
+    print(f"read ceiling at the end: best {ceiling:.1f} GB/s (used for the column below)")
+    if args.json:
+        Path(args.json).write_text(json.dumps([{**r, "read_ceiling_gbs": ceiling} for r in rows], indent=1))
+    print(table(rows, ceiling))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ tabulate, eager-only attention features) keep HF's forward: `plan_for` returns N
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 import weakref
@@ -131,8 +132,15 @@ class _Entry:
     plan: LeanPlan | None
     watched: tuple[tuple[dict, str, object], ...]
 
+    def __post_init__(self):
+        # the three columns apart, so current() loops in C: checked before every forward, SmolLM2's
+        # 880 entries took 67 us a token in a generator expression, 37 us this way
+        containers, keys, held = zip(*self.watched) if self.watched else ((), (), ())
+        object.__setattr__(self, "_columns", (containers, keys, held))
+
     def current(self) -> bool:
-        return all(container.get(key) is held for container, key, held in self.watched)
+        containers, keys, held = self._columns
+        return all(map(operator.is_, map(dict.get, containers, keys), held))
 
 
 _PLANS: "weakref.WeakKeyDictionary[nn.Module, _Entry]" = weakref.WeakKeyDictionary()
