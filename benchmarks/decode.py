@@ -15,7 +15,8 @@ decode step reads (all but the input embedding's) times tokens/s. The read ceili
 fp32 GB/s over 1 GiB here, the better of the run's start and end; "vs HF at read ceiling" is the
 ratio a row would reach if its weights streamed at that ceiling with nothing else in the step. A
 ratio target above it is out of that format's reach on this host, short of reading memory faster
-than torch.mv does. Models with no weights here (tinyllama, llama3.2-1b, stablelm, pythia-1b) are built from their stored config with random
+than torch.mv does. "CPU steal" is the share of the row's timed runs that the hypervisor gave this
+VM's CPUs to others (/proc/stat): a row with steal was measured on a busy host. Models with no weights here (tinyllama, llama3.2-1b, stablelm, pythia-1b) are built from their stored config with random
 weights: their rows say "random weights: speed only".
 """
 
@@ -45,6 +46,13 @@ def _peak_bytes() -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(steal, total) clock ticks of all CPUs so far: steal is time the hypervisor gave this VM's
+    CPUs to someone else, the sign of a run measured on a busy host."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
 def _load(model: str, precision: str):
@@ -117,14 +125,16 @@ def child(model: str, kind: str, precision: str, args) -> dict:
     target = loaded.model if kind == "reference" else loaded
     timer(target, ids, args.new_tokens)  # warm-up
     _reset_peak()
+    steal, total = _cpu_ticks()
     runs = [timer(target, ids, args.new_tokens) for _ in range(args.repeats)]
+    steal, total = (now - then for now, then in zip(_cpu_ticks(), (steal, total)))
     row = {"model": model, "kind": kind, "precision": precision, "label": loaded.precision_label,
            "random_weights": model in RANDOM, "load_s": load_s,
            "ttft_s": statistics.median(r[0] for r in runs),
            "tok_s": statistics.median(r[1] for r in runs),
            "tok_s_range": [min(r[1] for r in runs), max(r[1] for r in runs)],
            "peak_bytes": _peak_bytes(), "weight_bytes": loaded.weight_bytes,
-           "streamed_bytes": streamed_bytes(loaded.model)}
+           "streamed_bytes": streamed_bytes(loaded.model), "steal": steal / max(total, 1)}
     if kind == "ours" and model in REAL:
         from billion.core.equivalence import compare_greedy
 
@@ -162,7 +172,7 @@ def table(rows: list[dict], ceiling: float | None = None) -> str:
         name = f"{r['model']}" + (" (random weights: speed only)" if r.get("random_weights") else "")
         who = "HF generate" if r["kind"] == "reference" else "billion"
         if "error" in r:
-            cells.append([name, who, r["precision"], "failed: " + r["error"], "", "", "", "", "", "", "", ""])
+            cells.append([name, who, r["precision"], "failed: " + r["error"], *[""] * 9])
             continue
         base = reference.get(r["model"])
         ratio = f"{r['tok_s'] / base['tok_s']:.2f}x" if base else "?"
@@ -171,10 +181,11 @@ def table(rows: list[dict], ceiling: float | None = None) -> str:
                       f"{r['ttft_s']:.3f}", f"{r['peak_bytes'] / 2**20:.0f}",
                       f"{r['weight_bytes'] / 2**20:.0f}",
                       f"{r['streamed_bytes'] * r['tok_s'] / 1e9:.1f}" if "streamed_bytes" in r else "",
-                      at_ceiling(r, base, ceiling), r.get("same_as_generate", "")])
+                      at_ceiling(r, base, ceiling), f"{r['steal']:.1%}" if "steal" in r else "",
+                      r.get("same_as_generate", "")])
     return format_table(["model", "loop", "precision", "decode tok/s", "range", "vs HF fp32",
                          "ttft s", "peak MiB", "weights MiB", "weights GB/s", "vs HF at read ceiling",
-                         "greedy vs generate (same precision)"], cells)
+                         "CPU steal", "greedy vs generate (same precision)"], cells)
 
 
 def main() -> None:
