@@ -17,6 +17,14 @@
 #endif
 #define T512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 
+/* The loops' prefetches run PREFETCH_BYTES ahead of the values they read, so a row's span of them
+ * skips as many bytes as the row's scales take; this fetches that gap (the scales' span at the
+ * row's start plus PREFETCH_BYTES, which no row's values reach). */
+T512 static inline void prefetch_head(const uint8_t *row, int64_t scale_bytes) {
+    for (int64_t off = 0; off < scale_bytes; off += 64)
+        _mm_prefetch((const char *)row + PREFETCH_BYTES + off, _MM_HINT_T2);
+}
+
 /* Sixteen blocks' fp16 group values as sixteen floats (groups of 64: eight values each twice). */
 T512 static inline __m512 groups16(const uint16_t *g, int gs) {
     if (!gs) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)g));
@@ -61,6 +69,7 @@ T512 static float dot_q4_512(const uint8_t *row, const uint8_t *act, int64_t nb,
     const float *ad = (const float *)act, *as = ad + nb;
     const int8_t *aq = (const int8_t *)(act + 8 * nb);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), mins = _mm512_setzero_ps();
+    prefetch_head(row, 4 * (nb >> gs));
     int64_t b = 0;
     for (; b + 16 <= nb; b += 16) {
         const __m512 d = _mm512_mul_ps(groups16(wd + (b >> gs), gs), _mm512_loadu_ps(ad + b));
@@ -90,6 +99,7 @@ T512 static float dot_q8_512(const uint8_t *row, const uint8_t *act, int64_t nb)
     const float *ad = (const float *)act;
     const int16_t *aq = (const int16_t *)(act + 4 * nb);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    prefetch_head(row, 2 * nb);
     float sc[16];
     int64_t b = 0;
     for (; b + 16 <= nb; b += 16) {
