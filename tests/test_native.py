@@ -128,3 +128,38 @@ def test_rope_kernel_is_bit_identical_to_transformers(rows):
     assert torch.equal(qkv[:, :heads * dim].view(1, rows, heads, dim).transpose(1, 2), q_ref)
     assert torch.equal(qkv[:, heads * dim:(heads + kv) * dim].view(1, rows, kv, dim).transpose(1, 2), k_ref)
     assert torch.equal(qkv[:, (heads + kv) * dim:], v_before)
+
+
+@needs_kernels
+@pytest.mark.parametrize("width", [17, 100, 576, 640, 2048, 2049, 5632])
+def test_rms_norm_kernel_is_bit_identical_to_torch(width):
+    """Widths with and without a scalar tail and a partial group of four vectors, rows at scales
+    from 1e-4 to 1e4 (with outliers), two epsilons: every bit equals torch.rms_norm's."""
+    import torch
+
+    gen = torch.Generator().manual_seed(width)
+    x = torch.randn(9, width, generator=gen) * torch.logspace(-4, 4, 9)[:, None]
+    x[::2, ::13] *= 300.0
+    weight = torch.randn(width, generator=gen)
+    for eps in (1e-5, 1e-6):
+        assert native.rms_norm_exact(width, eps)
+        assert torch.equal(native.rms_norm(x, weight, eps), torch.rms_norm(x, (width,), weight, eps))
+        assert torch.equal(native.rms_norm(x[:1], weight, eps), torch.rms_norm(x[:1], (width,), weight, eps))
+
+
+@needs_kernels
+def test_a_width_where_the_sums_differ_keeps_torch(monkeypatch):
+    """Summed in another order (vectors of 16 floats, as if torch's sum kernel changed), the check
+    finds the bits differ, and the lean forward's norm falls back to torch.rms_norm."""
+    import torch
+
+    from billion.core.lean_forward import rms_norm
+
+    monkeypatch.setattr(native, "SUM_LANES", 16)
+    native.rms_norm_exact.cache_clear()
+    try:
+        assert not native.rms_norm_exact(2048, 1e-5)
+        x, weight = torch.randn(3, 2048), torch.randn(2048)
+        assert torch.equal(rms_norm(x, weight, 1e-5), torch.rms_norm(x, (2048,), weight, 1e-5))
+    finally:
+        native.rms_norm_exact.cache_clear()

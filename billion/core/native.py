@@ -102,6 +102,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.billion_linear.argtypes = [_int, _int, _ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
     lib.billion_linear_cat.argtypes = [_int, _int, _int, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _int]
     lib.billion_rope.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr, _ptr]
+    lib.billion_rms_norm.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, ctypes.c_float, _int]
     lib.billion_block_sizes.argtypes = [_int]
     if (lib.billion_block_sizes(4), lib.billion_block_sizes(8), lib.billion_block_sizes(0)) != \
             (BLOCK_BYTES[4], BLOCK_BYTES[8], BLOCK_BYTES["act"]):
@@ -195,3 +196,32 @@ def rope_(x: torch.Tensor, heads: int, dim: int, cos: torch.Tensor, sin: torch.T
     float32 with unit column stride; cos/sin (rows, dim) contiguous. Bit-identical to transformers'
     apply_rotary_pos_emb (kernels/qblocks.c says why)."""
     library().billion_rope(x.data_ptr(), x.shape[0], x.stride(0), heads, dim, cos.data_ptr(), sin.data_ptr())
+
+
+#: floats per vector in torch's sum kernel: it registers AVX2 and default builds only (ATen's
+#: SumKernel.cpp finds its AVX-512 build slower), so 8 under every CPU capability
+SUM_LANES = 8
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """torch.rms_norm(x, (n,), weight, eps) for float32 x (rows, n) and weight (n,), contiguous, in
+    one C call (kernels/rms_norm.h says why). Callers check rms_norm_exact(n, eps) first."""
+    y = torch.empty_like(x)
+    library().billion_rms_norm(x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.shape[0], x.shape[1], eps, SUM_LANES)
+    return y
+
+
+@lru_cache(maxsize=None)
+def rms_norm_exact(n: int, eps: float) -> bool:
+    """Whether the C RMSNorm gives torch.rms_norm's bits for rows of n floats here: checked once per
+    width on rows of many scales (and outliers), since the sum's order is torch's to change."""
+    if library() is None:
+        return False
+    generator = torch.Generator().manual_seed(n)
+    x = torch.randn(12, n, generator=generator) * torch.logspace(-4, 4, 12)[:, None]
+    x[::3, ::97] *= 1000.0
+    weight = torch.randn(n, generator=generator)
+    same = torch.equal(rms_norm(x, weight, eps), torch.rms_norm(x, (n,), weight, eps))
+    if not same:
+        log.info("C RMSNorm differs from torch.rms_norm at width %d: using torch's", n)
+    return same

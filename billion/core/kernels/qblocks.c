@@ -349,3 +349,5 @@ void billion_rope(float *x, int64_t rows, int64_t stride, int64_t heads, int64_t
         }
     }
 }
+
+#include "rms_norm.h"
