@@ -7,8 +7,8 @@
  * Why bit-identical: the lean forward promises transformers' logits bit for bit. torch computes
  * x * rsqrt(mean(x^2) + eps) * weight (ATen's rms_norm composite), every step correctly rounded
  * except the sum, whose order is ATen's for a contiguous inner reduction (SumKernel.cpp:
- * vectorized_inner_sum -> row_sum -> multi_row_sum, in vectors of `lanes` floats: 8, as torch's
- * sum kernel has no AVX-512 build). native.py compares these bits with torch.rms_norm once per
+ * vectorized_inner_sum -> row_sum -> multi_row_sum, in vectors of `lanes` floats: 8, as torch does
+ * not dispatch its sum to an AVX-512 build). native.py compares these bits with torch.rms_norm once per
  * width and keeps torch's own where they differ (another torch version, another order). */
 
 #define RMS_ILP 4
