@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -36,7 +37,8 @@ KERNELS = "billion/core/kernels"
 
 
 def compile_kernels(source_dir: Path, out: Path) -> ctypes.CDLL:
-    subprocess.run(["gcc", *native.FLAGS, "-o", str(out), str(source_dir / "qblocks.c")], check=True)
+    compiler = os.environ.get("CC") or "gcc"  # as billion.core.native.build picks it
+    subprocess.run([compiler, *native.FLAGS, "-o", str(out), str(source_dir / "qblocks.c")], check=True)
     lib = ctypes.CDLL(str(out))
     lib.billion_linear_cat.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
                                        ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]

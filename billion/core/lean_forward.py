@@ -114,9 +114,15 @@ def _describable(model: nn.Module) -> bool:
             and all(p.device.type == "cpu" for p in model.model.norm.parameters()))
 
 
-def _watched(model: nn.Module) -> tuple[tuple[dict, str, object], ...]:
-    """(container, key, object) for every module and weight the plan holds: if any container no
-    longer holds the same object (PEFT injected LoRA layers, weights were swapped), the plan is stale."""
+Watched = tuple[tuple[dict, ...], tuple[str, ...], tuple[object, ...]]
+_NOTHING_WATCHED: Watched = ((), (), ())
+
+
+def _watched(model: nn.Module) -> Watched:
+    """(containers, keys, objects) for every module and weight the plan holds: if any container no
+    longer holds the same object (PEFT injected LoRA layers, weights were swapped), the plan is stale.
+    Three columns, so _Entry.current() loops in C: checked before every forward, SmolLM2's 880
+    entries took 67 us a token as (container, key, object) rows in a generator expression, 37 us so."""
     watched = []
     for parent in model.modules():
         if parent is model.model.rotary_emb:
@@ -124,22 +130,16 @@ def _watched(model: nn.Module) -> tuple[tuple[dict, str, object], ...]:
         watched += [(parent._modules, key, child) for key, child in parent._modules.items()]
         watched += [(parent._parameters, key, t) for key, t in parent._parameters.items()]
         watched += [(parent._buffers, key, t) for key, t in parent._buffers.items()]
-    return tuple(watched)
+    return tuple(zip(*watched)) if watched else _NOTHING_WATCHED
 
 
 @dataclass(frozen=True)
 class _Entry:
     plan: LeanPlan | None
-    watched: tuple[tuple[dict, str, object], ...]
-
-    def __post_init__(self):
-        # the three columns apart, so current() loops in C: checked before every forward, SmolLM2's
-        # 880 entries took 67 us a token in a generator expression, 37 us this way
-        containers, keys, held = zip(*self.watched) if self.watched else ((), (), ())
-        object.__setattr__(self, "_columns", (containers, keys, held))
+    watched: Watched
 
     def current(self) -> bool:
-        containers, keys, held = self._columns
+        containers, keys, held = self.watched
         return all(map(operator.is_, map(dict.get, containers, keys), held))
 
 
@@ -155,7 +155,7 @@ def plan_for(model: nn.Module) -> LeanPlan | None:
         return entry.plan
     with _PLANS_LOCK:
         plan = _build(model) if _describable(model) else None
-        _PLANS[model] = _Entry(plan, _watched(model) if plan is not None else ())
+        _PLANS[model] = _Entry(plan, _watched(model) if plan is not None else _NOTHING_WATCHED)
     return plan
 
 
