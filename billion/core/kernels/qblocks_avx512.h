@@ -9,9 +9,9 @@
 /* The AVX-512 loops prefetch one cache line per line they read, this far ahead (past a row's end
  * into the next row's, rows being consecutive): 4 KB ahead streamed TinyLlama-shaped int8 weights
  * at 22.9 GB/s against 20.0 with the row-ahead bursts (interleaved A/B of both builds in one process);
- * 2 and 8 KB measured alike. Into L2 (T2), not L1: the L1's few fill buffers cap the lines in flight
- * per core, and a TinyLlama-shaped int8 sweep went from 23.0 to 25.4 GB/s (int4 22.5 to 23.5) with
- * T2 (T1 alike, NTA 17.4; docs/benchmarks/decode.md). */
+ * 2 and 8 KB measured alike. Into L2 (T2), not L1 (likely because the L1's few fill buffers cap the
+ * lines in flight per core): a TinyLlama-shaped int8 sweep went from 23.0 to 25.4 GB/s (int4 22.5 to
+ * 23.5) with T2 (T1 alike, NTA 17.4; docs/benchmarks/decode.md). */
 #ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 4096
 #endif
