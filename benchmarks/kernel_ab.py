@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/kernel_ab.py [--rev HEAD] [--model tinyllama] [--bits 8,4]
         [--isa avx512,avx2] [--threads 2] [--rounds 8]
 
-Builds billion/core/kernels/ as it is in --rev and as it is in the working tree (same compiler
-flags as billion.core.native), loads both into this process, and times the matrix calls of one
+Builds billion/core/kernels/ as it is in --rev and as it is in the working tree (both with
+billion.core.native.build), loads both into this process, and times the matrix calls of one
 decode token of --model (its hub config from assets/hub_configs/: per layer q|k|v, o, gate|up,
 down, then the LM head; 1 x K activations), each build's sweep alternating with the other's for
 --rounds rounds, so both see the same machine. The weights are one set of block rows in memory
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,16 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 KERNELS = "billion/core/kernels"
 
 
-def compile_kernels(source_dir: Path, out: Path) -> ctypes.CDLL:
-    compiler = os.environ.get("CC") or "gcc"  # as billion.core.native.build picks it
-    subprocess.run([compiler, *native.FLAGS, "-o", str(out), str(source_dir / "qblocks.c")], check=True)
-    lib = ctypes.CDLL(str(out))
+def compile_kernels(source_dir: Path, out_dir: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(native.build(out_dir, source_dir / "qblocks.c")))
     lib.billion_linear_cat.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
                                        ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
     return lib
 
 
 def sources_at(rev: str, into: Path) -> Path:
+    into.mkdir()
     names = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", f"{rev}:{KERNELS}"],
                            check=True, capture_output=True, text=True).stdout.split()
     for name in names:
@@ -122,9 +120,9 @@ def main() -> None:
     if not native.cpu_supports():
         sys.exit("this CPU lacks AVX2/FMA/F16C: the block kernels do not run here")
     with tempfile.TemporaryDirectory() as work:
-        base = sources_at(args.rev, Path(work))
-        libs = {args.rev: compile_kernels(base, Path(work) / "base.so"),
-                "working tree": compile_kernels(ROOT / KERNELS, Path(work) / "tree.so")}
+        base = sources_at(args.rev, Path(work) / "rev")
+        libs = {args.rev: compile_kernels(base, Path(work) / "built"),
+                "working tree": compile_kernels(ROOT / KERNELS, Path(work) / "built")}
         rows = []
         print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.model} shapes, {args.threads} threads, "
               f"median of {args.rounds} interleaved rounds (best of 2 sweeps each)")

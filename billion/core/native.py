@@ -66,14 +66,14 @@ def cpu_supports(cpuinfo: str | None = None) -> bool:
     return all(flag in flags for flag in CPU_FLAGS)
 
 
-def build(target_dir: Path) -> Path:
+def build(target_dir: Path, source: Path = SOURCE) -> Path:
     """Compile the kernels (once per source version) and return the shared library's path. Where the
-    compiler cannot target AVX-512 VNNI (an old gcc), the AVX2 loops are built alone."""
-    sources = b"".join(path.read_bytes() for path in sorted(SOURCE.parent.iterdir()) if path.suffix in (".c", ".h"))
+    compiler cannot target AVX-512 VNNI (an old gcc), the AVX2 loops are built alone. `source`: another
+    copy of kernels/qblocks.c with its headers beside it (benchmarks/kernel_ab.py builds old ones)."""
+    sources = b"".join(path.read_bytes() for path in sorted(source.parent.iterdir()) if path.suffix in (".c", ".h"))
     digest = {flags: hashlib.sha256(sources + " ".join(flags).encode()).hexdigest()[:16]
               for flags in (FLAGS, (*FLAGS, NO_AVX512))}
-    variants = [(flags, target_dir / f"qblocks-{digest[flags]}.so")
-                for flags in digest]
+    variants = [(flags, target_dir / f"qblocks-{digest[flags]}.so") for flags in digest]
     built = next((target for _, target in variants if target.is_file()), None)
     if built is not None:
         return built
@@ -85,7 +85,7 @@ def build(target_dir: Path) -> Path:
     for flags, target in variants:
         with tempfile.TemporaryDirectory(dir=target_dir) as work:  # atomic: concurrent builds never see half a file
             partial = Path(work) / target.name
-            done = subprocess.run([compiler, *flags, "-o", str(partial), str(SOURCE)],
+            done = subprocess.run([compiler, *flags, "-o", str(partial), str(source)],
                                   capture_output=True, text=True, timeout=120)
             if done.returncode == 0:
                 os.replace(partial, target)
