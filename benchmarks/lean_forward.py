@@ -1,13 +1,13 @@
-"""One decode step: billion's lean Llama forward against transformers' forward on the same model, one run.
+"""One decode step: billion's lean forward (Llama, Gemma-3) against transformers' forward on the same model, one run.
 
-    .venv/bin/python benchmarks/lean_forward.py [--models smollm2-135m,tinyllama] [--precisions fp32,int8,int4]
+    .venv/bin/python benchmarks/lean_forward.py [--models smollm2-135m,gemma3-270m,tinyllama] [--precisions fp32,int8,int4]
         [--threads 2] [--steps 30] [--rounds 3]
 
 Per model and precision (each in its own process): a 64-token prompt, then --steps one-token
 steps with each forward, the two interleaved --rounds times (so both see the same machine); the
 median per-step time of each, their ratio, and the time in the matrix kernels alone (the same
 step's projections called on their own), so the rest is the work around them. Both forwards are
-checked to give the same logits before timing. tinyllama / llama3.2-1b are random weights of the
+checked to give the same logits before timing. tinyllama, llama3.2-1b, stablelm, pythia-1b are random weights of the
 hub configs (speed only).
 """
 
@@ -22,7 +22,7 @@ import time
 
 import torch
 
-RANDOM = ("tinyllama", "llama3.2-1b")
+RANDOM = ("tinyllama", "llama3.2-1b", "stablelm", "pythia-1b")
 
 
 def _load(model: str, precision: str):
@@ -51,12 +51,15 @@ def _step_ms(model, lean: bool, steps: int) -> float:
 
 
 def _kernels_ms(plan, hidden: int, steps: int) -> float:
-    x = torch.randn(1, hidden)
+    x, attended = torch.randn(1, hidden), torch.randn(1, plan.heads * plan.head_dim)  # Gemma: not hidden wide
     started = time.perf_counter()
     for _ in range(steps):
         for layer in plan.layers:
             layer.qkv(x)
-            layer.o(x)
+            layer.o(attended)
+            if not hasattr(layer, "gate_up"):  # GPT-NeoX / StableLM plans hold the MLP whole (with its activation)
+                layer.mlp(x)
+                continue
             gate_up = layer.gate_up(x)
             layer.down(gate_up[:, :gate_up.shape[1] // 2].contiguous())
         plan.lm_head(x)
@@ -72,11 +75,12 @@ def row(model_name: str, precision: str, steps: int, rounds: int) -> dict:
     model = loaded.model
     plan = lean_forward.plan_for(model)
     if plan is None:
-        return {"model": model_name, "precision": precision, "note": "not a Llama-architecture CPU model"}
+        return {"model": model_name, "precision": precision, "note": "no lean forward for this model (architecture or device)"}
     ids = torch.arange(100, 140)[None]
     with torch.inference_mode():
         lean_forward.ENABLED = False
-        reference = forward(model, ids, new_cache())
+        forward(model, ids, new_cache())  # a process's first transformers forward of Pythia's prompt
+        reference = forward(model, ids, new_cache())  # sometimes differs from all later ones (not ours)
         lean_forward.ENABLED = True
         same = bool(torch.equal(forward(model, ids, new_cache()), reference))
         times = {"hf": [], "lean": [], "kernels": []}

@@ -1,5 +1,6 @@
 """A lean forward for Llama-architecture decoders (SmolLM2, TinyLlama, Llama-3.2): transformers'
 LlamaForCausalLM math in a few tensor ops per layer, on the model's own modules and KV cache.
+Gemma-3's is in lean_gemma.py, on the helpers here; `plan_for` picks the one that describes a model.
 
 Why: once the weights are int8/int4 blocks, the eager HF stack costs more than the matmuls on 2
 CPU cores. A SmolLM2-135M int8 token took 13.9 ms in the kernels and ~17.5 ms in ~2,400 small ops
@@ -20,7 +21,7 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,14 @@ _ROPE_ROOM = 1024
 Projection = Callable[[torch.Tensor], torch.Tensor]
 
 
+class Plan(Protocol):
+    """A model's lean forward, built once (LeanPlan here, lean_gemma.GemmaPlan)."""
+
+    def forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 0) -> torch.Tensor | None:
+        """Logits (1, positions, vocab) like HF's forward with logits_to_keep=keep, the cache grown in
+        place; None (nothing computed) where transformers' forward must run this call."""
+
+
 @dataclass(frozen=True)
 class LayerPlan:
     """One decoder layer's parts, looked up once instead of through module attributes per token.
@@ -54,13 +63,19 @@ class LayerPlan:
 
 def _group(modules: list[nn.Module]) -> Projection:
     """One call for modules that read the same input: a single block-kernel loop where all are
-    int8/int4 blocks without bias, else each module and a concatenation."""
+    int8/int4 blocks, all with a bias or none (each output's bits are its module's: the same dot
+    product, then + bias), else each module and a concatenation."""
     first = modules[0]
-    if all(isinstance(m, BlockLinear) and m.bias is None and (m.bits, m.group) == (first.bits, first.group)
-           for m in modules):
+    biased = {m.bias is not None for m in modules}
+    if len(biased) == 1 and all(isinstance(m, BlockLinear) and (m.bits, m.group) == (first.bits, first.group)
+                                for m in modules):
         group = native.LinearGroup([m.blocks for m in modules], first.bits, first.in_features, first.group)
-        return lambda x: group(x.contiguous()) if x.dtype == torch.float32 else \
-            group(x.float().contiguous()).to(x.dtype)
+        bias = torch.cat([m.bias for m in modules]) if biased == {True} else None
+
+        def grouped(x: torch.Tensor) -> torch.Tensor:
+            y = group(x.contiguous()) if x.dtype == torch.float32 else group(x.float().contiguous()).to(x.dtype)
+            return y if bias is None else y + bias.to(x.dtype)
+        return grouped
     if len(modules) == 1:
         return first
     return lambda x: torch.cat([m(x) for m in modules], dim=-1)
@@ -101,17 +116,29 @@ class LeanPlan:
     head_dim: int
     scaling: float
 
+    def forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 0) -> torch.Tensor | None:
+        return lean_forward(self, input_ids, cache, keep)
+
+
+#: rope kinds whose angles do not depend on the sequence: a table computed once holds them
+STATIC_ROPE = ("default", "llama3", "linear")
+
+
+def plain_sdpa_on_cpu(model: nn.Module, final_norm: nn.Module) -> bool:
+    """What every lean plan needs: SDPA attention, no accelerate hooks, weights (the final norm's
+    stand for all: models move whole) on the CPU."""
+    return (getattr(model.config, "_attn_implementation", None) == "sdpa" and not getattr(model, "_hf_hook", None)
+            and all(p.device.type == "cpu" for p in final_norm.parameters()))
+
 
 def _describable(model: nn.Module) -> bool:
     config = getattr(model, "config", None)
     if type(model).__name__ != "LlamaForCausalLM" or config is None:
         return False
     rotary = model.model.rotary_emb
-    static_rope = getattr(rotary, "rope_type", "default") in ("default", "llama3", "linear")
+    static_rope = getattr(rotary, "rope_type", "default") in STATIC_ROPE
     return (static_rope and getattr(rotary, "inv_freq", None) is not None
-            and getattr(config, "pretraining_tp", 1) == 1 and config.hidden_act == "silu"
-            and getattr(config, "_attn_implementation", None) == "sdpa" and not getattr(model, "_hf_hook", None)
-            and all(p.device.type == "cpu" for p in model.model.norm.parameters()))
+            and getattr(config, "pretraining_tp", 1) == 1 and config.hidden_act == "silu" and plain_sdpa_on_cpu(model, model.model.norm))
 
 
 Watched = tuple[tuple[dict, ...], tuple[str, ...], tuple[object, ...]]
@@ -125,7 +152,7 @@ def _watched(model: nn.Module) -> Watched:
     entries took 67 us a token as (container, key, object) rows in a generator expression, 37 us so."""
     watched = []
     for parent in model.modules():
-        if parent is model.model.rotary_emb:
+        if type(parent).__name__.endswith("RotaryEmbedding"):  # the plan keeps its own angle tables
             continue
         watched += [(parent._modules, key, child) for key, child in parent._modules.items()]
         watched += [(parent._parameters, key, t) for key, t in parent._parameters.items()]
@@ -147,14 +174,23 @@ _PLANS: "weakref.WeakKeyDictionary[nn.Module, _Entry]" = weakref.WeakKeyDictiona
 _PLANS_LOCK = threading.Lock()
 
 
-def plan_for(model: nn.Module) -> LeanPlan | None:
+def _build_any(model: nn.Module) -> "Plan | None":
+    if _describable(model):
+        return _build(model)
+    from billion.core import lean_gemma, lean_neox  # they build on this module's helpers
+
+    family = next((module for module in (lean_gemma, lean_neox) if module.describable(model)), None)
+    return family.build(model) if family is not None else None
+
+
+def plan_for(model: nn.Module) -> "Plan | None":
     """The lean plan for `model` (built once, rebuilt if its modules or weights were replaced);
     None where HF's forward must run. Kept beside the model, not on it, so deepcopy never copies one."""
     entry = _PLANS.get(model)
     if entry is not None and entry.current():
         return entry.plan
     with _PLANS_LOCK:
-        plan = _build(model) if _describable(model) else None
+        plan = _build_any(model)
         _PLANS[model] = _Entry(plan, _watched(model) if plan is not None else _NOTHING_WATCHED)
     return plan
 

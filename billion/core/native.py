@@ -101,7 +101,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.billion_q8_dequantize.argtypes = [_ptr, _i64, _i64, _ptr, _int]
     lib.billion_linear.argtypes = [_int, _int, _ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
     lib.billion_linear_cat.argtypes = [_int, _int, _int, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _int]
-    lib.billion_rope.argtypes = [_ptr, _i64, _i64, _i64, _i64, _ptr, _ptr]
+    lib.billion_rope.argtypes = [_ptr, _i64, _i64, _i64, _i64, _i64, _ptr, _ptr]
     lib.billion_rms_norm.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, ctypes.c_float, _int]
     lib.billion_block_sizes.argtypes = [_int]
     if (lib.billion_block_sizes(4), lib.billion_block_sizes(8), lib.billion_block_sizes(0)) != \
@@ -191,11 +191,16 @@ class LinearGroup:
         return y
 
 
-def rope_(x: torch.Tensor, heads: int, dim: int, cos: torch.Tensor, sin: torch.Tensor) -> None:
-    """Rotary embedding in place on the first `heads` heads of each row of x (rows, >= heads * dim),
-    float32 with unit column stride; cos/sin (rows, dim) contiguous. Bit-identical to transformers'
+def rope_(x: torch.Tensor, heads: int, dim: int, cos: torch.Tensor, sin: torch.Tensor,
+          head_stride: int | None = None) -> None:
+    """Rotary embedding in place on `heads` heads of each row of x (rows, ...), float32 with unit
+    column stride, head h at column h * head_stride (default dim), on its first dim values (partial
+    rotary: dim < head_stride); cos/sin (rows, dim) contiguous. Bit-identical to transformers'
     apply_rotary_pos_emb (kernels/qblocks.c says why)."""
-    library().billion_rope(x.data_ptr(), x.shape[0], x.stride(0), heads, dim, cos.data_ptr(), sin.data_ptr())
+    if x.shape[0] and (heads - 1) * (head_stride or dim) + dim > x.shape[1]:
+        raise ValueError(f"{heads} heads of {dim} every {head_stride or dim} columns exceed a row of {x.shape[1]}")
+    library().billion_rope(x.data_ptr(), x.shape[0], x.stride(0), heads, head_stride or dim, dim,
+                           cos.data_ptr(), sin.data_ptr())
 
 
 #: floats per vector in torch's sum kernel: 8 even where torch runs AVX-512 kernels (ATen does not
@@ -203,10 +208,11 @@ def rope_(x: torch.Tensor, heads: int, dim: int, cos: torch.Tensor, sin: torch.T
 SUM_LANES = 8
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, out: torch.Tensor | None = None) -> torch.Tensor:
     """torch.rms_norm(x, (n,), weight, eps) for float32 x (rows, n) and weight (n,), contiguous, in
-    one C call (kernels/rms_norm.h says why). Callers check rms_norm_exact(n, eps) first."""
-    y = torch.empty_like(x)
+    one C call (kernels/rms_norm.h says why), into `out` if given (x itself allowed: each row is
+    summed before it is written). Callers check rms_norm_exact(n, eps) first."""
+    y = torch.empty_like(x) if out is None else out
     library().billion_rms_norm(x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.shape[0], x.shape[1], eps, SUM_LANES)
     return y
 

@@ -327,18 +327,20 @@ int billion_linear(int bits, int gs, const uint8_t *w, int64_t n, int64_t k, con
     return billion_linear_cat(bits, gs, 1, &w, &n, k, x, rows, y, threads);
 }
 
-/* Rotary embedding in place on the first `heads` heads of each row of x (rows x stride floats; q then
- * k heads side by side, as the fused q|k|v projection writes them), with cos/sin rows (rows x dim).
- * The same roundings as transformers' q * cos + rotate_half(q) * sin: a multiply, a multiply, an
- * add (so no FMA contraction here), so the result is bit-identical. */
+/* Rotary embedding in place on `heads` heads of each row of x (rows x stride floats), head h
+ * starting at h * head_stride (q then k heads side by side as the fused q|k|v projection writes
+ * them: head_stride = dim; GPT-NeoX's per-head q,k,v: 3 * head size), on each head's first dim
+ * values (partial rotary leaves the rest), with cos/sin rows (rows x dim). The same roundings as
+ * transformers' q * cos + rotate_half(q) * sin: a multiply, a multiply, an add (so no FMA
+ * contraction here), so the result is bit-identical. */
 __attribute__((optimize("fp-contract=off")))
-void billion_rope(float *x, int64_t rows, int64_t stride, int64_t heads, int64_t dim,
+void billion_rope(float *x, int64_t rows, int64_t stride, int64_t heads, int64_t head_stride, int64_t dim,
                   const float *cos, const float *sin) {
     const int64_t half = dim / 2;
     for (int64_t t = 0; t < rows; t++) {
         const float *c = cos + t * dim, *s = sin + t * dim;
         for (int64_t h = 0; h < heads; h++) {
-            float *v = x + t * stride + h * dim;
+            float *v = x + t * stride + h * head_stride;
             for (int64_t i = 0; i < half; i++) {
                 const float a = v[i], b = v[i + half];
                 const float lo = a * c[i] - b * s[i];

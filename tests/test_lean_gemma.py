@@ -1,0 +1,144 @@
+"""The lean Gemma-3 forward against transformers' own: same logits, same cache, same greedy tokens."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+from billion.core import lean_forward, lean_gemma, native
+from billion.core.generation import forward
+from billion.core.kv_cache import new_cache
+from billion.core.quant import quantize_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+VOCAB = 200
+
+
+def tiny_gemma(sliding_window: int = 64, layer_types: tuple[str, ...] = ("sliding_attention", "full_attention",
+                                                                        "sliding_attention"), seed: int = 0):
+    """Gemma-3-270M's shape in miniature: one KV head for four query heads, head_dim apart from
+    hidden / heads, sliding and full layers with their own rotary bases, random norm weights
+    (Gemma initialises them to zero, which would hide the 1 + weight)."""
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=len(layer_types),
+                              num_attention_heads=4, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
+                              sliding_window=sliding_window, layer_types=list(layer_types),
+                              max_position_embeddings=512, eos_token_id=2, bos_token_id=1, pad_token_id=0)
+    config._attn_implementation = "sdpa"
+    model = Gemma3ForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.normal_(0.0, 0.5)
+    return model
+
+
+def _hf(model, ids, cache, keep=0):
+    enabled = lean_forward.ENABLED
+    lean_forward.ENABLED = False
+    try:
+        return forward(model, ids, cache, keep)
+    finally:
+        lean_forward.ENABLED = enabled
+
+
+def _steps() -> list[torch.Tensor]:
+    """A prompt, one-token steps and a 5-token verify block on a warm cache (speculative decoding)."""
+    gen = torch.Generator().manual_seed(1)
+    return [torch.randint(3, VOCAB, (1, n), generator=gen) for n in (9, 1, 1, 5, 1)]
+
+
+def _assert_same_as_hf(model, cache_config=None) -> None:
+    assert isinstance(lean_forward.plan_for(model), lean_gemma.GemmaPlan)
+    ours, theirs = new_cache(cache_config), new_cache(cache_config)
+    for ids in _steps():
+        a, b = forward(model, ids, ours), _hf(model, ids, theirs)
+        assert torch.equal(a, b), (a - b).abs().max()
+        assert ours.get_seq_length() == theirs.get_seq_length()
+    for layer_ours, layer_theirs in zip(ours.layers, theirs.layers):
+        assert torch.equal(layer_ours.keys, layer_theirs.keys) and torch.equal(layer_ours.values, layer_theirs.values)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return tiny_gemma()
+
+
+def test_fp32_logits_and_cache_are_bit_identical_to_transformers(base):
+    if native.available():  # the norms run in C here, so these bits are the C kernel's
+        assert native.rms_norm_exact(base.config.hidden_size, base.config.rms_norm_eps)
+        assert native.rms_norm_exact(base.config.head_dim, base.config.rms_norm_eps)
+    _assert_same_as_hf(base)
+
+
+def test_with_transformers_own_sliding_window_cache_layers(base):
+    """The speculative race builds its caches from the config: sliding layers are transformers' class."""
+    _assert_same_as_hf(base, base.config)
+
+
+@pytest.mark.skipif(not native.available(), reason="the block kernels need AVX2 and a C compiler")
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_block_quantized_logits_are_bit_identical_to_transformers(base, scheme):
+    _assert_same_as_hf(quantize_model(base, scheme))
+
+
+def test_bf16_logits_are_bit_identical_to_transformers(base):
+    _assert_same_as_hf(copy.deepcopy(base).to(torch.bfloat16))
+
+
+def test_past_the_sliding_window_transformers_forward_takes_over(monkeypatch):
+    """From the window's length on, transformers masks sliding layers: its forward runs those calls,
+    on the same cache, and the logits stay its own."""
+    model = tiny_gemma(sliding_window=11)
+    calls = []
+    monkeypatch.setattr(lean_gemma, "gemma_forward", lambda *a, **k: calls.append(a[1].shape[1]) or lean_gemma_forward(*a, **k))
+    ours, theirs = new_cache(), new_cache()
+    for ids in _steps():  # 9 positions, then 10: lean; 11 (= the window: masked), 16 and 17: transformers
+        assert torch.equal(forward(model, ids, ours), _hf(model, ids, theirs))
+    assert calls == [9, 1]
+
+
+lean_gemma_forward = lean_gemma.gemma_forward
+
+
+def test_full_attention_only_has_no_window_limit():
+    model = tiny_gemma(sliding_window=4, layer_types=("full_attention", "full_attention"))
+    ours, theirs = new_cache(), new_cache()
+    for ids in _steps():
+        assert torch.equal(forward(model, ids, ours), _hf(model, ids, theirs))
+    assert ours.get_seq_length() == 17
+
+
+def test_greedy_tokens_equal_generate(base):
+    model = copy.deepcopy(base)
+    model.generation_config.eos_token_id = None
+    ids = torch.tensor([[1, 17, 42, 99, 7]])
+    expected = model.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1]:].tolist()
+    cache, tokens = new_cache(), []
+    logits = forward(model, ids, cache, keep=1)[0, -1]
+    for _ in range(12):
+        tokens.append(int(logits.argmax()))
+        logits = forward(model, torch.tensor([[tokens[-1]]]), cache, keep=1)[0, -1]
+    assert tokens == expected
+
+
+def test_final_logit_softcapping_is_applied_as_transformers_does():
+    model = tiny_gemma()
+    model.config.final_logit_softcapping = 0.5  # small, so it clips the random logits hard
+    ids = _steps()[0]
+    ours = forward(model, ids, new_cache())
+    assert torch.equal(ours, _hf(model, ids, new_cache()))
+    assert ours.abs().max() < 0.5
+
+
+def test_models_it_does_not_describe_keep_transformers_forward(base):
+    eager = copy.deepcopy(base)
+    eager.config._attn_implementation = "eager"
+    capped = copy.deepcopy(base)
+    capped.config.attn_logit_softcapping = 50.0
+    assert lean_forward.plan_for(eager) is None
+    assert lean_forward.plan_for(capped) is None

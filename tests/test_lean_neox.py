@@ -1,0 +1,138 @@
+"""The lean GPT-NeoX (Pythia) and StableLM forward against transformers' own: same logits, same cache."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from tiny_models import tiny_neox
+from transformers import StableLmConfig, StableLmForCausalLM
+
+from billion.core import lean_forward, lean_neox, native
+from billion.core.generation import forward
+from billion.core.kv_cache import new_cache
+from billion.core.quant import quantize_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+VOCAB = 200
+
+
+def tiny_stablelm(parallel: bool = False, kv_heads: int = 4, seed: int = 0) -> StableLmForCausalLM:
+    """StableLM-2-1.6B's shape in miniature: LayerNorm, q|k|v biases, a quarter of each head rotated."""
+    torch.manual_seed(seed)
+    config = StableLmConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=kv_heads, use_qkv_bias=True,
+                            use_parallel_residual=parallel, max_position_embeddings=512,
+                            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+                            eos_token_id=2, bos_token_id=1, pad_token_id=0, tie_word_embeddings=False)
+    config._attn_implementation = "sdpa"
+    return _randomised(StableLmForCausalLM(config).eval())
+
+
+def _randomised(model):
+    """Random biases and norm parameters: their initial zeros and ones would hide a wrong order."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                parameter.normal_(0.0, 0.5)
+    return model
+
+
+def neox(parallel: bool = True):
+    model = tiny_neox(VOCAB, seed=1)
+    model.config.use_parallel_residual = parallel
+    for layer in model.gpt_neox.layers:
+        layer.use_parallel_residual = parallel
+    model.config._attn_implementation = "sdpa"
+    return _randomised(model)
+
+
+MODELS = {"pythia": lambda: neox(True), "neox-sequential": lambda: neox(False),
+          "stablelm-2": lambda: tiny_stablelm(False), "stablelm-parallel": lambda: tiny_stablelm(True),
+          "stablelm-gqa": lambda: tiny_stablelm(False, kv_heads=2)}
+
+
+def _hf(model, ids, cache, keep=0):
+    enabled = lean_forward.ENABLED
+    lean_forward.ENABLED = False
+    try:
+        return forward(model, ids, cache, keep)
+    finally:
+        lean_forward.ENABLED = enabled
+
+
+def _steps() -> list[torch.Tensor]:
+    """A prompt, one-token steps and a 5-token verify block on a warm cache (speculative decoding)."""
+    gen = torch.Generator().manual_seed(1)
+    return [torch.randint(3, VOCAB, (1, n), generator=gen) for n in (9, 1, 1, 5, 1)]
+
+
+def _assert_same_as_hf(model) -> None:
+    assert isinstance(lean_forward.plan_for(model), lean_neox.NeoxPlan)
+    ours, theirs = new_cache(), new_cache()
+    for ids in _steps():
+        a, b = forward(model, ids, ours), _hf(model, ids, theirs)
+        assert torch.equal(a, b), (a - b).abs().max()
+    for layer_ours, layer_theirs in zip(ours.layers, theirs.layers):
+        assert torch.equal(layer_ours.keys, layer_theirs.keys) and torch.equal(layer_ours.values, layer_theirs.values)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fp32_logits_and_cache_are_bit_identical_to_transformers(name):
+    model = MODELS[name]()
+    assert lean_forward.plan_for(model).rotary_dim == 4  # a quarter of 16: partial rotary is exercised
+    _assert_same_as_hf(model)
+
+
+@pytest.mark.skipif(not native.available(), reason="the block kernels need AVX2 and a C compiler")
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+@pytest.mark.parametrize("name", ["pythia", "stablelm-2"])
+def test_block_quantized_logits_are_bit_identical_to_transformers(name, scheme):
+    _assert_same_as_hf(quantize_model(MODELS[name](), scheme))
+
+
+@pytest.mark.parametrize("name", ["pythia", "stablelm-2"])
+def test_bf16_logits_are_bit_identical_to_transformers(name):
+    _assert_same_as_hf(MODELS[name]().to(torch.bfloat16))
+
+
+def test_rollback_by_crop_then_continue():
+    model = MODELS["stablelm-2"]()
+    ours, theirs = new_cache(), new_cache()
+    prompt, block, step = _steps()[0], _steps()[3], _steps()[1]
+    for cache, run in ((ours, forward), (theirs, _hf)):
+        run(model, prompt, cache)
+        run(model, block, cache)
+        cache.crop(-3)  # keep two of the five
+    assert torch.equal(forward(model, step, ours), _hf(model, step, theirs))
+
+
+def test_greedy_tokens_equal_generate():
+    model = MODELS["pythia"]()
+    model.generation_config.eos_token_id = None
+    ids = torch.tensor([[1, 17, 42, 99, 7]])
+    expected = model.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1]:].tolist()
+    cache, tokens = new_cache(), []
+    logits = forward(model, ids, cache, keep=1)[0, -1]
+    for _ in range(12):
+        tokens.append(int(logits.argmax()))
+        logits = forward(model, torch.tensor([[tokens[-1]]]), cache, keep=1)[0, -1]
+    assert tokens == expected
+
+
+def test_models_it_does_not_describe_keep_transformers_forward():
+    eager = MODELS["pythia"]()
+    eager.config._attn_implementation = "eager"
+    normed = copy.deepcopy(MODELS["stablelm-2"]())
+    normed.config.qk_layernorm = True
+    assert lean_forward.plan_for(eager) is None
+    assert lean_forward.plan_for(normed) is None
+
+
+@pytest.mark.skipif(not native.available(), reason="the rotary kernel needs AVX2 and a C compiler")
+def test_rope_kernel_refuses_heads_past_the_row():
+    x = torch.zeros(1, 10)
+    with pytest.raises(ValueError, match="exceed a row"):
+        native.rope_(x, 2, 4, torch.ones(1, 4), torch.zeros(1, 4), head_stride=8)
