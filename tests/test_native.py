@@ -91,9 +91,37 @@ def test_block_scheme_is_keyed_apart_from_the_torch_one():
 needs_kernels = pytest.mark.skipif(not native.available(), reason="needs AVX2/FMA/F16C and a C compiler")
 
 
+def test_speculative_verify_blocks_stay_below_the_gemm_path():
+    """A verify block (k drafts + 1) must run the decode steps' kernels, or plain and speculative
+    decoding would differ by more than a k+1-token verify's numerics."""
+    from billion.spec.decoding import MAX_K
+
+    assert MAX_K + 1 < native.GEMM_ROWS
+
+
+@needs_kernels
+def test_int8_prompts_multiply_dequantized_tiles_and_steps_stay_on_the_integer_kernels():
+    """From GEMM_ROWS rows an int8 input is multiplied by the dequantized weight (tiles of GEMM_TILE
+    rows, the last one short); below it each row is the integer kernel's, whatever the row count."""
+    import torch
+
+    from billion.core.quant_blocks import quantize_blocks
+
+    gen = torch.Generator().manual_seed(0)
+    n, k = native.GEMM_TILE * 2 + 40, 256
+    blocks = quantize_blocks(torch.randn(n, k, generator=gen) * 0.05, 8)
+    x = torch.randn(native.GEMM_ROWS, k, generator=gen)
+    prompt = native.block_matmul(blocks, 8, k, x)
+    torch.testing.assert_close(prompt, x @ native.dequantize(blocks, 8, k).t(), rtol=1e-5, atol=1e-5)
+    steps = torch.cat([native.block_matmul(blocks, 8, k, row[None]) for row in x])
+    assert torch.equal(native.block_matmul(blocks, 8, k, x[:-1]), steps[:-1])  # one row short: integer
+    torch.testing.assert_close(prompt, steps, rtol=2e-3, atol=2e-3)  # int16 activations: near, not equal
+    assert not torch.equal(prompt, steps)
+
+
 @needs_kernels
 @pytest.mark.parametrize("bits, group", [(8, 32), (4, 64), (4, 32)])
-@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("rows", [1, 3, native.GEMM_ROWS])
 def test_a_linear_group_equals_its_weights_one_by_one(bits, group, rows):
     """q|k|v in one call: the same numbers as three calls, side by side (the input quantized once)."""
     import torch
