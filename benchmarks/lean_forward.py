@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/lean_forward.py [--models smollm2-135m,gemma3-270m,tinyllama] [--precisions fp32,int8,int4]
         [--threads 2] [--steps 30] [--rounds 3]
 
-Per model and precision (each in its own process): a 64-token prompt, then --steps one-token
+Per model and precision (each in its own process): a --prompt-tokens prompt (64), then --steps one-token
 steps with each forward, the two interleaved --rounds times (so both see the same machine); the
 median per-step time of each, their ratio, and the time in the matrix kernels alone (the same
 step's projections called on their own), so the rest is the work around them. Both forwards are
@@ -34,14 +34,14 @@ def _load(model: str, precision: str):
     return random_model(model, options) if model in RANDOM else load_fresh(model, options)
 
 
-def _step_ms(model, lean: bool, steps: int) -> float:
+def _step_ms(model, lean: bool, steps: int, prompt: int) -> float:
     from billion.core import lean_forward
     from billion.core.generation import forward
     from billion.core.kv_cache import new_cache
 
     lean_forward.ENABLED = lean
     cache = new_cache()
-    forward(model, torch.arange(100, 164)[None], cache, keep=1)
+    forward(model, torch.arange(100, 100 + prompt)[None], cache, keep=1)
     token = torch.tensor([[5]])
     forward(model, token, cache, keep=1)
     started = time.perf_counter()
@@ -66,7 +66,7 @@ def _kernels_ms(plan, hidden: int, steps: int) -> float:
     return (time.perf_counter() - started) / steps * 1e3
 
 
-def row(model_name: str, precision: str, steps: int, rounds: int) -> dict:
+def row(model_name: str, precision: str, steps: int, rounds: int, prompt: int = 64) -> dict:
     from billion.core import lean_forward
     from billion.core.generation import forward
     from billion.core.kv_cache import new_cache
@@ -85,8 +85,8 @@ def row(model_name: str, precision: str, steps: int, rounds: int) -> dict:
         same = bool(torch.equal(forward(model, ids, new_cache()), reference))
         times = {"hf": [], "lean": [], "kernels": []}
         for _ in range(rounds):
-            times["hf"].append(_step_ms(model, False, steps))
-            times["lean"].append(_step_ms(model, True, steps))
+            times["hf"].append(_step_ms(model, False, steps, prompt))
+            times["lean"].append(_step_ms(model, True, steps, prompt))
             times["kernels"].append(_kernels_ms(plan, model.config.hidden_size, steps))
     hf, lean, kernels = (statistics.median(times[k]) for k in ("hf", "lean", "kernels"))
     return {"model": model_name, "precision": loaded.precision_label, "hf_ms": hf, "lean_ms": lean,
@@ -100,22 +100,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--row", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.row:
         model, precision = args.row.split(":")
-        print(json.dumps(row(model, precision, args.steps, args.rounds)))
+        print(json.dumps(row(model, precision, args.steps, args.rounds, args.prompt_tokens)))
         return
     from billion.core.table import format_table
 
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch {torch.__version__}, "
-          f"{args.threads} threads, 64-token prompt, {args.steps} steps x {args.rounds} interleaved rounds, median")
+          f"{args.threads} threads, {args.prompt_tokens}-token prompt, {args.steps} steps x {args.rounds} interleaved rounds, median")
     rows = []
     for model in args.models.split(","):
         for precision in args.precisions.split(","):
             done = subprocess.run([sys.executable, __file__, "--row", f"{model}:{precision}",
                                    "--threads", str(args.threads), "--steps", str(args.steps),
+                                   "--prompt-tokens", str(args.prompt_tokens),
                                    "--rounds", str(args.rounds)], capture_output=True, text=True)
             if done.returncode != 0:
                 print(f"{model} {precision}: failed\n{done.stderr[-2000:]}", file=sys.stderr)

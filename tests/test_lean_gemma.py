@@ -90,19 +90,40 @@ def test_bf16_logits_are_bit_identical_to_transformers(base):
     _assert_same_as_hf(copy.deepcopy(base).to(torch.bfloat16))
 
 
-def test_past_the_sliding_window_transformers_forward_takes_over(monkeypatch):
-    """From the window's length on, transformers masks sliding layers: its forward runs those calls,
-    on the same cache, and the logits stay its own."""
-    model = tiny_gemma(sliding_window=11)
-    calls = []
-    monkeypatch.setattr(lean_gemma, "gemma_forward", lambda *a, **k: calls.append(a[1].shape[1]) or lean_gemma_forward(*a, **k))
+def _counting_calls(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = lean_gemma.gemma_forward
+    monkeypatch.setattr(lean_gemma, "gemma_forward", lambda plan, ids, *a, **k: calls.append(ids.shape[1]) or
+                        real(plan, ids, *a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("window", [11, 12, 14])
+def test_past_the_sliding_window_the_windowed_mask_is_transformers(monkeypatch, window):
+    """From the window's length on transformers masks sliding layers (a 5-token block across the
+    edge, single steps past it): the lean forward still runs every call, with its logits."""
+    model = tiny_gemma(sliding_window=window)
+    calls = _counting_calls(monkeypatch)
     ours, theirs = new_cache(), new_cache()
-    for ids in _steps():  # 9 positions, then 10: lean; 11 (= the window: masked), 16 and 17: transformers
+    for ids in _steps() + _steps()[1:]:  # 9, 10, 11, 16, 17, then 18, 19, 24, 25 positions
+        assert torch.equal(forward(model, ids, ours), _hf(model, ids, theirs))
+    assert calls == [9, 1, 1, 5, 1, 1, 1, 5, 1]
+
+
+def test_a_long_prompt_past_the_window_at_once():
+    model = tiny_gemma(sliding_window=6)
+    ids = _steps()[0]
+    assert torch.equal(forward(model, ids, new_cache()), _hf(model, ids, new_cache()))
+
+
+def test_window_only_cache_layers_hand_calls_past_the_window_to_transformers(monkeypatch):
+    """The speculative race's caches (built from the config) keep only the window in sliding layers."""
+    model = tiny_gemma(sliding_window=11)
+    calls = _counting_calls(monkeypatch)
+    ours, theirs = new_cache(model.config), new_cache(model.config)
+    for ids in _steps():  # 9, 10 positions lean; 11 (the window), 16, 17 transformers'
         assert torch.equal(forward(model, ids, ours), _hf(model, ids, theirs))
     assert calls == [9, 1]
-
-
-lean_gemma_forward = lean_gemma.gemma_forward
 
 
 def test_full_attention_only_has_no_window_limit():

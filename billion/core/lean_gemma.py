@@ -13,9 +13,11 @@ before its residual add, the MLP is GELU(tanh)-gated, and the embedding is scale
 (inside the model's embedding module, called as is).
 
 Sliding-window layers attend to the last `sliding_window` positions. While the sequence is shorter
-than the window that is every position, and transformers passes SDPA no mask, as for Llama. Past
-it transformers builds a windowed mask; `GemmaPlan.forward` then returns None and transformers'
-forward runs that call on the same cache (the call after a long chat's 512th token).
+than the window that is every position, and transformers passes SDPA no mask, as for Llama. From
+the window's length on it passes a windowed mask (and, for one query, packs the query heads of a
+KV head as rows of one); `windowed_attention` does the same. On a cache whose sliding layers are
+transformers' own (they keep only the window: the speculative race's caches), `GemmaPlan.forward`
+hands such calls to transformers' forward instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
@@ -65,9 +68,9 @@ class GemmaPlan:
     softcap: float | None
 
     def forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 0) -> torch.Tensor | None:
-        start, count = cache.get_seq_length(), input_ids.shape[1]
-        if any(layer.sliding for layer in self.layers) and start + count >= self.sliding_window:
-            return None  # transformers builds a windowed mask from here on
+        past_window = cache.get_seq_length() + input_ids.shape[1] >= self.sliding_window
+        if past_window and any(getattr(layer, "is_sliding", False) for layer in cache.layers):
+            return None  # transformers' window-only cache layers: its forward knows their offsets
         return gemma_forward(self, input_ids, cache, keep)
 
 
@@ -128,6 +131,29 @@ def norm_heads_(qkv: torch.Tensor, first: int, heads: int, dim: int, weight: tor
     columns.copy_(norm(columns.reshape(count * heads, dim), weight, eps).view(count, heads * dim))
 
 
+def _window_mask(count: int, start: int, window: int) -> torch.Tensor:
+    """transformers' sliding mask for positions start.. over a cache holding 0..: causal, and
+    within the window (kv > q - window), as (1, 1, count, start + count)."""
+    q = torch.arange(start, start + count)[:, None]
+    kv = torch.arange(start + count)[None, :]
+    return ((kv <= q) & (kv > q - window))[None, None]
+
+
+def windowed_attention(plan: GemmaPlan, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+    """SDPA as transformers calls it on a sliding layer once the window masks positions: with the
+    mask, one query's heads packed per KV head (pack_gqa), more queries against repeated KV heads."""
+    count, dim = q.shape[2], q.shape[-1]
+    groups = plan.heads // plan.kv_heads
+    mask = _window_mask(count, start, plan.sliding_window)
+    if groups > 1 and count == 1:
+        packed = F.scaled_dot_product_attention(q.reshape(1, plan.kv_heads, groups, dim), k, v, attn_mask=mask,
+                                                scale=plan.scaling)
+        return packed.reshape(1, plan.heads, 1, dim)
+    if groups > 1:
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=plan.scaling)
+
+
 def layer_forward(plan: GemmaPlan, index: int, x: torch.Tensor, cache: DynamicCache, start: int) -> torch.Tensor:
     """One decoder layer on x (T, hidden); each sublayer's output normed, then added to the residual."""
     layer = plan.layers[index]
@@ -140,7 +166,9 @@ def layer_forward(plan: GemmaPlan, index: int, x: torch.Tensor, cache: DynamicCa
     q_end, k_end = heads * dim, (heads + kv_heads) * dim
     k, v = cache.update(_heads(qkv[:, q_end:k_end], count, kv_heads, dim),
                         _heads(qkv[:, k_end:], count, kv_heads, dim), index)
-    a = attention(plan, _heads(qkv[:, :q_end], count, heads, dim), k, v, start)
+    q = _heads(qkv[:, :q_end], count, heads, dim)
+    windowed = layer.sliding and start + count >= plan.sliding_window
+    a = windowed_attention(plan, q, k, v, start) if windowed else attention(plan, q, k, v, start)
     x = x + norm(layer.o(a.transpose(1, 2).reshape(count, q_end)), layer.post_attention_norm, plan.eps)
     gate_up = layer.gate_up(norm(x, layer.pre_mlp_norm, plan.eps))
     inner = gate_up.shape[-1] // 2
