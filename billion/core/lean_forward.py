@@ -1,6 +1,7 @@
 """A lean forward for Llama-architecture decoders (SmolLM2, TinyLlama, Llama-3.2): transformers'
 LlamaForCausalLM math in a few tensor ops per layer, on the model's own modules and KV cache.
-Gemma-3's is in lean_gemma.py, on the helpers here; `plan_for` picks the one that describes a model.
+Gemma-3's is in lean_gemma.py, GPT-NeoX's and StableLM's in lean_neox.py, on the helpers here;
+`plan_for` picks the one that describes a model.
 
 Why: once the weights are int8/int4 blocks, the eager HF stack costs more than the matmuls on 2
 CPU cores. A SmolLM2-135M int8 token took 13.9 ms in the kernels and ~17.5 ms in ~2,400 small ops
@@ -41,7 +42,7 @@ Projection = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Plan(Protocol):
-    """A model's lean forward, built once (LeanPlan here, lean_gemma.GemmaPlan)."""
+    """A model's lean forward, built once (LeanPlan here, lean_gemma.GemmaPlan, lean_neox.NeoxPlan)."""
 
     def forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 0) -> torch.Tensor | None:
         """Logits (1, positions, vocab) like HF's forward with logits_to_keep=keep, the cache grown in
@@ -138,7 +139,8 @@ def _describable(model: nn.Module) -> bool:
     rotary = model.model.rotary_emb
     static_rope = getattr(rotary, "rope_type", "default") in STATIC_ROPE
     return (static_rope and getattr(rotary, "inv_freq", None) is not None
-            and getattr(config, "pretraining_tp", 1) == 1 and config.hidden_act == "silu" and plain_sdpa_on_cpu(model, model.model.norm))
+            and getattr(config, "pretraining_tp", 1) == 1 and config.hidden_act == "silu"
+            and plain_sdpa_on_cpu(model, model.model.norm))
 
 
 Watched = tuple[tuple[dict, ...], tuple[str, ...], tuple[object, ...]]
@@ -162,7 +164,7 @@ def _watched(model: nn.Module) -> Watched:
 
 @dataclass(frozen=True)
 class _Entry:
-    plan: LeanPlan | None
+    plan: "Plan | None"
     watched: Watched
 
     def current(self) -> bool:

@@ -111,12 +111,12 @@ def build(model: nn.Module) -> NeoxPlan:
     neox = family == "gpt_neox"
     heads = config.num_attention_heads
     head_dim = config.hidden_size // heads
+    final_norm = inner.final_layer_norm if neox else inner.norm
     return NeoxPlan(
         layers=tuple((_neox_layer if neox else _stablelm_layer)(layer) for layer in inner.layers),
-        embed=inner.embed_in if neox else inner.embed_tokens,
-        final_norm=_norm(inner.final_layer_norm if neox else inner.norm),
+        embed=inner.embed_in if neox else inner.embed_tokens, final_norm=_norm(final_norm),
         lm_head=_group([model.lm_head]),
-        rope=RopeTable(rotary.inv_freq, rotary.attention_scaling, (inner.final_layer_norm if neox else inner.norm).weight.dtype),
+        rope=RopeTable(rotary.inv_freq, rotary.attention_scaling, final_norm.weight.dtype),
         heads=heads, kv_heads=heads if neox else config.num_key_value_heads, head_dim=head_dim,
         rotary_dim=2 * rotary.inv_freq.numel(), scaling=head_dim ** -0.5, per_head_qkv=neox,
         parallel=config.use_parallel_residual, neox_sum=neox)
