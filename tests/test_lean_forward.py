@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from lean_checks import assert_same_as_hf, hf_forward, steps
 from tiny_models import tiny_llama
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -17,32 +18,6 @@ from billion.core.quant import quantize_model
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _hf(model, ids, cache, keep=0):
-    lean_forward_enabled = lean_forward.ENABLED
-    lean_forward.ENABLED = False
-    try:
-        return forward(model, ids, cache, keep)
-    finally:
-        lean_forward.ENABLED = lean_forward_enabled
-
-
-def _steps(vocab: int) -> list[torch.Tensor]:
-    """A prompt, one-token steps and a 5-token verify block on a warm cache (speculative decoding)."""
-    gen = torch.Generator().manual_seed(1)
-    return [torch.randint(3, vocab, (1, n), generator=gen) for n in (9, 1, 1, 5, 1)]
-
-
-def _assert_same_as_hf(model, vocab: int) -> None:
-    assert lean_forward.plan_for(model) is not None
-    ours, theirs = new_cache(), new_cache()
-    for ids in _steps(vocab):
-        a, b = forward(model, ids, ours), _hf(model, ids, theirs)
-        assert torch.equal(a, b), (a - b).abs().max()
-        assert ours.get_seq_length() == theirs.get_seq_length()
-    for layer_ours, layer_theirs in zip(ours.layers, theirs.layers):
-        assert torch.equal(layer_ours.keys, layer_theirs.keys) and torch.equal(layer_ours.values, layer_theirs.values)
-
-
 @pytest.fixture(scope="module")
 def base():
     return tiny_llama(200, seed=3)
@@ -51,17 +26,17 @@ def base():
 def test_fp32_logits_and_cache_are_bit_identical_to_transformers(base):
     if native.available():  # the norms run in C here, so these bits are the C kernel's
         assert native.rms_norm_exact(base.config.hidden_size, base.config.rms_norm_eps)
-    _assert_same_as_hf(base, 200)
+    assert_same_as_hf(base, 200)
 
 
 @pytest.mark.skipif(not native.available(), reason="the block kernels need AVX2 and a C compiler")
 @pytest.mark.parametrize("scheme", ["int8", "int4"])
 def test_block_quantized_logits_are_bit_identical_to_transformers(base, scheme):
-    _assert_same_as_hf(quantize_model(base, scheme), 200)
+    assert_same_as_hf(quantize_model(base, scheme), 200)
 
 
 def test_bf16_logits_are_bit_identical_to_transformers(base):
-    _assert_same_as_hf(copy.deepcopy(base).to(torch.bfloat16), 200)
+    assert_same_as_hf(copy.deepcopy(base).to(torch.bfloat16), 200)
 
 
 def test_gqa_free_model_and_llama3_rope_scaling():
@@ -73,18 +48,18 @@ def test_gqa_free_model_and_llama3_rope_scaling():
                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                           "original_max_position_embeddings": 64},
                          tie_word_embeddings=True)
-    _assert_same_as_hf(LlamaForCausalLM(config).eval(), 150)
+    assert_same_as_hf(LlamaForCausalLM(config).eval(), 150)
 
 
 def test_rollback_by_crop_then_continue(base):
     """Speculative decoding crops rejected positions off the cache and goes on from there."""
     ours, theirs = new_cache(), new_cache()
-    prompt, block, step = _steps(200)[0], _steps(200)[3], _steps(200)[1]
-    for cache, run in ((ours, forward), (theirs, _hf)):
+    prompt, block, step = steps(200)[0], steps(200)[3], steps(200)[1]
+    for cache, run in ((ours, forward), (theirs, hf_forward)):
         run(base, prompt, cache)
         run(base, block, cache)
         cache.crop(-(block.shape[1] - 2))  # keep two of the five
-    assert torch.equal(forward(base, step, ours), _hf(base, step, theirs))
+    assert torch.equal(forward(base, step, ours), hf_forward(base, step, theirs))
 
 
 def test_the_rotary_table_grows_past_its_first_room(base, monkeypatch):
@@ -92,10 +67,10 @@ def test_the_rotary_table_grows_past_its_first_room(base, monkeypatch):
     model = copy.deepcopy(base)
     ids = torch.randint(3, 200, (1, 12), generator=torch.Generator().manual_seed(2))
     ours, theirs = new_cache(), new_cache()
-    assert torch.equal(forward(model, ids, ours, keep=1), _hf(model, ids, theirs, keep=1))
+    assert torch.equal(forward(model, ids, ours, keep=1), hf_forward(model, ids, theirs, keep=1))
     for token in range(20):  # one step at a time, crossing the grown table's end (24) too
         ids = torch.tensor([[5 + token]])
-        assert torch.equal(forward(model, ids, ours), _hf(model, ids, theirs))
+        assert torch.equal(forward(model, ids, ours), hf_forward(model, ids, theirs))
 
 
 def test_greedy_tokens_equal_generate(base):
@@ -123,8 +98,8 @@ def test_a_plan_goes_stale_when_lora_layers_are_injected(base):
     inner = peft.get_base_model()
     assert lean_forward.plan_for(inner) is not first
     ids = torch.tensor([[1, 5, 9, 30]])
-    assert torch.equal(forward(inner, ids, new_cache()), _hf(inner, ids, new_cache()))
-    assert not torch.equal(forward(inner, ids, new_cache()), _hf(base, ids, new_cache()))
+    assert torch.equal(forward(inner, ids, new_cache()), hf_forward(inner, ids, new_cache()))
+    assert not torch.equal(forward(inner, ids, new_cache()), hf_forward(base, ids, new_cache()))
 
 
 def test_models_it_does_not_describe_keep_transformers_forward(base):
@@ -144,4 +119,4 @@ def test_deepcopy_does_not_carry_a_plan(base):
     with torch.no_grad():
         twin.lm_head.weight.mul_(2)
     ids = torch.tensor([[1, 2, 3]])
-    assert torch.equal(forward(twin, ids, new_cache()), _hf(twin, ids, new_cache()))
+    assert torch.equal(forward(twin, ids, new_cache()), hf_forward(twin, ids, new_cache()))

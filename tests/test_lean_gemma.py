@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from lean_checks import assert_same_as_hf, hf_forward, steps
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
 from billion.core import lean_forward, lean_gemma, native
@@ -37,32 +38,6 @@ def tiny_gemma(sliding_window: int = 64, layer_types: tuple[str, ...] = ("slidin
     return model
 
 
-def _hf(model, ids, cache, keep=0):
-    enabled = lean_forward.ENABLED
-    lean_forward.ENABLED = False
-    try:
-        return forward(model, ids, cache, keep)
-    finally:
-        lean_forward.ENABLED = enabled
-
-
-def _steps() -> list[torch.Tensor]:
-    """A prompt, one-token steps and a 5-token verify block on a warm cache (speculative decoding)."""
-    gen = torch.Generator().manual_seed(1)
-    return [torch.randint(3, VOCAB, (1, n), generator=gen) for n in (9, 1, 1, 5, 1)]
-
-
-def _assert_same_as_hf(model, cache_config=None) -> None:
-    assert isinstance(lean_forward.plan_for(model), lean_gemma.GemmaPlan)
-    ours, theirs = new_cache(cache_config), new_cache(cache_config)
-    for ids in _steps():
-        a, b = forward(model, ids, ours), _hf(model, ids, theirs)
-        assert torch.equal(a, b), (a - b).abs().max()
-        assert ours.get_seq_length() == theirs.get_seq_length()
-    for layer_ours, layer_theirs in zip(ours.layers, theirs.layers):
-        assert torch.equal(layer_ours.keys, layer_theirs.keys) and torch.equal(layer_ours.values, layer_theirs.values)
-
-
 @pytest.fixture(scope="module")
 def base():
     return tiny_gemma()
@@ -72,22 +47,22 @@ def test_fp32_logits_and_cache_are_bit_identical_to_transformers(base):
     if native.available():  # the norms run in C here, so these bits are the C kernel's
         assert native.rms_norm_exact(base.config.hidden_size, base.config.rms_norm_eps)
         assert native.rms_norm_exact(base.config.head_dim, base.config.rms_norm_eps)
-    _assert_same_as_hf(base)
+    assert_same_as_hf(base, VOCAB, lean_gemma.GemmaPlan)
 
 
 def test_with_transformers_own_sliding_window_cache_layers(base):
     """The speculative race builds its caches from the config: sliding layers are transformers' class."""
-    _assert_same_as_hf(base, base.config)
+    assert_same_as_hf(base, VOCAB, lean_gemma.GemmaPlan, base.config)
 
 
 @pytest.mark.skipif(not native.available(), reason="the block kernels need AVX2 and a C compiler")
 @pytest.mark.parametrize("scheme", ["int8", "int4"])
 def test_block_quantized_logits_are_bit_identical_to_transformers(base, scheme):
-    _assert_same_as_hf(quantize_model(base, scheme))
+    assert_same_as_hf(quantize_model(base, scheme), VOCAB, lean_gemma.GemmaPlan)
 
 
 def test_bf16_logits_are_bit_identical_to_transformers(base):
-    _assert_same_as_hf(copy.deepcopy(base).to(torch.bfloat16))
+    assert_same_as_hf(copy.deepcopy(base).to(torch.bfloat16), VOCAB, lean_gemma.GemmaPlan)
 
 
 def _counting_calls(monkeypatch) -> list[int]:
@@ -105,15 +80,15 @@ def test_past_the_sliding_window_the_windowed_mask_is_transformers(monkeypatch, 
     model = tiny_gemma(sliding_window=window)
     calls = _counting_calls(monkeypatch)
     ours, theirs = new_cache(), new_cache()
-    for ids in _steps() + _steps()[1:]:  # 9, 10, 11, 16, 17, then 18, 19, 24, 25 positions
-        assert torch.equal(forward(model, ids, ours), _hf(model, ids, theirs))
+    for ids in steps(VOCAB) + steps(VOCAB)[1:]:  # 9, 10, 11, 16, 17, then 18, 19, 24, 25 positions
+        assert torch.equal(forward(model, ids, ours), hf_forward(model, ids, theirs))
     assert calls == [9, 1, 1, 5, 1, 1, 1, 5, 1]
 
 
 def test_a_long_prompt_past_the_window_at_once():
     model = tiny_gemma(sliding_window=6)
-    ids = _steps()[0]
-    assert torch.equal(forward(model, ids, new_cache()), _hf(model, ids, new_cache()))
+    ids = steps(VOCAB)[0]
+    assert torch.equal(forward(model, ids, new_cache()), hf_forward(model, ids, new_cache()))
 
 
 def test_window_only_cache_layers_hand_calls_past_the_window_to_transformers(monkeypatch):
@@ -121,16 +96,16 @@ def test_window_only_cache_layers_hand_calls_past_the_window_to_transformers(mon
     model = tiny_gemma(sliding_window=11)
     calls = _counting_calls(monkeypatch)
     ours, theirs = new_cache(model.config), new_cache(model.config)
-    for ids in _steps():  # 9, 10 positions lean; 11 (the window), 16, 17 transformers'
-        assert torch.equal(forward(model, ids, ours), _hf(model, ids, theirs))
+    for ids in steps(VOCAB):  # 9, 10 positions lean; 11 (the window), 16, 17 transformers'
+        assert torch.equal(forward(model, ids, ours), hf_forward(model, ids, theirs))
     assert calls == [9, 1]
 
 
 def test_full_attention_only_has_no_window_limit():
     model = tiny_gemma(sliding_window=4, layer_types=("full_attention", "full_attention"))
     ours, theirs = new_cache(), new_cache()
-    for ids in _steps():
-        assert torch.equal(forward(model, ids, ours), _hf(model, ids, theirs))
+    for ids in steps(VOCAB):
+        assert torch.equal(forward(model, ids, ours), hf_forward(model, ids, theirs))
     assert ours.get_seq_length() == 17
 
 
@@ -150,9 +125,9 @@ def test_greedy_tokens_equal_generate(base):
 def test_final_logit_softcapping_is_applied_as_transformers_does():
     model = tiny_gemma()
     model.config.final_logit_softcapping = 0.5  # small, so it clips the random logits hard
-    ids = _steps()[0]
+    ids = steps(VOCAB)[0]
     ours = forward(model, ids, new_cache())
-    assert torch.equal(ours, _hf(model, ids, new_cache()))
+    assert torch.equal(ours, hf_forward(model, ids, new_cache()))
     assert ours.abs().max() < 0.5
 
 

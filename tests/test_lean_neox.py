@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from lean_checks import assert_same_as_hf, hf_forward, steps
 from tiny_models import tiny_neox
 from transformers import StableLmConfig, StableLmForCausalLM
 
@@ -54,59 +55,34 @@ MODELS = {"pythia": lambda: neox(True), "neox-sequential": lambda: neox(False),
           "stablelm-gqa": lambda: tiny_stablelm(False, kv_heads=2)}
 
 
-def _hf(model, ids, cache, keep=0):
-    enabled = lean_forward.ENABLED
-    lean_forward.ENABLED = False
-    try:
-        return forward(model, ids, cache, keep)
-    finally:
-        lean_forward.ENABLED = enabled
-
-
-def _steps() -> list[torch.Tensor]:
-    """A prompt, one-token steps and a 5-token verify block on a warm cache (speculative decoding)."""
-    gen = torch.Generator().manual_seed(1)
-    return [torch.randint(3, VOCAB, (1, n), generator=gen) for n in (9, 1, 1, 5, 1)]
-
-
-def _assert_same_as_hf(model) -> None:
-    assert isinstance(lean_forward.plan_for(model), lean_neox.NeoxPlan)
-    ours, theirs = new_cache(), new_cache()
-    for ids in _steps():
-        a, b = forward(model, ids, ours), _hf(model, ids, theirs)
-        assert torch.equal(a, b), (a - b).abs().max()
-    for layer_ours, layer_theirs in zip(ours.layers, theirs.layers):
-        assert torch.equal(layer_ours.keys, layer_theirs.keys) and torch.equal(layer_ours.values, layer_theirs.values)
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_fp32_logits_and_cache_are_bit_identical_to_transformers(name):
     model = MODELS[name]()
     assert lean_forward.plan_for(model).rotary_dim == 4  # a quarter of 16: partial rotary is exercised
-    _assert_same_as_hf(model)
+    assert_same_as_hf(model, VOCAB, lean_neox.NeoxPlan)
 
 
 @pytest.mark.skipif(not native.available(), reason="the block kernels need AVX2 and a C compiler")
 @pytest.mark.parametrize("scheme", ["int8", "int4"])
 @pytest.mark.parametrize("name", ["pythia", "stablelm-2"])
 def test_block_quantized_logits_are_bit_identical_to_transformers(name, scheme):
-    _assert_same_as_hf(quantize_model(MODELS[name](), scheme))
+    assert_same_as_hf(quantize_model(MODELS[name](), scheme), VOCAB, lean_neox.NeoxPlan)
 
 
 @pytest.mark.parametrize("name", ["pythia", "stablelm-2"])
 def test_bf16_logits_are_bit_identical_to_transformers(name):
-    _assert_same_as_hf(MODELS[name]().to(torch.bfloat16))
+    assert_same_as_hf(MODELS[name]().to(torch.bfloat16), VOCAB, lean_neox.NeoxPlan)
 
 
 def test_rollback_by_crop_then_continue():
     model = MODELS["stablelm-2"]()
     ours, theirs = new_cache(), new_cache()
-    prompt, block, step = _steps()[0], _steps()[3], _steps()[1]
-    for cache, run in ((ours, forward), (theirs, _hf)):
+    prompt, block, step = steps(VOCAB)[0], steps(VOCAB)[3], steps(VOCAB)[1]
+    for cache, run in ((ours, forward), (theirs, hf_forward)):
         run(model, prompt, cache)
         run(model, block, cache)
         cache.crop(-3)  # keep two of the five
-    assert torch.equal(forward(model, step, ours), _hf(model, step, theirs))
+    assert torch.equal(forward(model, step, ours), hf_forward(model, step, theirs))
 
 
 def test_greedy_tokens_equal_generate():
