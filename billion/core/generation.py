@@ -136,7 +136,7 @@ def forward(model, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 0) 
     """
     plan = lean_forward.plan_for(model) if lean_forward.ENABLED and input_ids.shape[0] == 1 else None
     logits = plan.forward(input_ids, cache, keep) if plan is not None else None
-    if logits is not None:  # Llama / Gemma-3 on CPU: the same logits in far fewer ops
+    if logits is not None:  # Llama, Gemma-3, GPT-NeoX, StableLM on CPU: the same logits in far fewer ops
         return logits
     # PEFT wrappers forward **kwargs: ask the wrapped model which spelling it takes.
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model

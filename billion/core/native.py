@@ -235,11 +235,10 @@ def rope_(x: torch.Tensor, heads: int, dim: int, cos: torch.Tensor, sin: torch.T
 SUM_LANES = 8
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, out: torch.Tensor | None = None) -> torch.Tensor:
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """torch.rms_norm(x, (n,), weight, eps) for float32 x (rows, n) and weight (n,), contiguous, in
-    one C call (kernels/rms_norm.h says why), into `out` if given (x itself allowed: each row is
-    summed before it is written). Callers check rms_norm_exact(n, eps) first."""
-    y = torch.empty_like(x) if out is None else out
+    one C call (kernels/rms_norm.h says why). Callers check rms_norm_exact(n, eps) first."""
+    y = torch.empty_like(x)
     library().billion_rms_norm(x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.shape[0], x.shape[1], eps, SUM_LANES)
     return y
 
