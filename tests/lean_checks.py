@@ -38,3 +38,18 @@ def assert_same_as_hf(model, vocab: int, plan_type: type | None = None, cache_co
         assert ours.get_seq_length() == theirs.get_seq_length()
     for layer_ours, layer_theirs in zip(ours.layers, theirs.layers):
         assert torch.equal(layer_ours.keys, layer_theirs.keys) and torch.equal(layer_ours.values, layer_theirs.values)
+
+
+def assert_greedy_equals_generate(model, new_tokens: int = 12) -> None:
+    """Greedy decoding one token at a time through generation.forward gives transformers'
+    `generate`'s tokens (EOS ignored, so all `new_tokens` of them)."""
+    model.generation_config.eos_token_id = None
+    ids = torch.tensor([[1, 17, 42, 99, 7]])
+    expected = model.generate(ids, max_new_tokens=new_tokens, do_sample=False)[0, ids.shape[1]:].tolist()
+    assert len(expected) == new_tokens
+    cache, tokens = new_cache(), []
+    logits = forward(model, ids, cache, keep=1)[0, -1]
+    for _ in range(new_tokens):
+        tokens.append(int(logits.argmax()))
+        logits = forward(model, torch.tensor([[tokens[-1]]]), cache, keep=1)[0, -1]
+    assert tokens == expected

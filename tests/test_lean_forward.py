@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from lean_checks import assert_same_as_hf, hf_forward, steps
+from lean_checks import assert_greedy_equals_generate, assert_same_as_hf, hf_forward, steps
 from tiny_models import tiny_llama
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -74,17 +74,7 @@ def test_the_rotary_table_grows_past_its_first_room(base, monkeypatch):
 
 
 def test_greedy_tokens_equal_generate(base):
-    model = copy.deepcopy(base)
-    model.generation_config.eos_token_id = None  # twelve tokens, whatever they are
-    ids = torch.tensor([[1, 17, 42, 99, 7]])
-    expected = model.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1]:].tolist()
-    assert len(expected) == 12
-    cache, tokens = new_cache(), []
-    logits = forward(model, ids, cache, keep=1)[0, -1]
-    for _ in range(12):
-        tokens.append(int(logits.argmax()))
-        logits = forward(model, torch.tensor([[tokens[-1]]]), cache, keep=1)[0, -1]
-    assert tokens == expected
+    assert_greedy_equals_generate(copy.deepcopy(base))
 
 
 def test_a_plan_goes_stale_when_lora_layers_are_injected(base):

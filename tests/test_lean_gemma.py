@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from lean_checks import assert_same_as_hf, hf_forward, steps
+from lean_checks import assert_greedy_equals_generate, assert_same_as_hf, hf_forward, steps
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
 from billion.core import lean_forward, lean_gemma, native
@@ -110,16 +110,7 @@ def test_full_attention_only_has_no_window_limit():
 
 
 def test_greedy_tokens_equal_generate(base):
-    model = copy.deepcopy(base)
-    model.generation_config.eos_token_id = None
-    ids = torch.tensor([[1, 17, 42, 99, 7]])
-    expected = model.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1]:].tolist()
-    cache, tokens = new_cache(), []
-    logits = forward(model, ids, cache, keep=1)[0, -1]
-    for _ in range(12):
-        tokens.append(int(logits.argmax()))
-        logits = forward(model, torch.tensor([[tokens[-1]]]), cache, keep=1)[0, -1]
-    assert tokens == expected
+    assert_greedy_equals_generate(copy.deepcopy(base))
 
 
 def test_final_logit_softcapping_is_applied_as_transformers_does():

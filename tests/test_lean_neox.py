@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from lean_checks import assert_same_as_hf, hf_forward, steps
+from lean_checks import assert_greedy_equals_generate, assert_same_as_hf, hf_forward, steps
 from tiny_models import tiny_neox
 from transformers import StableLmConfig, StableLmForCausalLM
 
@@ -86,16 +86,7 @@ def test_rollback_by_crop_then_continue():
 
 
 def test_greedy_tokens_equal_generate():
-    model = MODELS["pythia"]()
-    model.generation_config.eos_token_id = None
-    ids = torch.tensor([[1, 17, 42, 99, 7]])
-    expected = model.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1]:].tolist()
-    cache, tokens = new_cache(), []
-    logits = forward(model, ids, cache, keep=1)[0, -1]
-    for _ in range(12):
-        tokens.append(int(logits.argmax()))
-        logits = forward(model, torch.tensor([[tokens[-1]]]), cache, keep=1)[0, -1]
-    assert tokens == expected
+    assert_greedy_equals_generate(MODELS["pythia"]())
 
 
 def test_models_it_does_not_describe_keep_transformers_forward():
