@@ -177,7 +177,7 @@ def cost_section(args, fp32, fast) -> list[str]:
     models = {"fp32 (packed verifier)": verifier(fp32.model), "fp32 (MKL, as loaded)": fp32.model,
               "bf16": load_model(args.target, LoadOptions(dtype="bf16")).model, fast.label: fast.model,
               "int8 draft copy": quantized_copy(fp32.model, "int8", fp32.tokenizer),
-              "int4 draft copy": quantized_copy(fp32.model, "int4", fp32.tokenizer, fp32.spec.int4_group)}
+              "int4 draft copy": quantized_copy(fp32.model, "int4", fp32.tokenizer, fp32.spec.quant_group)}
     return ["", "### Verify cost: forward over m new tokens / 1-token step (256 cached tokens)", "",
             verify_costs(models, 256, 3 if args.quick else 7)]
 

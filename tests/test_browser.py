@@ -155,8 +155,10 @@ def test_arena_battle_vote_reveal_and_ratings(page, shots):
     expect(panel.locator("table").filter(has_text="contestant").first).to_contain_text("smollm2-135m")
     # The reveal names the precision that ran (the kernel this machine runs), next to its speed.
     from billion.core.quant import scheme_for
+    from billion.core.registry import resolve
 
-    expect(panel.locator("table").filter(has_text="precision").first).to_contain_text(scheme_for("int8").label)
+    group = resolve("smollm2-135m").quant_group  # the offline GGUF keeps groups of 32
+    expect(panel.locator("table").filter(has_text="precision").first).to_contain_text(scheme_for("int8", group).label)
     expect(a_is_better).to_be_disabled()
     expect(panel.get_by_text(re.compile(r"^1 battle counted"))).to_be_visible(timeout=MINUTE)
     ratings = panel.locator(".block").filter(has=page.locator("table", has_text="win rate")).last

@@ -120,7 +120,7 @@ def test_int8_prompts_multiply_dequantized_tiles_and_steps_stay_on_the_integer_k
 
 
 @needs_kernels
-@pytest.mark.parametrize("bits, group", [(8, 32), (4, 64), (4, 32)])
+@pytest.mark.parametrize("bits, group", [(8, 128), (8, 32), (4, 64), (4, 32)])
 @pytest.mark.parametrize("rows", [1, 3, native.GEMM_ROWS])
 def test_a_linear_group_equals_its_weights_one_by_one(bits, group, rows):
     """q|k|v in one call: the same numbers as three calls, side by side (the input quantized once)."""

@@ -29,10 +29,10 @@ def reference_blocks(weight: torch.Tensor, bits: int, group: int = 64) -> torch.
     n, k = weight.shape
     nb = k // 32
     blocks = quantize_blocks(weight, bits, group)
-    if bits == 8:
-        scales = blocks[:, :2 * nb].contiguous().view(torch.float16).float()
-        values = blocks[:, 2 * nb:].contiguous().view(torch.int8).float().reshape(n, nb, 32)
-        return (values * scales[..., None]).reshape(n, k)
+    if bits == 8:  # one fp16 scale per group, then the int8 values
+        ng = k // group
+        scales = blocks[:, :2 * ng].contiguous().view(torch.float16).float().repeat_interleave(group, -1)
+        return blocks[:, 2 * ng:].contiguous().view(torch.int8).float() * scales
     # int4: one fp16 scale and one fp16 minimum per group (of 64: two blocks of 32; of 32: one)
     ng, per = k // group, group // 32
     scales = blocks[:, :2 * ng].contiguous().view(torch.float16).float().repeat_interleave(per, -1)
@@ -42,18 +42,21 @@ def reference_blocks(weight: torch.Tensor, bits: int, group: int = 64) -> torch.
     return (values * scales[..., None] + mins[..., None]).reshape(n, k)
 
 
-def reference_activations(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """x quantized per block of 32 as the kernels do: int8 (127 levels) against int4 weights,
-    int16 (32767) against int8 weights; round half to even."""
+def reference_activations(x: torch.Tensor, bits: int, group: int = 32) -> torch.Tensor:
+    """x quantized as the kernels do: int8 (127 levels) per block of 32 against int4 weights,
+    int16 (32767) per group of the weights' against int8 weights; round half to even."""
     levels = 127 if bits == 4 else 32767
-    groups = x.reshape(x.shape[0], -1, 32)
+    groups = x.reshape(x.shape[0], -1, 32 if bits == 4 else group)
     top = groups.abs().amax(-1, keepdim=True)
     inverse = torch.where(top > 0, levels / top, 0)  # as the kernel computes it, so ties round alike
     return (torch.round(groups * inverse) * (top / levels)).reshape(x.shape)
 
 
+INT8_GROUPS = ((8, 256), (8, 128), (8, 64), (8, 32))
+
+
 @pytest.mark.parametrize("bits, group, shape", [
-    (bits, group, shape) for bits, group in ((8, 32), (4, 64), (4, 32))
+    (bits, group, shape) for bits, group in (*INT8_GROUPS, (4, 64), (4, 32))
     for shape in [(48, 32), (48, 64), (96, 576), (130, 2048)]  # 1, 2, 18 (a tail) and 64 blocks
     if shape[1] % group == 0])
 def test_blocks_decode_to_the_weight_within_half_a_step(bits, group, shape):
@@ -70,7 +73,7 @@ def test_blocks_decode_to_the_weight_within_half_a_step(bits, group, shape):
 # blocks per row: 1 (or one group); 6 and 7 (a run of four, then 2 or 3 alone); 18 and 22 (sixteen,
 # then a tail); 64. Rows are whole groups.
 @pytest.mark.parametrize("bits, group, k", [
-    (bits, group, max(k, group)) for bits, group in ((8, 32), (4, 64), (4, 32))
+    (bits, group, max(k, group)) for bits, group in (*INT8_GROUPS, (4, 64), (4, 32))
     for k in (32, 192, 224, 576, 704, 2048) if max(k, group) % group == 0])
 @pytest.mark.parametrize("rows", [1, 3, 16, 100])
 def test_layer_computes_quantized_weight_times_quantized_activations(bits, group, rows, k, isa):
@@ -81,7 +84,7 @@ def test_layer_computes_quantized_weight_times_quantized_activations(bits, group
     weight = reference_blocks(linear.weight, bits, group)
     with torch.no_grad():
         got = layer(x)
-        acts = reference_activations(x.reshape(-1, k), bits)  # the kernels quantize activations per block
+        acts = reference_activations(x.reshape(-1, k), bits, group)  # the kernels quantize activations too
         want = (acts @ weight.T + linear.bias).reshape(1, rows, 40)
         exact = linear(x)
     assert got.shape == (1, rows, 40)
@@ -99,6 +102,18 @@ def test_int4_blocks_take_rows_of_whole_groups():
     assert BlockLinear(128, 8, False, 4, 32).blocks.shape == (8, 80)
     with pytest.raises(ValueError, match="groups of 48"):
         quantize_blocks(torch.randn(8, 96), 4, group=48)
+
+
+def test_int8_takes_groups_of_256_or_the_largest_that_divides_a_row():
+    # 2048 and 5632 (TinyLlama): 256; 576 (SmolLM2's hidden size): 64; 640 (Gemma-3-270M's): 128
+    for k, group in ((2048, 256), (5632, 256), (576, 64), (640, 128), (96, 32)):
+        layer = BlockLinear.from_linear(nn.Linear(k, 8), 8)
+        assert layer.group == group and layer.blocks.shape == (8, k + 2 * k // group)
+    assert BlockLinear.from_linear(nn.Linear(2048, 8), 8, 32).group == 32  # GGUF-grid weights keep 32
+    assert native.row_bytes(8, 2048) * 8 / 2048 == 8.0625 and native.row_bytes(8, 2048, 32) * 8 / 2048 == 8.5
+    assert not BlockLinear.supports(nn.Linear(80, 8), 8)  # no group of 32 or more divides 80
+    with pytest.raises(ValueError, match="groups of 48"):
+        quantize_blocks(torch.randn(8, 96), 8, group=48)
 
 
 def test_layer_keeps_the_caller_dtype_and_a_zero_row():
@@ -129,7 +144,7 @@ def test_embedding_rows_decode_with_the_table_scale():
     table.embed_scale = torch.tensor(8.0)  # Gemma scales its embeddings by sqrt(hidden)
     quant = BlockEmbedding.from_embedding(table)
     ids = torch.tensor([[3, 0, 49], [7, 7, 1]])
-    want = reference_blocks(table.weight, 8)[ids] * 8.0
+    want = reference_blocks(table.weight, 8, native.QK)[ids] * 8.0
     with torch.no_grad():
         got = quant(ids)
     assert got.shape == (2, 3, 64) and torch.equal(got, want)
@@ -203,7 +218,7 @@ def test_row_file_refuses_a_wrong_tensor_and_reports_a_truncated_file(tmp_path):
         table(torch.tensor([49]))
 
 
-@pytest.mark.parametrize("bits, group", [(8, 32), (4, 64), (4, 32)])
+@pytest.mark.parametrize("bits, group", [*INT8_GROUPS, (4, 64), (4, 32)])
 def test_avx512_and_avx2_loops_agree(bits, group):
     """The same integer products on both instruction sets: outputs differ only by the order of the
     fp32 sums (a layout slip would move them by whole percents)."""
@@ -221,7 +236,7 @@ def test_avx512_and_avx2_loops_agree(bits, group):
     assert native.isa() == "AVX-512"
 
 
-@pytest.mark.parametrize("bits, group, k", [(bits, group, k) for bits, group in ((8, 32), (4, 64), (4, 32))
+@pytest.mark.parametrize("bits, group, k", [(bits, group, k) for bits, group in (*INT8_GROUPS, (4, 64), (4, 32))
                                              for k in (224, 704, 2048) if k % group == 0])
 def test_a_prompts_rows_equal_the_same_rows_one_at_a_time(bits, group, k, isa):
     """Rows are taken four at a time where the loops allow (a prompt), in the one-row order: the

@@ -74,24 +74,27 @@ def test_cached_model_reads_embedding_rows_from_the_cache_file(tiny_dir, cache):
     assert table.rows.path == quant_cache.cache_entry(str(tiny_dir), {}, "int8") / "model.safetensors"
     ids = torch.tensor([[0, 5, 5, table.num_embeddings - 1]])
     want = built.model.get_input_embeddings().blocks[ids[0]]
-    want = native.dequantize(want, 8, table.embedding_dim)[None]
+    want = native.dequantize(want, 8, table.embedding_dim, native.QK)[None]
     table.blocks = torch.zeros_like(table.blocks)  # the lookup reads the file, not the mapped table
     assert torch.equal(table(ids), want)
     assert torch.equal(_logits(cached), _logits(built))
 
 
-def test_int4_group_is_part_of_the_entry_and_comes_back(tiny_dir, cache):
+@pytest.mark.parametrize("scheme, default, acts", [("int4", 64, "a8"), ("int8", 256, "a16")])
+def test_the_group_is_part_of_the_entry_and_comes_back(tiny_dir, cache, scheme, default, acts):
     from billion.core.quant_blocks import BlockLinear
 
     tokenizer_free = load_fresh(str(tiny_dir), LoadOptions(quantization="none"))
     by_group = {}
     for group in (32, None):
         model = load_fresh(str(tiny_dir), LoadOptions(quantization="none")).model
-        entry = quant_cache.cache_entry(str(tiny_dir), {}, "int4", group)
-        quant_cache.quantize_and_store(model, tokenizer_free.tokenizer, "int4", entry, str(tiny_dir), group)
-        loaded = quant_cache.try_load_cached(str(tiny_dir), {}, "int4", torch.float32, group)
+        entry = quant_cache.cache_entry(str(tiny_dir), {}, scheme, group)
+        quant_cache.quantize_and_store(model, tokenizer_free.tokenizer, scheme, entry, str(tiny_dir), group)
+        loaded = quant_cache.try_load_cached(str(tiny_dir), {}, scheme, torch.float32, group)
         layers = [m for m in loaded.modules() if isinstance(m, BlockLinear)]
-        assert layers and {m.group for m in layers} == {group or 64}
-        assert model_scheme(loaded).label == f"int4 (groups of {group or 64}, a8, {native.isa()})"
+        # int8 rows the default group does not divide take the largest that does
+        assert layers and {m.group for m in layers} == {native.fitting_group(m.bits, m.in_features, group) for m in layers}
+        assert (group == 32) == ({m.group for m in layers} == {32})
+        assert model_scheme(loaded).label == f"{scheme} (groups of {group or default}, {acts}, {native.isa()})"
         by_group[group] = entry
-    assert by_group[32] != by_group[None] and "g32" in by_group[32].name and "g64" in by_group[None].name
+    assert by_group[32] != by_group[None] and "g32" in by_group[32].name and f"g{default}" in by_group[None].name

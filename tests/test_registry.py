@@ -118,9 +118,9 @@ def test_compared_models_pin_a_commit():
     assert all(COMMIT_SHA.fullmatch(rev or "") for rev in pinned.values()), pinned
 
 
-def test_int4_group_follows_the_shipped_weights():
-    # The offline models are dequantized GGUFs whose blocks are 32 wide: int4 keeps that grid.
+def test_quant_group_follows_the_shipped_weights():
+    # The offline models are dequantized GGUFs whose blocks are 32 wide: int8 and int4 keep that grid.
     for alias in ("smollm2-135m", "gemma3-270m"):
-        assert resolve(alias).int4_group == 32
+        assert resolve(alias).quant_group == 32
     for alias in ("tinyllama", "llama3.2-1b", "stablelm", "pythia-1b"):
-        assert resolve(alias).int4_group is None  # float hub weights: the kernels' default, 64
+        assert resolve(alias).quant_group is None  # float hub weights: the kernels' defaults (256, 64)

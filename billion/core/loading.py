@@ -20,6 +20,7 @@ from billion.core.registry import ModelSpec, resolve
 from billion.core import quant_cache, weights
 from billion.core.download_jobs import DownloadRegistry, ensure_local
 from billion.core.quant import model_scheme, scheme_for
+from billion.core.weight_arena import move_to_huge_pages
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
     if cpu_quant:
         scheme_for(options.quantization)  # an unknown scheme fails before the weights are read
     quant = None if cpu_quant else quantization_config(options.quantization, device, dtype)
-    group = spec.int4_group if options.quantization == "int4" else None
+    group = spec.quant_group if cpu_quant else None
     location, hub_kwargs = weights_location(spec, downloads)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **hub_kwargs)
@@ -240,8 +241,12 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
         entry = None if options.adapter else quant_cache.cache_entry(location, hub_kwargs,
                                                                      options.quantization, group)
         model = quant_cache.quantize_and_store(model, tokenizer, options.quantization, entry, location, group)
-        if entry is not None:  # the first start runs as every later one: on the stored entry, mapped
-            model = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype, group) or model
+        # the first start runs as every later one: on the stored entry (its weights on huge pages)
+        cached = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype, group) \
+            if entry is not None else None
+        if cached is None:
+            move_to_huge_pages(model)
+        model = cached or model
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, device=device, dtype=dtype,

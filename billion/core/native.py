@@ -1,8 +1,8 @@
 """billion's block-quantized CPU kernels (kernels/qblocks.c), compiled on first use and called by ctypes.
 
 Why our own: on an AVX2 CPU PyTorch's int4 kernel is compute-bound and fbgemm's int8 needs
-activation smoothing (docs/benchmarks/decode.md). The C file is ~350 lines of AVX2 intrinsics over
-llama.cpp's block layouts, plus AVX-512 (BW + VNNI) loops (kernels/qblocks_avx512.h) chosen at run
+activation smoothing (docs/benchmarks/decode.md). The C file is ~400 lines of AVX2 intrinsics over
+block layouts like llama.cpp's (int8 in groups of 256 where rows allow), plus AVX-512 (BW + VNNI) loops (kernels/qblocks_avx512.h) chosen at run
 time where the CPU has them; gcc builds it in about a second into ~/.cache/billion/kernels/, keyed
 by the sources' hash. Where there is no compiler or no AVX2/FMA/F16C, `library()` is None and the
 PyTorch kernels are used instead (BILLION_NATIVE_KERNELS=0 forces that).
@@ -35,24 +35,47 @@ QK = 32
 #: int4 groups (one fp16 scale and minimum each): 64 by default, 32 for GGUF-grid weights
 Q4_GROUPS = (64, 32)
 Q4_GROUP = Q4_GROUPS[0]
+#: int8 groups (one fp16 scale each): 256 by default (8.06 bits a weight, and the integer sums run
+#: over a whole group: docs/benchmarks/decode.md), the largest that divides a shorter row, 32 (llama.cpp's
+#: Q8_0 blocks) for GGUF-grid weights
+Q8_GROUPS = (256, 128, 64, 32)
+Q8_GROUP = Q8_GROUPS[0]
 #: bytes per block of 32: weights int4 in groups of 32 (fp16 scale + fp16 min + 16 bytes), int8
 #: (fp16 scale + 32), activations (fp32 scale + fp32 scaled sum + 32)
 BLOCK_BYTES = {4: 20, 8: 34, "act": 40}
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 
 
-def row_bytes(bits: int, k: int, group: int = Q4_GROUP) -> int:
-    """Bytes of one weight row of k values: int8 34 per block of 32; int4 16 per block of 32 and 4
-    (fp16 scale and minimum) per group."""
+def groups(bits: int) -> tuple[int, ...]:
+    return Q4_GROUPS if bits == 4 else Q8_GROUPS
+
+
+def default_group(bits: int) -> int:
+    return Q4_GROUP if bits == 4 else Q8_GROUP
+
+
+def fitting_group(bits: int, k: int, group: int | None = None) -> int | None:
+    """The group a row of k values takes: `group` (default: the kernels') where it divides k; for
+    int8 else the largest smaller one that does (576-wide rows: 64); None where none does."""
+    wanted = group or default_group(bits)
+    sizes = [g for g in groups(bits) if g <= wanted] if bits == 8 else [wanted]
+    return next((g for g in sizes if k % g == 0), None)
+
+
+def row_bytes(bits: int, k: int, group: int | None = None) -> int:
+    """Bytes of one weight row of k values: int8 32 per block of 32 and 2 (fp16 scale) per group;
+    int4 16 per block of 32 and 4 (fp16 scale and minimum) per group."""
+    group = group or default_group(bits)
     if bits == 8:
-        return k // QK * BLOCK_BYTES[8]
+        return k + 2 * (k // group)
     return k // QK * (QK // 2) + 4 * (k // group)
 
 
-def _shift(group: int) -> int:
-    if group not in Q4_GROUPS:
-        raise ValueError(f"int4 groups of {group}: the kernels take {Q4_GROUPS}")
-    return 0 if group == QK else 1
+def _shift(bits: int, group: int) -> int:
+    """The kernels' group argument: groups of 32 << shift."""
+    if group not in groups(bits):
+        raise ValueError(f"int{bits} groups of {group}: the kernels take {groups(bits)}")
+    return (group // QK).bit_length() - 1
 
 
 def cpu_supports(cpuinfo: str | None = None) -> bool:
@@ -98,7 +121,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.billion_set_isa.argtypes = [_int]
     lib.billion_get_isa.argtypes = []
     lib.billion_q4_dequantize.argtypes = [_ptr, _i64, _i64, _int, _ptr, _int]
-    lib.billion_q8_dequantize.argtypes = [_ptr, _i64, _i64, _ptr, _int]
+    lib.billion_q8_dequantize.argtypes = [_ptr, _i64, _i64, _int, _ptr, _int]
     lib.billion_linear.argtypes = [_int, _int, _ptr, _i64, _i64, _ptr, _i64, _ptr, _int]
     lib.billion_linear_cat.argtypes = [_int, _int, _int, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _int]
     lib.billion_rope.argtypes = [_ptr, _i64, _i64, _i64, _i64, _i64, _ptr, _ptr]
@@ -173,26 +196,24 @@ def _dequantized_matmul(blocks: list[torch.Tensor], bits: int, k: int, x: torch.
     return y
 
 
-def block_matmul(blocks: torch.Tensor, bits: int, k: int, x: torch.Tensor, group: int = Q4_GROUP) -> torch.Tensor:
+def block_matmul(blocks: torch.Tensor, bits: int, k: int, x: torch.Tensor, group: int | None = None) -> torch.Tensor:
     """x (rows, k) float32 contiguous times the (n, k) block-quantized weight's transpose: (rows, n)."""
-    n, rows = blocks.shape[0], x.shape[0]
+    n, rows, group = blocks.shape[0], x.shape[0], group or default_group(bits)
     if bits == 8 and rows >= GEMM_ROWS:
         return _dequantized_matmul([blocks], bits, k, x, group)
     y = torch.empty(rows, n, dtype=torch.float32)
-    if library().billion_linear(bits, _shift(group), blocks.data_ptr(), n, k, x.data_ptr(), rows,
+    if library().billion_linear(bits, _shift(bits, group), blocks.data_ptr(), n, k, x.data_ptr(), rows,
                                 y.data_ptr(), _threads()):
         raise MemoryError(f"no memory for the int8 activations of a {rows} x {k} input")
     return y
 
 
-def dequantize(blocks: torch.Tensor, bits: int, k: int, group: int = Q4_GROUP) -> torch.Tensor:
+def dequantize(blocks: torch.Tensor, bits: int, k: int, group: int | None = None) -> torch.Tensor:
     """The (n, k) float32 weight the blocks stand for."""
     out = torch.empty(blocks.shape[0], k, dtype=torch.float32)
-    if bits == 4:
-        library().billion_q4_dequantize(blocks.data_ptr(), blocks.shape[0], k, _shift(group), out.data_ptr(),
-                                        _threads())
-    else:
-        library().billion_q8_dequantize(blocks.data_ptr(), blocks.shape[0], k, out.data_ptr(), _threads())
+    shift = _shift(bits, group or default_group(bits))
+    dequantize_call = library().billion_q4_dequantize if bits == 4 else library().billion_q8_dequantize
+    dequantize_call(blocks.data_ptr(), blocks.shape[0], k, shift, out.data_ptr(), _threads())
     return out
 
 
@@ -201,8 +222,9 @@ class LinearGroup:
     (rows, sum of their n), with x quantized once and one parallel loop (kernels/qblocks.c).
     The pointer arrays are built once; the blocks must stay alive (the caller's modules hold them)."""
 
-    def __init__(self, blocks: list[torch.Tensor], bits: int, k: int, group: int = Q4_GROUP):
-        self.bits, self.k, self.group, self.shift = bits, k, group, _shift(group) if bits == 4 else 0
+    def __init__(self, blocks: list[torch.Tensor], bits: int, k: int, group: int | None = None):
+        self.group = group or default_group(bits)
+        self.bits, self.k, self.shift = bits, k, _shift(bits, self.group)
         self.total = sum(b.shape[0] for b in blocks)
         self._keep = blocks
         self._ptrs = (ctypes.c_void_p * len(blocks))(*(b.data_ptr() for b in blocks))

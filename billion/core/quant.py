@@ -2,8 +2,8 @@
 
 Kernels (measured in benchmarks/quant_kernels.py; why these in docs/benchmarks/decode.md):
 - "blocks" (the default where it compiles: x86 with AVX2/FMA/F16C and a C compiler): billion's own
-  int8 / int4 kernels over blocks of 32 weights (int4: groups of 64) (billion/core/quant_blocks.py,
-  native.py).
+  int8 / int4 kernels over groups of weights along the input dimension (int8: 256, int4: 64; 32 for
+  weights from a GGUF) (billion/core/quant_blocks.py, native.py).
 Otherwise PyTorch's packed kernels ("torch"):
 - int8: per-output-channel int8 weights on fbgemm's int8 GEMM (`quantized::linear_dynamic`),
   activations quantized per token on the fly. `torch._weight_int8pack_mm` (weight-only) was no
@@ -40,6 +40,7 @@ SCHEMES = ("int8", "int4")
 KERNELS = ("blocks", "torch")
 INT4_GROUP_SIZES = (256, 128, 64, 32)
 DEFAULT_INT4_GROUP = native.Q4_GROUP
+INT8_GROUP_SIZES = native.Q8_GROUPS
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,17 @@ class QuantScheme:
     """What a quantized model holds: the kernels' names and settings, for labels and cache keys."""
 
     name: str
-    #: int4 group size along the input dimension (None for int8's per-channel scales)
+    #: group size along the input dimension (the block kernels' int8: rows it does not divide take
+    #: the largest smaller group that does; None for the torch kernel's per-channel int8 scales)
     group_size: int | None = None
-    #: "blocks" (billion's AVX2 / AVX-512 kernels, blocks of 32) or "torch" (fbgemm / int4pack)
+    #: "blocks" (billion's AVX2 / AVX-512 kernels) or "torch" (fbgemm / int4pack)
     kernel: str = "torch"
 
     @property
     def label(self) -> str:
         if self.kernel == "blocks":
             if self.name == "int8":
-                return f"int8 (blocks of {native.QK}, a16, {native.isa()})"
+                return f"int8 (groups of {self.group_size}, a16, {native.isa()})"
             return f"int4 (groups of {self.group_size}, a8, {native.isa()})"
         if self.name == "int8":
             return "int8 (w8a8 per-token, fbgemm)"
@@ -73,7 +75,8 @@ def default_kernel() -> str:
 
 
 def scheme_for(name: str, group_size: int | None = None, kernel: str | None = None) -> QuantScheme:
-    """The scheme for int8 / int4; the block kernels where they run here (int4 in groups of 64 or 32)."""
+    """The scheme for int8 / int4; the block kernels where they run here (int8 in groups of 256 by
+    default, int4 of 64; both of 32 for GGUF-grid weights)."""
     if name not in SCHEMES:
         raise BillionError(f"Unknown quantization scheme {name!r}: use int8 or int4.")
     chosen = kernel or default_kernel()
@@ -81,7 +84,12 @@ def scheme_for(name: str, group_size: int | None = None, kernel: str | None = No
         raise BillionError(f"Kernel {chosen!r} is not available here: use one of "
                            f"{[k for k in KERNELS if k != 'blocks' or native.available()]}.")
     if name == "int8":
-        return QuantScheme("int8", None, chosen)
+        if chosen == "torch":
+            return QuantScheme("int8", None, chosen)
+        group = group_size or native.Q8_GROUP
+        if group not in INT8_GROUP_SIZES:
+            raise BillionError(f"int8 group size {group} is not supported: use one of {INT8_GROUP_SIZES}.")
+        return QuantScheme("int8", group, chosen)
     group = group_size or DEFAULT_INT4_GROUP
     if group not in INT4_GROUP_SIZES:
         raise BillionError(f"int4 group size {group} is not supported: use one of {INT4_GROUP_SIZES}.")
@@ -97,7 +105,7 @@ def _bits(scheme: QuantScheme) -> int:
 def quantized_linear_type(linear: nn.Linear, scheme: QuantScheme) -> type:
     """BlockLinear with the block kernels; Int4Linear where the int4 kernel can pack the shape,
     else Int8Linear."""
-    if scheme.kernel == "blocks" and BlockLinear.supports(linear, _bits(scheme), scheme.group_size or native.QK):
+    if scheme.kernel == "blocks" and BlockLinear.supports(linear, _bits(scheme), scheme.group_size):
         return BlockLinear
     if scheme.name == "int4" and scheme.group_size and Int4Linear.supports(linear, scheme.group_size):
         return Int4Linear
@@ -109,7 +117,7 @@ def quantized_linear(linear: nn.Linear, scheme: QuantScheme,
     """The quantized replacement of one layer."""
     kind = quantized_linear_type(linear, scheme)
     if kind is BlockLinear:
-        return BlockLinear.from_linear(linear, _bits(scheme), scheme.group_size or native.QK)
+        return BlockLinear.from_linear(linear, _bits(scheme), scheme.group_size)
     if kind is Int4Linear:
         return Int4Linear.from_linear(linear, scheme.group_size)  # type: ignore[arg-type]
     return Int8Linear.from_linear(linear, act_absmax)
@@ -119,8 +127,7 @@ def empty_quantized_linear(linear: nn.Linear, scheme: QuantScheme) -> nn.Module:
     """Same module type and buffer shapes as quantized_linear, uninitialized (to load saved buffers into)."""
     bias = linear.bias is not None
     if quantized_linear_type(linear, scheme) is BlockLinear:
-        return BlockLinear(linear.in_features, linear.out_features, bias, _bits(scheme),
-                           scheme.group_size or native.QK)
+        return BlockLinear(linear.in_features, linear.out_features, bias, _bits(scheme), scheme.group_size)
     if quantized_linear_type(linear, scheme) is Int4Linear:
         return Int4Linear(linear.in_features, linear.out_features, bias, scheme.group_size)  # type: ignore[arg-type]
     return Int8Linear(linear.in_features, linear.out_features, bias)

@@ -1,15 +1,18 @@
-"""int8 / int4 layers on billion's block kernels (billion/core/native.py): int8 in blocks of 32 weights
-along the input dimension with one fp16 scale each; int4 in groups of 64 with an fp16 scale and an
-fp16 minimum (asymmetric; MLX's default 4-bit layout): 4.5 bits per weight instead of the 5 of groups
-of 32, which took TinyLlama's int4 weights from 683 to 622 MiB. Weights dequantized from a GGUF with
-32-wide blocks (the offline SmolLM2 and Gemma) keep groups of 32: they lie on that grid already, and
-groups of 64 cost SmolLM2 a tenth of its fp32 next tokens (docs/benchmarks/decode.md).
+"""int8 / int4 layers on billion's block kernels (billion/core/native.py): int8 in groups of 256 weights
+along the input dimension with one fp16 scale each (8.06 bits a weight; rows 256 does not divide take
+the largest of 128 / 64 / 32 that does); int4 in groups of 64 with an fp16 scale and an fp16 minimum
+(asymmetric; MLX's default 4-bit layout): 4.5 bits per weight instead of the 5 of groups of 32, which
+took TinyLlama's int4 weights from 683 to 622 MiB. Weights dequantized from a GGUF with 32-wide blocks
+(the offline SmolLM2 and Gemma) keep groups of 32 at both widths (registry.quant_group): they lie on
+that grid already, and groups of 64 cost SmolLM2 a tenth of its fp32 next tokens at int4
+(docs/benchmarks/decode.md).
 
-Finer scales than per-channel, and activations quantized per block of 32 (int16 against int8
-weights, int8 against int4) rather than per token, so no SmoothQuant calibration is needed: a few huge activation channels only coarsen their own
-blocks. int4 prompts run on the same integer kernels (four rows per weight load); int8 prompts of
-native.GEMM_ROWS rows or more multiply the weight dequantized a tile at a time with BLAS, 1.4-3.4x
-faster than int8's one-row loops at 64-512 tokens (benchmarks/prefill.py).
+Finer scales than per-channel, and activations quantized per group (int16 against int8 weights) or
+per block of 32 (int8 against int4), rather than per token, so no SmoothQuant calibration is needed:
+a few huge activation channels only coarsen their own groups. int4 prompts run on the same integer
+kernels (four rows per weight load); int8 prompts of native.GEMM_ROWS rows or more multiply the
+weight dequantized a tile at a time with BLAS, 1.4-3.4x faster than int8's one-row loops at 64-512
+tokens (benchmarks/prefill.py).
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from billion.core import native
 _CHUNK_ROWS = 4096  # quantize big matrices (LM heads, 128k x 2048) a slice at a time
 
 
-def _q8_rows(w: torch.Tensor) -> torch.Tensor:
+def _q8_rows(w: torch.Tensor, group: int) -> torch.Tensor:
     n, k = w.shape
-    groups = w.float().reshape(n, k // native.QK, native.QK)
+    groups = w.float().reshape(n, k // group, group)
     scale = (groups.abs().amax(-1, keepdim=True) / 127).to(torch.float16)
     wide = scale.float()
     q = torch.round(groups / torch.where(wide > 0, wide, 1)).clamp(-127, 127).to(torch.int8)
@@ -52,39 +55,42 @@ def _q4_rows(w: torch.Tensor, group: int) -> torch.Tensor:
                       packed.reshape(n, -1)], -1)
 
 
-def quantize_blocks(weight: torch.Tensor, bits: int, group: int = native.Q4_GROUP) -> torch.Tensor:
+def quantize_blocks(weight: torch.Tensor, bits: int, group: int | None = None) -> torch.Tensor:
     """(n, k) float weight -> (n, native.row_bytes) uint8 rows in the kernels' layout: per row, the
-    fp16 scales (int8: one per block of 32; int4: one per group, then the fp16 group minimums), then
-    the quantized values."""
-    size = group if bits == 4 else native.QK
-    if bits == 4 and group not in native.Q4_GROUPS:
-        raise ValueError(f"int4 groups of {group}: the kernels take {native.Q4_GROUPS}")
-    if weight.shape[-1] % size:
-        raise ValueError(f"int{bits} blocks need rows of a multiple of {size} values, not {weight.shape[-1]}")
+    fp16 scales (one per group; int4: then the fp16 group minimums), then the quantized values."""
+    group = group or native.default_group(bits)
+    if group not in native.groups(bits):
+        raise ValueError(f"int{bits} groups of {group}: the kernels take {native.groups(bits)}")
+    if weight.shape[-1] % group:
+        raise ValueError(f"int{bits} groups of {group} need rows of a multiple of {group} values, not {weight.shape[-1]}")
     parts = weight.detach().split(_CHUNK_ROWS)
-    return torch.cat([_q4_rows(part, group) if bits == 4 else _q8_rows(part) for part in parts])
+    return torch.cat([_q4_rows(part, group) if bits == 4 else _q8_rows(part, group) for part in parts])
 
 
 class BlockLinear(nn.Module):
-    """y = x W^T + b with W in blocks (int8: of 32; int4: groups of 64 or 32), on billion's AVX2 / AVX-512 kernels."""
+    """y = x W^T + b with W in groups along the input (int8: of 256, or the largest of 128 / 64 / 32 that
+    divides a row; int4: of 64 or 32), on billion's AVX2 / AVX-512 kernels."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, bits: int,
-                 group: int = native.Q4_GROUP):
+                 group: int | None = None):
         super().__init__()
         self.in_features, self.out_features, self.bits = in_features, out_features, bits
-        self.group = group if bits == 4 else native.QK
+        fitting = native.fitting_group(bits, in_features, group)
+        if fitting is None:
+            raise ValueError(f"int{bits} groups of {group or native.default_group(bits)} do not divide rows of {in_features}")
+        self.group = fitting
         width = native.row_bytes(bits, in_features, self.group)
         self.register_buffer("blocks", torch.empty(out_features, width, dtype=torch.uint8))
         self.register_buffer("bias", torch.empty(out_features) if bias else None)
 
     @staticmethod
-    def supports(linear: nn.Linear, bits: int, group: int = native.Q4_GROUP) -> bool:
-        return linear.in_features % (group if bits == 4 else native.QK) == 0 and native.available()
+    def supports(linear: nn.Linear, bits: int, group: int | None = None) -> bool:
+        return native.fitting_group(bits, linear.in_features, group) is not None and native.available()
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, bits: int, group: int = native.Q4_GROUP) -> "BlockLinear":
+    def from_linear(cls, linear: nn.Linear, bits: int, group: int | None = None) -> "BlockLinear":
         module = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, group)
-        module.blocks = quantize_blocks(linear.weight, bits, group)
+        module.blocks = quantize_blocks(linear.weight, bits, module.group)
         if linear.bias is not None:
             module.bias = linear.bias.detach().float().clone()
         return module
@@ -99,7 +105,7 @@ class BlockLinear(nn.Module):
         return y + self.bias.to(x.dtype) if self.bias is not None else y
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, int{self.bits} blocks of {self.group}"
+        return f"in={self.in_features}, out={self.out_features}, int{self.bits} groups of {self.group}"
 
 
 class BlockEmbedding(nn.Module):
@@ -134,7 +140,7 @@ class BlockEmbedding(nn.Module):
     @classmethod
     def from_embedding(cls, embedding: nn.Embedding) -> "BlockEmbedding":
         module = cls.empty_like(embedding)
-        module.blocks = quantize_blocks(embedding.weight, 8)
+        module.blocks = quantize_blocks(embedding.weight, 8, native.QK)
         return module
 
     def read_rows_from(self, rows: "RowFile | None") -> None:
@@ -146,7 +152,7 @@ class BlockEmbedding(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         flat = ids.reshape(-1)
         rows = self.rows.read(flat) if self.rows is not None else self.blocks.index_select(0, flat)
-        out = native.dequantize(rows, 8, self.embedding_dim).reshape(*ids.shape, self.embedding_dim)
+        out = native.dequantize(rows, 8, self.embedding_dim, native.QK).reshape(*ids.shape, self.embedding_dim)
         return (out * self.scale if self.scale is not None else out).to(self.dtype)
 
     def extra_repr(self) -> str:

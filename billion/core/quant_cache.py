@@ -3,7 +3,7 @@
 The first load reads the float weights, quantizes them (billion.core.quant) and writes the
 quantized state to ~/.cache/billion/quantized/<source fingerprint>-<scheme>-k<kernel version>/;
 later loads build an empty skeleton from config.json and read that state (about a second for a
-135M model). The key holds the CPU capability too (torch packs int4 differently for AVX2 and
+135M model), with the layers' weights copied onto huge pages (billion.core.weight_arena). The key holds the CPU capability too (torch packs int4 differently for AVX2 and
 AVX512). An entry that fails to load is removed and rebuilt from the float weights.
 """
 
@@ -20,6 +20,7 @@ import torch
 from billion.core import weights
 from billion.core.quant import calibration_ids, quantize_model, scheme_for
 from billion.core.quant_blocks import BlockEmbedding, RowFile
+from billion.core.weight_arena import move_to_huge_pages
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def load_cached(entry: Path, location: str, hub_kwargs: dict[str, Any], scheme: 
     if left:
         raise ValueError(f"weights missing from the cache: {left[:3]}")
     read_embedding_rows_from(model, entry / "model.safetensors")
+    move_to_huge_pages(model, entry / "model.safetensors")
     try:
         model.generation_config = GenerationConfig.from_pretrained(location, **hub_kwargs)
     except OSError:  # no generation_config.json: the one from config stays

@@ -75,10 +75,10 @@ class ModelSpec:
         return self.source.location if self.source.kind == "hub" else self.upstream
 
     @property
-    def int4_group(self) -> int | None:
-        """The int4 group for billion's CPU kernels: 32 where the shipped weights are a GGUF (its
-        Q4/Q5/Q8 formats quantize in blocks or sub-blocks of 32 values, so the weights lie on that
-        grid and groups of 32 keep them); None: the kernels' default (64)."""
+    def quant_group(self) -> int | None:
+        """The int8 / int4 group for billion's CPU kernels: 32 where the shipped weights are a GGUF
+        (its Q4/Q5/Q8 formats quantize in blocks or sub-blocks of 32 values, so the weights lie on
+        that grid and groups of 32 keep them); None: the kernels' defaults (int8 256, int4 64)."""
         return 32 if self.shipped_quantization.startswith("GGUF") else None
 
     @property

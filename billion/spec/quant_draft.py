@@ -30,20 +30,23 @@ _LOCK = threading.Lock()
 def quantized_copy(model: torch.nn.Module, scheme: str, tokenizer=None, group: int | None = None) -> torch.nn.Module:
     """The model quantized to `scheme` (made once per model and scheme, then kept while it lives);
     with a tokenizer, int8's smoothing is calibrated on real text rather than random ids. group:
-    int4's group (the registry's int4_group for the model; None: the kernels' default)."""
+    the group (the registry's quant_group for the model; None: the kernels' default)."""
     if scheme not in SCHEMES:
         raise BillionError(f"Unknown quantized draft 'quant:{scheme}': use quant:int8 or quant:int4.")
     try:
         from billion.core.quant import calibration_ids, quantize_model
+        from billion.core.weight_arena import move_to_huge_pages
     except ImportError as exc:
         raise BillionError(f"quant:{scheme} needs billion's CPU int8/int4 kernels (billion.core.quant), "
                            f"which this install lacks ({exc}): use prompt-lookup or a draft model.") from exc
     with _LOCK:
         copies = _COPIES.setdefault(model, {})
-        key = f"{scheme}-g{group}" if scheme == "int4" and group else scheme
+        key = f"{scheme}-g{group}" if group else scheme
         if key not in copies:
             calibration = calibration_ids(tokenizer) if tokenizer is not None else None
-            copies[key] = quantize_model(model, scheme, calibration=calibration, group_size=group)
+            copy = quantize_model(model, scheme, calibration=calibration, group_size=group)
+            move_to_huge_pages(copy)
+            copies[key] = copy
         return copies[key]
 
 

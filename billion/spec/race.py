@@ -74,7 +74,7 @@ def build_draft(target: LoadedModel, choice: DraftChoice, models: ModelCache | N
             raise BillionError(f"quant:{choice.scheme} uses billion's CPU int8/int4 kernels, and the target "
                                f"is on {target.device.type}: run on CPU, or use prompt-lookup or a draft model.")
         name = f"quant:{choice.scheme}"
-        copy = quantized_copy(target.model, choice.scheme, target.tokenizer, target.spec.int4_group)
+        copy = quantized_copy(target.model, choice.scheme, target.tokenizer, target.spec.quant_group)
         return BuiltDraft(choice, SharedCacheDraft(copy, vocab, name))
     draft = load_draft(models, choice, target, hold)
     notes = size_notes(target, draft)

@@ -1,13 +1,15 @@
 /* int8 / int4 block-quantized matmul for x86 CPUs with AVX2 + FMA + F16C, with AVX-512 (BW, VNNI)
  * loops chosen at run time where the CPU has them (billion/core/native.py).
  *
- * Decode on a CPU is bound by the bytes of weight read per token, so weights are stored in blocks
- * along the input dimension: int8 in blocks of 32 with an fp16 scale (llama.cpp's Q8_0), 8.5 bits per
- * weight; int4 in groups of 64 with an fp16 scale and minimum (MLX's default 4-bit layout), 4.5 bits
- * per weight, 10% fewer bytes than groups of 32 (Q4_1's 5 bits), or in groups of 32 for weights that
- * come from a GGUF with 32-wide blocks (they lie on that grid already). Activations are quantized per
- * block of 32 on the fly (int8 against int4 weights, int16 against int8 weights), so the inner
- * product is an integer one (maddubs / madd / dpbusd) and one fp32 FMA per block.
+ * Decode on a CPU is bound by the bytes of weight read per token, so weights are stored in groups
+ * along the input dimension: int8 in groups of 256 with an fp16 scale, 8.06 bits per weight (or 128
+ * / 64 where a row is shorter, and llama.cpp's Q8_0 blocks of 32, 8.5 bits, for weights from a GGUF);
+ * int4 in groups of 64 with an fp16 scale and minimum (MLX's default 4-bit layout), 4.5 bits per
+ * weight, 10% fewer bytes than groups of 32 (Q4_1's 5 bits), or in groups of 32 for weights that
+ * come from a GGUF with 32-wide blocks (they lie on that grid already). Activations are quantized
+ * on the fly (int8 per block of 32 against int4 weights, int16 per weight group against int8
+ * weights), so the inner product is an integer one (maddubs / madd / dpbusd / dpwssd) and one fp32
+ * FMA per block (int8 in groups: per group).
  * Threads: OpenMP, in the same libgomp torch loaded (one pool, no two runtimes spinning).
  */
 #include <immintrin.h>
@@ -25,14 +27,19 @@
 
 /* Per row of the weight: the row's fp16 scales (int4: one per group, then its fp16 group minimums),
  * then its quantized values (int4: byte j of a block of 32 holds element j low and element j + 16
- * high). Scales apart from the values let eight of them convert in one instruction. int4's group is
- * 32 << gs values (gs 0 or 1). Activations per row: nb fp32 scales, nb fp32 scaled sums
- * (d * sum(q), for int4's minimums), then nb * 32 int8 values. */
+ * high). Scales apart from the values let eight of them convert in one instruction. A group is
+ * 32 << gs values (int4: gs 0 or 1; int8: 0 to 3). int4's activations per row: nb fp32 scales, nb
+ * fp32 scaled sums (d * sum(q), for int4's minimums), then nb * 32 int8 values; int8's: one fp32
+ * scale per group, then nb * 32 int16 values. */
 int billion_block_sizes(int which) {
     return which == 4 ? 4 + QK / 2 : which == 8 ? 2 + QK : 8 + QK;
 }
 
 static inline int64_t q4_row_bytes(int64_t nb, int gs) { return nb * (QK / 2) + 4 * (nb >> gs); }
+/* int8 rows: one fp16 scale per group of 32 << gs, then the values; int16 activations alike, with an
+ * fp32 scale per group */
+static inline int64_t q8_row_bytes(int64_t nb, int gs) { return nb * QK + 2 * (nb >> gs); }
+static inline int64_t a16_row_bytes(int64_t nb, int gs) { return nb * 2 * QK + 4 * (nb >> gs); }
 
 /* Eight blocks' fp16 group values as eight floats: with groups of 64, four values each repeated. */
 static inline __m256 groups8(const uint16_t *g, int gs) {
@@ -106,29 +113,38 @@ static void quantize_act(const float *x, int64_t rows, int64_t k, uint8_t *out, 
     }
 }
 
-/* int8 weights meet int16 activations (a block's maximum as 32767): the int8 path stays as close
+/* int8 weights meet int16 activations (a group's maximum as 32767): the int8 path stays as close
  * to fp32 as weight-only int8 (int8 activations flipped SmolLM2's first answer word on a near
- * tie), and its dot product (madd_epi16) is still cheap next to the weight bytes it waits for. */
-static void quantize_block16(const float *x, int16_t *q_out, float *d_out) {
+ * tie), and its dot product (madd_epi16 / dpwssd) is still cheap next to the weight bytes it waits
+ * for. A group is `per` blocks of 32 sharing one scale, the weights' group. */
+static void quantize_group16(const float *x, int64_t per, int16_t *q_out, float *d_out) {
     __m256 v[4];
-    const float top = load_block(x, v);
+    float top = 0.0f;
+    for (int64_t b = 0; b < per; b++) {
+        const float m = load_block(x + b * QK, v);
+        top = m > top ? m : top;
+    }
     const __m256 id = _mm256_set1_ps(top > 0.0f ? 32767.0f / top : 0.0f);
-    __m256i q[4];
-    for (int i = 0; i < 4; i++)
-        q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    /* packs interleave the 128-bit lanes: the permute puts the 16 values back in order */
-    _mm256_storeu_si256((__m256i *)q_out, _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8));
-    _mm256_storeu_si256((__m256i *)(q_out + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(q[2], q[3]), 0xD8));
+    for (int64_t b = 0; b < per; b++) {
+        load_block(x + b * QK, v);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++)
+            q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        /* packs interleave the 128-bit lanes: the permute puts the 16 values back in order */
+        int16_t *o = q_out + b * QK;
+        _mm256_storeu_si256((__m256i *)o, _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8));
+        _mm256_storeu_si256((__m256i *)(o + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(q[2], q[3]), 0xD8));
+    }
     *d_out = top / 32767.0f;
 }
 
-static void quantize_act16(const float *x, int64_t rows, int64_t k, uint8_t *out, int threads) {
-    const int64_t nb = k / QK;
+static void quantize_act16(const float *x, int64_t rows, int64_t k, uint8_t *out, int gs, int threads) {
+    const int64_t nb = k / QK, ng = nb >> gs, per = (int64_t)1 << gs;
     #pragma omp parallel for num_threads(threads) schedule(static) if (rows * k >= 65536)
-    for (int64_t i = 0; i < rows * nb; i++) {
-        uint8_t *row = out + (i / nb) * nb * (4 + 2 * QK);
-        const int64_t b = i % nb;
-        quantize_block16(x + i * QK, (int16_t *)(row + 4 * nb) + b * QK, (float *)row + b);
+    for (int64_t i = 0; i < rows * ng; i++) {
+        uint8_t *row = out + (i / ng) * a16_row_bytes(nb, gs);
+        const int64_t g = i % ng;
+        quantize_group16(x + i * per * QK, per, (int16_t *)(row + 4 * ng) + g * per * QK, (float *)row + g);
     }
 }
 
@@ -196,6 +212,29 @@ static float dot_q8(const uint8_t *row, const uint8_t *act, int64_t nb) {
     return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
+/* int8 in groups of 32 << gs (gs > 0): the integer sums run over a whole group, then one
+ * conversion and FMA per group instead of per block. */
+static float dot_q8g(const uint8_t *row, const uint8_t *act, int64_t nb, int gs) {
+    const int64_t ng = nb >> gs, per = (int64_t)1 << gs;
+    const uint16_t *wd = (const uint16_t *)row;
+    const int8_t *wq = (const int8_t *)(row + 2 * ng);
+    const float *ad = (const float *)act;
+    const int16_t *aq = (const int16_t *)(act + 4 * ng);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t g = 0; g < ng; g++) {
+        const int8_t *q = wq + g * per * QK;
+        const int16_t *a = aq + g * per * QK;
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+        for (int64_t i = 0; i < per; i += 2) {
+            s0 = _mm256_add_epi32(s0, q8_block(q + i * QK, a + i * QK));
+            s1 = _mm256_add_epi32(s1, q8_block(q + (i + 1) * QK, a + (i + 1) * QK));
+        }
+        acc[g & 1] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(wd[g]) * ad[g]),
+                                     _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc[g & 1]);
+    }
+    return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
+
 /* 1 where the AVX-512 loops run, 0 for AVX2; billion_set_isa(0) forces AVX2 (tests compare both). */
 static int use512 = -1;
 
@@ -226,9 +265,9 @@ int billion_get_isa(void) {
 
 static inline float dot_row(int wide, int bits, const uint8_t *row, const uint8_t *act, int64_t nb, int gs) {
 #ifndef BILLION_NO_AVX512
-    if (wide) return bits == 4 ? dot_q4_512(row, act, nb, gs) : dot_q8_512(row, act, nb);
+    if (wide) return bits == 4 ? dot_q4_512(row, act, nb, gs) : gs ? dot_q8g_512(row, act, nb, gs) : dot_q8_512(row, act, nb);
 #endif
-    return bits == 4 ? dot_q4(row, act, nb, gs) : dot_q8(row, act, nb);
+    return bits == 4 ? dot_q4(row, act, nb, gs) : gs ? dot_q8g(row, act, nb, gs) : dot_q8(row, act, nb);
 }
 
 /* The float weight back, for a long prompt's BLAS GEMM and for checks (8 values per instruction). */
@@ -256,15 +295,15 @@ void billion_q4_dequantize(const uint8_t *w, int64_t n, int64_t k, int gs, float
     }
 }
 
-void billion_q8_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, int threads) {
-    const int64_t nb = k / QK, wrow = nb * (2 + QK);
+void billion_q8_dequantize(const uint8_t *w, int64_t n, int64_t k, int gs, float *out, int threads) {
+    const int64_t nb = k / QK, wrow = q8_row_bytes(nb, gs);
     const __m256 zero = _mm256_setzero_ps();
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t j = 0; j < n; j++) {
         const uint16_t *wd = (const uint16_t *)(w + j * wrow);
-        const uint8_t *wq = w + j * wrow + 2 * nb;
+        const uint8_t *wq = w + j * wrow + 2 * (nb >> gs);
         for (int64_t b = 0; b < nb; b++) {
-            const __m256 d = _mm256_set1_ps(_cvtsh_ss(wd[b]));
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(wd[b >> gs]));
             for (int i = 0; i < QK; i += 8)
                 store_scaled(_mm_loadl_epi64((const __m128i *)(wq + b * QK + i)), d, zero, out + j * k + b * QK + i);
         }
@@ -277,8 +316,8 @@ void billion_q8_dequantize(const uint8_t *w, int64_t n, int64_t k, float *out, i
 static void matmul_cat(int wide, int bits, int gs, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
                        const uint8_t *a, int64_t rows, float *y, int threads) {
     const int64_t nb = k / QK;
-    const int64_t wrow = bits == 4 ? q4_row_bytes(nb, gs) : nb * (2 + QK);
-    const int64_t arow = bits == 4 ? nb * (8 + QK) : nb * (4 + 2 * QK);
+    const int64_t wrow = bits == 4 ? q4_row_bytes(nb, gs) : q8_row_bytes(nb, gs);
+    const int64_t arow = bits == 4 ? nb * (8 + QK) : a16_row_bytes(nb, gs);
     int64_t total = 0;
     for (int i = 0; i < count; i++) total += ns[i];
     /* about eight chunks a thread: long runs of consecutive rows keep each thread's prefetch stream
@@ -311,12 +350,12 @@ static void matmul_cat(int wide, int bits, int gs, int count, const uint8_t *con
 int billion_linear_cat(int bits, int gs, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
                        const float *x, int64_t rows, float *y, int threads) {
     const int wide = billion_get_isa();  /* once per call: the activations' layout and the loops agree */
-    uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (k / QK) * (bits == 4 ? 8 + QK : 4 + 2 * QK)));
+    uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (bits == 4 ? (k / QK) * (8 + QK) : a16_row_bytes(k / QK, gs))));
     if (!acts) return 1;
     if (bits == 4)
         quantize_act(x, rows, k, acts, wide, threads);
     else
-        quantize_act16(x, rows, k, acts, threads);
+        quantize_act16(x, rows, k, acts, gs, threads);
     matmul_cat(wide, bits, gs, count, ws, ns, k, acts, rows, y, threads);
     free(acts);
     return 0;
