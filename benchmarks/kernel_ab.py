@@ -1,7 +1,7 @@
 """The block kernels of this checkout against those of a git revision: one model-shaped decode sweep, one run.
 
     .venv/bin/python benchmarks/kernel_ab.py [--rev HEAD] [--model tinyllama] [--bits 8,4]
-        [--isa avx512,avx2] [--threads 2] [--rounds 8]
+        [--isa avx512,avx2] [--threads 2] [--rounds 8] [--int8-group 256]
 
 Builds billion/core/kernels/ as it is in --rev and as it is in the working tree (both with
 billion.core.native.build), loads both into this process, and times the matrix calls of one
@@ -53,10 +53,19 @@ def sources_at(rev: str, into: Path) -> Path:
     return into
 
 
+#: int8's group (--int8-group): 256, the hub models' layout; 32 to compare with revisions before groups
+INT8_GROUP = [native.Q8_GROUP]
+
+
+def _group(bits: int) -> int:
+    return INT8_GROUP[0] if bits == 8 else native.Q4_GROUP  # int4 in groups of 64, the hub models' layout
+
+
 def block_rows(n: int, k: int, bits: int) -> torch.Tensor:
     """n rows of k values in the kernels' layout: fp16 scales (int4: and minimums) of 0.01, random values."""
-    rows = torch.randint(0, 256, (n, native.row_bytes(bits, k)), dtype=torch.uint8)
-    scales = 2 * (k // native.QK) if bits == 8 else 4 * (k // native.Q4_GROUP)
+    group = _group(bits)
+    rows = torch.randint(0, 256, (n, native.row_bytes(bits, k, group)), dtype=torch.uint8)
+    scales = (2 if bits == 8 else 4) * (k // group)
     rows[:, :scales].view(torch.float16).fill_(0.01)
     return rows
 
@@ -73,8 +82,7 @@ class Call:
         self.y = torch.empty(1, sum(n for n, _ in shapes))
 
     def __call__(self, lib: ctypes.CDLL, threads: int) -> None:
-        shift = 0 if self.bits == 8 else 1  # int4 in groups of 64, the hub models' layout
-        lib.billion_linear_cat(self.bits, shift, len(self.weights), self.ptrs, self.ns, self.k,
+        lib.billion_linear_cat(self.bits, native._shift(self.bits, _group(self.bits)), len(self.weights), self.ptrs, self.ns, self.k,
                                self.x.data_ptr(), 1, self.y.data_ptr(), threads)
 
 
@@ -116,7 +124,10 @@ def main() -> None:
     parser.add_argument("--isa", default="avx512,avx2")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--int8-group", type=int, default=native.Q8_GROUP,
+                        help="32 to compare with revisions from before int8 groups")
     args = parser.parse_args()
+    INT8_GROUP[0] = args.int8_group
     if not native.cpu_supports():
         sys.exit("this CPU lacks AVX2/FMA/F16C: the block kernels do not run here")
     with tempfile.TemporaryDirectory() as work:

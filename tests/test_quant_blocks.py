@@ -44,8 +44,9 @@ def reference_blocks(weight: torch.Tensor, bits: int, group: int = 64) -> torch.
 
 def reference_activations(x: torch.Tensor, bits: int, group: int = 32) -> torch.Tensor:
     """x quantized as the kernels do: int8 (127 levels) per block of 32 against int4 weights,
-    int16 (32767) per group of the weights' against int8 weights; round half to even."""
-    levels = 127 if bits == 4 else 32767
+    int16 per group of the weights' against int8 weights (32767 levels in blocks of 32; 32639 in
+    larger groups, which the AVX-512 loops read as two int8 planes); round half to even."""
+    levels = 127 if bits == 4 else 32767 if group == 32 else 32639
     groups = x.reshape(x.shape[0], -1, 32 if bits == 4 else group)
     top = groups.abs().amax(-1, keepdim=True)
     inverse = torch.where(top > 0, levels / top, 0)  # as the kernel computes it, so ties round alike

@@ -40,6 +40,17 @@ static inline int64_t q4_row_bytes(int64_t nb, int gs) { return nb * (QK / 2) + 
  * fp32 scale per group */
 static inline int64_t q8_row_bytes(int64_t nb, int gs) { return nb * QK + 2 * (nb >> gs); }
 static inline int64_t a16_row_bytes(int64_t nb, int gs) { return nb * 2 * QK + 4 * (nb >> gs); }
+/* The AVX-512 loops read int8 groups' int16 activations as two int8 planes, a = 256 hi + lo with lo
+ * and hi in [-128, 127] (so at most 32639 levels, not 32767), and the weights as unsigned (w + 128:
+ * the sign bit flipped), so one dpbusd per plane multiplies 64 weights: 2 instructions per 64
+ * weights instead of 4 (two sign extensions, two dpwssd); a TinyLlama-shaped token's int8 calls went
+ * from 55.6 to 50.1 ms in a timing prototype. Per group, 16 int32 lanes of 128 * sum(a) over each
+ * dpbusd lane's positions take the +128 back out before the lanes turn to floats. Per row: one fp32
+ * scale per group, the lanes (64 bytes per group), then the hi plane, then the lo plane. */
+static inline int64_t a8g_row_bytes(int64_t nb, int gs) { return 68 * (nb >> gs) + 2 * nb * QK; }
+static inline int64_t act8_row_bytes(int planes, int64_t nb, int gs) {
+    return planes ? a8g_row_bytes(nb, gs) : a16_row_bytes(nb, gs);
+}
 
 /* Eight blocks' fp16 group values as eight floats: with groups of 64, four values each repeated. */
 static inline __m256 groups8(const uint16_t *g, int gs) {
@@ -117,14 +128,14 @@ static void quantize_act(const float *x, int64_t rows, int64_t k, uint8_t *out, 
  * to fp32 as weight-only int8 (int8 activations flipped SmolLM2's first answer word on a near
  * tie), and its dot product (madd_epi16 / dpwssd) is still cheap next to the weight bytes it waits
  * for. A group is `per` blocks of 32 sharing one scale, the weights' group. */
-static void quantize_group16(const float *x, int64_t per, int16_t *q_out, float *d_out) {
+static void quantize_group16(const float *x, int64_t per, float levels, int16_t *q_out, float *d_out) {
     __m256 v[4];
     float top = 0.0f;
     for (int64_t b = 0; b < per; b++) {
         const float m = load_block(x + b * QK, v);
         top = m > top ? m : top;
     }
-    const __m256 id = _mm256_set1_ps(top > 0.0f ? 32767.0f / top : 0.0f);
+    const __m256 id = _mm256_set1_ps(top > 0.0f ? levels / top : 0.0f);
     for (int64_t b = 0; b < per; b++) {
         load_block(x + b * QK, v);
         __m256i q[4];
@@ -135,16 +146,36 @@ static void quantize_group16(const float *x, int64_t per, int16_t *q_out, float 
         _mm256_storeu_si256((__m256i *)o, _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8));
         _mm256_storeu_si256((__m256i *)(o + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(q[2], q[3]), 0xD8));
     }
-    *d_out = top / 32767.0f;
+    *d_out = top / levels;
 }
 
-static void quantize_act16(const float *x, int64_t rows, int64_t k, uint8_t *out, int gs, int threads) {
+/* One group's int16 values as the AVX-512 loops' planes and lanes (see a8g_row_bytes). */
+static void split_planes(const int16_t *a, int64_t count, int8_t *hi, int8_t *lo, int32_t *lanes) {
+    for (int l = 0; l < 16; l++) lanes[l] = 0;
+    for (int64_t p = 0; p < count; p++) {
+        const int low = ((a[p] + 128) & 255) - 128;
+        hi[p] = (int8_t)((a[p] - low) / 256);
+        lo[p] = (int8_t)low;
+        lanes[(p & 63) >> 2] += 128 * a[p];
+    }
+}
+
+/* planes: the AVX-512 loops' layout for int8 groups (gs > 0), else int16 values */
+static void quantize_act16(const float *x, int64_t rows, int64_t k, uint8_t *out, int gs, int planes, int threads) {
     const int64_t nb = k / QK, ng = nb >> gs, per = (int64_t)1 << gs;
+    const float levels = gs ? 32639.0f : 32767.0f;  /* groups: what the planes can hold, on both ISAs alike */
     #pragma omp parallel for num_threads(threads) schedule(static) if (rows * k >= 65536)
     for (int64_t i = 0; i < rows * ng; i++) {
-        uint8_t *row = out + (i / ng) * a16_row_bytes(nb, gs);
+        uint8_t *row = out + (i / ng) * act8_row_bytes(planes, nb, gs);
         const int64_t g = i % ng;
-        quantize_group16(x + i * per * QK, per, (int16_t *)(row + 4 * ng) + g * per * QK, (float *)row + g);
+        if (!planes) {
+            quantize_group16(x + i * per * QK, per, levels, (int16_t *)(row + 4 * ng) + g * per * QK, (float *)row + g);
+            continue;
+        }
+        int16_t values[8 * QK];  /* groups are at most 256 values */
+        int8_t *hi = (int8_t *)(row + 68 * ng) + g * per * QK;
+        quantize_group16(x + i * per * QK, per, levels, values, (float *)row + g);
+        split_planes(values, per * QK, hi, hi + nb * QK, (int32_t *)(row + 4 * ng) + 16 * g);
     }
 }
 
@@ -317,7 +348,7 @@ static void matmul_cat(int wide, int bits, int gs, int count, const uint8_t *con
                        const uint8_t *a, int64_t rows, float *y, int threads) {
     const int64_t nb = k / QK;
     const int64_t wrow = bits == 4 ? q4_row_bytes(nb, gs) : q8_row_bytes(nb, gs);
-    const int64_t arow = bits == 4 ? nb * (8 + QK) : a16_row_bytes(nb, gs);
+    const int64_t arow = bits == 4 ? nb * (8 + QK) : act8_row_bytes(wide && gs, nb, gs);
     int64_t total = 0;
     for (int i = 0; i < count; i++) total += ns[i];
     /* about eight chunks a thread: long runs of consecutive rows keep each thread's prefetch stream
@@ -350,12 +381,12 @@ static void matmul_cat(int wide, int bits, int gs, int count, const uint8_t *con
 int billion_linear_cat(int bits, int gs, int count, const uint8_t *const *ws, const int64_t *ns, int64_t k,
                        const float *x, int64_t rows, float *y, int threads) {
     const int wide = billion_get_isa();  /* once per call: the activations' layout and the loops agree */
-    uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (bits == 4 ? (k / QK) * (8 + QK) : a16_row_bytes(k / QK, gs))));
+    uint8_t *acts = (uint8_t *)malloc((size_t)(rows * (bits == 4 ? (k / QK) * (8 + QK) : act8_row_bytes(wide && gs, k / QK, gs))));
     if (!acts) return 1;
     if (bits == 4)
         quantize_act(x, rows, k, acts, wide, threads);
     else
-        quantize_act16(x, rows, k, acts, gs, threads);
+        quantize_act16(x, rows, k, acts, gs, wide && gs, threads);
     matmul_cat(wide, bits, gs, count, ws, ns, k, acts, rows, y, threads);
     free(acts);
     return 0;

@@ -117,34 +117,35 @@ T512 static float dot_q8_512(const uint8_t *row, const uint8_t *act, int64_t nb)
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-/* int8 in groups of 32 << gs (gs > 0): VNNI's dpwssd sums a group's products in int32 (each lane
- * adds at most 16 products of |int16| x |int8| < 2^22: 32x room), then one conversion and FMA per
- * group instead of per block of 32. With 5% fewer bytes than blocks of 32 a TinyLlama-shaped token's
- * int8 calls went from 58.2 to 53.2 ms (benchmarks/int8_groups.py). */
+/* int8 in groups of 32 << gs (gs > 0) against the activations' two int8 planes (qblocks.c's
+ * a8g_row_bytes says why): one dpbusd per plane per 64 weights, the integer sums over a whole group
+ * (each lane adds 16 products of at most 255 x 128: 2^19), then one conversion and FMA per group
+ * instead of per block of 32. Groups of 256 also read 5% fewer bytes than blocks of 32: a
+ * TinyLlama-shaped token's int8 calls went from 58.2 to 53.2 ms with dpwssd on int16 activations
+ * (benchmarks/int8_groups.py), lower again with the planes. */
 T512 static float dot_q8g_512(const uint8_t *row, const uint8_t *act, int64_t nb, int gs) {
-    const int64_t ng = nb >> gs, per = (int64_t)1 << gs;
+    const int64_t ng = nb >> gs, span = ((int64_t)1 << gs) * QK;
     const uint16_t *wd = (const uint16_t *)row;
     const int8_t *wq = (const int8_t *)(row + 2 * ng);
     const float *ad = (const float *)act;
-    const int16_t *aq = (const int16_t *)(act + 4 * ng);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    const int32_t *lanes = (const int32_t *)(act + 4 * ng);
+    const int8_t *hi = (const int8_t *)(act + 68 * ng), *lo = hi + nb * QK;
+    const __m512i sign = _mm512_set1_epi8((char)0x80);
+    __m512 acc = _mm512_setzero_ps();
     prefetch_head(row, 2 * ng);
     for (int64_t g = 0; g < ng; g++) {
-        const int8_t *q = wq + g * per * QK;
-        const int16_t *a = aq + g * per * QK;
-        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-        for (int64_t i = 0; i < per; i += 2) {
-            _mm_prefetch((const char *)(q + i * QK) + PREFETCH_BYTES, _MM_HINT_T2);
-            s0 = _mm512_dpwssd_epi32(s0, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(q + i * QK))),
-                                     _mm512_loadu_si512((const void *)(a + i * QK)));
-            s1 = _mm512_dpwssd_epi32(s1, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(q + (i + 1) * QK))),
-                                     _mm512_loadu_si512((const void *)(a + (i + 1) * QK)));
+        __m512i sh = _mm512_setzero_si512(), sl = _mm512_setzero_si512();
+        for (int64_t i = g * span; i < (g + 1) * span; i += 64) {
+            _mm_prefetch((const char *)(wq + i) + PREFETCH_BYTES, _MM_HINT_T2);
+            const __m512i w = _mm512_xor_si512(_mm512_loadu_si512((const void *)(wq + i)), sign);  /* w + 128 */
+            sh = _mm512_dpbusd_epi32(sh, w, _mm512_loadu_si512((const void *)(hi + i)));
+            sl = _mm512_dpbusd_epi32(sl, w, _mm512_loadu_si512((const void *)(lo + i)));
         }
-        const __m512 d = _mm512_set1_ps(_cvtsh_ss(wd[g]) * ad[g]);
-        if (g & 1) acc1 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc1);
-        else acc0 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc0);
+        const __m512i sum = _mm512_sub_epi32(_mm512_add_epi32(_mm512_slli_epi32(sh, 8), sl),
+                                             _mm512_loadu_si512((const void *)(lanes + 16 * g)));
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(_cvtsh_ss(wd[g]) * ad[g]), _mm512_cvtepi32_ps(sum), acc);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    return _mm512_reduce_add_ps(acc);
 }
 
 /* Four activation rows (a prompt's) against one int4 weight row: each weight block is loaded and
