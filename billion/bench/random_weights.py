@@ -20,8 +20,9 @@ from billion.core import weights
 from billion.core.errors import BillionError
 from billion.core.loading import LoadedModel, LoadOptions, pick_device, pick_dtype, weight_bytes
 from billion.core.paths import ASSETS, cache_dir
-from billion.core.quant import quantize_model, scheme_for
+from billion.core.quant import quantize_model, release_replaced, scheme_for
 from billion.core.quant_cache import cache_key, read_entry
+from billion.core.weight_arena import move_to_huge_pages
 from billion.core.registry import resolve
 
 log = logging.getLogger(__name__)
@@ -143,5 +144,12 @@ def quantized_random(name: str, config, dtype: torch.dtype, scheme: str, seed: i
         weights.save_quantized(model, entry, {"source": name, "scheme": cache_key(scheme)})
     except OSError as exc:  # a full or read-only disk: this run keeps the model it built
         log.warning("could not cache %s: %s", entry, exc)
+        move_to_huge_pages(model)
         return model
-    return read_entry(entry, str(entry), {}, scheme, dtype, config=config) or model
+    cached = read_entry(entry, str(entry), {}, scheme, dtype, config=config)
+    if cached is None:
+        move_to_huge_pages(model)
+        return model
+    del model
+    release_replaced()
+    return cached

@@ -19,7 +19,7 @@ from billion.core.errors import BillionError
 from billion.core.registry import ModelSpec, resolve
 from billion.core import quant_cache, weights
 from billion.core.download_jobs import DownloadRegistry, ensure_local
-from billion.core.quant import model_scheme, scheme_for
+from billion.core.quant import model_scheme, release_replaced, scheme_for
 from billion.core.weight_arena import move_to_huge_pages
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,9 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
             if entry is not None else None
         if cached is None:
             move_to_huge_pages(model)
-        model = cached or model
+        else:
+            model = cached
+            release_replaced()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, device=device, dtype=dtype,

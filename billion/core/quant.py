@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import gc
 import logging
 from dataclasses import dataclass
 
@@ -207,6 +208,14 @@ def quantize_model(model: nn.Module, scheme: str, *, inplace: bool = False,
     log.info("quantized %d layers to %s", count, chosen.label)
     release_freed_heap()
     return target
+
+
+def release_replaced() -> None:
+    """After a model was replaced by its copy from the quantized cache: collect the old one now
+    (transformers' modules hold reference cycles) and hand its heap back, so a first start ends at
+    the size of every later one (Llama-3.2-1B int8: 2480 MiB against 1647)."""
+    gc.collect()
+    release_freed_heap()
 
 
 def release_freed_heap() -> None:
