@@ -238,23 +238,27 @@ def load_fresh(name: str | ModelSpec, options: LoadOptions = LoadOptions(),
         if cpu_quant:  # LoRA folded into the float weights, then quantized with them
             model = model.merge_and_unload()
     if cpu_quant and model_scheme(model) is None:
-        entry = None if options.adapter else quant_cache.cache_entry(location, hub_kwargs,
-                                                                     options.quantization, group)
-        model = quant_cache.quantize_and_store(model, tokenizer, options.quantization, entry, location, group)
-        # the first start runs as every later one: on the stored entry (its weights on huge pages)
-        cached = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype, group) \
-            if entry is not None else None
-        if cached is None:
-            move_to_huge_pages(model)
-        else:
-            model = cached
-            release_replaced()
+        model = _quantize_first_start(model, tokenizer, options, location, hub_kwargs, dtype, group)
+        release_replaced()  # the in-memory copy, where the stored entry replaced it
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec=spec, model=model, tokenizer=tokenizer, device=device, dtype=dtype,
                        quantization=options.quantization, weight_bytes=weight_bytes(model),
                        load_seconds=time.perf_counter() - started, revision=revision,
                        adapter=options.adapter)
+
+
+def _quantize_first_start(model, tokenizer, options: LoadOptions, location: str, hub_kwargs: dict[str, Any],
+                          dtype: torch.dtype, group: int | None):
+    """Quantize a float CPU model and store it; the first start then runs as every later one, on
+    the stored entry (its weights on huge pages)."""
+    entry = None if options.adapter else quant_cache.cache_entry(location, hub_kwargs, options.quantization, group)
+    model = quant_cache.quantize_and_store(model, tokenizer, options.quantization, entry, location, group)
+    cached = quant_cache.try_load_cached(location, hub_kwargs, options.quantization, dtype, group) \
+        if entry is not None else None
+    if cached is None:
+        move_to_huge_pages(model)
+    return cached or model
 
 
 def _apply_adapter(model, adapter: str):

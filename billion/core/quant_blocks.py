@@ -159,6 +159,13 @@ class BlockEmbedding(nn.Module):
         return f"{self.num_embeddings}, {self.embedding_dim}, int8 blocks of {native.QK}"
 
 
+def safetensors_header(path: Path) -> tuple[int, dict]:
+    """Where a safetensors file's data starts, and its JSON header (after an 8-byte length)."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        return 8 + length, json.loads(f.read(length))
+
+
 class RowFile:
     """Rows of a uint8 table stored in a file, read with pread on each lookup.
 
@@ -205,10 +212,8 @@ class RowFile:
 
     @classmethod
     def in_safetensors(cls, path: Path, name: str) -> "RowFile":
-        """Where tensor `name` (2-D uint8) lies in a safetensors file: header length, JSON header, data."""
-        with open(path, "rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(length))
+        """Where tensor `name` (2-D uint8) lies in a safetensors file."""
+        data, header = safetensors_header(path)
         entry = header[name]
         if entry["dtype"] != "U8" or len(entry["shape"]) != 2:
             raise ValueError(f"{name} in {path} is {entry['dtype']} {entry['shape']}, not 2-D uint8")
@@ -216,4 +221,4 @@ class RowFile:
         rows, width = entry["shape"]
         if end - start != rows * width:
             raise ValueError(f"{name} in {path}: {end - start} bytes for {rows} x {width}")
-        return cls(path, 8 + length + start, width, rows)
+        return cls(path, data + start, width, rows)

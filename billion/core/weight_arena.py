@@ -1,9 +1,9 @@
 """Quantized weights moved into one anonymous mapping on transparent huge pages (2 MiB).
 
 Why: a decode step streams every weight once, and on 4 KiB pages a 1 GB stream crosses 262k pages,
-each a TLB miss and a page walk beside the loads. On 2 MiB pages TinyLlama-shaped int8 kernels
-took 47.4 ms a token against 51.3 on the same weights in 4 KiB pages (8%, pure reads 7%; interleaved
-in one process, docs/benchmarks/decode.md). Linux hands huge pages to a mapping that asks for them
+each a TLB miss and a page walk beside the loads. On 2 MiB pages a TinyLlama-shaped token's int8
+calls ran 4-9% faster than on the same weights in 4 KiB pages (paired medians of 30-40 interleaved
+rounds, faster in 97 of 110; docs/benchmarks/decode.md). Linux hands huge pages to a mapping that asks for them
 (madvise) where transparent_hugepage is "madvise" or "always", most distributions' default; where it
 is "never", or not Linux, nothing moves.
 
@@ -17,11 +17,9 @@ pages one by one and took 1.7-2.6 s for TinyLlama's 1 GB of int8 weights.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import mmap
 import os
-import struct
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -29,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from billion.core.quant_blocks import BlockLinear
+from billion.core.quant_blocks import BlockLinear, safetensors_header
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +47,9 @@ def huge_pages_available(setting: str | None = None) -> bool:
 
 
 def _tensor_spans(path: Path) -> dict[str, tuple[int, int]]:
-    """Where each tensor's bytes lie in a safetensors file: header length, JSON header, data."""
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-    return {name: (8 + length + entry["data_offsets"][0], 8 + length + entry["data_offsets"][1])
+    """Where each tensor's bytes lie in a safetensors file."""
+    data, header = safetensors_header(path)
+    return {name: (data + entry["data_offsets"][0], data + entry["data_offsets"][1])
             for name, entry in header.items() if name != "__metadata__"}
 
 

@@ -42,9 +42,10 @@ static inline int64_t q8_row_bytes(int64_t nb, int gs) { return nb * QK + 2 * (n
 static inline int64_t a16_row_bytes(int64_t nb, int gs) { return nb * 2 * QK + 4 * (nb >> gs); }
 /* The AVX-512 loops read int8 groups' int16 activations as two int8 planes, a = 256 hi + lo with lo
  * and hi in [-128, 127] (so at most 32639 levels, not 32767), and the weights as unsigned (w + 128:
- * the sign bit flipped), so one dpbusd per plane multiplies 64 weights: 2 instructions per 64
- * weights instead of 4 (two sign extensions, two dpwssd); a TinyLlama-shaped token's int8 calls went
- * from 55.6 to 50.1 ms in a timing prototype. Per group, 16 int32 lanes of 128 * sum(a) over each
+ * the sign bit flipped), so one dpbusd per plane multiplies 64 weights: 3 instructions per 64
+ * weights (a flip, two dpbusd) instead of 4 (two sign extensions, two dpwssd): a TinyLlama-shaped token's int8 calls
+ * 1.02-1.03x faster, up to 1.09x while memory is slow (docs/benchmarks/decode.md; the loop leaves
+ * memory less time idle). Per group, 16 int32 lanes of 128 * sum(a) over each
  * dpbusd lane's positions take the +128 back out before the lanes turn to floats. Per row: one fp32
  * scale per group, the lanes (64 bytes per group), then the hi plane, then the lo plane. */
 static inline int64_t a8g_row_bytes(int64_t nb, int gs) { return 68 * (nb >> gs) + 2 * nb * QK; }
