@@ -87,6 +87,13 @@ def test_without_huge_pages_nothing_moves(monkeypatch):
     assert move_to_huge_pages(model) == 0 and model["a"].blocks.data_ptr() == ptr
 
 
+def test_a_refused_madvise_leaves_the_model_alone(thp, monkeypatch):
+    monkeypatch.setattr(weight_arena, "_advise", lambda arena: False)
+    model = _model()
+    ptr = model["a"].blocks.data_ptr()
+    assert move_to_huge_pages(model) == 0 and model["a"].blocks.data_ptr() == ptr
+
+
 def test_the_mapping_goes_with_the_model(thp):
     model = _model()
     move_to_huge_pages(model)

@@ -2,8 +2,8 @@
 
 Why our own: on an AVX2 CPU PyTorch's int4 kernel is compute-bound and fbgemm's int8 needs
 activation smoothing (docs/benchmarks/decode.md). The C file is ~400 lines of AVX2 intrinsics over
-block layouts like llama.cpp's (int8 in groups of 256 where rows allow), plus AVX-512 (BW + VNNI) loops (kernels/qblocks_avx512.h) chosen at run
-time where the CPU has them; gcc builds it in about a second into ~/.cache/billion/kernels/, keyed
+block layouts like llama.cpp's (int8 in groups of 256 where rows allow), plus AVX-512 (BW + VNNI)
+loops (kernels/qblocks_avx512.h) chosen at run time where the CPU has them; gcc builds it in about a second into ~/.cache/billion/kernels/, keyed
 by the sources' hash. Where there is no compiler or no AVX2/FMA/F16C, `library()` is None and the
 PyTorch kernels are used instead (BILLION_NATIVE_KERNELS=0 forces that).
 """
@@ -41,7 +41,7 @@ Q4_GROUP = Q4_GROUPS[0]
 Q8_GROUPS = (256, 128, 64, 32)
 Q8_GROUP = Q8_GROUPS[0]
 #: bytes per block of 32: weights int4 in groups of 32 (fp16 scale + fp16 min + 16 bytes), int8
-#: (fp16 scale + 32), activations (fp32 scale + fp32 scaled sum + 32)
+#: in blocks of 32 (fp16 scale + 32), int4's activations (fp32 scale + fp32 scaled sum + 32)
 BLOCK_BYTES = {4: 20, 8: 34, "act": 40}
 _i64, _int, _ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 

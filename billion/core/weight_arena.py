@@ -53,6 +53,16 @@ def _tensor_spans(path: Path) -> dict[str, tuple[int, int]]:
             for name, entry in header.items() if name != "__metadata__"}
 
 
+def _advise(arena: mmap.mmap) -> bool:
+    """Ask for huge pages; a kernel built without THP (or a sandbox refusing madvise) says no."""
+    try:
+        arena.madvise(mmap.MADV_HUGEPAGE)
+        return True
+    except OSError as exc:
+        log.info("no huge pages for the weights (%s): they stay where they are", exc)
+        return False
+
+
 def _read_into(fd: int, start: int, target: memoryview) -> None:
     done = 0
     while done < len(target):
@@ -85,9 +95,15 @@ def move_to_huge_pages(model: nn.Module, source: Path | None = None) -> int:
         offsets.append(total)
         total += -(-size // _ALIGN) * _ALIGN
     # a huge page needs a 2 MiB-aligned range: map one page extra and start at the aligned address
-    arena = mmap.mmap(-1, -(-total // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE,
-                      flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    arena.madvise(mmap.MADV_HUGEPAGE)
+    try:
+        arena = mmap.mmap(-1, -(-total // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE,
+                          flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError as exc:  # no address space or memory for it: the weights stay where they are
+        log.info("no mapping for the weights (%s)", exc)
+        return 0
+    if not _advise(arena):
+        arena.close()
+        return 0
     view = memoryview(arena)
     skip = -ctypes.addressof(ctypes.c_char.from_buffer(arena)) % HUGE_PAGE
     spans = _tensor_spans(source) if source is not None else {}
