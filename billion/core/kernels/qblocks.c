@@ -150,15 +150,29 @@ static void quantize_group16(const float *x, int64_t per, float levels, int16_t 
     *d_out = top / levels;
 }
 
-/* One group's int16 values as the AVX-512 loops' planes and lanes (see a8g_row_bytes). */
+/* One group's int16 values (a multiple of 64 of them) as the AVX-512 loops' planes and lanes (see
+ * a8g_row_bytes), 32 values per step: lo = ((a + 128) & 255) - 128 and hi = (a - lo) >> 8, both in
+ * [-128, 127] for |a| <= 32639; lane l of a 64-value chunk sums a[4l..4l+3] (four of them per chunk,
+ * so the group's lanes add its chunks). */
 static void split_planes(const int16_t *a, int64_t count, int8_t *hi, int8_t *lo, int32_t *lanes) {
-    for (int l = 0; l < 16; l++) lanes[l] = 0;
-    for (int64_t p = 0; p < count; p++) {
-        const int low = ((a[p] + 128) & 255) - 128;
-        hi[p] = (int8_t)((a[p] - low) / 256);
-        lo[p] = (int8_t)low;
-        lanes[(p & 63) >> 2] += 128 * a[p];
+    const __m256i bias = _mm256_set1_epi16(128), byte = _mm256_set1_epi16(255), ones = _mm256_set1_epi16(1);
+    __m256i sums[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int64_t p = 0; p < count; p += 32) {
+        const __m256i a0 = _mm256_loadu_si256((const __m256i *)(a + p));
+        const __m256i a1 = _mm256_loadu_si256((const __m256i *)(a + p + 16));
+        const __m256i l0 = _mm256_sub_epi16(_mm256_and_si256(_mm256_add_epi16(a0, bias), byte), bias);
+        const __m256i l1 = _mm256_sub_epi16(_mm256_and_si256(_mm256_add_epi16(a1, bias), byte), bias);
+        const __m256i h0 = _mm256_srai_epi16(_mm256_sub_epi16(a0, l0), 8), h1 = _mm256_srai_epi16(_mm256_sub_epi16(a1, l1), 8);
+        /* packs interleave the 128-bit lanes: the permute puts the 32 bytes back in order */
+        _mm256_storeu_si256((__m256i *)(hi + p), _mm256_permute4x64_epi64(_mm256_packs_epi16(h0, h1), 0xD8));
+        _mm256_storeu_si256((__m256i *)(lo + p), _mm256_permute4x64_epi64(_mm256_packs_epi16(l0, l1), 0xD8));
+        /* pairs (madd), then pairs of pairs (hadd, lane-interleaved like packs): the 8 sums of four */
+        const __m256i quads = _mm256_permute4x64_epi64(
+            _mm256_hadd_epi32(_mm256_madd_epi16(a0, ones), _mm256_madd_epi16(a1, ones)), 0xD8);
+        sums[(p >> 5) & 1] = _mm256_add_epi32(sums[(p >> 5) & 1], quads);  /* values 0-31 of a chunk: lanes 0-7 */
     }
+    _mm256_storeu_si256((__m256i *)lanes, _mm256_slli_epi32(sums[0], 7));
+    _mm256_storeu_si256((__m256i *)(lanes + 8), _mm256_slli_epi32(sums[1], 7));
 }
 
 /* planes: the AVX-512 loops' layout for int8 groups (gs > 0), else int16 values */
