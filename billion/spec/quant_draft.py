@@ -35,7 +35,6 @@ def quantized_copy(model: torch.nn.Module, scheme: str, tokenizer=None, group: i
         raise BillionError(f"Unknown quantized draft 'quant:{scheme}': use quant:int8 or quant:int4.")
     try:
         from billion.core.quant import calibration_ids, quantize_model
-        from billion.core.weight_arena import move_to_huge_pages
     except ImportError as exc:
         raise BillionError(f"quant:{scheme} needs billion's CPU int8/int4 kernels (billion.core.quant), "
                            f"which this install lacks ({exc}): use prompt-lookup or a draft model.") from exc
@@ -44,9 +43,7 @@ def quantized_copy(model: torch.nn.Module, scheme: str, tokenizer=None, group: i
         key = f"{scheme}-g{group}" if group else scheme
         if key not in copies:
             calibration = calibration_ids(tokenizer) if tokenizer is not None else None
-            copy = quantize_model(model, scheme, calibration=calibration, group_size=group)
-            move_to_huge_pages(copy)
-            copies[key] = copy
+            copies[key] = quantize_model(model, scheme, calibration=calibration, group_size=group)
         return copies[key]
 
 
