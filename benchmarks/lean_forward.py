@@ -1,4 +1,4 @@
-"""One decode step: billion's lean forward (Llama, Gemma-3) against transformers' forward on the same model, one run.
+"""One decode step: billion's lean forward (Llama, Gemma-3, GPT-NeoX) against transformers' forward on the same model, one run.
 
     .venv/bin/python benchmarks/lean_forward.py [--models smollm2-135m,gemma3-270m,tinyllama] [--precisions fp32,int8,int4]
         [--threads 2] [--steps 30] [--rounds 3]
@@ -6,8 +6,11 @@
 Per model and precision (each in its own process): a --prompt-tokens prompt (64), then --steps one-token
 steps with each forward, the two interleaved --rounds times (so both see the same machine); the
 median per-step time of each, their ratio, and the time in the matrix kernels alone (the same
-step's projections called on their own), so the rest is the work around them. Both forwards are
-checked to give the same logits before timing. tinyllama, llama3.2-1b, stablelm, pythia-1b are random weights of the
+step's projections called on their own), so the rest is the work around them. Where a Llama model's
+layers run as one C call each (int8 / int4: billion.core.lean_fused), "fused ms" is that, and "lean
+ms" the lean forward's own layers (lean_fused off), interleaved with the rest. The lean layers are
+checked to give transformers' logits bit for bit before timing; the fused ones' largest logit
+difference is reported (relative to the largest logit). tinyllama, llama3.2-1b, stablelm, pythia-1b are random weights of the
 hub configs (speed only).
 """
 
@@ -34,12 +37,12 @@ def _load(model: str, precision: str):
     return random_model(model, options) if model in RANDOM else load_fresh(model, options)
 
 
-def _step_ms(model, lean: bool, steps: int, prompt: int) -> float:
-    from billion.core import lean_forward
+def _step_ms(model, lean: bool, steps: int, prompt: int, fused: bool = False) -> float:
+    from billion.core import lean_forward, lean_fused
     from billion.core.generation import forward
     from billion.core.kv_cache import new_cache
 
-    lean_forward.ENABLED = lean
+    lean_forward.ENABLED, lean_fused.ENABLED = lean, fused
     cache = new_cache()
     forward(model, torch.arange(100, 100 + prompt)[None], cache, keep=1)
     token = torch.tensor([[5]])
@@ -67,7 +70,7 @@ def _kernels_ms(plan, hidden: int, steps: int) -> float:
 
 
 def row(model_name: str, precision: str, steps: int, rounds: int, prompt: int = 64) -> dict:
-    from billion.core import lean_forward
+    from billion.core import lean_forward, lean_fused
     from billion.core.generation import forward
     from billion.core.kv_cache import new_cache
 
@@ -77,20 +80,27 @@ def row(model_name: str, precision: str, steps: int, rounds: int, prompt: int = 
     if plan is None:
         return {"model": model_name, "precision": precision, "note": "no lean forward for this model (architecture or device)"}
     ids = torch.arange(100, 140)[None]
+    fusable = getattr(plan, "fused", None) is not None
     with torch.inference_mode():
-        lean_forward.ENABLED = False
+        lean_forward.ENABLED, lean_fused.ENABLED = False, False
         forward(model, ids, new_cache())  # a process's first transformers forward of Pythia's prompt
         reference = forward(model, ids, new_cache())  # sometimes differs from all later ones (not ours)
         lean_forward.ENABLED = True
         same = bool(torch.equal(forward(model, ids, new_cache()), reference))
-        times = {"hf": [], "lean": [], "kernels": []}
+        lean_fused.ENABLED = True
+        fused_diff = float((forward(model, ids, new_cache()) - reference).abs().max() / reference.abs().max())
+        times = {"hf": [], "lean": [], "fused": [], "kernels": []}
         for _ in range(rounds):
             times["hf"].append(_step_ms(model, False, steps, prompt))
             times["lean"].append(_step_ms(model, True, steps, prompt))
+            if fusable:
+                times["fused"].append(_step_ms(model, True, steps, prompt, fused=True))
             times["kernels"].append(_kernels_ms(plan, model.config.hidden_size, steps))
     hf, lean, kernels = (statistics.median(times[k]) for k in ("hf", "lean", "kernels"))
+    fused = statistics.median(times["fused"]) if fusable else None
     return {"model": model_name, "precision": loaded.precision_label, "hf_ms": hf, "lean_ms": lean,
-            "kernels_ms": kernels, "speedup": hf / lean, "same_logits": same}
+            "fused_ms": fused, "fused_diff": fused_diff if fusable else None,
+            "kernels_ms": kernels, "speedup": hf / (fused or lean), "same_logits": same}
 
 
 def main() -> None:
@@ -124,11 +134,18 @@ def main() -> None:
                 continue
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     table = [[r["model"] + (" (random weights)" if r["model"] in RANDOM else ""), r["precision"],
-              f"{r['hf_ms']:.1f}", f"{r['lean_ms']:.1f}", f"{r['speedup']:.2f}x", f"{r['kernels_ms']:.1f}",
-              f"{r['hf_ms'] - r['kernels_ms']:.1f}", f"{r['lean_ms'] - r['kernels_ms']:.1f}",
-              "yes" if r["same_logits"] else "NO"] for r in rows if "hf_ms" in r]
-    print(format_table(["model", "precision", "HF forward ms", "lean ms", "lean vs HF", "kernels ms",
-                        "HF rest ms", "lean rest ms", "same logits"], table))
+              f"{r['hf_ms']:.1f}", f"{r['lean_ms']:.1f}", _or(r["fused_ms"], "{:.1f}"),
+              _or(r["fused_ms"] and r["lean_ms"] / r["fused_ms"], "{:.2f}x"), f"{r['speedup']:.2f}x",
+              f"{r['kernels_ms']:.1f}", f"{r['hf_ms'] - r['kernels_ms']:.1f}",
+              f"{(r['fused_ms'] or r['lean_ms']) - r['kernels_ms']:.1f}",
+              "yes" if r["same_logits"] else "NO", _or(r["fused_diff"], "{:.1e}")] for r in rows if "hf_ms" in r]
+    print(format_table(["model", "precision", "HF forward ms", "lean ms", "fused ms", "fused vs lean",
+                        "ours vs HF", "kernels ms", "HF rest ms", "our rest ms", "lean = HF logits",
+                        "fused logit diff"], table))
+
+
+def _or(value, form: str) -> str:
+    return "" if value is None else form.format(value)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,21 @@ def test_sliding_window_layers_keep_their_own_class():
     with torch.inference_mode():
         got, want = run(model, cache, steps), run(model, reference, steps)
     assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_reserve_then_commit_shows_what_a_kernel_wrote():
+    """lean_fused's C layers write the new positions themselves: reserve gives room (growing the
+    buffer past its first room, keeping what was there), commit shows them, and a reserve that is
+    never committed (a failed call) leaves the cache as it was."""
+    layer = PreallocatedLayer()
+    keys, values, start = layer.reserve(3, 2, 4, torch.float32)
+    assert start == 0 and keys.shape[-2] >= 3 and layer.get_seq_length() == 0
+    keys[:, :, :3], values[:, :, :3] = 1.0, 2.0
+    layer.commit(3)
+    assert layer.get_seq_length() == 3 and torch.all(layer.keys == 1.0) and torch.all(layer.values == 2.0)
+    keys, values, start = layer.reserve(INITIAL_ROOM, 2, 4, torch.float32)  # past the first room: a new buffer
+    assert start == 3 and keys.shape[-2] >= 3 + INITIAL_ROOM and torch.all(keys[:, :, :3] == 1.0)
+    assert layer.get_seq_length() == 3
+    keys[:, :, 3:5] = 7.0
+    layer.commit(5)
+    assert layer.keys.shape[-2] == 5 and torch.all(layer.keys[:, :, 3:] == 7.0) and torch.all(layer.values[:, :, :3] == 2.0)

@@ -10,7 +10,7 @@ from lean_checks import assert_greedy_equals_generate, assert_same_as_hf, hf_for
 from tiny_models import tiny_llama
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from billion.core import lean_forward, native
+from billion.core import lean_forward, lean_fused, native
 from billion.core.generation import forward
 from billion.core.kv_cache import new_cache
 from billion.core.quant import quantize_model
@@ -31,7 +31,9 @@ def test_fp32_logits_and_cache_are_bit_identical_to_transformers(base):
 
 @pytest.mark.skipif(not native.available(), reason="the block kernels need AVX2 and a C compiler")
 @pytest.mark.parametrize("scheme", ["int8", "int4"])
-def test_block_quantized_logits_are_bit_identical_to_transformers(base, scheme):
+def test_block_quantized_logits_are_bit_identical_to_transformers(base, scheme, monkeypatch):
+    """lean_forward's own layers; the fused C layers (test_lean_fused.py) are close, not equal."""
+    monkeypatch.setattr(lean_fused, "ENABLED", False)
     assert_same_as_hf(quantize_model(base, scheme), 200)
 
 

@@ -54,9 +54,24 @@ class PreallocatedLayer(DynamicLayer):
             self._grow(end, key_states, value_states)
         self._key_buffer[:, :, start:end] = key_states
         self._value_buffer[:, :, start:end] = value_states
+        self.commit(end)
+        return self.keys, self.values
+
+    def reserve(self, rows: int, kv_heads: int, dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Room for `rows` more positions, for a kernel that writes them itself (lean_fused.py):
+        (key buffer, value buffer, first new position). commit() then shows them."""
+        template = torch.empty(1, kv_heads, rows, dim, dtype=dtype)
+        if not self.is_initialized:
+            self.lazy_initialization(template, template)
+        start = self._filled()
+        if (start and not self._owns_keys()) or self._key_buffer is None or start + rows > self._key_buffer.shape[-2]:
+            self._grow(start + rows, template, template)
+        return self._key_buffer, self._value_buffer, start
+
+    def commit(self, end: int) -> None:
+        """The buffers' first `end` positions are the cache now (after reserve and the kernel's writes)."""
         self.keys = self._key_buffer[:, :, :end]
         self.values = self._value_buffer[:, :, :end]
-        return self.keys, self.values
 
     def reset(self) -> None:
         super().reset()

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
-from billion.core import native
+from billion.core import lean_fused, native
 from billion.core.quant_blocks import BlockLinear
 
 #: BILLION_LEAN_FORWARD=0 keeps transformers' forward everywhere (for comparisons)
@@ -116,6 +116,8 @@ class LeanPlan:
     kv_heads: int
     head_dim: int
     scaling: float
+    #: one C call a layer for steps of a few rows (lean_fused.py), where the model allows it
+    fused: lean_fused.FusedLayers | None = None
 
     def forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int = 0) -> torch.Tensor | None:
         return lean_forward(self, input_ids, cache, keep)
@@ -211,7 +213,8 @@ def _build(model: nn.Module) -> LeanPlan:
         layers=layers, embed=inner.embed_tokens, final_norm=inner.norm.weight, lm_head=_group([model.lm_head]),
         rope=RopeTable(inner.rotary_emb.inv_freq, inner.rotary_emb.attention_scaling, dtype),
         eps=inner.norm.variance_epsilon, heads=config.num_attention_heads,
-        kv_heads=config.num_key_value_heads, head_dim=attn.head_dim, scaling=attn.scaling)
+        kv_heads=config.num_key_value_heads, head_dim=attn.head_dim, scaling=attn.scaling,
+        fused=lean_fused.build(model, config.num_attention_heads, config.num_key_value_heads, attn.head_dim, attn.scaling))
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -287,8 +290,9 @@ def lean_forward(plan: LeanPlan, input_ids: torch.Tensor, cache: DynamicCache, k
     count = input_ids.shape[1]
     cos, sin = plan.rope.at(start, count)
     x = plan.embed(input_ids[0])
-    for index in range(len(plan.layers)):
-        x = layer_forward(plan, index, x, cache, start, cos, sin)
+    if plan.fused is None or not lean_fused.run_layers(plan.fused, x, cache, start, cos, sin):
+        for index in range(len(plan.layers)):
+            x = layer_forward(plan, index, x, cache, start, cos, sin)
     if keep:
         x = x[-keep:]
     return plan.lm_head(rms_norm(x, plan.final_norm, plan.eps)).unsqueeze(0)

@@ -127,6 +127,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.billion_rope.argtypes = [_ptr, _i64, _i64, _i64, _i64, _i64, _ptr, _ptr]
     lib.billion_rms_norm.argtypes = [_ptr, _ptr, _ptr, _i64, _i64, ctypes.c_float, _int]
     lib.billion_block_sizes.argtypes = [_int]
+    lib.billion_swiglu.argtypes = [_ptr, _i64, _i64, _ptr]
+    lib.billion_llama_layer.argtypes = [_ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _ptr, _i64, _int]
     if (lib.billion_block_sizes(4), lib.billion_block_sizes(8), lib.billion_block_sizes(0)) != \
             (BLOCK_BYTES[4], BLOCK_BYTES[8], BLOCK_BYTES["act"]):
         raise OSError("the compiled block layouts differ from the Python side's")
@@ -279,3 +281,32 @@ def rms_norm_exact(n: int, eps: float) -> bool:
     if not same:
         log.info("C RMSNorm differs from torch.rms_norm at width %d: using torch's", n)
     return same
+
+
+def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up from gate|up side by side (rows, 2 * inter) float32 contiguous, as the fused
+    layers compute it (their own exp: kernels/llama_layer.h)."""
+    rows, inter = gate_up.shape[0], gate_up.shape[1] // 2
+    out = torch.empty(rows, inter, dtype=torch.float32)
+    library().billion_swiglu(gate_up.data_ptr(), rows, inter, out.data_ptr())
+    return out
+
+
+class LlamaLayer(ctypes.Structure):
+    """kernels/llama_layer.h's struct billion_llama_layer: one Llama decoder layer's weights (int8 or int4
+    blocks) and shapes, for llama_layer() (lean_fused.py builds them; it keeps the tensors alive)."""
+
+    _fields_ = [("w", _ptr * 7), ("in_norm", _ptr), ("post_norm", _ptr),
+                ("hidden", _i64), ("heads", _i64), ("kv_heads", _i64), ("head_dim", _i64), ("inter", _i64),
+                ("bits", ctypes.c_int32), ("gs_in", ctypes.c_int32), ("gs_o", ctypes.c_int32),
+                ("gs_down", ctypes.c_int32), ("eps", ctypes.c_float), ("scale", ctypes.c_float),
+                ("lanes", ctypes.c_int32)]
+
+
+def llama_layer(layer: LlamaLayer, x: torch.Tensor, start: int, cos: torch.Tensor, sin: torch.Tensor,
+                keys: torch.Tensor, values: torch.Tensor) -> None:
+    """x (rows, hidden) float32 contiguous through one decoder layer in place (kernels/llama_layer.h),
+    its keys and values written into the cache buffers (1, kv_heads, room, head_dim) at start.."""
+    if library().billion_llama_layer(ctypes.byref(layer), x.data_ptr(), x.shape[0], start, cos.data_ptr(),
+                                     sin.data_ptr(), keys.data_ptr(), values.data_ptr(), keys.shape[2], _threads()):
+        raise MemoryError(f"no memory for a decoder layer's scratch on {x.shape[0]} rows")

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define QK 32
 /* Weight rows are read this far ahead with software prefetches: a SmolLM2-135M int8 step fell from
@@ -438,3 +439,4 @@ void billion_rope(float *x, int64_t rows, int64_t stride, int64_t heads, int64_t
 }
 
 #include "rms_norm.h"
+#include "llama_layer.h"
