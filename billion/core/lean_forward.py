@@ -13,6 +13,10 @@ logits). The cache is the caller's DynamicCache, so speculative rollback (crop) 
 
 Models it does not describe (PEFT wrappers, other architectures, rope scaling kinds it cannot
 tabulate, eager-only attention features) keep HF's forward: `plan_for` returns None.
+
+Llama models whose projections are all int8 / int4 blocks go one step further on steps of a few
+rows (decode, speculative verify): each layer is one C call (lean_fused.py), whose attention and
+SiLU are its own, so those logits match HF's to float rounding rather than bit for bit.
 """
 
 from __future__ import annotations
