@@ -124,3 +124,25 @@ def test_silu_times_up_is_as_accurate_as_torchs():
     ours = native.swiglu(torch.cat([gate, up])[None].contiguous())[0].double()
     truth = torch.nn.functional.silu(gate.double()) * up.double()
     assert ((ours - truth).abs() / truth.abs().clamp_min(1e-30)).max() < 4e-7
+
+
+def test_a_layer_out_of_memory_leaves_the_cache_as_it_was(quantized, monkeypatch):
+    """The C layer returns 1 when its scratch cannot be allocated: the layers already through take
+    their new positions back, so the cache can go on (or be cropped) as if the step never ran."""
+    prompt, step = steps(VOCAB)[0], steps(VOCAB)[1]
+    cache, reference = new_cache(), new_cache()
+    forward(quantized, prompt, cache)
+    forward(quantized, prompt, reference)
+    real, calls = native.llama_layer, []
+
+    def fails_on_the_second(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("no memory for a decoder layer's scratch on 1 rows")
+        real(*args)
+    monkeypatch.setattr(native, "llama_layer", fails_on_the_second)
+    with pytest.raises(MemoryError):
+        forward(quantized, step, cache)
+    assert [layer.get_seq_length() for layer in cache.layers] == [prompt.shape[1]] * len(cache.layers)
+    monkeypatch.setattr(native, "llama_layer", real)
+    assert torch.equal(forward(quantized, step, cache), forward(quantized, step, reference))

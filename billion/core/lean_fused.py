@@ -127,7 +127,14 @@ def run_layers(fused: FusedLayers, x: torch.Tensor, cache: DynamicCache, start: 
     if any(first != start for _, _, first in rooms):
         return False
     cos, sin = cos.contiguous(), sin.contiguous()
-    for layer, cached, (keys, values, _) in zip(fused.layers, layers, rooms):
-        native.llama_layer(layer, x, start, cos, sin, keys, values)
-        cached.commit(start + rows)
+    done = 0
+    try:
+        for layer, cached, (keys, values, _) in zip(fused.layers, layers, rooms):
+            native.llama_layer(layer, x, start, cos, sin, keys, values)
+            cached.commit(start + rows)
+            done += 1
+    except MemoryError:  # no layer keeps positions the others lack: the cache stays usable
+        for cached in layers[:done]:
+            cached.commit(start)
+        raise
     return True
