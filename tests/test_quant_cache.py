@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -98,3 +100,20 @@ def test_the_group_is_part_of_the_entry_and_comes_back(tiny_dir, cache, scheme, 
         assert model_scheme(loaded).label == f"{scheme} (groups of {group or default}, {acts}, {native.isa()})"
         by_group[group] = entry
     assert by_group[32] != by_group[None] and "g32" in by_group[32].name and f"g{default}" in by_group[None].name
+
+
+def test_a_cache_that_cannot_be_written_leaves_the_model_working(tiny_dir, cache, caplog):
+    """A full disk while the first start stores its quantized weights (safetensors reports it as
+    SafetensorError, not OSError): the model runs from memory, the log says why, nothing half-written stays."""
+    from disk_limits import files_capped_at
+
+    reference = _logits(load_fresh(str(tiny_dir), LoadOptions(quantization="int8")))
+    entry = quant_cache.cache_entry(str(tiny_dir), {}, "int8")
+    weights_file = entry / "model.safetensors"
+    size = weights_file.stat().st_size
+    shutil.rmtree(entry)
+    with files_capped_at(size // 2):
+        loaded = load_fresh(str(tiny_dir), LoadOptions(quantization="int8"))
+    assert torch.equal(_logits(loaded), reference)
+    assert "could not cache the quantized weights" in caplog.text and "File too large" in caplog.text
+    assert not entry.exists() and [p.name for p in (cache / "quantized").iterdir()] == []

@@ -61,3 +61,29 @@ def test_only_damaged_folders_inside_the_cache_are_discarded(tmp_path, monkeypat
     assert discard_converted(converted) and not converted.exists()
     assert discard_quantized(quantized) and not quantized.exists()
     assert not discard_quantized(quantized)  # already gone
+
+
+def test_a_conversion_that_cannot_be_written_says_to_free_space(tmp_path, monkeypatch):
+    """A full disk while a GGUF's converted folder is written: a message that names the folder, the
+    room it needs and BILLION_CACHE_DIR, and no half-written folder left behind. The converter is
+    a stand-in that writes 1 MB through safetensors (reading a real GGUF takes ~18 s); the disk's
+    refusal is real (tests/disk_limits.py)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from billion.core.errors import BillionError
+    from disk_limits import files_capped_at
+
+    monkeypatch.setenv("BILLION_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(4096))
+    monkeypatch.setattr(weights, "_convert", lambda _gguf, out: save_file(
+        {"w": torch.zeros(256, 1024)}, str(out / "model.safetensors")))
+    with files_capped_at(100_000), pytest.raises(BillionError) as failure:
+        weights.ensure_converted(gguf)
+    message = str(failure.value)
+    assert "File too large" in message and str(tmp_path / "cache" / "converted") in message
+    assert "Free disk space" in message and "BILLION_CACHE_DIR" in message and "send the request again" in message
+    assert [p.name for p in (tmp_path / "cache" / "converted").iterdir()] == []
+    weights.ensure_converted(gguf)  # room again: the conversion goes through
+    assert weights.is_converted(gguf)

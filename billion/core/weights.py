@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from billion.core.errors import BillionError
 from billion.core.hub_cache import sha256_of
 from billion.core.paths import cache_dir
@@ -25,6 +27,8 @@ from billion.core.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 _convert_lock = threading.Lock()
+#: what a failed write raises: safetensors' writer reports a full disk as SafetensorError, not OSError
+WRITE_ERRORS = (OSError, SafetensorError)
 
 # Packages whose chunks together make one GGUF: the top package assembles them.
 _PART_PACKAGES = {
@@ -100,10 +104,24 @@ def ensure_converted(gguf: Path) -> Path:
                 "convert_seconds": round(time.perf_counter() - started, 2)}))
             shutil.rmtree(out, ignore_errors=True)
             os.replace(tmp, out)  # atomic: a crash mid-way never leaves a half cache behind
+        except WRITE_ERRORS as exc:
+            raise BillionError(f"Could not write the converted weights of {gguf.name} to {out.parent} "
+                               f"({exc}). Free disk space there (the folder takes up to "
+                               f"{_converted_mib(gguf)} MiB), or set BILLION_CACHE_DIR to a disk "
+                               "with room, then send the request again.") from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("converted %s in %.1f s", gguf.name, time.perf_counter() - started)
         return out
+
+
+def _converted_mib(gguf: Path) -> int:
+    """Room a GGUF's converted folder may need: float32 weights took 4.6x (Gemma-3-270M) and 5.6x
+    (SmolLM2-135M) their GGUF here. The GGUF's header would say exactly, but reading it takes 3-13 s."""
+    try:
+        return max(1, gguf.stat().st_size * 6 >> 20)
+    except OSError:
+        return 1
 
 
 def discard_converted(folder: Path) -> bool:
@@ -187,6 +205,8 @@ def save_quantized(model, out: Path, info: dict) -> None:
             (tmp / QUANT_MARKER).write_text(json.dumps(info))
             shutil.rmtree(out, ignore_errors=True)
             os.replace(tmp, out)
+        except SafetensorError as exc:  # callers handle a failed write as the OSError it is
+            raise OSError(f"could not write {out}: {exc}") from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
