@@ -9,7 +9,7 @@ import torch
 
 from billion.core import native, quant_cache
 from billion.core.loading import LoadOptions, load_fresh
-from billion.core.quant import model_scheme
+from billion.core.quant import KERNEL_VERSION, model_scheme
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 IDS = torch.tensor([[5, 6, 7, 8, 9]])
@@ -117,3 +117,18 @@ def test_a_cache_that_cannot_be_written_leaves_the_model_working(tiny_dir, cache
     assert torch.equal(_logits(loaded), reference)
     assert "could not cache the quantized weights" in caplog.text and "File too large" in caplog.text
     assert not entry.exists() and [p.name for p in (cache / "quantized").iterdir()] == []
+
+
+def test_entries_of_older_kernel_versions_go_when_a_new_one_is_written(tiny_dir, cache):
+    """An upgrade that bumps the kernel version writes new entries; the old ones, never read again,
+    are removed then (other schemes and other weights stay)."""
+    entry = quant_cache.cache_entry(str(tiny_dir), {}, "int8")
+    older = entry.parent / entry.name.replace(f"-k{KERNEL_VERSION}-", f"-k{KERNEL_VERSION - 1}-")
+    int4 = quant_cache.cache_entry(str(tiny_dir), {}, "int4")
+    other = entry.parent / ("0" * 16 + entry.name[16:]).replace(f"-k{KERNEL_VERSION}-", f"-k{KERNEL_VERSION - 1}-")
+    for folder in (older, int4, other):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"x")
+    load_fresh(str(tiny_dir), LoadOptions(quantization="int8"))
+    assert entry.is_dir() and not older.exists()
+    assert int4.is_dir() and other.is_dir()

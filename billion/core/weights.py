@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -209,6 +210,22 @@ def save_quantized(model, out: Path, info: dict) -> None:
             raise OSError(f"could not write {out}: {exc}") from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        for stale in superseded_entries(out):
+            shutil.rmtree(stale, ignore_errors=True)
+            log.info("removed %s: the same weights at an older kernel version, never read again", stale.name)
+
+
+_KERNEL_PART = re.compile(r"-k(\d+)-")
+
+
+def superseded_entries(entry: Path) -> list[Path]:
+    """Entries beside `entry` for the same weights and scheme written by another kernel version:
+    a new version's key never reads them, and each is the model's size again (a 1B model: ~1 GB)."""
+    match = _KERNEL_PART.search(entry.name)
+    if match is None or not entry.parent.is_dir():
+        return []
+    same = re.compile(re.escape(entry.name[:match.start()]) + r"-k\d+-" + re.escape(entry.name[match.end():]) + "$")
+    return [p for p in entry.parent.iterdir() if p != entry and p.is_dir() and same.match(p.name)]
 
 
 def discard_quantized(folder: Path) -> bool:
