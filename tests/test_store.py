@@ -341,6 +341,22 @@ def test_a_failing_vote_hook_keeps_the_vote(store):
     assert store.battle_record(battle_id)["winner"] == "tie"
 
 
+def test_a_vote_on_a_full_disk_says_so_and_can_be_sent_again(store):
+    """The disk refuses the write (for real: tests/disk_limits.py): a message that says nothing was
+    saved and what to do, the battle still open, and the same vote stored once there is room."""
+    from disk_limits import files_capped_at
+
+    battle_id = answered_battle(store)
+    with files_capped_at(1), pytest.raises(BillionError) as failure:
+        store.record_vote(battle_id, "tie")
+    message = str(failure.value)
+    assert str(store.path) in message and "nothing of this request was saved" in message
+    assert "Free disk space" in message and "send it again" in message
+    assert store.battle_record(battle_id)["winner"] is None and battle_id not in store.battle_ids()
+    store.record_vote(battle_id, "tie")
+    assert store.battle_record(battle_id)["winner"] == "tie" and battle_id in store.battle_ids()
+
+
 # ---- issue 13: battles that end unrecorded, restores by id, a private file ------------------------
 
 def test_a_discarded_battle_leaves_nothing_and_a_voted_one_is_never_discarded(store):

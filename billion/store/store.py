@@ -70,14 +70,25 @@ class Store(TrainingRunsTable, BenchResultsTable, ArenaContestantsTable):
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front (no upgrade races)."""
         with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
             try:
-                yield self._con
-                self._con.execute("COMMIT")
-            except BaseException:
-                if self._con.in_transaction:
-                    self._con.execute("ROLLBACK")
-                raise
+                self._con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._con
+                    self._con.execute("COMMIT")
+                except BaseException:
+                    if self._con.in_transaction:
+                        self._rollback()
+                    raise
+            except sqlite3.OperationalError as exc:  # a full disk, an I/O error, a read-only file
+                raise BillionError(f"Could not save to the store at {self.path} ({exc}); nothing of this "
+                                   "request was saved. Free disk space there (or make it writable), then "
+                                   "send it again.") from exc
+
+    def _rollback(self) -> None:
+        try:
+            self._con.execute("ROLLBACK")
+        except sqlite3.Error:  # SQLite has rolled back already where the write itself failed
+            pass
 
     def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
