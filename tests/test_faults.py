@@ -118,6 +118,21 @@ def test_damaged_weights_mid_session_say_what_to_do(app, how):
     assert answer(client)
 
 
+def test_a_full_disk_at_first_start_still_answers(app, caplog):
+    """The disk refuses the quantized weights' cache entry on a first start (for real, past 32 MiB:
+    tests/disk_limits.py; SmolLM2's int8 entry is ~170 MiB): the answer comes from the model in memory."""
+    from disk_limits import files_capped_at
+
+    client = Client(app.url, verbose=False)
+    app.ctx.models.clear()
+    quantized = app.converted.parent.parent / "quantized"
+    shutil.rmtree(quantized)  # the next load quantizes and stores afresh: a first start
+    with files_capped_at(32 << 20):
+        assert answer(client)
+    assert "could not cache the quantized weights" in caplog.text
+    assert not any(quantized.glob("*/model.safetensors"))  # nothing half-written is left to read
+
+
 @pytest.mark.slow
 def test_retry_after_damaged_weights_rebuilds_them(app):
     client = Client(app.url, verbose=False)
