@@ -132,3 +132,20 @@ def test_entries_of_older_kernel_versions_go_when_a_new_one_is_written(tiny_dir,
     load_fresh(str(tiny_dir), LoadOptions(quantization="int8"))
     assert entry.is_dir() and not older.exists()
     assert int4.is_dir() and other.is_dir()
+
+
+def test_an_entry_that_would_fill_the_disk_is_not_written(tiny_dir, cache, caplog, monkeypatch):
+    """The disk would keep less than CACHE_HEADROOM free after the entry (reported so; a disk that
+    full is not cheap to make): the entry is skipped before a byte is written, so the store's votes
+    keep their room, and the model runs from memory."""
+    from billion.core import weights
+
+    reference = _logits(load_fresh(str(tiny_dir), LoadOptions(quantization="int8")))
+    entry = quant_cache.cache_entry(str(tiny_dir), {}, "int8")
+    shutil.rmtree(entry)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=weights.CACHE_HEADROOM))
+    loaded = load_fresh(str(tiny_dir), LoadOptions(quantization="int8"))
+    assert torch.equal(_logits(loaded), reference)
+    assert "could not cache the quantized weights" in caplog.text and "billion leaves 512 MiB free" in caplog.text
+    assert [p.name for p in (cache / "quantized").iterdir()] == []

@@ -87,3 +87,24 @@ def test_a_conversion_that_cannot_be_written_says_to_free_space(tmp_path, monkey
     assert [p.name for p in (tmp_path / "cache" / "converted").iterdir()] == []
     weights.ensure_converted(gguf)  # room again: the conversion goes through
     assert weights.is_converted(gguf)
+
+
+def test_a_conversion_that_would_fill_the_disk_is_refused_before_the_gguf_is_read(tmp_path, monkeypatch):
+    import shutil
+
+    from billion.core.errors import BillionError
+
+    monkeypatch.setenv("BILLION_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(bytes(1 << 20))  # needs at least 4 MiB converted
+
+    def read_anyway(*_args):
+        raise AssertionError("the GGUF was read although its conversion cannot fit")
+
+    monkeypatch.setattr(weights, "_convert", read_anyway)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=weights.CACHE_HEADROOM + (3 << 20)))
+    with pytest.raises(BillionError, match=r"4 MiB to write and 515 MiB free .* billion leaves 512 MiB free.*"
+                                           r"Free disk space there"):
+        weights.ensure_converted(gguf)
+    assert [p.name for p in (tmp_path / "cache" / "converted").iterdir()] == []

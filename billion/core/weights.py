@@ -7,6 +7,7 @@ later loads read that folder in about a second.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import json
@@ -99,6 +100,7 @@ def ensure_converted(gguf: Path) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=out.parent if out.parent.exists()
                                     else _mkdir(out.parent)))
         try:
+            keep_room(out.parent, _converted_mib(gguf, ratio=4) << 20)  # before the 20-40 s read
             _convert(gguf, tmp)
             (tmp / "billion-source.json").write_text(json.dumps({
                 "gguf": str(gguf), "sha256": file_sha256(gguf),
@@ -116,13 +118,27 @@ def ensure_converted(gguf: Path) -> Path:
         return out
 
 
-def _converted_mib(gguf: Path) -> int:
+def _converted_mib(gguf: Path, ratio: int = 6) -> int:
     """Room a GGUF's converted folder may need: float32 weights took 4.6x (Gemma-3-270M) and 5.6x
     (SmolLM2-135M) their GGUF here. The GGUF's header would say exactly, but reading it takes 3-13 s."""
     try:
-        return max(1, gguf.stat().st_size * 6 >> 20)
+        return max(1, gguf.stat().st_size * ratio >> 20)
     except OSError:
         return 1
+
+
+#: free space a cache write must leave on its disk: caches are shortcuts, and the store's votes
+#: (and everything else on the machine) must still find room after one is written
+CACHE_HEADROOM = 512 << 20
+
+
+def keep_room(folder: Path, nbytes: int) -> None:
+    """OSError (ENOSPC) when writing nbytes under folder would leave less than CACHE_HEADROOM free."""
+    probe = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(probe).free
+    if nbytes + CACHE_HEADROOM > free:
+        raise OSError(errno.ENOSPC, f"{nbytes >> 20} MiB to write and {free >> 20} MiB free on the disk of "
+                                    f"{probe}, of which billion leaves {CACHE_HEADROOM >> 20} MiB free")
 
 
 def discard_converted(folder: Path) -> bool:
@@ -202,6 +218,7 @@ def save_quantized(model, out: Path, info: dict) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=".quantizing-", dir=_mkdir(out.parent)))
         try:
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
+            keep_room(out.parent, sum(v.numel() * v.element_size() for v in state.values()))
             save_file(state, str(tmp / "model.safetensors"))
             (tmp / QUANT_MARKER).write_text(json.dumps(info))
             shutil.rmtree(out, ignore_errors=True)
