@@ -65,6 +65,18 @@ def test_a_perturbed_copy_drafts_losslessly(target, tokenizer, prompt):
     assert 0 < result.stats.accepted < result.stats.drafted
 
 
+def next_token_agreement(model, draft, prompt: list[int], continuation: list[int]) -> float:
+    """How often the draft's top token equals the model's along the model's own continuation."""
+    ids = torch.tensor([prompt + continuation])
+    with torch.no_grad():
+        picks = [m(ids).logits[0, len(prompt) - 1:-1].argmax(-1) for m in (model, draft)]
+    return (picks[0] == picks[1]).float().mean().item()
+
+
+#: measured here: int8 24 of 24, int4 17 of 24 (the bits are the same on AVX2 and AVX-512)
+AGREEMENT = {"int8": 0.9, "int4": 0.6}
+
+
 @pytest.mark.parametrize("scheme", ["int8", "int4"])
 def test_quantized_copy_drafts_losslessly_and_is_made_once(target, tokenizer, prompt, scheme):
     before = [p.clone() for p in target.parameters()]
@@ -73,12 +85,20 @@ def test_quantized_copy_drafts_losslessly_and_is_made_once(target, tokenizer, pr
     assert all(torch.equal(a, b) for a, b in zip(before, target.parameters()))  # the target untouched
     result = speculative_generate(target, prompt, SharedCacheDraft(quantized, len(tokenizer), f"quant:{scheme}"),
                                   GREEDY, KSchedule(4))
-    assert list(result.token_ids) == greedy_reference(target, prompt, 24)
-    assert result.stats.acceptance_rate > 0.5
+    reference = greedy_reference(target, prompt, 24)
+    assert list(result.token_ids) == reference
+    # How far each round drafts follows measured step times, so the acceptance rate moves with the
+    # machine's load (0.46 for int4 once under CI load); the draft's agreement with the target does not.
+    assert result.stats.accepted > 0
+    assert next_token_agreement(target, quantized, prompt, reference) >= AGREEMENT[scheme]
 
 
 def test_int4_copies_are_kept_per_group(target, tokenizer):
+    from billion.core import native
     from billion.core.quant_blocks import BlockLinear
+
+    if not native.available():
+        pytest.skip("groups are the block kernels' (BILLION_NATIVE_KERNELS=0 quantizes with torch's)")
 
     default, grid32 = quantized_copy(target, "int4", tokenizer), quantized_copy(target, "int4", tokenizer, 32)
     assert default is not grid32 and quantized_copy(target, "int4", group=32) is grid32
